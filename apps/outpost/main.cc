@@ -1,0 +1,117 @@
+// outpost: the command line. Exit codes: 0 success, 1 the operation failed, 2 bad usage,
+// 3 the agent could not be reached.
+#include <httplib.h>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include <iostream>
+
+#include "core/error.h"
+#include "runtime/capabilities.h"
+
+namespace {
+
+using json = nlohmann::json;
+
+std::string Bytes(uint64_t b) {
+  char buf[32];
+  snprintf(buf, sizeof buf, "%.1f GiB", b / 1073741824.0);
+  return buf;
+}
+
+int PrintInfo(bool as_json) {
+  auto caps = outpost::DiscoverCapabilities();
+  if (as_json) {
+    json j = outpost::ToJson(caps);
+    j["outpost_version"] = OUTPOST_VERSION;
+    std::cout << j.dump(2) << "\n";
+    return 0;
+  }
+  std::cout << "outpost        " << OUTPOST_VERSION << "\n"
+            << "cpu            " << caps.cpu_model << " (" << caps.architecture << ", " << caps.logical_cores << " cores)\n"
+            << "cpu features   ";
+  for (const auto& f : caps.cpu_features) std::cout << f << " ";
+  std::cout << "\nmemory         " << Bytes(caps.memory_total_bytes) << " total, " << Bytes(caps.memory_available_bytes)
+            << " available\n"
+            << "kernel         " << caps.kernel << "\n"
+            << "onnxruntime    " << caps.onnxruntime_version << "\nproviders      ";
+  for (const auto& p : caps.execution_providers) std::cout << p << " ";
+  std::cout << "\ngpus           " << (caps.gpus.empty() ? "none" : "") << "\n";
+  for (const auto& g : caps.gpus) std::cout << "  " << g.vendor << " " << g.name << " (" << g.path << ")\n";
+  return 0;
+}
+
+// GET from the agent; returns the parsed JSON body or exits with code 3 when unreachable.
+json Get(const std::string& url, const std::string& path, int* status) {
+  httplib::Client client(url);
+  client.set_connection_timeout(3);
+  client.set_read_timeout(10);
+  auto res = client.Get(path);
+  if (!res) {
+    std::cerr << "outpost: cannot reach the agent at " << url << ": " << httplib::to_string(res.error()) << "\n";
+    std::exit(3);
+  }
+  *status = res->status;
+  auto j = json::parse(res->body, nullptr, false);
+  return j.is_discarded() ? json{{"error", res->body}} : j;
+}
+
+int PrintModels(const std::string& url, bool as_json) {
+  int status = 0;
+  json index = Get(url, "/v2/repository/index", &status);
+  if (status != 200) {
+    std::cerr << "outpost: the agent answered " << status << ": " << index.value("error", "") << "\n";
+    return 1;
+  }
+  if (as_json) {
+    std::cout << index.dump(2) << "\n";
+    return 0;
+  }
+  printf("%-28s %-10s %-12s %s\n", "MODEL", "VERSION", "STATE", "REASON");
+  for (const auto& e : index) {
+    printf("%-28s %-10s %-12s %s\n", e.value("name", "").c_str(), e.value("version", "").c_str(),
+           e.value("state", "").c_str(), e.value("reason", "").c_str());
+  }
+  return 0;
+}
+
+int PrintHealth(const std::string& url, bool as_json) {
+  int live_status = 0, ready_status = 0;
+  Get(url, "/v2/health/live", &live_status);
+  Get(url, "/v2/health/ready", &ready_status);
+  bool live = live_status == 200, ready = ready_status == 200;
+  if (as_json) {
+    std::cout << json{{"live", live}, {"ready", ready}}.dump(2) << "\n";
+  } else {
+    std::cout << "live  " << (live ? "yes" : "no") << "\nready " << (ready ? "yes" : "no") << "\n";
+  }
+  return live && ready ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"outpost: the Outpost command line"};
+  app.require_subcommand(1);
+  std::string url = "http://127.0.0.1:8000";
+  bool as_json = false;
+  auto* info = app.add_subcommand("info", "Show this device's capabilities (CPU, memory, ONNX Runtime, GPUs)");
+  info->add_flag("--json", as_json, "Print JSON");
+  auto* models = app.add_subcommand("models", "List the models a running agent serves, and why any is not");
+  models->add_option("--url", url, "Agent URL")->capture_default_str();
+  models->add_flag("--json", as_json, "Print JSON");
+  auto* health = app.add_subcommand("health", "Ask a running agent whether it is live and ready (exit 0 when both)");
+  health->add_option("--url", url, "Agent URL")->capture_default_str();
+  health->add_flag("--json", as_json, "Print JSON");
+  CLI11_PARSE(app, argc, argv);
+  try {
+    if (*info) return PrintInfo(as_json);
+    if (*models) return PrintModels(url, as_json);
+    if (*health) return PrintHealth(url, as_json);
+  } catch (const std::exception& e) {
+    std::cerr << "outpost: " << e.what() << "\n";
+    return 1;
+  }
+  return 2;
+}

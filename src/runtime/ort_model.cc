@@ -1,0 +1,236 @@
+#include <onnxruntime_cxx_api.h>
+
+#include <algorithm>
+#include <cstring>
+#include <mutex>
+
+#include "core/error.h"
+#include "runtime/model.h"
+
+namespace outpost {
+namespace {
+
+struct EnvConfig {
+  int intra_op_threads = 0;
+  int inter_op_threads = 1;
+};
+EnvConfig& PendingEnvConfig() {
+  static EnvConfig config;
+  return config;
+}
+
+// One ORT environment with global thread pools: a device serving many models must not start a
+// thread pool per model.
+Ort::Env& Env() {
+  static Ort::Env env = [] {
+    OrtThreadingOptions* threading = nullptr;
+    Ort::ThrowOnError(Ort::GetApi().CreateThreadingOptions(&threading));
+    Ort::ThrowOnError(Ort::GetApi().SetGlobalIntraOpNumThreads(threading, PendingEnvConfig().intra_op_threads));
+    Ort::ThrowOnError(Ort::GetApi().SetGlobalInterOpNumThreads(threading, PendingEnvConfig().inter_op_threads));
+    Ort::ThrowOnError(Ort::GetApi().SetGlobalSpinControl(threading, 0));
+    // ORT would print every failed run to stderr itself; the caller reports errors instead.
+    Ort::Env e(threading, ORT_LOGGING_LEVEL_FATAL, "outpost");
+    Ort::GetApi().ReleaseThreadingOptions(threading);
+    return e;
+  }();
+  return env;
+}
+
+std::optional<DataType> FromOnnx(ONNXTensorElementDataType t) {
+  switch (t) {
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_BOOL: return DataType::kBool;
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8: return DataType::kUint8;
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT16: return DataType::kUint16;
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT32: return DataType::kUint32;
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT64: return DataType::kUint64;
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8: return DataType::kInt8;
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT16: return DataType::kInt16;
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32: return DataType::kInt32;
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64: return DataType::kInt64;
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16: return DataType::kFp16;
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_BFLOAT16: return DataType::kBf16;
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT: return DataType::kFp32;
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_DOUBLE: return DataType::kFp64;
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_STRING: return DataType::kBytes;
+    default: return std::nullopt;
+  }
+}
+
+ONNXTensorElementDataType ToOnnx(DataType t) {
+  switch (t) {
+    case DataType::kBool: return ONNX_TENSOR_ELEMENT_DATA_TYPE_BOOL;
+    case DataType::kUint8: return ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8;
+    case DataType::kUint16: return ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT16;
+    case DataType::kUint32: return ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT32;
+    case DataType::kUint64: return ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT64;
+    case DataType::kInt8: return ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8;
+    case DataType::kInt16: return ONNX_TENSOR_ELEMENT_DATA_TYPE_INT16;
+    case DataType::kInt32: return ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32;
+    case DataType::kInt64: return ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64;
+    case DataType::kFp16: return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16;
+    case DataType::kBf16: return ONNX_TENSOR_ELEMENT_DATA_TYPE_BFLOAT16;
+    case DataType::kFp32: return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
+    case DataType::kFp64: return ONNX_TENSOR_ELEMENT_DATA_TYPE_DOUBLE;
+    case DataType::kBytes: return ONNX_TENSOR_ELEMENT_DATA_TYPE_STRING;
+  }
+  return ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
+}
+
+TensorSpec SpecFromTypeInfo(const std::string& name, const Ort::TypeInfo& info, const char* role) {
+  if (info.GetONNXType() != ONNX_TYPE_TENSOR) {
+    Fail(ErrorCode::kInvalidArgument,
+         std::string(role) + " '" + name + "' is not a tensor (sequence, map or optional types cannot be served over KServe v2)");
+  }
+  auto tensor_info = info.GetTensorTypeAndShapeInfo();
+  auto dtype = FromOnnx(tensor_info.GetElementType());
+  if (!dtype) {
+    Fail(ErrorCode::kInvalidArgument, std::string(role) + " '" + name + "' has element type " +
+                                          std::to_string(tensor_info.GetElementType()) + ", which KServe v2 has no name for");
+  }
+  TensorSpec spec{name, *dtype, tensor_info.GetShape()};
+  for (auto& d : spec.shape) d = d < 0 ? -1 : d;
+  return spec;
+}
+
+[[noreturn]] void Rethrow(const Ort::Exception& e) {
+  auto code = e.GetOrtErrorCode();
+  bool caller = code == ORT_INVALID_ARGUMENT || code == ORT_INVALID_GRAPH || code == ORT_NOT_IMPLEMENTED;
+  Fail(caller ? ErrorCode::kInvalidArgument : ErrorCode::kInternal, std::string("onnxruntime: ") + e.what());
+}
+
+class OrtModel final : public Model {
+ public:
+  OrtModel(const std::filesystem::path& path, const RuntimeOptions& options) {
+    Ort::SessionOptions so;
+    so.DisablePerSessionThreads();
+    so.SetGraphOptimizationLevel(GraphOptimizationLevel::ORT_ENABLE_ALL);
+    if (!options.memory_arena) so.DisableCpuMemArena();
+    auto available = OnnxRuntimeProviders();
+    for (const auto& ep : options.execution_providers) {
+      if (ep == "CPUExecutionProvider") continue;
+      if (std::find(available.begin(), available.end(), ep) == available.end()) continue;
+      // A provider compiled into ORT may still lack its library or device here: fall back to CPU.
+      try {
+        if (ep == "CUDAExecutionProvider") {
+          OrtCUDAProviderOptions cuda{};
+          so.AppendExecutionProvider_CUDA(cuda);
+        } else {
+          so.AppendExecutionProvider(ep.substr(0, ep.find("ExecutionProvider")), {});
+        }
+      } catch (const Ort::Exception& e) {
+        fallback_reasons_.push_back(ep + ": " + e.what());
+      }
+    }
+    session_ = Ort::Session(Env(), path.c_str(), so);
+    Ort::AllocatorWithDefaultOptions alloc;
+    for (size_t i = 0; i < session_.GetInputCount(); ++i) {
+      auto name = session_.GetInputNameAllocated(i, alloc);
+      inputs_.push_back(SpecFromTypeInfo(name.get(), session_.GetInputTypeInfo(i), "input"));
+    }
+    for (size_t i = 0; i < session_.GetOutputCount(); ++i) {
+      auto name = session_.GetOutputNameAllocated(i, alloc);
+      outputs_.push_back(SpecFromTypeInfo(name.get(), session_.GetOutputTypeInfo(i), "output"));
+    }
+  }
+
+  const std::vector<TensorSpec>& inputs() const override { return inputs_; }
+  const std::vector<TensorSpec>& outputs() const override { return outputs_; }
+
+  std::vector<Tensor> Run(const std::vector<Tensor>& inputs, const std::vector<std::string>& output_names) override {
+    try {
+      return RunOrThrow(inputs, output_names);
+    } catch (const Ort::Exception& e) {
+      Rethrow(e);
+    }
+  }
+
+ private:
+  std::vector<Tensor> RunOrThrow(const std::vector<Tensor>& inputs, const std::vector<std::string>& output_names) {
+    static const Ort::MemoryInfo cpu = Ort::MemoryInfo::CreateCpu(OrtArenaAllocator, OrtMemTypeDefault);
+    Ort::AllocatorWithDefaultOptions alloc;
+    std::vector<const char*> in_names;
+    std::vector<Ort::Value> in_values;
+    in_names.reserve(inputs.size());
+    in_values.reserve(inputs.size());
+    for (const auto& t : inputs) {
+      in_names.push_back(t.name.c_str());
+      if (t.dtype == DataType::kBytes) {
+        auto elements = SplitBytesElements(t.data);
+        std::vector<std::string> owned(elements.begin(), elements.end());
+        std::vector<const char*> ptrs;
+        for (auto& s : owned) ptrs.push_back(s.c_str());
+        auto v = Ort::Value::CreateTensor(alloc, t.shape.data(), t.shape.size(), ONNX_TENSOR_ELEMENT_DATA_TYPE_STRING);
+        // FillStringTensor takes C strings: an element with an embedded NUL would be cut short.
+        for (size_t i = 0; i < owned.size(); ++i) {
+          if (owned[i].find('\0') != std::string::npos) {
+            Fail(ErrorCode::kInvalidArgument, "input '" + t.name + "': BYTES element " + std::to_string(i) +
+                                                  " contains a NUL byte, which ONNX string tensors cannot hold");
+          }
+        }
+        v.FillStringTensor(ptrs.data(), ptrs.size());
+        in_values.push_back(std::move(v));
+      } else {
+        // Zero-copy: ORT reads the request's buffer in place and never writes to an input.
+        in_values.push_back(Ort::Value::CreateTensor(cpu, const_cast<char*>(t.data.data()), t.data.size(),
+                                                     t.shape.data(), t.shape.size(), ToOnnx(t.dtype)));
+      }
+    }
+    std::vector<const char*> out_names;
+    if (output_names.empty()) {
+      for (const auto& o : outputs_) out_names.push_back(o.name.c_str());
+    } else {
+      for (const auto& o : output_names) out_names.push_back(o.c_str());
+    }
+    auto values = session_.Run(Ort::RunOptions{nullptr}, in_names.data(), in_values.data(), in_values.size(),
+                               out_names.data(), out_names.size());
+    std::vector<Tensor> result;
+    result.reserve(values.size());
+    for (size_t i = 0; i < values.size(); ++i) {
+      auto& v = values[i];
+      if (!v.IsTensor()) Fail(ErrorCode::kInternal, std::string("output '") + out_names[i] + "' is not a tensor");
+      auto info = v.GetTensorTypeAndShapeInfo();
+      auto dtype = FromOnnx(info.GetElementType());
+      if (!dtype) Fail(ErrorCode::kInternal, std::string("output '") + out_names[i] + "' has an unsupported element type");
+      Tensor t{out_names[i], *dtype, info.GetShape(), {}};
+      size_t count = info.GetElementCount();
+      if (*dtype == DataType::kBytes) {
+        for (size_t k = 0; k < count; ++k) {
+          size_t len = v.GetStringTensorElementLength(k);
+          std::string s(len, '\0');
+          if (len) v.GetStringTensorElement(len, k, s.data());
+          AppendBytesElement(t.data, s);
+        }
+      } else {
+        size_t bytes = count * ElementSize(*dtype);
+        t.data.assign(static_cast<const char*>(v.GetTensorRawData()), bytes);
+      }
+      result.push_back(std::move(t));
+    }
+    return result;
+  }
+
+  std::vector<std::string> fallback_reasons_;
+  Ort::Session session_{nullptr};
+  std::vector<TensorSpec> inputs_;
+  std::vector<TensorSpec> outputs_;
+};
+
+}  // namespace
+
+void ConfigureOnnxRuntime(int intra_op_threads, int inter_op_threads) {
+  PendingEnvConfig() = {intra_op_threads, std::max(1, inter_op_threads)};
+}
+
+std::unique_ptr<Model> LoadOnnxModel(const std::filesystem::path& path, const RuntimeOptions& options) {
+  try {
+    return std::make_unique<OrtModel>(path, options);
+  } catch (const Ort::Exception& e) {
+    Fail(ErrorCode::kInvalidArgument, "cannot load " + path.string() + ": " + e.what());
+  }
+}
+
+std::string OnnxRuntimeVersion() { return Ort::GetVersionString(); }
+
+std::vector<std::string> OnnxRuntimeProviders() { return Ort::GetAvailableProviders(); }
+
+}  // namespace outpost

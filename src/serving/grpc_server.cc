@@ -1,0 +1,277 @@
+#include "serving/grpc_server.h"
+
+#include <grpcpp/grpcpp.h>
+#include <spdlog/spdlog.h>
+
+#include <limits>
+
+#include "core/error.h"
+#include "grpc_service.grpc.pb.h"
+
+namespace outpost {
+namespace {
+
+grpc::StatusCode GrpcCode(ErrorCode code) {
+  switch (code) {
+    case ErrorCode::kInvalidArgument: return grpc::StatusCode::INVALID_ARGUMENT;
+    case ErrorCode::kNotFound: return grpc::StatusCode::NOT_FOUND;
+    case ErrorCode::kUnavailable: return grpc::StatusCode::UNAVAILABLE;
+    case ErrorCode::kResourceExhausted: return grpc::StatusCode::RESOURCE_EXHAUSTED;
+    case ErrorCode::kDeadlineExceeded: return grpc::StatusCode::DEADLINE_EXCEEDED;
+    case ErrorCode::kPayloadTooLarge: return grpc::StatusCode::RESOURCE_EXHAUSTED;
+    case ErrorCode::kFailedPrecondition: return grpc::StatusCode::FAILED_PRECONDITION;
+    case ErrorCode::kInternal: return grpc::StatusCode::INTERNAL;
+  }
+  return grpc::StatusCode::INTERNAL;
+}
+
+// Runs a handler and converts what it throws, once, to a gRPC status.
+template <typename F>
+grpc::Status Guard(F&& f) {
+  try {
+    f();
+    return grpc::Status::OK;
+  } catch (const Error& e) {
+    return grpc::Status(GrpcCode(e.code()), e.what());
+  } catch (const std::exception& e) {
+    spdlog::error("grpc handler failed: {}", e.what());
+    return grpc::Status(grpc::StatusCode::INTERNAL, e.what());
+  }
+}
+
+template <typename T, typename Repeated>
+void PackIntegers(std::string& out, const Repeated& values, const std::string& where) {
+  out.reserve(values.size() * sizeof(T));
+  for (auto v : values) {
+    if (v < std::numeric_limits<T>::min() || v > std::numeric_limits<T>::max()) {
+      Fail(ErrorCode::kInvalidArgument, where + ": value " + std::to_string(v) + " is out of range");
+    }
+    T t = static_cast<T>(v);
+    out.append(reinterpret_cast<const char*>(&t), sizeof t);
+  }
+}
+
+template <typename T, typename Repeated>
+void PackValues(std::string& out, const Repeated& values) {
+  out.reserve(values.size() * sizeof(T));
+  for (auto v : values) {
+    T t = static_cast<T>(v);
+    out.append(reinterpret_cast<const char*>(&t), sizeof t);
+  }
+}
+
+// Typed contents to the raw form. Exactly one field may be set, and it must be the one
+// the datatype calls for.
+std::string PackContents(const inference::InferTensorContents& c, DataType dt, const std::string& where) {
+  std::string out;
+  int fields = (c.bool_contents_size() > 0) + (c.int_contents_size() > 0) + (c.int64_contents_size() > 0) +
+               (c.uint_contents_size() > 0) + (c.uint64_contents_size() > 0) + (c.fp32_contents_size() > 0) +
+               (c.fp64_contents_size() > 0) + (c.bytes_contents_size() > 0);
+  if (fields > 1) Fail(ErrorCode::kInvalidArgument, where + ": more than one contents field is set");
+  auto wrong = [&](const char* field) {
+    Fail(ErrorCode::kInvalidArgument, where + ": datatype " + std::string(DataTypeName(dt)) + " takes " + field);
+  };
+  switch (dt) {
+    case DataType::kBool:
+      if (fields && !c.bool_contents_size()) wrong("bool_contents");
+      PackValues<uint8_t>(out, c.bool_contents());
+      break;
+    case DataType::kInt8:
+    case DataType::kInt16:
+    case DataType::kInt32:
+      if (fields && !c.int_contents_size()) wrong("int_contents");
+      if (dt == DataType::kInt8) PackIntegers<int8_t>(out, c.int_contents(), where);
+      if (dt == DataType::kInt16) PackIntegers<int16_t>(out, c.int_contents(), where);
+      if (dt == DataType::kInt32) PackValues<int32_t>(out, c.int_contents());
+      break;
+    case DataType::kInt64:
+      if (fields && !c.int64_contents_size()) wrong("int64_contents");
+      PackValues<int64_t>(out, c.int64_contents());
+      break;
+    case DataType::kUint8:
+    case DataType::kUint16:
+    case DataType::kUint32:
+      if (fields && !c.uint_contents_size()) wrong("uint_contents");
+      if (dt == DataType::kUint8) PackIntegers<uint8_t>(out, c.uint_contents(), where);
+      if (dt == DataType::kUint16) PackIntegers<uint16_t>(out, c.uint_contents(), where);
+      if (dt == DataType::kUint32) PackValues<uint32_t>(out, c.uint_contents());
+      break;
+    case DataType::kUint64:
+      if (fields && !c.uint64_contents_size()) wrong("uint64_contents");
+      PackValues<uint64_t>(out, c.uint64_contents());
+      break;
+    case DataType::kFp32:
+      if (fields && !c.fp32_contents_size()) wrong("fp32_contents");
+      PackValues<float>(out, c.fp32_contents());
+      break;
+    case DataType::kFp64:
+      if (fields && !c.fp64_contents_size()) wrong("fp64_contents");
+      PackValues<double>(out, c.fp64_contents());
+      break;
+    case DataType::kBytes:
+      if (fields && !c.bytes_contents_size()) wrong("bytes_contents");
+      for (const auto& b : c.bytes_contents()) AppendBytesElement(out, b);
+      break;
+    case DataType::kFp16:
+    case DataType::kBf16:
+      if (fields) Fail(ErrorCode::kInvalidArgument, where + ": " + std::string(DataTypeName(dt)) + " must be sent as raw_input_contents");
+      break;
+  }
+  return out;
+}
+
+InferRequest FromProto(inference::ModelInferRequest& in) {
+  InferRequest req;
+  req.model_name = in.model_name();
+  req.model_version = in.model_version();
+  req.id = in.id();
+  if (auto it = in.parameters().find("timeout"); it != in.parameters().end() && it->second.int64_param() > 0) {
+    req.timeout = std::chrono::microseconds(it->second.int64_param());
+  }
+  bool raw = in.raw_input_contents_size() > 0;
+  if (raw && in.raw_input_contents_size() != in.inputs_size()) {
+    Fail(ErrorCode::kInvalidArgument, "raw_input_contents has " + std::to_string(in.raw_input_contents_size()) +
+                                          " entries for " + std::to_string(in.inputs_size()) + " inputs");
+  }
+  for (int i = 0; i < in.inputs_size(); ++i) {
+    auto& pin = *in.mutable_inputs(i);
+    std::string where = "input '" + pin.name() + "'";
+    auto dtype = ParseDataType(pin.datatype());
+    if (!dtype) Fail(ErrorCode::kInvalidArgument, where + ": unknown datatype '" + pin.datatype() + "'");
+    Tensor t{pin.name(), *dtype, Shape(pin.shape().begin(), pin.shape().end()), {}};
+    for (auto d : t.shape) {
+      if (d < 0) Fail(ErrorCode::kInvalidArgument, where + ": shape " + ShapeToString(t.shape) + " has a negative dimension");
+    }
+    if (raw) {
+      if (pin.has_contents()) Fail(ErrorCode::kInvalidArgument, where + ": has contents although raw_input_contents is used");
+      t.data = std::move(*in.mutable_raw_input_contents(i));
+    } else {
+      t.data = PackContents(pin.contents(), t.dtype, where);
+    }
+    ValidateTensorData(t, "input");
+    req.inputs.push_back(std::move(t));
+  }
+  for (const auto& o : in.outputs()) req.outputs.push_back({o.name(), true});
+  return req;
+}
+
+void FillTensorMetadata(const std::vector<TensorSpec>& specs,
+                        google::protobuf::RepeatedPtrField<inference::ModelMetadataResponse::TensorMetadata>* out) {
+  for (const auto& s : specs) {
+    auto* t = out->Add();
+    t->set_name(s.name);
+    t->set_datatype(std::string(DataTypeName(s.dtype)));
+    for (auto d : s.shape) t->add_shape(d);
+  }
+}
+
+}  // namespace
+
+class GrpcServer::Impl final : public inference::GRPCInferenceService::Service {
+ public:
+  Impl(InferenceService& service, const ServerInfo& info) : service_(service), info_(info) {}
+
+  grpc::Status ServerLive(grpc::ServerContext*, const inference::ServerLiveRequest*,
+                          inference::ServerLiveResponse* res) override {
+    res->set_live(true);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status ServerReady(grpc::ServerContext*, const inference::ServerReadyRequest*,
+                           inference::ServerReadyResponse* res) override {
+    res->set_ready(service_.models().IsReady());
+    return grpc::Status::OK;
+  }
+
+  grpc::Status ModelReady(grpc::ServerContext*, const inference::ModelReadyRequest* req,
+                          inference::ModelReadyResponse* res) override {
+    try {
+      service_.models().Get(req->name(), req->version());
+      res->set_ready(true);
+    } catch (const Error& e) {
+      if (e.code() != ErrorCode::kUnavailable && e.code() != ErrorCode::kNotFound) throw;
+      res->set_ready(false);
+    }
+    return grpc::Status::OK;
+  }
+
+  grpc::Status ServerMetadata(grpc::ServerContext*, const inference::ServerMetadataRequest*,
+                              inference::ServerMetadataResponse* res) override {
+    res->set_name(info_.name);
+    res->set_version(info_.version);
+    for (const auto& e : info_.extensions) res->add_extensions(e);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status ModelMetadata(grpc::ServerContext*, const inference::ModelMetadataRequest* req,
+                             inference::ModelMetadataResponse* res) override {
+    return Guard([&] {
+      auto served = service_.models().Get(req->name(), req->version());
+      const auto& c = served->config;
+      res->set_name(c.name);
+      for (const auto& v : service_.models().ReadyVersions(c.name)) res->add_versions(v);
+      res->set_platform(c.platform);
+      FillTensorMetadata(c.inputs, res->mutable_inputs());
+      FillTensorMetadata(c.outputs, res->mutable_outputs());
+    });
+  }
+
+  grpc::Status ModelInfer(grpc::ServerContext* ctx, const inference::ModelInferRequest* req,
+                          inference::ModelInferResponse* res) override {
+    return Guard([&] {
+      // The request is ours to take apart: move the raw contents instead of copying them.
+      auto& mutable_req = const_cast<inference::ModelInferRequest&>(*req);
+      InferRequest request = FromProto(mutable_req);
+      std::optional<Clock::time_point> deadline;
+      auto grpc_deadline = ctx->deadline();
+      if (grpc_deadline != std::chrono::system_clock::time_point::max()) {
+        deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(grpc_deadline - std::chrono::system_clock::now());
+      }
+      InferResponse response = service_.Infer(std::move(request), deadline);
+      res->set_model_name(response.model_name);
+      res->set_model_version(response.model_version);
+      res->set_id(response.id);
+      for (auto& t : response.outputs) {
+        auto* out = res->add_outputs();
+        out->set_name(t.name);
+        out->set_datatype(std::string(DataTypeName(t.dtype)));
+        for (auto d : t.shape) out->add_shape(d);
+        res->add_raw_output_contents(std::move(t.data));
+      }
+    });
+  }
+
+ private:
+  InferenceService& service_;
+  const ServerInfo& info_;
+};
+
+GrpcServer::GrpcServer(GrpcOptions options, InferenceService& service, const ServerInfo& info)
+    : options_(std::move(options)), impl_(std::make_unique<Impl>(service, info)) {}
+
+GrpcServer::~GrpcServer() { Stop(); }
+
+int GrpcServer::Start() {
+  grpc::ServerBuilder builder;
+  int bound = 0;
+  std::string address = options_.address.find(':') != std::string::npos ? "[" + options_.address + "]" : options_.address;
+  builder.AddListeningPort(address + ":" + std::to_string(options_.port), grpc::InsecureServerCredentials(), &bound);
+  builder.SetMaxReceiveMessageSize(static_cast<int>(options_.max_message_bytes));
+  builder.SetMaxSendMessageSize(static_cast<int>(options_.max_message_bytes));
+  builder.RegisterService(impl_.get());
+  server_ = builder.BuildAndStart();
+  if (!server_ || bound == 0) {
+    Fail(ErrorCode::kUnavailable, "cannot listen for gRPC on " + options_.address + ":" + std::to_string(options_.port));
+  }
+  return bound;
+}
+
+void GrpcServer::Stop() {
+  if (server_) {
+    server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    server_->Wait();
+    server_.reset();
+  }
+}
+
+}  // namespace outpost

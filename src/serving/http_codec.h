@@ -1,0 +1,28 @@
+// KServe v2 REST inference bodies: JSON tensors, and Triton's binary tensor data extension
+// (a JSON header of Inference-Header-Content-Length bytes followed by raw tensor bytes).
+// These parse untrusted input: they throw Error(kInvalidArgument) with a precise message and
+// never read outside the body.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "serving/inference.h"
+
+namespace outpost {
+
+// `header_length` is the Inference-Header-Content-Length value when the header was sent.
+InferRequest DecodeHttpInferRequest(std::string_view body, std::optional<size_t> header_length);
+
+struct EncodedHttpResponse {
+  std::string body;
+  std::optional<size_t> header_length;  // set when binary outputs follow the JSON header
+};
+
+EncodedHttpResponse EncodeHttpInferResponse(const InferResponse& response, const InferRequest& request);
+
+// Parses an Inference-Header-Content-Length value.
+std::optional<size_t> ParseHeaderLength(std::string_view value);
+
+}  // namespace outpost

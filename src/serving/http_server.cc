@@ -1,0 +1,201 @@
+#include "serving/http_server.h"
+
+#include <httplib.h>
+#include <spdlog/spdlog.h>
+
+#include "core/error.h"
+#include "serving/http_codec.h"
+
+namespace outpost {
+namespace {
+
+using json = nlohmann::json;
+
+int HttpStatus(ErrorCode code) {
+  switch (code) {
+    case ErrorCode::kInvalidArgument: return 400;
+    case ErrorCode::kNotFound: return 404;
+    case ErrorCode::kUnavailable: return 503;
+    case ErrorCode::kResourceExhausted: return 503;
+    case ErrorCode::kDeadlineExceeded: return 504;
+    case ErrorCode::kPayloadTooLarge: return 413;
+    case ErrorCode::kFailedPrecondition: return 400;
+    case ErrorCode::kInternal: return 500;
+  }
+  return 500;
+}
+
+void SendJson(httplib::Response& res, int status, const json& body) {
+  res.status = status;
+  res.set_content(body.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
+}
+
+// The protocol's error form: {"error": "<message>"}.
+void SendError(httplib::Response& res, ErrorCode code, const std::string& message) {
+  if (code == ErrorCode::kResourceExhausted || code == ErrorCode::kUnavailable) res.set_header("Retry-After", "1");
+  SendJson(res, HttpStatus(code), {{"error", message}});
+}
+
+// Runs a handler and converts what it throws, once, to an HTTP error.
+template <typename F>
+void Guard(httplib::Response& res, F&& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    SendError(res, e.code(), e.what());
+  } catch (const std::exception& e) {
+    spdlog::error("http handler failed: {}", e.what());
+    SendError(res, ErrorCode::kInternal, e.what());
+  }
+}
+
+json TensorMetadata(const std::vector<TensorSpec>& specs) {
+  json out = json::array();
+  for (const auto& s : specs) out.push_back({{"name", s.name}, {"datatype", DataTypeName(s.dtype)}, {"shape", s.shape}});
+  return out;
+}
+
+std::string Version(const httplib::Request& req) { return req.matches.size() > 2 ? std::string(req.matches[2]) : ""; }
+
+void SetupCommon(httplib::Server& s, const std::string& address) {
+  s.set_tcp_nodelay(true);
+  s.set_error_handler([](const httplib::Request&, httplib::Response& res) {
+    if (!res.body.empty()) return;
+    std::string message = res.status == 413 ? "request body exceeds the configured limit"
+                          : res.status == 404 ? "no such endpoint"
+                                              : "request failed";
+    res.set_content(json{{"error", message}}.dump(), "application/json");
+  });
+  (void)address;
+}
+
+void ServeMetrics(httplib::Server& s, MetricsRegistry& metrics) {
+  s.Get("/metrics", [&metrics](const httplib::Request&, httplib::Response& res) {
+    res.set_content(metrics.Render(), "text/plain; version=0.0.4; charset=utf-8");
+  });
+}
+
+}  // namespace
+
+HttpServer::HttpServer(HttpOptions options, InferenceService& service, MetricsRegistry& metrics, const ServerInfo& info)
+    : options_(std::move(options)), service_(service), metrics_(metrics), info_(info),
+      server_(std::make_unique<httplib::Server>()) {
+  int threads = options_.threads;
+  server_->new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
+  server_->set_payload_max_length(options_.max_body_bytes);
+  server_->set_read_timeout(options_.read_timeout);
+  server_->set_write_timeout(options_.read_timeout);
+  server_->set_keep_alive_timeout(30);
+  SetupCommon(*server_, options_.address);
+  Routes();
+}
+
+HttpServer::~HttpServer() { Stop(); }
+
+void HttpServer::Routes() {
+  auto& s = *server_;
+  ModelManager& models = service_.models();
+  s.Get("/v2/health/live", [](const httplib::Request&, httplib::Response& res) { SendJson(res, 200, {{"live", true}}); });
+  s.Get("/v2/health/ready", [&models](const httplib::Request&, httplib::Response& res) {
+    bool ready = models.IsReady();
+    SendJson(res, ready ? 200 : 503, {{"ready", ready}});
+  });
+  s.Get("/v2", [this](const httplib::Request&, httplib::Response& res) {
+    SendJson(res, 200, {{"name", info_.name}, {"version", info_.version}, {"extensions", info_.extensions},
+                        {"device", info_.capabilities}});
+  });
+  const std::string model_re = R"(/v2/models/([A-Za-z0-9][A-Za-z0-9_.\-]*)(?:/versions/([A-Za-z0-9][A-Za-z0-9_.\-]*))?)";
+  s.Get(model_re, [&models](const httplib::Request& req, httplib::Response& res) {
+    Guard(res, [&] {
+      auto served = models.Get(req.matches[1], Version(req));
+      const auto& c = served->config;
+      json body = {{"name", c.name},
+                   {"versions", models.ReadyVersions(c.name)},
+                   {"platform", c.platform},
+                   {"inputs", TensorMetadata(c.inputs)},
+                   {"outputs", TensorMetadata(c.outputs)}};
+      if (c.max_batch_size > 0) body["max_batch_size"] = c.max_batch_size;
+      if (!c.description.empty()) body["description"] = c.description;
+      SendJson(res, 200, body);
+    });
+  });
+  s.Get(model_re + "/ready", [&models](const httplib::Request& req, httplib::Response& res) {
+    Guard(res, [&] {
+      auto served = models.Get(req.matches[1], Version(req));
+      SendJson(res, 200, {{"name", served->config.name}, {"version", served->config.version}, {"ready", true}});
+    });
+  });
+  s.Post(model_re + "/infer", [this](const httplib::Request& req, httplib::Response& res) {
+    Guard(res, [&] {
+      std::optional<size_t> header_length;
+      if (req.has_header("Inference-Header-Content-Length")) {
+        header_length = ParseHeaderLength(req.get_header_value("Inference-Header-Content-Length"));
+        if (!header_length) Fail(ErrorCode::kInvalidArgument, "Inference-Header-Content-Length is not a number");
+      }
+      InferRequest request = DecodeHttpInferRequest(req.body, header_length);
+      request.model_name = req.matches[1];
+      request.model_version = Version(req);
+      InferResponse response = service_.Infer(request);
+      EncodedHttpResponse encoded = EncodeHttpInferResponse(response, request);
+      res.status = 200;
+      if (encoded.header_length) {
+        res.set_header("Inference-Header-Content-Length", std::to_string(*encoded.header_length));
+        res.set_content(std::move(encoded.body), "application/octet-stream");
+      } else {
+        res.set_content(std::move(encoded.body), "application/json");
+      }
+    });
+  });
+  auto index = [&models](const httplib::Request&, httplib::Response& res) {
+    json out = json::array();
+    for (const auto& e : models.Index()) {
+      json entry = {{"name", e.name}, {"state", VersionStateName(e.state)}};
+      if (!e.version.empty()) entry["version"] = e.version;
+      if (!e.reason.empty()) entry["reason"] = e.reason;
+      out.push_back(entry);
+    }
+    SendJson(res, 200, out);
+  };
+  s.Get("/v2/repository/index", index);
+  s.Post("/v2/repository/index", index);
+  if (options_.serve_metrics) ServeMetrics(s, metrics_);
+}
+
+int HttpServer::Start() {
+  int port = options_.port;
+  if (port == 0) {
+    port = server_->bind_to_any_port(options_.address);
+  } else if (!server_->bind_to_port(options_.address, port)) {
+    port = -1;
+  }
+  if (port < 0) Fail(ErrorCode::kUnavailable, "cannot listen for HTTP on " + options_.address + ":" + std::to_string(options_.port));
+  thread_ = std::thread([this] { server_->listen_after_bind(); });
+  return port;
+}
+
+void HttpServer::Stop() {
+  if (server_) server_->stop();
+  if (thread_.joinable()) thread_.join();
+}
+
+MetricsServer::MetricsServer(std::string address, int port, MetricsRegistry& metrics)
+    : address_(std::move(address)), port_(port), server_(std::make_unique<httplib::Server>()) {
+  SetupCommon(*server_, address_);
+  ServeMetrics(*server_, metrics);
+}
+
+MetricsServer::~MetricsServer() { Stop(); }
+
+int MetricsServer::Start() {
+  int port = port_ == 0 ? server_->bind_to_any_port(address_) : (server_->bind_to_port(address_, port_) ? port_ : -1);
+  if (port < 0) Fail(ErrorCode::kUnavailable, "cannot listen for metrics on " + address_ + ":" + std::to_string(port_));
+  thread_ = std::thread([this] { server_->listen_after_bind(); });
+  return port;
+}
+
+void MetricsServer::Stop() {
+  if (server_) server_->stop();
+  if (thread_.joinable()) thread_.join();
+}
+
+}  // namespace outpost

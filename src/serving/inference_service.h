@@ -1,0 +1,35 @@
+// The protocol-neutral core of both front ends: finds the model version, checks the request
+// against its schema, runs it through the scheduler, and records the figures.
+#pragma once
+
+#include <chrono>
+
+#include "serving/inference.h"
+#include "serving/model_manager.h"
+
+namespace outpost {
+
+struct InferenceLimits {
+  std::chrono::milliseconds default_timeout{30000};
+};
+
+class InferenceService {
+ public:
+  InferenceService(ModelManager& models, InferenceLimits limits) : models_(models), limits_(limits) {}
+
+  // Throws Error; the caller converts it to its protocol's status. `deadline`, when set,
+  // is the caller's own (a gRPC deadline) and wins if earlier.
+  InferResponse Infer(InferRequest request, std::optional<Clock::time_point> deadline = std::nullopt);
+
+  ModelManager& models() { return models_; }
+
+ private:
+  ModelManager& models_;
+  InferenceLimits limits_;
+};
+
+// Checks inputs and requested outputs against the model's declared schema. Throws
+// Error(kInvalidArgument) naming the tensor and what is wrong.
+void ValidateRequest(const InferRequest& request, const ModelConfig& config);
+
+}  // namespace outpost

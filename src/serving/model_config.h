@@ -1,0 +1,53 @@
+// What the agent knows about one model version: the schema read from the model itself, with a
+// manifest.json beside it adding to or overriding that.
+#pragma once
+
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "runtime/tensor.h"
+
+namespace outpost {
+
+struct ModelConfig {
+  std::string name;
+  std::string version;
+  std::string platform = "onnxruntime_onnx";
+  std::string description;
+  std::filesystem::path model_path;
+  std::vector<TensorSpec> inputs;
+  std::vector<TensorSpec> outputs;
+  // > 0: dimension 0 of every input and output is the batch; requests carry up to this many rows.
+  int max_batch_size = 0;
+  bool dynamic_batching = false;
+  std::chrono::microseconds max_queue_delay{500};
+  int instance_count = 1;
+  size_t max_queue_size = 64;
+  std::chrono::milliseconds timeout{0};  // 0: the server's default
+  bool warmup = true;
+  std::map<std::string, Shape> warmup_shapes;  // concrete shapes for warm-up inputs
+};
+
+// The parts of manifest.json that are present, not yet checked against the model.
+struct Manifest {
+  nlohmann::json raw;
+  std::string model_file = "model.onnx";
+};
+
+// Parses manifest.json text. Throws Error(kInvalidArgument) naming the field for a malformed
+// or unknown field.
+Manifest ParseManifest(const std::string& text);
+
+// Combines the model's own schema with the manifest. Throws Error(kInvalidArgument) when the
+// manifest contradicts the model (unknown tensor, other datatype, incompatible shape) or asks
+// for batching the model cannot do.
+ModelConfig BuildModelConfig(const std::string& name, const std::string& version,
+                             const std::filesystem::path& model_path, const std::vector<TensorSpec>& model_inputs,
+                             const std::vector<TensorSpec>& model_outputs, const Manifest& manifest);
+
+}  // namespace outpost

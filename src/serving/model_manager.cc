@@ -1,0 +1,251 @@
+#include "serving/model_manager.h"
+
+#include <malloc.h>
+#include <spdlog/spdlog.h>
+
+#include <set>
+
+#include "core/atomic_file.h"
+#include "core/error.h"
+#include "core/names.h"
+#include "serving/repository.h"
+
+namespace outpost {
+namespace fs = std::filesystem;
+
+std::string_view VersionStateName(VersionState state) {
+  switch (state) {
+    case VersionState::kLoading: return "LOADING";
+    case VersionState::kReady: return "READY";
+    case VersionState::kUnavailable: return "UNAVAILABLE";
+  }
+  return "UNKNOWN";
+}
+
+Counter& ModelMetrics::Failure(std::string_view reason) const {
+  Labels l = labels;
+  l.emplace_back("reason", std::string(reason));
+  return registry->GetCounter("outpost_inference_request_failure_total", "Failed inference requests.", l);
+}
+
+ModelManager::ModelManager(ManagerOptions options, MetricsRegistry& metrics)
+    : options_(std::move(options)), metrics_(metrics) {}
+
+ModelManager::~ModelManager() { Stop(); }
+
+void ModelManager::Start() {
+  Reconcile(/*settle=*/false);
+  if (options_.poll_interval.count() <= 0) return;
+  watcher_ = std::thread([this] {
+    std::unique_lock lock(watch_mu_);
+    while (!watch_cv_.wait_for(lock, options_.poll_interval, [&] { return stop_; })) {
+      lock.unlock();
+      try {
+        Reconcile(/*settle=*/true);
+      } catch (const std::exception& e) {
+        spdlog::error("repository scan failed: {}", e.what());
+      }
+      lock.lock();
+    }
+  });
+}
+
+void ModelManager::Stop() {
+  {
+    std::lock_guard lock(watch_mu_);
+    stop_ = true;
+  }
+  watch_cv_.notify_all();
+  if (watcher_.joinable()) watcher_.join();
+}
+
+void ModelManager::Reconcile(bool settle) {
+  std::lock_guard reconcile_lock(reconcile_mu_);
+  RepositoryScan scan = ScanRepository(options_.repository);
+  std::set<Key> present;
+  for (const auto& src : scan.versions) {
+    Key key{src.model, src.version};
+    present.insert(key);
+    {
+      std::lock_guard lock(mu_);
+      auto& s = sources_[key];
+      if (s.fingerprint == src.fingerprint && s.state != VersionState::kLoading) continue;
+      if (settle && s.pending_fingerprint != src.fingerprint) {
+        s.pending_fingerprint = src.fingerprint;  // seen once; load when it looks the same next pass
+        if (s.fingerprint.empty()) s.state = VersionState::kLoading;
+        continue;
+      }
+      if (s.fingerprint.empty()) s.state = VersionState::kLoading;
+    }
+    std::shared_ptr<ServedModel> loaded;
+    std::string reason;
+    try {
+      loaded = Load(src);
+    } catch (const std::exception& e) {
+      reason = e.what();
+    }
+    std::shared_ptr<ServedModel> replaced;
+    {
+      std::lock_guard lock(mu_);
+      auto& s = sources_[key];
+      s.fingerprint = src.fingerprint;
+      s.pending_fingerprint = src.fingerprint;
+      if (loaded) {
+        auto& slot = served_[key];
+        replaced = std::move(slot);
+        slot = loaded;
+        s.state = VersionState::kReady;
+        s.reason.clear();
+      } else if (served_.count(key)) {
+        // The files changed and the new ones do not load: keep serving what was there.
+        s.state = VersionState::kReady;
+        s.reason = "kept the previous files: the new ones failed to load: " + reason;
+      } else {
+        s.state = VersionState::kUnavailable;
+        s.reason = reason;
+      }
+    }
+    if (loaded) {
+      spdlog::info("model {} version {} is ready{}", src.model, src.version, replaced ? " (replaced the previous files)" : "");
+    } else {
+      spdlog::warn("model {} version {} not loaded: {}", src.model, src.version, reason);
+    }
+    // `replaced` drains here, outside the lock, once the last request holding it returns.
+  }
+  std::vector<std::shared_ptr<ServedModel>> removed;
+  {
+    std::lock_guard lock(mu_);
+    for (auto it = served_.begin(); it != served_.end();) {
+      if (!present.count(it->first)) {
+        spdlog::info("model {} version {} left the repository: unloading", it->first.first, it->first.second);
+        removed.push_back(std::move(it->second));
+        it = served_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    std::erase_if(sources_, [&](const auto& kv) { return !present.count(kv.first); });
+    problems_.clear();
+    for (const auto& p : scan.problems) problems_.push_back({p.model, p.version, VersionState::kUnavailable, p.reason});
+    scanned_ = true;
+  }
+  removed.clear();
+  // Loading parses whole model files into temporary buffers; hand the freed pages back to the
+  // OS so that an idle agent's resident memory reflects what it keeps, not what it once parsed.
+  malloc_trim(0);
+}
+
+std::shared_ptr<ServedModel> ModelManager::Load(const VersionSource& src) {
+  Manifest manifest;
+  fs::path manifest_path = src.dir / "manifest.json";
+  if (fs::exists(manifest_path)) manifest = ParseManifest(ReadFile(manifest_path));
+  fs::path model_path = src.dir / manifest.model_file;
+  if (!fs::is_regular_file(model_path)) {
+    Fail(ErrorCode::kNotFound, "no " + manifest.model_file + " in " + src.dir.string());
+  }
+  if (!IsPathInside(src.dir, model_path)) Fail(ErrorCode::kInvalidArgument, manifest.model_file + " resolves outside its version directory");
+  std::shared_ptr<Model> model = LoadOnnxModel(model_path, options_.runtime);
+  auto served = std::make_shared<ServedModel>();
+  served->config = BuildModelConfig(src.model, src.version, model_path, model->inputs(), model->outputs(), manifest);
+  served->model = model;
+  Labels labels{{"model", src.model}, {"version", src.version}};
+  auto latency = MetricsRegistry::LatencyBuckets();
+  auto& m = served->metrics;
+  m.registry = &metrics_;
+  m.labels = labels;
+  m.success = &metrics_.GetCounter("outpost_inference_request_success_total", "Successful inference requests.", labels);
+  m.inference_count = &metrics_.GetCounter("outpost_inference_count_total",
+                                           "Inferences performed (a batched request counts once per row).", labels);
+  m.execution_count = &metrics_.GetCounter("outpost_inference_exec_count_total",
+                                           "Model executions (a dynamic batch counts once).", labels);
+  m.queue = &metrics_.GetHistogram("outpost_inference_queue_duration_seconds", "Time requests waited in the queue.", labels, latency);
+  m.compute = &metrics_.GetHistogram("outpost_inference_compute_duration_seconds", "Time the model ran per request.", labels, latency);
+  m.request = &metrics_.GetHistogram("outpost_inference_request_duration_seconds",
+                                     "Time from decoded request to encoded response.", labels, latency);
+  m.batch_size = &metrics_.GetHistogram("outpost_inference_batch_size", "Rows per model execution.", labels,
+                                        MetricsRegistry::BatchBuckets());
+  if (served->config.warmup) Warmup(*served);
+  const auto& c = served->config;
+  SchedulerOptions so{c.instance_count, c.max_queue_size, c.max_batch_size, c.dynamic_batching, c.max_queue_delay};
+  ModelMetrics* mm = &served->metrics;
+  served->scheduler = std::make_unique<Scheduler>(model, so, [mm](int rows) {
+    mm->execution_count->Add();
+    mm->inference_count->Add(rows);
+    mm->batch_size->Observe(rows);
+  });
+  return served;
+}
+
+// One run on zeros so that the first real request does not pay for lazy initialisation.
+// A model that cannot run on zeros still serves; the failure is logged.
+void ModelManager::Warmup(ServedModel& served) {
+  std::vector<Tensor> inputs;
+  for (const auto& spec : served.config.inputs) {
+    Tensor t{spec.name, spec.dtype, spec.shape, {}};
+    if (auto it = served.config.warmup_shapes.find(spec.name); it != served.config.warmup_shapes.end()) t.shape = it->second;
+    for (auto& d : t.shape) d = d < 0 ? 1 : d;
+    uint64_t count = ElementCount(t.shape, 1u << 26);
+    if (spec.dtype == DataType::kBytes) {
+      for (uint64_t i = 0; i < count; ++i) AppendBytesElement(t.data, "");
+    } else {
+      t.data.assign(count * ElementSize(spec.dtype), '\0');
+    }
+    inputs.push_back(std::move(t));
+  }
+  try {
+    served.model->Run(inputs, {});
+  } catch (const std::exception& e) {
+    spdlog::info("model {} version {}: warm-up on zeros failed (serving anyway): {}", served.config.name,
+                 served.config.version, e.what());
+  }
+}
+
+std::shared_ptr<ServedModel> ModelManager::Get(const std::string& name, const std::string& version) const {
+  std::lock_guard lock(mu_);
+  if (version.empty()) {
+    std::shared_ptr<ServedModel> best;
+    for (auto it = served_.lower_bound({name, ""}); it != served_.end() && it->first.first == name; ++it) {
+      if (!best || CompareVersions(it->first.second, best->config.version) > 0) best = it->second;
+    }
+    if (best) return best;
+  } else if (auto it = served_.find({name, version}); it != served_.end()) {
+    return it->second;
+  }
+  bool known = false;
+  std::string reason;
+  for (auto it = sources_.lower_bound({name, ""}); it != sources_.end() && it->first.first == name; ++it) {
+    if (version.empty() || it->first.second == version) {
+      known = true;
+      if (!it->second.reason.empty()) reason = it->second.reason;
+    }
+  }
+  std::string what = "model '" + name + "'" + (version.empty() ? "" : " version '" + version + "'");
+  if (known) Fail(ErrorCode::kUnavailable, what + " is not ready" + (reason.empty() ? "" : ": " + reason));
+  Fail(ErrorCode::kNotFound, what + " is not in the repository");
+}
+
+std::vector<std::string> ModelManager::ReadyVersions(const std::string& name) const {
+  std::lock_guard lock(mu_);
+  std::vector<std::string> out;
+  for (auto it = served_.lower_bound({name, ""}); it != served_.end() && it->first.first == name; ++it) {
+    out.push_back(it->first.second);
+  }
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return CompareVersions(a, b) < 0; });
+  return out;
+}
+
+std::vector<IndexEntry> ModelManager::Index() const {
+  std::lock_guard lock(mu_);
+  std::vector<IndexEntry> out;
+  for (const auto& [key, s] : sources_) out.push_back({key.first, key.second, s.state, s.reason});
+  out.insert(out.end(), problems_.begin(), problems_.end());
+  return out;
+}
+
+bool ModelManager::IsReady() const {
+  // Ready once the first scan has loaded what it found; later loads (hot swaps) do not flap it.
+  std::lock_guard lock(mu_);
+  return scanned_;
+}
+
+}  // namespace outpost

@@ -1,0 +1,108 @@
+// Keeps the served set of model versions in step with the model repository. A version is
+// loaded and warmed up before it is published; a version that leaves the repository is
+// unpublished at once and drains: requests already holding it finish on it.
+#pragma once
+
+#include <condition_variable>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "runtime/model.h"
+#include "serving/metrics.h"
+#include "serving/model_config.h"
+#include "serving/repository.h"
+#include "serving/scheduler.h"
+
+namespace outpost {
+
+// Per model version series, created once at load.
+struct ModelMetrics {
+  Counter* success;
+  Counter* inference_count;
+  Counter* execution_count;
+  Histogram* queue;
+  Histogram* compute;
+  Histogram* request;
+  Histogram* batch_size;
+  MetricsRegistry* registry;
+  Labels labels;
+  Counter& Failure(std::string_view reason) const;
+};
+
+struct ServedModel {
+  ModelConfig config;
+  std::shared_ptr<Model> model;
+  ModelMetrics metrics;
+  std::unique_ptr<Scheduler> scheduler;  // destroyed first: drains before the model goes
+  ~ServedModel() { scheduler.reset(); }
+};
+
+enum class VersionState { kLoading, kReady, kUnavailable };
+std::string_view VersionStateName(VersionState state);
+
+struct IndexEntry {
+  std::string name;
+  std::string version;
+  VersionState state;
+  std::string reason;
+};
+
+struct ManagerOptions {
+  std::filesystem::path repository;
+  RuntimeOptions runtime;
+  std::chrono::milliseconds poll_interval{1000};  // 0: load once, never watch
+};
+
+class ModelManager {
+ public:
+  ModelManager(ManagerOptions options, MetricsRegistry& metrics);
+  ~ModelManager();
+
+  // Scans the repository and loads what it finds, then (poll_interval > 0) keeps watching.
+  void Start();
+  void Stop();
+
+  // One reconciliation pass; `settle` requires a changed version to look the same on two
+  // passes before it is loaded, so a copy in progress is not picked up half-written.
+  void Reconcile(bool settle);
+
+  // Throws Error(kNotFound) for an unknown model or version, kUnavailable when it is known
+  // but not ready.
+  std::shared_ptr<ServedModel> Get(const std::string& name, const std::string& version) const;
+  std::vector<std::string> ReadyVersions(const std::string& name) const;
+  std::vector<IndexEntry> Index() const;
+  bool IsReady() const;
+
+ private:
+  struct Source {
+    std::string fingerprint;          // of the version being served (or that failed)
+    std::string pending_fingerprint;  // seen once, waiting to settle
+    VersionState state = VersionState::kLoading;
+    std::string reason;
+  };
+  using Key = std::pair<std::string, std::string>;
+
+  std::shared_ptr<ServedModel> Load(const VersionSource& src);
+  void Warmup(ServedModel& served);
+
+  ManagerOptions options_;
+  MetricsRegistry& metrics_;
+  mutable std::mutex mu_;
+  std::map<Key, std::shared_ptr<ServedModel>> served_;
+  std::map<Key, Source> sources_;
+  std::vector<IndexEntry> problems_;
+  bool scanned_ = false;
+
+  std::mutex reconcile_mu_;
+  std::mutex watch_mu_;
+  std::condition_variable watch_cv_;
+  bool stop_ = false;
+  std::thread watcher_;
+};
+
+}  // namespace outpost

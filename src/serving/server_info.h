@@ -1,0 +1,18 @@
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace outpost {
+
+// What both front ends say about the server in metadata responses.
+struct ServerInfo {
+  std::string name = "outpost";
+  std::string version = OUTPOST_VERSION;
+  std::vector<std::string> extensions = {"binary_tensor_data", "model_repository", "statistics_prometheus"};
+  nlohmann::json capabilities;  // the device, from DiscoverCapabilities()
+};
+
+}  // namespace outpost
