@@ -1,0 +1,209 @@
+"""Starts a real outpostd process for a test and talks to it over HTTP and gRPC."""
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+BIN_DIR = os.environ.get("OUTPOST_BIN_DIR", os.path.join(os.path.dirname(__file__), "../../build/bin"))
+PROTO_DIR = os.environ.get("OUTPOST_PROTO_DIR", os.path.join(os.path.dirname(__file__), "../../proto"))
+FIXTURES = os.environ.get("OUTPOST_FIXTURES", "")
+SAMPLES = os.environ.get("OUTPOST_SAMPLES", "")
+
+NP_TO_KSERVE = {
+    np.bool_: "BOOL", np.uint8: "UINT8", np.uint16: "UINT16", np.uint32: "UINT32", np.uint64: "UINT64",
+    np.int8: "INT8", np.int16: "INT16", np.int32: "INT32", np.int64: "INT64", np.float16: "FP16",
+    np.float32: "FP32", np.float64: "FP64", np.object_: "BYTES", np.bytes_: "BYTES", np.str_: "BYTES",
+}
+KSERVE_TO_NP = {v: k for k, v in NP_TO_KSERVE.items() if k not in (np.bytes_, np.str_)}
+
+
+def kserve_dtype(arr):
+    return NP_TO_KSERVE[arr.dtype.type]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def to_raw(arr):
+    """A numpy array in the KServe raw form (BYTES: 4-byte little-endian length prefixes)."""
+    if kserve_dtype(arr) == "BYTES":
+        out = bytearray()
+        for e in arr.reshape(-1):
+            b = e if isinstance(e, bytes) else str(e).encode()
+            out += len(b).to_bytes(4, "little") + b
+        return bytes(out)
+    return np.ascontiguousarray(arr).astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
+
+
+def from_raw(data, dtype, shape):
+    if dtype == "BYTES":
+        items, pos = [], 0
+        while pos < len(data):
+            n = int.from_bytes(data[pos:pos + 4], "little")
+            items.append(data[pos + 4:pos + 4 + n])
+            pos += 4 + n
+        return np.array(items, dtype=np.object_).reshape(shape)
+    return np.frombuffer(data, dtype=KSERVE_TO_NP[dtype]).reshape(shape)
+
+
+class Agent:
+    """outpostd on free loopback ports, stopped (and checked to have exited cleanly) at close()."""
+
+    def __init__(self, repository, extra_args=(), grpc=True):
+        self.repository = repository
+        self.http_port = free_port()
+        self.grpc_port = free_port() if grpc else 0
+        self.log_path = tempfile.mktemp(prefix="outpostd-", suffix=".log")
+        args = [os.path.join(BIN_DIR, "outpostd"), "--model-repository", repository,
+                "--http-port", str(self.http_port), "--grpc-port", str(self.grpc_port), *extra_args]
+        self.log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
+        self.wait_ready()
+        self._grpc = None
+
+    def wait_ready(self, timeout=120):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"outpostd exited with {self.proc.returncode}:\n{self.logs()}")
+            try:
+                status, _, _ = self.request("GET", "/v2/health/ready")
+                if status == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError("outpostd did not become ready:\n" + self.logs())
+
+    def logs(self):
+        with open(self.log_path) as f:
+            return f.read()
+
+    def close(self):
+        if self._grpc:
+            self._grpc[0].close()
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                raise
+        self.log.close()
+        return self.proc.returncode
+
+    # --- HTTP -------------------------------------------------------------------------
+    def request(self, method, path, body=None, headers=None, timeout=60):
+        conn = http.client.HTTPConnection("127.0.0.1", self.http_port, timeout=timeout)
+        try:
+            conn.request(method, path, body=body, headers=headers or {})
+            r = conn.getresponse()
+            return r.status, dict(r.getheaders()), r.read()
+        finally:
+            conn.close()
+
+    def get_json(self, path):
+        status, _, body = self.request("GET", path)
+        return status, json.loads(body) if body else None
+
+    def infer_json(self, model, inputs, outputs=None, version=None, params=None):
+        """inputs: {name: np.array}; returns (status, parsed body)."""
+        req = {"inputs": [{"name": n, "datatype": kserve_dtype(a), "shape": list(a.shape),
+                           "data": [x.decode() if isinstance(x, bytes) else x for x in a.reshape(-1).tolist()]}
+                          for n, a in inputs.items()]}
+        if outputs:
+            req["outputs"] = [{"name": o} for o in outputs]
+        if params:
+            req["parameters"] = params
+        path = f"/v2/models/{model}" + (f"/versions/{version}" if version else "") + "/infer"
+        status, _, body = self.request("POST", path, json.dumps(req), {"Content-Type": "application/json"})
+        return status, json.loads(body)
+
+    def infer_binary(self, model, inputs, outputs=None, version=None):
+        """Binary tensor extension both ways; returns (status, {name: np.array} or error body)."""
+        header = {"inputs": [], "parameters": {"binary_data_output": True}}
+        blobs = []
+        for n, a in inputs.items():
+            raw = to_raw(a)
+            blobs.append(raw)
+            header["inputs"].append({"name": n, "datatype": kserve_dtype(a), "shape": list(a.shape),
+                                     "parameters": {"binary_data_size": len(raw)}})
+        if outputs:
+            header["outputs"] = [{"name": o, "parameters": {"binary_data": True}} for o in outputs]
+        h = json.dumps(header).encode()
+        path = f"/v2/models/{model}" + (f"/versions/{version}" if version else "") + "/infer"
+        status, headers, body = self.request("POST", path, h + b"".join(blobs),
+                                             {"Inference-Header-Content-Length": str(len(h)),
+                                              "Content-Type": "application/octet-stream"})
+        if status != 200:
+            return status, json.loads(body)
+        hl = int(headers["Inference-Header-Content-Length"])
+        meta = json.loads(body[:hl])
+        pos, result = hl, {}
+        for o in meta["outputs"]:
+            size = o["parameters"]["binary_data_size"]
+            result[o["name"]] = from_raw(body[pos:pos + size], o["datatype"], o["shape"])
+            pos += size
+        assert pos == len(body), "response has trailing bytes"
+        return status, result
+
+    # --- gRPC -------------------------------------------------------------------------
+    def grpc(self):
+        if self._grpc is None:
+            import grpc as grpclib
+            pb2, pb2_grpc = grpc_modules()
+            channel = grpclib.insecure_channel(f"127.0.0.1:{self.grpc_port}",
+                                               options=[("grpc.max_receive_message_length", 128 << 20),
+                                                        ("grpc.max_send_message_length", 128 << 20)])
+            self._grpc = (channel, pb2_grpc.GRPCInferenceServiceStub(channel), pb2)
+        return self._grpc[1], self._grpc[2]
+
+    def infer_grpc(self, model, inputs, outputs=None, version="", timeout=60):
+        stub, pb2 = self.grpc()
+        req = pb2.ModelInferRequest(model_name=model, model_version=version)
+        for n, a in inputs.items():
+            req.inputs.add(name=n, datatype=kserve_dtype(a), shape=list(a.shape))
+            req.raw_input_contents.append(to_raw(a))
+        for o in outputs or []:
+            req.outputs.add(name=o)
+        res = stub.ModelInfer(req, timeout=timeout)
+        return {o.name: from_raw(res.raw_output_contents[i], o.datatype, list(o.shape))
+                for i, o in enumerate(res.outputs)}
+
+
+_GRPC_MODULES = None
+
+
+def grpc_modules():
+    """Generates the Python stubs from our proto with protoc and Debian's grpc_python_plugin."""
+    global _GRPC_MODULES
+    if _GRPC_MODULES is None:
+        out = tempfile.mkdtemp(prefix="outpost-proto-")
+        plugin = shutil.which("grpc_python_plugin") or "/usr/bin/grpc_python_plugin"
+        subprocess.run(["protoc", f"--proto_path={PROTO_DIR}", f"--python_out={out}", f"--grpc_out={out}",
+                        f"--plugin=protoc-gen-grpc={plugin}", os.path.join(PROTO_DIR, "grpc_service.proto")],
+                       check=True)
+        sys.path.insert(0, out)
+        import grpc_service_pb2
+        import grpc_service_pb2_grpc
+        _GRPC_MODULES = (grpc_service_pb2, grpc_service_pb2_grpc)
+    return _GRPC_MODULES
+
+
+def copy_fixtures(names, dest=None):
+    """A fresh repository holding copies of the named fixture models."""
+    dest = dest or tempfile.mkdtemp(prefix="outpost-repo-")
+    for n in names:
+        shutil.copytree(os.path.join(FIXTURES, n), os.path.join(dest, n))
+    return dest
