@@ -1,0 +1,156 @@
+"""Model versions appearing, changing and leaving a watched repository while requests flow:
+a swap under load fails no request, and what cannot be served says why."""
+import os
+import shutil
+import tempfile
+import threading
+import time
+import unittest
+
+import grpc
+import numpy as np
+
+from agent import FIXTURES, Agent, copy_fixtures
+
+
+def wait_for(predicate, timeout=30, what="condition"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def add_version(repo, model, version, source):
+    """Stage under a dot-name (ignored by the scanner), then rename into place atomically."""
+    staging = os.path.join(repo, model, "." + version + ".staging")
+    shutil.copytree(source, staging)
+    os.rename(staging, os.path.join(repo, model, version))
+
+
+class LifecycleTest(unittest.TestCase):
+    def setUp(self):
+        self.repo = copy_fixtures(["add_mul"])
+        self.agent = Agent(self.repo, ["--repository-poll-secs", "0.1"])
+
+    def tearDown(self):
+        rc = self.agent.close()
+        shutil.rmtree(self.repo)
+        self.assertEqual(rc, 0)
+
+    def index(self):
+        return {(e["name"], e.get("version", "")): e for e in self.agent.get_json("/v2/repository/index")[1]}
+
+    def versions(self):
+        status, meta = self.agent.get_json("/v2/models/add_mul")
+        return meta["versions"] if status == 200 else []
+
+    def test_swap_under_load_fails_nothing(self):
+        a = np.arange(8, dtype=np.float32).reshape(2, 4)
+        stop = threading.Event()
+        failures, served_by, lock = [], {}, threading.Lock()
+
+        def http_load():
+            while not stop.is_set():
+                status, body = self.agent.infer_json("add_mul", {"a": a, "b": a})
+                with lock:
+                    if status != 200:
+                        failures.append(("http", status, body))
+                    else:
+                        served_by[body["model_version"]] = served_by.get(body["model_version"], 0) + 1
+                        if body["outputs"][0]["data"] != (a + a).reshape(-1).tolist():
+                            failures.append(("http", "wrong answer", body))
+
+        def grpc_load():
+            while not stop.is_set():
+                try:
+                    out = self.agent.infer_grpc("add_mul", {"a": a, "b": a})
+                    if not np.array_equal(out["sum"], a + a):
+                        failures.append(("grpc", "wrong answer", out))
+                except grpc.RpcError as e:
+                    with lock:
+                        failures.append(("grpc", e.code(), e.details()))
+
+        threads = [threading.Thread(target=http_load) for _ in range(3)] + [threading.Thread(target=grpc_load) for _ in range(2)]
+        for t in threads:
+            t.start()
+        try:
+            time.sleep(0.3)
+            add_version(self.repo, "add_mul", "2", os.path.join(FIXTURES, "add_mul", "1"))
+            wait_for(lambda: self.versions() == ["1", "2"], what="version 2 to load")
+            wait_for(lambda: served_by.get("2", 0) > 20, what="traffic on version 2")
+            shutil.rmtree(os.path.join(self.repo, "add_mul", "1"))
+            wait_for(lambda: self.versions() == ["2"], what="version 1 to unload")
+            add_version(self.repo, "add_mul", "10", os.path.join(FIXTURES, "add_mul", "1"))
+            wait_for(lambda: served_by.get("10", 0) > 20, what="traffic on version 10 (numeric order, not text)")
+            shutil.rmtree(os.path.join(self.repo, "add_mul", "10"))
+            wait_for(lambda: self.versions() == ["2"], what="version 10 to unload")
+            time.sleep(0.3)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join()
+        self.assertEqual(failures, [])
+        self.assertGreater(served_by.get("1", 0), 0)
+        self.assertGreater(served_by.get("2", 0), 0)
+
+    def test_half_written_and_broken_versions(self):
+        # A model file written in two halves, slower than the poll interval.
+        d = os.path.join(self.repo, "add_mul", "3")
+        os.makedirs(d)
+        with open(os.path.join(FIXTURES, "add_mul", "1", "model.onnx"), "rb") as f:
+            data = f.read()
+        with open(os.path.join(d, "model.onnx"), "wb") as f:
+            f.write(data[: len(data) // 2])
+            f.flush()
+            time.sleep(0.5)
+            f.write(data[len(data) // 2:])
+        wait_for(lambda: self.index().get(("add_mul", "3"), {}).get("state") == "READY", what="version 3 READY")
+        # New files for a served version that do not load: the old ones keep serving.
+        with open(os.path.join(d, "model.onnx"), "wb") as f:
+            f.write(b"garbage")
+        entry = wait_for(lambda: (e := self.index().get(("add_mul", "3"))) and e.get("reason") and e, what="reason")
+        self.assertEqual(entry["state"], "READY")
+        self.assertIn("kept the previous files", entry["reason"])
+        a = np.ones((1, 4), np.float32)
+        status, body = self.agent.infer_json("add_mul", {"a": a, "b": a}, version="3")
+        self.assertEqual(status, 200, body)
+        # A manifest that contradicts the model is refused with the field named.
+        m = os.path.join(self.repo, "add_mul", "4")
+        shutil.copytree(os.path.join(FIXTURES, "add_mul", "1"), m)
+        with open(os.path.join(m, "manifest.json"), "w") as f:
+            f.write('{"inputs": [{"name": "a", "datatype": "INT32"}]}')
+        entry = wait_for(lambda: self.index().get(("add_mul", "4"), {}).get("state") == "UNAVAILABLE"
+                         and self.index()[("add_mul", "4")], what="version 4 refused")
+        self.assertIn("input 'a' is INT32 in the manifest but FP32 in the model", entry["reason"])
+
+    def test_path_escapes_are_refused(self):
+        outside = tempfile.mkdtemp(prefix="outside-")
+        shutil.copytree(os.path.join(FIXTURES, "add_mul"), os.path.join(outside, "add_mul"))
+        os.symlink(os.path.join(outside, "add_mul"), os.path.join(self.repo, "escaper"))
+        os.makedirs(os.path.join(self.repo, "linked", "1"))
+        os.symlink(os.path.join(outside, "add_mul", "1", "model.onnx"), os.path.join(self.repo, "linked", "1", "model.onnx"))
+        os.makedirs(os.path.join(self.repo, "manifested", "1"))
+        with open(os.path.join(self.repo, "manifested", "1", "manifest.json"), "w") as f:
+            f.write('{"model_file": "../../escaper/1/model.onnx"}')
+        try:
+            keys = [("escaper", ""), ("linked", "1"), ("manifested", "1")]
+            wait_for(lambda: all(self.index().get(k, {}).get("state") == "UNAVAILABLE" for k in keys), what="scan")
+            idx = self.index()
+            self.assertIn("resolves outside the repository", idx[("escaper", "")]["reason"])
+            self.assertIn("resolves outside its version directory", idx[("linked", "1")]["reason"])
+            self.assertIn("model_file must be a plain file name", idx[("manifested", "1")]["reason"])
+            self.assertEqual(self.agent.get_json("/v2/models/escaper")[0], 404)
+        finally:
+            shutil.rmtree(outside)
+
+    def test_model_removed_entirely(self):
+        shutil.rmtree(os.path.join(self.repo, "add_mul"))
+        wait_for(lambda: self.agent.get_json("/v2/models/add_mul")[0] == 404, what="unload")
+        self.assertEqual(self.index(), {})
+
+
+if __name__ == "__main__":
+    unittest.main()
