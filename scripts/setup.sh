@@ -18,7 +18,7 @@ APT_PACKAGES=(
   libcurl4-openssl-dev libzstd-dev libsqlite3-dev libsystemd-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 python3-numpy python3-onnx python3-grpcio python3-protobuf
-  libonnx-testdata espeak-ng prometheus nghttp2-client curl ca-certificates
+  python3-pil fonts-dejavu-core libonnx-testdata espeak-ng prometheus nghttp2-client curl ca-certificates locales
 )
 
 install_apt_packages() {
@@ -148,9 +148,37 @@ setup_samples() {
   echo "set(OUTPOST_SAMPLES_DIR \"$dir\")" > "$CACHE/deps.cmake.samples"
 }
 
+# ONNX's StringNormalizer (in the conformance cases) builds the en_US.UTF-8 locale by name.
+setup_locale() {
+  locale -a 2>/dev/null | grep -qi '^en_US\.utf8$' && return 0
+  [ "$(id -u)" = 0 ] || { log "warning: en_US.UTF-8 locale missing (run as root to generate it)"; return 0; }
+  log "generating the en_US.UTF-8 locale"
+  sed -i 's/^# *en_US.UTF-8 UTF-8/en_US.UTF-8 UTF-8/' /etc/locale.gen
+  grep -q '^en_US.UTF-8 UTF-8' /etc/locale.gen || echo 'en_US.UTF-8 UTF-8' >> /etc/locale.gen
+  locale-gen >/dev/null
+}
+
+# A stock Node.js gRPC client for the tests, pinned by tests/integration/node/package-lock.json
+# (npm ci checks every package's sha512 from the lock file).
+setup_node_client() {
+  local src; src="$(cd "$(dirname "$0")/.." && pwd)/tests/integration/node"
+  local key; key=$(cat "$src/package-lock.json" | sha256sum | cut -c1-16)
+  local dir="$CACHE/node-client-$key"
+  if [ ! -f "$dir/.complete" ]; then
+    log "installing the Node.js gRPC test client"
+    rm -rf "$dir" && mkdir -p "$dir"
+    cp "$src/package.json" "$src/package-lock.json" "$dir/"
+    (cd "$dir" && npm ci --silent --ignore-scripts --no-audit --no-fund >/dev/null) || die "npm ci in $dir failed"
+    touch "$dir/.complete"
+  fi
+  echo "set(OUTPOST_NODE_MODULES \"$dir/node_modules\")" > "$CACHE/deps.cmake.node"
+}
+
 install_apt_packages
+setup_locale
+setup_node_client
 setup_ort
 setup_samples
-cat "$CACHE/deps.cmake.ort" "$CACHE/deps.cmake.samples" > "$CACHE/deps.cmake"
+cat "$CACHE/deps.cmake.ort" "$CACHE/deps.cmake.samples" "$CACHE/deps.cmake.node" > "$CACHE/deps.cmake"
 log "dependencies ready in $CACHE"
 echo "$CACHE/deps.cmake"

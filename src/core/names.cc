@@ -43,8 +43,11 @@ bool IsValidVersionLabel(std::string_view version) { return IsSafeLabel(version)
 int CompareVersions(std::string_view a, std::string_view b) {
   auto pa = Split(a), pb = Split(b);
   for (size_t i = 0; i < pa.size() || i < pb.size(); ++i) {
-    if (i >= pa.size()) return -1;
-    if (i >= pb.size()) return 1;
+    // Running out first means older, unless the other goes on with a pre-release tag
+    // ("1.0.0" is newer than "1.0.0-rc1").
+    unsigned long long ignored = 0;
+    if (i >= pa.size()) return ParseNumber(pb[i], ignored) ? -1 : 1;
+    if (i >= pb.size()) return ParseNumber(pa[i], ignored) ? 1 : -1;
     unsigned long long na = 0, nb = 0;
     bool a_num = ParseNumber(pa[i], na), b_num = ParseNumber(pb[i], nb);
     if (a_num && b_num) {

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Sets up, builds and runs every test: unit tests, the agent's integration tests over HTTP
+# and gRPC, the ONNX conformance suite, a stock Node.js gRPC client, and a short run
+# of the libFuzzer target over its corpus first (OUTPOST_FUZZ_SECONDS, default 30).
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+"$root/scripts/build.sh"
+deps=$("$root/scripts/setup.sh" 2>/dev/null | tail -n1)
+
+# The fuzz target: clang, libFuzzer and sanitizers, in a tree of its own.
+cmake -S "$root" -B "$root/build-fuzz" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DOUTPOST_DEPS_FILE="$deps" \
+  -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DOUTPOST_FUZZ=ON \
+  -DOUTPOST_BUILD_TESTS=OFF -DOUTPOST_BUILD_BENCH=OFF >/dev/null
+cmake --build "$root/build-fuzz" --target http_codec_fuzz --parallel "$(nproc)"
+
+seconds=${OUTPOST_FUZZ_SECONDS:-30}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+echo "fuzzing the HTTP tensor decoder for ${seconds}s (new crashes land in $work)"
+"$root/build-fuzz/bin/http_codec_fuzz" -max_total_time="$seconds" -max_len=4096 -timeout=10 \
+  -artifact_prefix="$work/" "$work" "$root/fuzz/corpus/http_codec" 2>&1 | tail -n 3
+
+cd "$root/build"
+ctest --output-on-failure --timeout 900 -j "$(nproc)"

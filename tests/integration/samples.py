@@ -1,0 +1,110 @@
+"""Inputs for the bundled sample models, made here: speech from espeak-ng, text drawn with PIL.
+Shared by the sample tests and the README's examples (python3 samples.py vad|ocr URL)."""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import wave
+
+import numpy as np
+
+FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"
+
+
+def speech(text, rate=16000):
+    """espeak-ng speaks `text`; returns float32 mono samples at `rate` Hz in [-1, 1]."""
+    with tempfile.NamedTemporaryFile(suffix=".wav") as f:
+        subprocess.run(["espeak-ng", "-s", "150", "-w", f.name, text], check=True)
+        with wave.open(f.name) as w:
+            src_rate = w.getframerate()
+            pcm = np.frombuffer(w.readframes(w.getnframes()), np.int16).astype(np.float32) / 32768.0
+    n = int(len(pcm) * rate / src_rate)
+    return np.interp(np.arange(n) * src_rate / rate, np.arange(len(pcm)), pcm).astype(np.float32)
+
+
+def text_image(text, width, height, size):
+    """Black text on white, RGB uint8 [H, W, 3]; returns the image and the text's bounding box."""
+    from PIL import Image, ImageDraw, ImageFont
+    img = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(img)
+    font = ImageFont.truetype(FONT, size)
+    box = draw.textbbox((0, 0), text, font=font)
+    x, y = (width - (box[2] - box[0])) // 2 - box[0], (height - (box[3] - box[1])) // 2 - box[1]
+    draw.text((x, y), text, fill="black", font=font)
+    return np.asarray(img), (x + box[0], y + box[1], x + box[2], y + box[3])
+
+
+def rec_input(text):
+    """PP-OCR recognition input: a 48-pixel-high line, scaled to [-1, 1], NCHW."""
+    img, _ = text_image(text, 320, 48, 30)
+    return ((img.astype(np.float32) / 255.0 - 0.5) / 0.5).transpose(2, 0, 1)[None]
+
+
+def det_input(text):
+    img, box = text_image(text, 640, 160, 48)
+    mean, std = np.array([0.485, 0.456, 0.406], np.float32), np.array([0.229, 0.224, 0.225], np.float32)
+    return ((img.astype(np.float32) / 255.0 - mean) / std).transpose(2, 0, 1)[None].astype(np.float32), box
+
+
+def ctc_decode(probs, keys):
+    """Greedy CTC: best class per step, repeats merged, blanks (0) dropped; index k is keys[k-1]."""
+    best = probs.argmax(-1)
+    out, prev = [], 0
+    for k in best:
+        if k != prev and k != 0:
+            out.append(keys[k - 1] if k - 1 < len(keys) else " ")
+        prev = k
+    return "".join(out)
+
+
+def load_keys(path):
+    with open(path, encoding="utf-8") as f:
+        return [line.rstrip("\n") for line in f] + [" "]
+
+
+def vad_probabilities(infer, audio):
+    """Silero VAD over 512-sample chunks at 16 kHz, carrying the state between calls."""
+    state = np.zeros((2, 1, 128), np.float32)
+    probs = []
+    for i in range(0, len(audio) - 511, 512):
+        out = infer("silero_vad", {"input": audio[i:i + 512][None], "state": state,
+                                   "sr": np.array(16000, np.int64)})
+        probs.append(float(out["output"][0, 0]))
+        state = out["stateN"]
+    return np.array(probs)
+
+
+def wakeword_score(infer, audio):
+    """openWakeWord: melspectrogram -> embeddings of 76-frame windows -> hey_jarvis on the last 16."""
+    mel = infer("melspectrogram", {"input": audio[None]})["output"]  # [frames, 1, ?, 32]
+    mel = mel.reshape(-1, 32) / 10.0 + 2.0
+    windows = [mel[i:i + 76] for i in range(0, len(mel) - 75, 8)]
+    emb = [infer("wakeword_embedding", {"input_1": w[None, :, :, None].astype(np.float32)})["conv2d_19"].reshape(96)
+           for w in windows]
+    emb = np.array(emb, np.float32)
+    if len(emb) < 16:
+        emb = np.concatenate([np.zeros((16 - len(emb), 96), np.float32), emb])
+    scores = [float(infer("hey_jarvis", {"x.1": emb[i - 16:i][None]})["53"][0, 0]) for i in range(16, len(emb) + 1)]
+    return max(scores)
+
+
+def main():
+    """Prints a KServe v2 JSON request body for the README's curl examples."""
+    what = sys.argv[1]
+    if what == "vad":
+        audio = np.concatenate([np.zeros(8000, np.float32), speech("Outpost runs models at the edge.")])
+        chunk = audio[12800:12800 + 512]
+        body = {"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 512], "data": chunk.tolist()},
+                           {"name": "state", "datatype": "FP32", "shape": [2, 1, 128], "data": [0.0] * 256},
+                           {"name": "sr", "datatype": "INT64", "shape": [], "data": [16000]}]}
+    elif what == "ocr":
+        x = rec_input(sys.argv[2] if len(sys.argv) > 2 else "OUTPOST 2026")
+        body = {"inputs": [{"name": "x", "datatype": "FP32", "shape": list(x.shape), "data": x.reshape(-1).tolist()}]}
+    else:
+        raise SystemExit("usage: samples.py vad|ocr [TEXT]")
+    json.dump(body, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()
