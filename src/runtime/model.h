@@ -34,8 +34,8 @@ struct RuntimeOptions {
 std::unique_ptr<Model> LoadOnnxModel(const std::filesystem::path& path, const RuntimeOptions& options);
 
 // Sets the process-wide ORT thread pools shared by every model. Call before the first load;
-// 0 means one thread per core.
-void ConfigureOnnxRuntime(int intra_op_threads, int inter_op_threads);
+// 0 threads means one per core; `spin` lets idle pool threads spin briefly before sleeping.
+void ConfigureOnnxRuntime(int intra_op_threads, int inter_op_threads, bool spin);
 
 std::string OnnxRuntimeVersion();
 std::vector<std::string> OnnxRuntimeProviders();

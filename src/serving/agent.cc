@@ -43,6 +43,7 @@ void ApplyConfigJson(const nlohmann::json& j, AgentConfig& c) {
   Take(j, "repository_poll_secs", c.repository_poll_secs);
   Take(j, "default_timeout_ms", c.default_timeout_ms);
   Take(j, "intra_op_threads", c.intra_op_threads);
+  Take(j, "thread_spinning", c.thread_spinning);
   Take(j, "memory_arena", c.memory_arena);
   Take(j, "execution_providers", c.execution_providers);
   Take(j, "log_level", c.log_level);
@@ -62,6 +63,7 @@ nlohmann::json ToJson(const AgentConfig& c) {
           {"repository_poll_secs", c.repository_poll_secs},
           {"default_timeout_ms", c.default_timeout_ms},
           {"intra_op_threads", c.intra_op_threads},
+          {"thread_spinning", c.thread_spinning},
           {"memory_arena", c.memory_arena},
           {"execution_providers", c.execution_providers},
           {"log_level", c.log_level},
@@ -92,7 +94,7 @@ Agent::Agent(AgentConfig config) : config_(std::move(config)), parts_(std::make_
 Agent::~Agent() { Stop(); }
 
 BoundPorts Agent::Start() {
-  ConfigureOnnxRuntime(config_.intra_op_threads, 1);
+  ConfigureOnnxRuntime(config_.intra_op_threads, 1, config_.thread_spinning);
   info_.capabilities = ToJson(DiscoverCapabilities());
   auto& p = *parts_;
   p.metrics.AddCollector(AppendProcessMetrics);

@@ -26,6 +26,7 @@ struct AgentConfig {
   double repository_poll_secs = 1.0;  // 0: load once, do not watch
   int default_timeout_ms = 30000;
   int intra_op_threads = 0;           // 0: one per core
+  bool thread_spinning = true;        // ORT pool threads spin briefly before sleeping
   bool memory_arena = true;
   std::vector<std::string> execution_providers;
   std::string log_level = "info";

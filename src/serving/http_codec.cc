@@ -5,6 +5,7 @@
 #include <limits>
 
 #include <nlohmann/json.hpp>
+#include <simdjson.h>
 
 #include "core/error.h"
 #include "serving/half.h"
@@ -13,9 +14,27 @@ namespace outpost {
 namespace {
 
 using json = nlohmann::json;
+using simdjson::dom::element;
+using simdjson::dom::element_type;
 constexpr int kMaxNesting = 32;
 
 [[noreturn]] void Bad(const std::string& message) { Fail(ErrorCode::kInvalidArgument, message); }
+
+std::string TypeName(const element& v) {
+  switch (v.type()) {
+    case element_type::ARRAY: return "array";
+    case element_type::OBJECT: return "object";
+    case element_type::INT64:
+    case element_type::UINT64:
+    case element_type::DOUBLE: return "number";
+    case element_type::STRING: return "string";
+    case element_type::BOOL: return "boolean";
+    case element_type::NULL_VALUE: return "null";
+  }
+  return "unknown";
+}
+
+std::string Dump(const element& v) { return simdjson::to_string(v); }
 
 template <typename T>
 void AppendRaw(std::string& out, T v) {
@@ -23,35 +42,37 @@ void AppendRaw(std::string& out, T v) {
 }
 
 template <typename T>
-void AppendInteger(std::string& out, const json& v, const std::string& where) {
-  if (v.is_number_unsigned()) {
-    auto u = v.get<uint64_t>();
-    if (u > static_cast<uint64_t>(std::numeric_limits<T>::max())) Bad(where + ": " + v.dump() + " is out of range");
+void AppendInteger(std::string& out, const element& v, const std::string& where) {
+  if (v.type() == element_type::UINT64 || (v.type() == element_type::INT64 && v.get_int64().value_unsafe() >= 0)) {
+    uint64_t u = v.type() == element_type::UINT64 ? v.get_uint64().value_unsafe()
+                                                   : static_cast<uint64_t>(v.get_int64().value_unsafe());
+    if (u > static_cast<uint64_t>(std::numeric_limits<T>::max())) Bad(where + ": " + Dump(v) + " is out of range");
     AppendRaw<T>(out, static_cast<T>(u));
-  } else if (v.is_number_integer()) {
-    auto i = v.get<int64_t>();
-    if constexpr (std::is_unsigned_v<T>) {
-      if (i < 0) Bad(where + ": " + v.dump() + " is out of range");
-      if (static_cast<uint64_t>(i) > std::numeric_limits<T>::max()) Bad(where + ": " + v.dump() + " is out of range");
-    } else {
-      if (i < std::numeric_limits<T>::min() || i > std::numeric_limits<T>::max()) {
-        Bad(where + ": " + v.dump() + " is out of range");
-      }
+  } else if (v.type() == element_type::INT64) {
+    int64_t i = v.get_int64().value_unsafe();
+    if (std::is_unsigned_v<T> || i < static_cast<int64_t>(std::numeric_limits<T>::min())) {
+      Bad(where + ": " + Dump(v) + " is out of range");
     }
     AppendRaw<T>(out, static_cast<T>(i));
   } else {
-    Bad(where + ": expected an integer, got " + std::string(v.type_name()));
+    Bad(where + ": expected an integer, got " + TypeName(v));
   }
 }
 
-void AppendElement(std::string& out, const json& v, DataType dt, const std::string& where) {
-  auto need_number = [&] {
-    if (!v.is_number()) Bad(where + ": expected a number, got " + std::string(v.type_name()));
-  };
+double Number(const element& v, const std::string& where) {
+  switch (v.type()) {
+    case element_type::DOUBLE: return v.get_double().value_unsafe();
+    case element_type::INT64: return static_cast<double>(v.get_int64().value_unsafe());
+    case element_type::UINT64: return static_cast<double>(v.get_uint64().value_unsafe());
+    default: Bad(where + ": expected a number, got " + TypeName(v));
+  }
+}
+
+void AppendElement(std::string& out, const element& v, DataType dt, const std::string& where) {
   switch (dt) {
     case DataType::kBool:
-      if (!v.is_boolean()) Bad(where + ": expected true or false, got " + std::string(v.type_name()));
-      AppendRaw<uint8_t>(out, v.get<bool>() ? 1 : 0);
+      if (v.type() != element_type::BOOL) Bad(where + ": expected true or false, got " + TypeName(v));
+      AppendRaw<uint8_t>(out, v.get_bool().value_unsafe() ? 1 : 0);
       return;
     case DataType::kUint8: return AppendInteger<uint8_t>(out, v, where);
     case DataType::kUint16: return AppendInteger<uint16_t>(out, v, where);
@@ -61,54 +82,70 @@ void AppendElement(std::string& out, const json& v, DataType dt, const std::stri
     case DataType::kInt16: return AppendInteger<int16_t>(out, v, where);
     case DataType::kInt32: return AppendInteger<int32_t>(out, v, where);
     case DataType::kInt64: return AppendInteger<int64_t>(out, v, where);
-    case DataType::kFp16: need_number(); return AppendRaw<uint16_t>(out, FloatToHalf(v.get<float>()));
-    case DataType::kBf16: need_number(); return AppendRaw<uint16_t>(out, FloatToBf16(v.get<float>()));
-    case DataType::kFp32: need_number(); return AppendRaw<float>(out, v.get<float>());
-    case DataType::kFp64: need_number(); return AppendRaw<double>(out, v.get<double>());
+    case DataType::kFp16: return AppendRaw<uint16_t>(out, FloatToHalf(static_cast<float>(Number(v, where))));
+    case DataType::kBf16: return AppendRaw<uint16_t>(out, FloatToBf16(static_cast<float>(Number(v, where))));
+    case DataType::kFp32: return AppendRaw<float>(out, static_cast<float>(Number(v, where)));
+    case DataType::kFp64: return AppendRaw<double>(out, Number(v, where));
     case DataType::kBytes:
-      if (!v.is_string()) Bad(where + ": expected a string, got " + std::string(v.type_name()));
-      return AppendBytesElement(out, v.get_ref<const std::string&>());
+      if (v.type() != element_type::STRING) Bad(where + ": expected a string, got " + TypeName(v));
+      return AppendBytesElement(out, v.get_string().value_unsafe());
   }
 }
 
 // "data" may be flat or nested like the shape; either way elements are taken in row-major order.
-void FlattenInto(std::string& out, const json& v, DataType dt, const std::string& where, uint64_t& count,
+void FlattenInto(std::string& out, const element& v, DataType dt, const std::string& where, uint64_t& count,
                  uint64_t limit, int depth) {
-  if (v.is_array()) {
+  if (v.type() == element_type::ARRAY) {
     if (depth >= kMaxNesting) Bad(where + ": data is nested too deeply");
-    for (const auto& e : v) FlattenInto(out, e, dt, where, count, limit, depth + 1);
+    simdjson::dom::array items = v.get_array().value_unsafe();
+    for (element e : items) FlattenInto(out, e, dt, where, count, limit, depth + 1);
     return;
   }
   if (++count > limit) Bad(where + ": data has more elements than the shape holds (" + std::to_string(limit) + ")");
   AppendElement(out, v, dt, where);
 }
 
-std::string RequireString(const json& obj, const char* key, const std::string& where) {
-  auto it = obj.find(key);
-  if (it == obj.end()) Bad(where + ": missing '" + key + "'");
-  if (!it->is_string()) Bad(where + ": '" + key + "' must be a string");
-  return it->get<std::string>();
+// A field of a JSON object, or nullopt when absent.
+std::optional<element> Field(const element& obj, std::string_view key) {
+  element v;
+  if (obj.at_key(key).get(v) != simdjson::SUCCESS) return std::nullopt;
+  return v;
 }
 
-Shape ParseShape(const json& obj, const std::string& where) {
-  auto it = obj.find("shape");
-  if (it == obj.end()) Bad(where + ": missing 'shape'");
-  if (!it->is_array()) Bad(where + ": 'shape' must be an array of non-negative integers");
+std::string RequireString(const element& obj, const char* key, const std::string& where) {
+  auto v = Field(obj, key);
+  if (!v) Bad(where + ": missing '" + key + "'");
+  if (v->type() != element_type::STRING) Bad(where + ": '" + key + "' must be a string");
+  return std::string(v->get_string().value_unsafe());
+}
+
+Shape ParseShape(const element& obj, const std::string& where) {
+  auto v = Field(obj, "shape");
+  if (!v) Bad(where + ": missing 'shape'");
+  if (v->type() != element_type::ARRAY) Bad(where + ": 'shape' must be an array of non-negative integers");
   Shape shape;
-  for (const auto& d : *it) {
-    if (!d.is_number_integer() || d.get<int64_t>() < 0 || (d.is_number_unsigned() && d.get<uint64_t>() > INT64_MAX)) {
+  simdjson::dom::array dims = v->get_array().value_unsafe();
+  for (element d : dims) {
+    if (d.type() != element_type::INT64 || d.get_int64().value_unsafe() < 0) {
       Bad(where + ": 'shape' must be an array of non-negative integers");
     }
-    shape.push_back(d.get<int64_t>());
+    shape.push_back(d.get_int64().value_unsafe());
   }
   return shape;
 }
 
-const json* FindParameters(const json& obj, const std::string& where) {
-  auto it = obj.find("parameters");
-  if (it == obj.end()) return nullptr;
-  if (!it->is_object()) Bad(where + ": 'parameters' must be an object");
-  return &*it;
+std::optional<element> FindParameters(const element& obj, const std::string& where) {
+  auto v = Field(obj, "parameters");
+  if (v && v->type() != element_type::OBJECT) Bad(where + ": 'parameters' must be an object");
+  return v;
+}
+
+std::optional<bool> BoolParameter(const std::optional<element>& params, const char* key, const std::string& what) {
+  if (!params) return std::nullopt;
+  auto v = Field(*params, key);
+  if (!v) return std::nullopt;
+  if (v->type() != element_type::BOOL) Bad(what + " must be a boolean");
+  return v->get_bool().value_unsafe();
 }
 
 }  // namespace
@@ -127,32 +164,35 @@ InferRequest DecodeHttpInferRequest(std::string_view body, std::optional<size_t>
   }
   std::string_view header = header_length ? body.substr(0, *header_length) : body;
   std::string_view binary = header_length ? body.substr(*header_length) : std::string_view{};
-  json j = json::parse(header.begin(), header.end(), nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) Bad("request body is not valid JSON");
-  if (!j.is_object()) Bad("request body must be a JSON object");
+  // simdjson: request bodies are the one large JSON the agent parses on its hot path.
+  simdjson::dom::parser parser;
+  element j;
+  if (auto error = parser.parse(header.data(), header.size()).get(j); error != simdjson::SUCCESS) {
+    Bad(std::string("request body is not valid JSON: ") + simdjson::error_message(error));
+  }
+  if (j.type() != element_type::OBJECT) Bad("request body must be a JSON object");
 
   InferRequest req;
-  if (auto it = j.find("id"); it != j.end()) {
-    if (!it->is_string()) Bad("'id' must be a string");
-    req.id = it->get<std::string>();
+  if (auto id = Field(j, "id")) {
+    if (id->type() != element_type::STRING) Bad("'id' must be a string");
+    req.id = std::string(id->get_string().value_unsafe());
   }
-  if (const json* params = FindParameters(j, "request")) {
-    if (auto it = params->find("binary_data_output"); it != params->end()) {
-      if (!it->is_boolean()) Bad("parameter 'binary_data_output' must be a boolean");
-      req.binary_outputs = it->get<bool>();
-    }
-    if (auto it = params->find("timeout"); it != params->end()) {
-      if (!it->is_number_integer() || it->get<int64_t>() < 0) Bad("parameter 'timeout' must be microseconds >= 0");
-      req.timeout = std::chrono::microseconds(it->get<int64_t>());
+  if (auto params = FindParameters(j, "request")) {
+    if (auto b = BoolParameter(params, "binary_data_output", "parameter 'binary_data_output'")) req.binary_outputs = *b;
+    if (auto t = Field(*params, "timeout")) {
+      if (t->type() != element_type::INT64 || t->get_int64().value_unsafe() < 0) {
+        Bad("parameter 'timeout' must be microseconds >= 0");
+      }
+      req.timeout = std::chrono::microseconds(t->get_int64().value_unsafe());
     }
   }
-  auto inputs = j.find("inputs");
-  if (inputs == j.end() || !inputs->is_array()) Bad("'inputs' must be an array");
-  size_t binary_offset = 0;
-  for (size_t i = 0; i < inputs->size(); ++i) {
-    const json& in = (*inputs)[i];
-    std::string where = "input " + std::to_string(i);
-    if (!in.is_object()) Bad(where + " must be an object");
+  auto inputs = Field(j, "inputs");
+  if (!inputs || inputs->type() != element_type::ARRAY) Bad("'inputs' must be an array");
+  size_t binary_offset = 0, index = 0;
+  simdjson::dom::array input_list = inputs->get_array().value_unsafe();
+  for (element in : input_list) {
+    std::string where = "input " + std::to_string(index++);
+    if (in.type() != element_type::OBJECT) Bad(where + " must be an object");
     Tensor t;
     t.name = RequireString(in, "name", where);
     where = "input '" + t.name + "'";
@@ -163,15 +203,21 @@ InferRequest DecodeHttpInferRequest(std::string_view body, std::optional<size_t>
     t.shape = ParseShape(in, where);
     uint64_t count = ElementCount(t.shape);
     std::optional<uint64_t> binary_size;
-    if (const json* params = FindParameters(in, where)) {
-      if (auto it = params->find("binary_data_size"); it != params->end()) {
-        if (!it->is_number_unsigned()) Bad(where + ": 'binary_data_size' must be a non-negative integer");
-        binary_size = it->get<uint64_t>();
+    if (auto params = FindParameters(in, where)) {
+      if (auto size = Field(*params, "binary_data_size")) {
+        if (size->type() == element_type::UINT64) {
+          binary_size = size->get_uint64().value_unsafe();
+        } else if (size->type() == element_type::INT64 && size->get_int64().value_unsafe() >= 0) {
+          binary_size = static_cast<uint64_t>(size->get_int64().value_unsafe());
+        } else {
+          Bad(where + ": 'binary_data_size' must be a non-negative integer");
+        }
       }
     }
+    auto data = Field(in, "data");
     if (binary_size) {
       if (!header_length) Bad(where + ": binary_data_size given without an Inference-Header-Content-Length header");
-      if (in.contains("data")) Bad(where + ": has both 'data' and binary_data_size");
+      if (data) Bad(where + ": has both 'data' and binary_data_size");
       if (*binary_size > binary.size() - binary_offset) {
         Bad(where + ": binary_data_size " + std::to_string(*binary_size) + " runs past the end of the body (" +
             std::to_string(binary.size() - binary_offset) + " bytes left)");
@@ -179,10 +225,10 @@ InferRequest DecodeHttpInferRequest(std::string_view body, std::optional<size_t>
       t.data.assign(binary.substr(binary_offset, *binary_size));
       binary_offset += *binary_size;
     } else {
-      auto data = in.find("data");
-      if (data == in.end()) Bad(where + ": missing 'data'");
+      if (!data) Bad(where + ": missing 'data'");
       uint64_t seen = 0;
-      if (t.dtype != DataType::kBytes) t.data.reserve(count * ElementSize(t.dtype));
+      // Reserve only what the body can actually hold, not what a declared shape claims.
+      if (t.dtype != DataType::kBytes) t.data.reserve(std::min<uint64_t>(count, header.size()) * ElementSize(t.dtype));
       FlattenInto(t.data, *data, t.dtype, where, seen, count, 0);
       if (seen != count) {
         Bad(where + ": shape " + ShapeToString(t.shape) + " needs " + std::to_string(count) + " elements, 'data' has " +
@@ -196,19 +242,17 @@ InferRequest DecodeHttpInferRequest(std::string_view body, std::optional<size_t>
     Bad("the body has " + std::to_string(binary.size() - binary_offset) +
         " bytes after the JSON header that no input's binary_data_size accounts for");
   }
-  if (auto outputs = j.find("outputs"); outputs != j.end()) {
-    if (!outputs->is_array()) Bad("'outputs' must be an array");
-    for (size_t i = 0; i < outputs->size(); ++i) {
-      const json& out = (*outputs)[i];
-      std::string where = "output " + std::to_string(i);
-      if (!out.is_object()) Bad(where + " must be an object");
+  if (auto outputs = Field(j, "outputs")) {
+    if (outputs->type() != element_type::ARRAY) Bad("'outputs' must be an array");
+    size_t i = 0;
+    simdjson::dom::array output_list = outputs->get_array().value_unsafe();
+    for (element out : output_list) {
+      std::string where = "output " + std::to_string(i++);
+      if (out.type() != element_type::OBJECT) Bad(where + " must be an object");
       RequestedOutput ro{RequireString(out, "name", where), req.binary_outputs};
-      if (const json* params = FindParameters(out, where)) {
-        if (params->contains("classification")) Bad("output '" + ro.name + "': the classification extension is not supported");
-        if (auto it = params->find("binary_data"); it != params->end()) {
-          if (!it->is_boolean()) Bad("output '" + ro.name + "': 'binary_data' must be a boolean");
-          ro.binary = it->get<bool>();
-        }
+      if (auto params = FindParameters(out, where)) {
+        if (Field(*params, "classification")) Bad("output '" + ro.name + "': the classification extension is not supported");
+        if (auto b = BoolParameter(params, "binary_data", "output '" + ro.name + "': 'binary_data'")) ro.binary = *b;
       }
       req.outputs.push_back(std::move(ro));
     }

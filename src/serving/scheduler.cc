@@ -77,8 +77,23 @@ std::vector<Tensor> Scheduler::Infer(std::vector<Tensor> inputs, std::vector<std
                   : 1;
   auto future = job->promise.get_future();
   {
-    std::lock_guard lock(mu_);
+    std::unique_lock lock(mu_);
     if (stopping_) Fail(ErrorCode::kUnavailable, "model is being unloaded");
+    if (!options_.dynamic_batching && queue_.empty() && running_ < options_.instance_count) {
+      ++running_;
+      lock.unlock();
+      job->enqueued = Clock::now();
+      std::vector<std::shared_ptr<Job>> batch{job};
+      Execute(batch);
+      lock.lock();
+      --running_;
+      bool wake = !queue_.empty();
+      lock.unlock();
+      if (wake) cv_.notify_one();
+      auto result = future.get();
+      if (timings) *timings = job->timings;
+      return result;
+    }
     if (queue_.size() >= options_.max_queue_size) {
       Fail(ErrorCode::kResourceExhausted, "queue is full (" + std::to_string(options_.max_queue_size) + " requests waiting)");
     }
@@ -99,12 +114,15 @@ std::vector<Tensor> Scheduler::Infer(std::vector<Tensor> inputs, std::vector<std
 void Scheduler::WorkerLoop() {
   std::unique_lock lock(mu_);
   while (true) {
-    cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+    cv_.wait(lock, [&] { return (stopping_ && queue_.empty()) || (!queue_.empty() && running_ < options_.instance_count); });
     if (queue_.empty()) return;  // stopping, and everything queued has run
     auto batch = TakeBatch(lock);
+    ++running_;
     lock.unlock();
     Execute(batch);
     lock.lock();
+    --running_;
+    if (!queue_.empty()) cv_.notify_one();
   }
 }
 

@@ -1,5 +1,6 @@
-// Runs inferences of one model version on a fixed number of instances (worker threads) fed
-// from one bounded queue. With dynamic batching, a worker gathers compatible queued requests
+// Runs inferences of one model version on at most instance_count executions at once, fed
+// from one bounded queue. Without batching, a request that finds an instance free and nobody
+// waiting runs on its caller's thread: the common uncontended case pays no thread hand-off. With dynamic batching, a worker gathers compatible queued requests
 // (same non-batch shapes, same outputs) up to max_batch_size rows or until the first one has
 // waited max_queue_delay, runs them as one, and splits the outputs back along dimension 0.
 #pragma once
@@ -67,6 +68,7 @@ class Scheduler {
   std::condition_variable cv_;
   std::deque<std::shared_ptr<Job>> queue_;
   uint64_t arrivals_ = 0;
+  int running_ = 0;  // executions in progress, inline or on a worker; at most instance_count
   bool stopping_ = false;
   std::vector<std::thread> workers_;
 };

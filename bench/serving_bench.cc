@@ -1,0 +1,324 @@
+// Latency and throughput of one model served four ways, side by side in one run:
+//   direct  ONNX Runtime called in this process (the baseline),
+//   json    outpostd over HTTP with JSON tensors,
+//   binary  outpostd over HTTP with the binary tensor extension,
+//   grpc    outpostd over gRPC with raw tensor contents,
+// at concurrency 1, 4 and 16, plus dynamic batching on against off, and the idle agent's RSS.
+// outpostd runs as its own process, as deployed; clients run here.
+#include <httplib.h>
+#include <onnxruntime_cxx_api.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <grpcpp/grpcpp.h>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <iostream>
+#include <map>
+#include <random>
+#include <thread>
+
+#include "grpc_service.grpc.pb.h"
+
+extern char** environ;
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using json = nlohmann::json;
+
+struct Input {
+  std::string name;
+  std::string datatype;  // FP32 or INT64
+  std::vector<int64_t> shape;
+  std::string raw;
+};
+
+struct Workload {
+  std::string label;
+  std::string model;
+  std::vector<Input> inputs;
+};
+
+std::string RandomFloats(size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> d(-1, 1);
+  std::string raw(n * 4, '\0');
+  auto* f = reinterpret_cast<float*>(raw.data());
+  for (size_t i = 0; i < n; ++i) f[i] = d(rng);
+  return raw;
+}
+
+std::string Int64(int64_t v) { return std::string(reinterpret_cast<const char*>(&v), 8); }
+
+struct Result {
+  double p50_us = 0, p99_us = 0, rps = 0;
+  size_t errors = 0;
+};
+
+// Runs `call` from `concurrency` threads for `seconds` after a short warm-up.
+Result Measure(int concurrency, double seconds, const std::function<std::function<bool()>()>& make_caller) {
+  std::vector<std::vector<double>> lat(concurrency);
+  std::atomic<size_t> errors{0};
+  std::atomic<bool> stop{false}, measuring{false};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < concurrency; ++t) {
+    threads.emplace_back([&, t] {
+      auto call = make_caller();
+      while (!stop) {
+        auto start = Clock::now();
+        bool ok = call();
+        double us = std::chrono::duration<double, std::micro>(Clock::now() - start).count();
+        if (measuring) {
+          if (!ok) ++errors;
+          lat[t].push_back(us);
+        }
+      }
+    });
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  measuring = true;
+  auto begin = Clock::now();
+  std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
+  measuring = false;
+  double elapsed = std::chrono::duration<double>(Clock::now() - begin).count();
+  stop = true;
+  for (auto& th : threads) th.join();
+  std::vector<double> all;
+  for (auto& v : lat) all.insert(all.end(), v.begin(), v.end());
+  std::sort(all.begin(), all.end());
+  Result r;
+  if (all.empty()) return r;
+  r.p50_us = all[all.size() / 2];
+  r.p99_us = all[std::min(all.size() - 1, all.size() * 99 / 100)];
+  r.rps = all.size() / elapsed;
+  r.errors = errors;
+  return r;
+}
+
+// --- the four callers ------------------------------------------------------------------
+ONNXTensorElementDataType OnnxType(const std::string& dt) {
+  return dt == "INT64" ? ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64 : ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
+}
+
+std::function<bool()> DirectCaller(Ort::Session& session, const Workload& w) {
+  return [&session, &w] {
+    static const Ort::MemoryInfo cpu = Ort::MemoryInfo::CreateCpu(OrtArenaAllocator, OrtMemTypeDefault);
+    std::vector<const char*> names;
+    std::vector<Ort::Value> values;
+    for (const auto& in : w.inputs) {
+      names.push_back(in.name.c_str());
+      values.push_back(Ort::Value::CreateTensor(cpu, const_cast<char*>(in.raw.data()), in.raw.size(), in.shape.data(),
+                                                in.shape.size(), OnnxType(in.datatype)));
+    }
+    Ort::AllocatorWithDefaultOptions alloc;
+    std::vector<Ort::AllocatedStringPtr> out_ptrs;
+    std::vector<const char*> out_names;
+    for (size_t i = 0; i < session.GetOutputCount(); ++i) {
+      out_ptrs.push_back(session.GetOutputNameAllocated(i, alloc));
+      out_names.push_back(out_ptrs.back().get());
+    }
+    auto out = session.Run(Ort::RunOptions{nullptr}, names.data(), values.data(), values.size(), out_names.data(),
+                           out_names.size());
+    // Copy the outputs out, as a server must.
+    std::string sink;
+    for (auto& v : out) {
+      auto info = v.GetTensorTypeAndShapeInfo();
+      sink.append(static_cast<const char*>(v.GetTensorRawData()), info.GetElementCount() * 4);
+    }
+    return !sink.empty();
+  };
+}
+
+std::string JsonBody(const Workload& w) {
+  json req;
+  req["inputs"] = json::array();
+  for (const auto& in : w.inputs) {
+    json data = json::array();
+    if (in.datatype == "INT64") {
+      for (size_t i = 0; i < in.raw.size() / 8; ++i) data.push_back(reinterpret_cast<const int64_t*>(in.raw.data())[i]);
+    } else {
+      for (size_t i = 0; i < in.raw.size() / 4; ++i) data.push_back(reinterpret_cast<const float*>(in.raw.data())[i]);
+    }
+    req["inputs"].push_back({{"name", in.name}, {"datatype", in.datatype}, {"shape", in.shape}, {"data", data}});
+  }
+  return req.dump();
+}
+
+std::function<bool()> HttpCaller(int port, const Workload& w, bool binary) {
+  auto client = std::make_shared<httplib::Client>("127.0.0.1", port);
+  client->set_keep_alive(true);
+  client->set_tcp_nodelay(true);
+  std::string body;
+  httplib::Headers headers;
+  if (binary) {
+    json req;
+    req["inputs"] = json::array();
+    std::string blobs;
+    for (const auto& in : w.inputs) {
+      req["inputs"].push_back({{"name", in.name}, {"datatype", in.datatype}, {"shape", in.shape},
+                               {"parameters", {{"binary_data_size", in.raw.size()}}}});
+      blobs += in.raw;
+    }
+    req["parameters"] = {{"binary_data_output", true}};
+    std::string header = req.dump();
+    headers.emplace("Inference-Header-Content-Length", std::to_string(header.size()));
+    body = header + blobs;
+  } else {
+    body = JsonBody(w);
+  }
+  std::string path = "/v2/models/" + w.model + "/infer";
+  std::string type = binary ? "application/octet-stream" : "application/json";
+  return [client, body, headers, path, type] {
+    auto res = client->Post(path, headers, body, type);
+    return res && res->status == 200;
+  };
+}
+
+std::function<bool()> GrpcCaller(int port, const Workload& w) {
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);  // a connection per client thread
+  auto channel = grpc::CreateCustomChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials(), args);
+  std::shared_ptr<inference::GRPCInferenceService::Stub> stub = inference::GRPCInferenceService::NewStub(channel);
+  auto req = std::make_shared<inference::ModelInferRequest>();
+  req->set_model_name(w.model);
+  for (const auto& in : w.inputs) {
+    auto* t = req->add_inputs();
+    t->set_name(in.name);
+    t->set_datatype(in.datatype);
+    for (auto d : in.shape) t->add_shape(d);
+    req->add_raw_input_contents(in.raw);
+  }
+  return [stub, req, channel] {
+    grpc::ClientContext ctx;
+    inference::ModelInferResponse res;
+    return stub->ModelInfer(&ctx, *req, &res).ok();
+  };
+}
+
+// --- the agent process -----------------------------------------------------------------
+struct AgentProcess {
+  pid_t pid = -1;
+  int http = 0, grpc = 0;
+  AgentProcess(const std::string& bin, const std::string& repo, int http_port, int grpc_port) : http(http_port), grpc(grpc_port) {
+    std::vector<std::string> args = {bin, "--model-repository", repo, "--http-port", std::to_string(http_port),
+                                     "--grpc-port", std::to_string(grpc_port), "--log-level", "warn",
+                                     "--repository-poll-secs", "0"};
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    if (posix_spawn(&pid, bin.c_str(), nullptr, nullptr, argv.data(), environ) != 0) throw std::runtime_error("spawn " + bin);
+    httplib::Client c("127.0.0.1", http_port);
+    for (int i = 0; i < 600; ++i) {
+      auto r = c.Get("/v2/health/ready");
+      if (r && r->status == 200) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    throw std::runtime_error("outpostd did not become ready");
+  }
+  long RssKiB() const {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+    std::string line;
+    while (std::getline(in, line)) {
+      if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
+    }
+    return -1;
+  }
+  ~AgentProcess() {
+    if (pid > 0) {
+      kill(pid, SIGTERM);
+      waitpid(pid, nullptr, 0);
+    }
+  }
+};
+
+void PrintRow(const std::string& label, const std::string& mode, int c, const Result& r, const Result& base) {
+  printf("%-22s %-7s %3d %10.1f %10.1f %10.0f %+10.1f %8.2f %6zu\n", label.c_str(), mode.c_str(), c, r.p50_us, r.p99_us,
+         r.rps, r.p50_us - base.p50_us, base.rps > 0 ? r.rps / base.rps : 0.0, r.errors);
+  fflush(stdout);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"serving_bench: outpostd against ONNX Runtime called directly"};
+  std::string fixtures, samples, bin;
+  double seconds = 1.5;
+  std::vector<int> concurrencies = {1, 4, 16};
+  app.add_option("--fixtures", fixtures, "Test model repository (tests/fixtures/make_models.py)")->required();
+  app.add_option("--samples", samples, "Sample model repository (build/models)")->required();
+  app.add_option("--outpostd", bin, "outpostd binary")->required();
+  app.add_option("--seconds", seconds, "Measured seconds per cell");
+  app.add_option("--concurrency", concurrencies, "Client concurrencies");
+  CLI11_PARSE(app, argc, argv);
+
+  std::vector<Workload> workloads = {
+      {"dense64 [1,64] 256B", "dense", {{"x", "FP32", {1, 64}, RandomFloats(64, 1)}}},
+      {"dense64 [64,64] 16KiB", "dense", {{"x", "FP32", {64, 64}, RandomFloats(64 * 64, 2)}}},
+      {"silero_vad [1,512]", "silero_vad",
+       {{"input", "FP32", {1, 512}, RandomFloats(512, 3)},
+        {"state", "FP32", {2, 1, 128}, std::string(256 * 4, '\0')},
+        {"sr", "INT64", {}, Int64(16000)}}},
+  };
+  const int hw = static_cast<int>(std::thread::hardware_concurrency());
+  Ort::Env env(ORT_LOGGING_LEVEL_ERROR, "bench");
+  // One repository holding copies of the fixtures and the samples (the agent refuses model
+  // directories that are symlinks out of its repository).
+  std::string repo = "/tmp/outpost-bench-repo-" + std::to_string(getpid());
+  std::filesystem::create_directories(repo);
+  for (const auto* dir : {&fixtures, &samples}) {
+    for (const auto& e : std::filesystem::directory_iterator(*dir)) {
+      std::filesystem::copy(e.path(), repo + "/" + e.path().filename().string(), std::filesystem::copy_options::recursive);
+    }
+  }
+
+  printf("serving_bench: %d cores, ORT %s, %.1f s per cell\n\n", hw, Ort::GetVersionString().c_str(), seconds);
+  printf("%-22s %-7s %3s %10s %10s %10s %10s %8s %6s\n", "workload", "mode", "c", "p50_us", "p99_us", "req/s",
+         "+p50_us", "x_rps", "errors");
+  {
+    AgentProcess agent(bin, repo, 18900 + getpid() % 500, 19500 + getpid() % 500);
+    for (const auto& w : workloads) {
+      Ort::SessionOptions so;
+      so.SetIntraOpNumThreads(hw);
+      so.SetGraphOptimizationLevel(GraphOptimizationLevel::ORT_ENABLE_ALL);
+      std::string model_path = repo + "/" + w.model + "/1/model.onnx";
+      Ort::Session session(env, model_path.c_str(), so);
+      for (int c : concurrencies) {
+        Result base = Measure(c, seconds, [&] { return DirectCaller(session, w); });
+        PrintRow(w.label, "direct", c, base, base);
+        PrintRow(w.label, "json", c, Measure(c, seconds, [&] { return HttpCaller(agent.http, w, false); }), base);
+        PrintRow(w.label, "binary", c, Measure(c, seconds, [&] { return HttpCaller(agent.http, w, true); }), base);
+        PrintRow(w.label, "grpc", c, Measure(c, seconds, [&] { return GrpcCaller(agent.grpc, w); }), base);
+      }
+    }
+    printf("\nDynamic batching, mlp 4x1024x1024 (16 MB of weights), one row per request, concurrency 16:\n");
+    Workload off{"mlp unbatched", "mlp", {{"x", "FP32", {1, 1024}, RandomFloats(1024, 4)}}};
+    Workload on{"mlp_batched", "mlp_batched", {{"x", "FP32", {1, 1024}, RandomFloats(1024, 4)}}};
+    for (const char* mode : {"grpc", "binary"}) {
+      auto caller = [&](const Workload& w) {
+        return std::string(mode) == "grpc" ? GrpcCaller(agent.grpc, w) : HttpCaller(agent.http, w, true);
+      };
+      Result a = Measure(16, seconds, [&] { return caller(off); });
+      Result b = Measure(16, seconds, [&] { return caller(on); });
+      PrintRow(off.label, mode, 16, a, a);
+      PrintRow(on.label, mode, 16, b, a);
+    }
+  }
+  {
+    AgentProcess idle(bin, samples, 18800 + getpid() % 100, 0);
+    std::this_thread::sleep_for(std::chrono::seconds(2));
+    printf("\nIdle outpostd with the 6 sample models loaded: RSS %.1f MB\n", idle.RssKiB() / 1024.0);
+  }
+  std::filesystem::remove_all(repo);
+  return 0;
+}
