@@ -181,7 +181,13 @@ std::function<bool()> HttpCaller(int port, const Workload& w, bool binary) {
   std::string type = binary ? "application/octet-stream" : "application/json";
   return [client, body, headers, path, type] {
     auto res = client->Post(path, headers, body, type);
-    return res && res->status == 200;
+    if (res && res->status == 200) return true;
+    static std::atomic<int> reported{0};
+    if (reported++ < 5) {
+      fprintf(stderr, "http error: %s\n", res ? (std::to_string(res->status) + " " + res->body).c_str()
+                                               : httplib::to_string(res.error()).c_str());
+    }
+    return false;
   };
 }
 
@@ -202,7 +208,12 @@ std::function<bool()> GrpcCaller(int port, const Workload& w) {
   return [stub, req, channel] {
     grpc::ClientContext ctx;
     inference::ModelInferResponse res;
-    return stub->ModelInfer(&ctx, *req, &res).ok();
+    auto status = stub->ModelInfer(&ctx, *req, &res);
+    if (!status.ok()) {
+      static std::atomic<int> reported{0};
+      if (reported++ < 5) fprintf(stderr, "grpc error: %d %s\n", status.error_code(), status.error_message().c_str());
+    }
+    return status.ok();
   };
 }
 
@@ -210,10 +221,13 @@ std::function<bool()> GrpcCaller(int port, const Workload& w) {
 struct AgentProcess {
   pid_t pid = -1;
   int http = 0, grpc = 0;
-  AgentProcess(const std::string& bin, const std::string& repo, int http_port, int grpc_port) : http(http_port), grpc(grpc_port) {
+  AgentProcess(const std::string& bin, const std::string& repo, int http_port, int grpc_port,
+               const std::vector<std::string>& extra = {})
+      : http(http_port), grpc(grpc_port) {
     std::vector<std::string> args = {bin, "--model-repository", repo, "--http-port", std::to_string(http_port),
                                      "--grpc-port", std::to_string(grpc_port), "--log-level", "warn",
                                      "--repository-poll-secs", "0"};
+    args.insert(args.end(), extra.begin(), extra.end());
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
@@ -255,16 +269,22 @@ int main(int argc, char** argv) {
   std::string fixtures, samples, bin;
   double seconds = 1.5;
   std::vector<int> concurrencies = {1, 4, 16};
+  std::vector<std::string> modes = {"json", "binary", "grpc"};
+  bool batching = true;
+  std::vector<std::string> agent_args;
   app.add_option("--fixtures", fixtures, "Test model repository (tests/fixtures/make_models.py)")->required();
   app.add_option("--samples", samples, "Sample model repository (build/models)")->required();
   app.add_option("--outpostd", bin, "outpostd binary")->required();
   app.add_option("--seconds", seconds, "Measured seconds per cell");
   app.add_option("--concurrency", concurrencies, "Client concurrencies");
+  app.add_option("--modes", modes, "Agent modes to measure besides direct: json binary grpc");
+  app.add_option("--batching", batching, "Measure dynamic batching (true/false)");
+  app.add_option("--agent-arg", agent_args, "Extra outpostd flag (repeatable), e.g. --agent-arg=--intra-op-threads=1");
   CLI11_PARSE(app, argc, argv);
 
   std::vector<Workload> workloads = {
-      {"dense64 [1,64] 256B", "dense", {{"x", "FP32", {1, 64}, RandomFloats(64, 1)}}},
       {"dense64 [64,64] 16KiB", "dense", {{"x", "FP32", {64, 64}, RandomFloats(64 * 64, 2)}}},
+      {"dense64 [1,64] 256B", "dense", {{"x", "FP32", {1, 64}, RandomFloats(64, 1)}}},
       {"silero_vad [1,512]", "silero_vad",
        {{"input", "FP32", {1, 512}, RandomFloats(512, 3)},
         {"state", "FP32", {2, 1, 128}, std::string(256 * 4, '\0')},
@@ -286,7 +306,7 @@ int main(int argc, char** argv) {
   printf("%-22s %-7s %3s %10s %10s %10s %10s %8s %6s\n", "workload", "mode", "c", "p50_us", "p99_us", "req/s",
          "+p50_us", "x_rps", "errors");
   {
-    AgentProcess agent(bin, repo, 18900 + getpid() % 500, 19500 + getpid() % 500);
+    AgentProcess agent(bin, repo, 18900 + getpid() % 500, 19500 + getpid() % 500, agent_args);
     for (const auto& w : workloads) {
       Ort::SessionOptions so;
       so.SetIntraOpNumThreads(hw);
@@ -296,11 +316,14 @@ int main(int argc, char** argv) {
       for (int c : concurrencies) {
         Result base = Measure(c, seconds, [&] { return DirectCaller(session, w); });
         PrintRow(w.label, "direct", c, base, base);
-        PrintRow(w.label, "json", c, Measure(c, seconds, [&] { return HttpCaller(agent.http, w, false); }), base);
-        PrintRow(w.label, "binary", c, Measure(c, seconds, [&] { return HttpCaller(agent.http, w, true); }), base);
-        PrintRow(w.label, "grpc", c, Measure(c, seconds, [&] { return GrpcCaller(agent.grpc, w); }), base);
+        for (const auto& mode : modes) {
+          PrintRow(w.label, mode, c, Measure(c, seconds, [&] {
+                     return mode == "grpc" ? GrpcCaller(agent.grpc, w) : HttpCaller(agent.http, w, mode == "binary");
+                   }), base);
+        }
       }
     }
+    if (batching) {
     printf("\nDynamic batching, mlp 4x1024x1024 (16 MB of weights), one row per request, concurrency 16:\n");
     Workload off{"mlp unbatched", "mlp", {{"x", "FP32", {1, 1024}, RandomFloats(1024, 4)}}};
     Workload on{"mlp_batched", "mlp_batched", {{"x", "FP32", {1, 1024}, RandomFloats(1024, 4)}}};
@@ -312,6 +335,7 @@ int main(int argc, char** argv) {
       Result b = Measure(16, seconds, [&] { return caller(on); });
       PrintRow(off.label, mode, 16, a, a);
       PrintRow(on.label, mode, 16, b, a);
+    }
     }
   }
   {

@@ -259,6 +259,7 @@ int GrpcServer::Start() {
   builder.SetMaxReceiveMessageSize(static_cast<int>(options_.max_message_bytes));
   builder.SetMaxSendMessageSize(static_cast<int>(options_.max_message_bytes));
   builder.RegisterService(impl_.get());
+
   server_ = builder.BuildAndStart();
   if (!server_ || bound == 0) {
     Fail(ErrorCode::kUnavailable, "cannot listen for gRPC on " + options_.address + ":" + std::to_string(options_.port));

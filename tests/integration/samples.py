@@ -1,5 +1,5 @@
 """Inputs for the bundled sample models, made here: speech from espeak-ng, text drawn with PIL.
-Shared by the sample tests and the README's examples (python3 samples.py vad|ocr URL)."""
+Shared by the sample tests and the README's examples (see main())."""
 import json
 import os
 import subprocess
@@ -89,21 +89,56 @@ def wakeword_score(infer, audio):
     return max(scores)
 
 
+def read_wav(path, rate=16000):
+    """A mono 16-bit WAV file as float32 samples at `rate` Hz."""
+    with wave.open(path) as w:
+        src_rate, channels = w.getframerate(), w.getnchannels()
+        pcm = np.frombuffer(w.readframes(w.getnframes()), np.int16).astype(np.float32) / 32768.0
+    pcm = pcm.reshape(-1, channels).mean(axis=1)
+    n = int(len(pcm) * rate / src_rate)
+    return np.interp(np.arange(n) * src_rate / rate, np.arange(len(pcm)), pcm).astype(np.float32)
+
+
+def png_to_rec_input(path):
+    """Any image file, scaled to 48 pixels high (width kept in proportion, at most 960)."""
+    from PIL import Image
+    img = Image.open(path).convert("RGB")
+    width = min(960, max(16, round(img.width * 48 / img.height)))
+    img = np.asarray(img.resize((width, 48)))
+    return ((img.astype(np.float32) / 255.0 - 0.5) / 0.5).transpose(2, 0, 1)[None]
+
+
 def main():
-    """Prints a KServe v2 JSON request body for the README's curl examples."""
-    what = sys.argv[1]
-    if what == "vad":
-        audio = np.concatenate([np.zeros(8000, np.float32), speech("Outpost runs models at the edge.")])
-        chunk = audio[12800:12800 + 512]
-        body = {"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 512], "data": chunk.tolist()},
-                           {"name": "state", "datatype": "FP32", "shape": [2, 1, 128], "data": [0.0] * 256},
-                           {"name": "sr", "datatype": "INT64", "shape": [], "data": [16000]}]}
-    elif what == "ocr":
-        x = rec_input(sys.argv[2] if len(sys.argv) > 2 else "OUTPOST 2026")
-        body = {"inputs": [{"name": "x", "datatype": "FP32", "shape": list(x.shape), "data": x.reshape(-1).tolist()}]}
+    """Command-line helpers for the README's curl examples:
+      samples.py wav-request FILE.wav     KServe v2 JSON for silero_vad: the loudest 512-sample chunk
+      samples.py text-png TEXT FILE.png   draws TEXT into a PNG
+      samples.py png-request FILE.png     KServe v2 JSON for ppocr_rec
+      samples.py ocr-text KEYS_FILE       reads a ppocr_rec response on stdin, prints the text
+    """
+    args = sys.argv[1:]
+    if args[:1] == ["wav-request"] and len(args) == 2:
+        audio = read_wav(args[1])
+        energy = [float(np.square(audio[i:i + 512]).sum()) for i in range(0, len(audio) - 511, 256)]
+        start = int(np.argmax(energy)) * 256
+        body = {"inputs": [
+            {"name": "input", "datatype": "FP32", "shape": [1, 512], "data": audio[start:start + 512].tolist()},
+            {"name": "state", "datatype": "FP32", "shape": [2, 1, 128], "data": [0.0] * 256},
+            {"name": "sr", "datatype": "INT64", "shape": [], "data": [16000]}]}
+        json.dump(body, sys.stdout)
+    elif args[:1] == ["text-png"] and len(args) == 3:
+        from PIL import Image
+        img, _ = text_image(args[1], 40 + 28 * len(args[1]), 64, 40)
+        Image.fromarray(img).save(args[2])
+    elif args[:1] == ["png-request"] and len(args) == 2:
+        x = png_to_rec_input(args[1])
+        json.dump({"inputs": [{"name": "x", "datatype": "FP32", "shape": list(x.shape),
+                               "data": x.reshape(-1).tolist()}]}, sys.stdout)
+    elif args[:1] == ["ocr-text"] and len(args) == 2:
+        out = json.load(sys.stdin)["outputs"][0]
+        probs = np.array(out["data"], np.float32).reshape(out["shape"])[0]
+        print(ctc_decode(probs, load_keys(args[1])).strip())
     else:
-        raise SystemExit("usage: samples.py vad|ocr [TEXT]")
-    json.dump(body, sys.stdout)
+        raise SystemExit(main.__doc__)
 
 
 if __name__ == "__main__":
