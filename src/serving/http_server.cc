@@ -59,11 +59,15 @@ std::string Version(const httplib::Request& req) { return req.matches.size() > 2
 
 void SetupCommon(httplib::Server& s, const std::string& address) {
   s.set_tcp_nodelay(true);
-  s.set_error_handler([](const httplib::Request&, httplib::Response& res) {
+  s.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty()) return;
-    std::string message = res.status == 413 ? "request body exceeds the configured limit"
-                          : res.status == 404 ? "no such endpoint"
-                                              : "request failed";
+    std::string message = res.status == 404 ? "no such endpoint" : "request failed";
+    if (res.status == 413) {
+      // cpp-httplib limits form-encoded bodies to 8 KiB, and `curl -d` sends that type by default.
+      message = req.get_header_value("Content-Type") == "application/x-www-form-urlencoded"
+                    ? "form-encoded bodies are limited to 8 KiB: send Content-Type: application/json"
+                    : "request body exceeds the configured limit";
+    }
     res.set_content(json{{"error", message}}.dump(), "application/json");
   });
   (void)address;

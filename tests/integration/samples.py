@@ -99,6 +99,21 @@ def read_wav(path, rate=16000):
     return np.interp(np.arange(n) * src_rate / rate, np.arange(len(pcm)), pcm).astype(np.float32)
 
 
+def http_infer(url):
+    """An infer(model, inputs) over KServe v2 HTTP/JSON, for the command-line helpers."""
+    import urllib.request
+
+    def infer(model, inputs):
+        body = {"inputs": [{"name": n, "datatype": "INT64" if a.dtype == np.int64 else "FP32",
+                            "shape": list(a.shape), "data": a.reshape(-1).tolist()} for n, a in inputs.items()]}
+        req = urllib.request.Request(f"{url}/v2/models/{model}/infer", json.dumps(body).encode(),
+                                     {"Content-Type": "application/json"})
+        with urllib.request.urlopen(req) as r:
+            out = json.load(r)["outputs"]
+        return {o["name"]: np.array(o["data"], np.float32).reshape(o["shape"]) for o in out}
+    return infer
+
+
 def png_to_rec_input(path):
     """Any image file, scaled to 48 pixels high (width kept in proportion, at most 960)."""
     from PIL import Image
@@ -114,6 +129,8 @@ def main():
       samples.py text-png TEXT FILE.png   draws TEXT into a PNG
       samples.py png-request FILE.png     KServe v2 JSON for ppocr_rec
       samples.py ocr-text KEYS_FILE       reads a ppocr_rec response on stdin, prints the text
+      samples.py vad-segments FILE.wav [URL]  streams the file through silero_vad on the agent at
+                                          URL (default http://127.0.0.1:8000), prints speech segments
     """
     args = sys.argv[1:]
     if args[:1] == ["wav-request"] and len(args) == 2:
@@ -137,6 +154,15 @@ def main():
         out = json.load(sys.stdin)["outputs"][0]
         probs = np.array(out["data"], np.float32).reshape(out["shape"])[0]
         print(ctc_decode(probs, load_keys(args[1])).strip())
+    elif args[:1] == ["vad-segments"] and len(args) in (2, 3):
+        probs = vad_probabilities(http_infer(args[2] if len(args) == 3 else "http://127.0.0.1:8000"), read_wav(args[1]))
+        speaking, start = False, 0
+        for i, p in enumerate(list(probs) + [0.0]):
+            if not speaking and p > 0.5:
+                speaking, start = True, i
+            elif speaking and p < 0.35:
+                speaking = False
+                print(f"speech {start * 0.032:.2f}s - {i * 0.032:.2f}s (peak {probs[start:i].max():.2f})")
     else:
         raise SystemExit(main.__doc__)
 

@@ -242,6 +242,14 @@ class HttpTest(unittest.TestCase):
         self.assertIn("exceeds the configured limit", json.loads(body)["error"])
         self.assertServing()
 
+    def test_form_encoded_body_says_what_to_send(self):
+        a = np.ones((1, 4000), np.float32)
+        body = json.dumps({"inputs": [{"name": "a", "datatype": "FP32", "shape": [1, 4000], "data": a.reshape(-1).tolist()}]})
+        status, _, raw = self.agent.request("POST", "/v2/models/add_mul/infer", body,
+                                            {"Content-Type": "application/x-www-form-urlencoded"})
+        self.assertEqual(status, 413)
+        self.assertIn("send Content-Type: application/json", json.loads(raw)["error"])
+
     def test_huge_declared_shape(self):
         req = {"inputs": [{"name": "a", "datatype": "FP32", "shape": [2**40, 2**40], "data": [1]}]}
         status, err = self.post(json.dumps(req))
