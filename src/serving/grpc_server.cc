@@ -259,6 +259,8 @@ int GrpcServer::Start() {
   builder.SetMaxReceiveMessageSize(static_cast<int>(options_.max_message_bytes));
   builder.SetMaxSendMessageSize(static_cast<int>(options_.max_message_bytes));
   builder.RegisterService(impl_.get());
+  // gRPC enables SO_REUSEPORT by default: a second process could bind the port and take traffic.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
 
   server_ = builder.BuildAndStart();
   if (!server_ || bound == 0) {

@@ -57,8 +57,14 @@ json TensorMetadata(const std::vector<TensorSpec>& specs) {
 
 std::string Version(const httplib::Request& req) { return req.matches.size() > 2 ? std::string(req.matches[2]) : ""; }
 
-void SetupCommon(httplib::Server& s, const std::string& address) {
+void SetupCommon(httplib::Server& s) {
   s.set_tcp_nodelay(true);
+  // cpp-httplib would also set SO_REUSEPORT, letting a second process bind the same port and
+  // silently take half the traffic; a port in use must be an error instead.
+  s.set_socket_options([](socket_t sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+  });
   s.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty()) return;
     std::string message = res.status == 404 ? "no such endpoint" : "request failed";
@@ -70,7 +76,6 @@ void SetupCommon(httplib::Server& s, const std::string& address) {
     }
     res.set_content(json{{"error", message}}.dump(), "application/json");
   });
-  (void)address;
 }
 
 void ServeMetrics(httplib::Server& s, MetricsRegistry& metrics) {
@@ -93,7 +98,7 @@ HttpServer::HttpServer(HttpOptions options, InferenceService& service, MetricsRe
   // httplib closes a keep-alive connection after 5 requests by default, which makes clients
   // reconnect constantly and lose requests sent into the closing socket.
   server_->set_keep_alive_max_count(1u << 30);
-  SetupCommon(*server_, options_.address);
+  SetupCommon(*server_);
   Routes();
 }
 
@@ -187,7 +192,7 @@ void HttpServer::Stop() {
 
 MetricsServer::MetricsServer(std::string address, int port, MetricsRegistry& metrics)
     : address_(std::move(address)), port_(port), server_(std::make_unique<httplib::Server>()) {
-  SetupCommon(*server_, address_);
+  SetupCommon(*server_);
   ServeMetrics(*server_, metrics);
 }
 
