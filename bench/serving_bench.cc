@@ -12,8 +12,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <CLI/CLI.hpp>
 #include <grpcpp/grpcpp.h>
+#include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -67,7 +67,8 @@ struct Result {
 };
 
 // Runs `call` from `concurrency` threads for `seconds` after a short warm-up.
-Result Measure(int concurrency, double seconds, const std::function<std::function<bool()>()>& make_caller) {
+Result Measure(int concurrency, double seconds,
+               const std::function<std::function<bool()>()>& make_caller) {
   std::vector<std::vector<double>> lat(concurrency);
   std::atomic<size_t> errors{0};
   std::atomic<bool> stop{false}, measuring{false};
@@ -113,13 +114,15 @@ ONNXTensorElementDataType OnnxType(const std::string& dt) {
 
 std::function<bool()> DirectCaller(Ort::Session& session, const Workload& w) {
   return [&session, &w] {
-    static const Ort::MemoryInfo cpu = Ort::MemoryInfo::CreateCpu(OrtArenaAllocator, OrtMemTypeDefault);
+    static const Ort::MemoryInfo cpu =
+        Ort::MemoryInfo::CreateCpu(OrtArenaAllocator, OrtMemTypeDefault);
     std::vector<const char*> names;
     std::vector<Ort::Value> values;
     for (const auto& in : w.inputs) {
       names.push_back(in.name.c_str());
-      values.push_back(Ort::Value::CreateTensor(cpu, const_cast<char*>(in.raw.data()), in.raw.size(), in.shape.data(),
-                                                in.shape.size(), OnnxType(in.datatype)));
+      values.push_back(Ort::Value::CreateTensor(cpu, const_cast<char*>(in.raw.data()),
+                                                in.raw.size(), in.shape.data(), in.shape.size(),
+                                                OnnxType(in.datatype)));
     }
     Ort::AllocatorWithDefaultOptions alloc;
     std::vector<Ort::AllocatedStringPtr> out_ptrs;
@@ -128,8 +131,8 @@ std::function<bool()> DirectCaller(Ort::Session& session, const Workload& w) {
       out_ptrs.push_back(session.GetOutputNameAllocated(i, alloc));
       out_names.push_back(out_ptrs.back().get());
     }
-    auto out = session.Run(Ort::RunOptions{nullptr}, names.data(), values.data(), values.size(), out_names.data(),
-                           out_names.size());
+    auto out = session.Run(Ort::RunOptions{nullptr}, names.data(), values.data(), values.size(),
+                           out_names.data(), out_names.size());
     // Copy the outputs out, as a server must.
     std::string sink;
     for (auto& v : out) {
@@ -146,11 +149,14 @@ std::string JsonBody(const Workload& w) {
   for (const auto& in : w.inputs) {
     json data = json::array();
     if (in.datatype == "INT64") {
-      for (size_t i = 0; i < in.raw.size() / 8; ++i) data.push_back(reinterpret_cast<const int64_t*>(in.raw.data())[i]);
+      for (size_t i = 0; i < in.raw.size() / 8; ++i)
+        data.push_back(reinterpret_cast<const int64_t*>(in.raw.data())[i]);
     } else {
-      for (size_t i = 0; i < in.raw.size() / 4; ++i) data.push_back(reinterpret_cast<const float*>(in.raw.data())[i]);
+      for (size_t i = 0; i < in.raw.size() / 4; ++i)
+        data.push_back(reinterpret_cast<const float*>(in.raw.data())[i]);
     }
-    req["inputs"].push_back({{"name", in.name}, {"datatype", in.datatype}, {"shape", in.shape}, {"data", data}});
+    req["inputs"].push_back(
+        {{"name", in.name}, {"datatype", in.datatype}, {"shape", in.shape}, {"data", data}});
   }
   return req.dump();
 }
@@ -166,7 +172,9 @@ std::function<bool()> HttpCaller(int port, const Workload& w, bool binary) {
     req["inputs"] = json::array();
     std::string blobs;
     for (const auto& in : w.inputs) {
-      req["inputs"].push_back({{"name", in.name}, {"datatype", in.datatype}, {"shape", in.shape},
+      req["inputs"].push_back({{"name", in.name},
+                               {"datatype", in.datatype},
+                               {"shape", in.shape},
                                {"parameters", {{"binary_data_size", in.raw.size()}}}});
       blobs += in.raw;
     }
@@ -184,8 +192,9 @@ std::function<bool()> HttpCaller(int port, const Workload& w, bool binary) {
     if (res && res->status == 200) return true;
     static std::atomic<int> reported{0};
     if (reported++ < 5) {
-      fprintf(stderr, "http error: %s\n", res ? (std::to_string(res->status) + " " + res->body).c_str()
-                                               : httplib::to_string(res.error()).c_str());
+      fprintf(stderr, "http error: %s\n",
+              res ? (std::to_string(res->status) + " " + res->body).c_str()
+                  : httplib::to_string(res.error()).c_str());
     }
     return false;
   };
@@ -194,8 +203,10 @@ std::function<bool()> HttpCaller(int port, const Workload& w, bool binary) {
 std::function<bool()> GrpcCaller(int port, const Workload& w) {
   grpc::ChannelArguments args;
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);  // a connection per client thread
-  auto channel = grpc::CreateCustomChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials(), args);
-  std::shared_ptr<inference::GRPCInferenceService::Stub> stub = inference::GRPCInferenceService::NewStub(channel);
+  auto channel = grpc::CreateCustomChannel("127.0.0.1:" + std::to_string(port),
+                                           grpc::InsecureChannelCredentials(), args);
+  std::shared_ptr<inference::GRPCInferenceService::Stub> stub =
+      inference::GRPCInferenceService::NewStub(channel);
   auto req = std::make_shared<inference::ModelInferRequest>();
   req->set_model_name(w.model);
   for (const auto& in : w.inputs) {
@@ -211,7 +222,8 @@ std::function<bool()> GrpcCaller(int port, const Workload& w) {
     auto status = stub->ModelInfer(&ctx, *req, &res);
     if (!status.ok()) {
       static std::atomic<int> reported{0};
-      if (reported++ < 5) fprintf(stderr, "grpc error: %d %s\n", status.error_code(), status.error_message().c_str());
+      if (reported++ < 5)
+        fprintf(stderr, "grpc error: %d %s\n", status.error_code(), status.error_message().c_str());
     }
     return status.ok();
   };
@@ -224,14 +236,23 @@ struct AgentProcess {
   AgentProcess(const std::string& bin, const std::string& repo, int http_port, int grpc_port,
                const std::vector<std::string>& extra = {})
       : http(http_port), grpc(grpc_port) {
-    std::vector<std::string> args = {bin, "--model-repository", repo, "--http-port", std::to_string(http_port),
-                                     "--grpc-port", std::to_string(grpc_port), "--log-level", "warn",
-                                     "--repository-poll-secs", "0"};
+    std::vector<std::string> args = {bin,
+                                     "--model-repository",
+                                     repo,
+                                     "--http-port",
+                                     std::to_string(http_port),
+                                     "--grpc-port",
+                                     std::to_string(grpc_port),
+                                     "--log-level",
+                                     "warn",
+                                     "--repository-poll-secs",
+                                     "0"};
     args.insert(args.end(), extra.begin(), extra.end());
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
-    if (posix_spawn(&pid, bin.c_str(), nullptr, nullptr, argv.data(), environ) != 0) throw std::runtime_error("spawn " + bin);
+    if (posix_spawn(&pid, bin.c_str(), nullptr, nullptr, argv.data(), environ) != 0)
+      throw std::runtime_error("spawn " + bin);
     httplib::Client c("127.0.0.1", http_port);
     for (int i = 0; i < 600; ++i) {
       auto r = c.Get("/v2/health/ready");
@@ -256,9 +277,11 @@ struct AgentProcess {
   }
 };
 
-void PrintRow(const std::string& label, const std::string& mode, int c, const Result& r, const Result& base) {
-  printf("%-22s %-7s %3d %10.1f %10.1f %10.0f %+10.1f %8.2f %6zu\n", label.c_str(), mode.c_str(), c, r.p50_us, r.p99_us,
-         r.rps, r.p50_us - base.p50_us, base.rps > 0 ? r.rps / base.rps : 0.0, r.errors);
+void PrintRow(const std::string& label, const std::string& mode, int c, const Result& r,
+              const Result& base) {
+  printf("%-22s %-7s %3d %10.1f %10.1f %10.0f %+10.1f %8.2f %6zu\n", label.c_str(), mode.c_str(), c,
+         r.p50_us, r.p99_us, r.rps, r.p50_us - base.p50_us, base.rps > 0 ? r.rps / base.rps : 0.0,
+         r.errors);
   fflush(stdout);
 }
 
@@ -272,20 +295,23 @@ int main(int argc, char** argv) {
   std::vector<std::string> modes = {"json", "binary", "grpc"};
   bool batching = true;
   std::vector<std::string> agent_args;
-  app.add_option("--fixtures", fixtures, "Test model repository (tests/fixtures/make_models.py)")->required();
+  app.add_option("--fixtures", fixtures, "Test model repository (tests/fixtures/make_models.py)")
+      ->required();
   app.add_option("--samples", samples, "Sample model repository (build/models)")->required();
   app.add_option("--outpostd", bin, "outpostd binary")->required();
   app.add_option("--seconds", seconds, "Measured seconds per cell");
   app.add_option("--concurrency", concurrencies, "Client concurrencies");
   app.add_option("--modes", modes, "Agent modes to measure besides direct: json binary grpc");
   app.add_option("--batching", batching, "Measure dynamic batching (true/false)");
-  app.add_option("--agent-arg", agent_args, "Extra outpostd flag (repeatable), e.g. --agent-arg=--intra-op-threads=1");
+  app.add_option("--agent-arg", agent_args,
+                 "Extra outpostd flag (repeatable), e.g. --agent-arg=--intra-op-threads=1");
   CLI11_PARSE(app, argc, argv);
 
   std::vector<Workload> workloads = {
       {"dense64 [64,64] 16KiB", "dense", {{"x", "FP32", {64, 64}, RandomFloats(64 * 64, 2)}}},
       {"dense64 [1,64] 256B", "dense", {{"x", "FP32", {1, 64}, RandomFloats(64, 1)}}},
-      {"silero_vad [1,512]", "silero_vad",
+      {"silero_vad [1,512]",
+       "silero_vad",
        {{"input", "FP32", {1, 512}, RandomFloats(512, 3)},
         {"state", "FP32", {2, 1, 128}, std::string(256 * 4, '\0')},
         {"sr", "INT64", {}, Int64(16000)}}},
@@ -298,13 +324,15 @@ int main(int argc, char** argv) {
   std::filesystem::create_directories(repo);
   for (const auto* dir : {&fixtures, &samples}) {
     for (const auto& e : std::filesystem::directory_iterator(*dir)) {
-      std::filesystem::copy(e.path(), repo + "/" + e.path().filename().string(), std::filesystem::copy_options::recursive);
+      std::filesystem::copy(e.path(), repo + "/" + e.path().filename().string(),
+                            std::filesystem::copy_options::recursive);
     }
   }
 
-  printf("serving_bench: %d cores, ORT %s, %.1f s per cell\n\n", hw, Ort::GetVersionString().c_str(), seconds);
-  printf("%-22s %-7s %3s %10s %10s %10s %10s %8s %6s\n", "workload", "mode", "c", "p50_us", "p99_us", "req/s",
-         "+p50_us", "x_rps", "errors");
+  printf("serving_bench: %d cores, ORT %s, %.1f s per cell\n\n", hw,
+         Ort::GetVersionString().c_str(), seconds);
+  printf("%-22s %-7s %3s %10s %10s %10s %10s %8s %6s\n", "workload", "mode", "c", "p50_us",
+         "p99_us", "req/s", "+p50_us", "x_rps", "errors");
   {
     AgentProcess agent(bin, repo, 18900 + getpid() % 500, 19500 + getpid() % 500, agent_args);
     for (const auto& w : workloads) {
@@ -317,31 +345,39 @@ int main(int argc, char** argv) {
         Result base = Measure(c, seconds, [&] { return DirectCaller(session, w); });
         PrintRow(w.label, "direct", c, base, base);
         for (const auto& mode : modes) {
-          PrintRow(w.label, mode, c, Measure(c, seconds, [&] {
-                     return mode == "grpc" ? GrpcCaller(agent.grpc, w) : HttpCaller(agent.http, w, mode == "binary");
-                   }), base);
+          PrintRow(w.label, mode, c,
+                   Measure(c, seconds,
+                           [&] {
+                             return mode == "grpc" ? GrpcCaller(agent.grpc, w)
+                                                   : HttpCaller(agent.http, w, mode == "binary");
+                           }),
+                   base);
         }
       }
     }
     if (batching) {
-    printf("\nDynamic batching, mlp 4x1024x1024 (16 MB of weights), one row per request, concurrency 16:\n");
-    Workload off{"mlp unbatched", "mlp", {{"x", "FP32", {1, 1024}, RandomFloats(1024, 4)}}};
-    Workload on{"mlp_batched", "mlp_batched", {{"x", "FP32", {1, 1024}, RandomFloats(1024, 4)}}};
-    for (const char* mode : {"grpc", "binary"}) {
-      auto caller = [&](const Workload& w) {
-        return std::string(mode) == "grpc" ? GrpcCaller(agent.grpc, w) : HttpCaller(agent.http, w, true);
-      };
-      Result a = Measure(16, seconds, [&] { return caller(off); });
-      Result b = Measure(16, seconds, [&] { return caller(on); });
-      PrintRow(off.label, mode, 16, a, a);
-      PrintRow(on.label, mode, 16, b, a);
-    }
+      printf(
+          "\nDynamic batching, mlp 4x1024x1024 (16 MB of weights), one row per request, "
+          "concurrency 16:\n");
+      Workload off{"mlp unbatched", "mlp", {{"x", "FP32", {1, 1024}, RandomFloats(1024, 4)}}};
+      Workload on{"mlp_batched", "mlp_batched", {{"x", "FP32", {1, 1024}, RandomFloats(1024, 4)}}};
+      for (const char* mode : {"grpc", "binary"}) {
+        auto caller = [&](const Workload& w) {
+          return std::string(mode) == "grpc" ? GrpcCaller(agent.grpc, w)
+                                             : HttpCaller(agent.http, w, true);
+        };
+        Result a = Measure(16, seconds, [&] { return caller(off); });
+        Result b = Measure(16, seconds, [&] { return caller(on); });
+        PrintRow(off.label, mode, 16, a, a);
+        PrintRow(on.label, mode, 16, b, a);
+      }
     }
   }
   {
     AgentProcess idle(bin, samples, 18800 + getpid() % 100, 0);
     std::this_thread::sleep_for(std::chrono::seconds(2));
-    printf("\nIdle outpostd with the 6 sample models loaded: RSS %.1f MB\n", idle.RssKiB() / 1024.0);
+    printf("\nIdle outpostd with the 6 sample models loaded: RSS %.1f MB\n",
+           idle.RssKiB() / 1024.0);
   }
   std::filesystem::remove_all(repo);
   return 0;

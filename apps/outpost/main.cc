@@ -29,16 +29,18 @@ int PrintInfo(bool as_json) {
     return 0;
   }
   std::cout << "outpost        " << OUTPOST_VERSION << "\n"
-            << "cpu            " << caps.cpu_model << " (" << caps.architecture << ", " << caps.logical_cores << " cores)\n"
+            << "cpu            " << caps.cpu_model << " (" << caps.architecture << ", "
+            << caps.logical_cores << " cores)\n"
             << "cpu features   ";
   for (const auto& f : caps.cpu_features) std::cout << f << " ";
-  std::cout << "\nmemory         " << Bytes(caps.memory_total_bytes) << " total, " << Bytes(caps.memory_available_bytes)
-            << " available\n"
+  std::cout << "\nmemory         " << Bytes(caps.memory_total_bytes) << " total, "
+            << Bytes(caps.memory_available_bytes) << " available\n"
             << "kernel         " << caps.kernel << "\n"
             << "onnxruntime    " << caps.onnxruntime_version << "\nproviders      ";
   for (const auto& p : caps.execution_providers) std::cout << p << " ";
   std::cout << "\ngpus           " << (caps.gpus.empty() ? "none" : "") << "\n";
-  for (const auto& g : caps.gpus) std::cout << "  " << g.vendor << " " << g.name << " (" << g.path << ")\n";
+  for (const auto& g : caps.gpus)
+    std::cout << "  " << g.vendor << " " << g.name << " (" << g.path << ")\n";
   return 0;
 }
 
@@ -49,7 +51,8 @@ json Get(const std::string& url, const std::string& path, int* status) {
   client.set_read_timeout(10);
   auto res = client.Get(path);
   if (!res) {
-    std::cerr << "outpost: cannot reach the agent at " << url << ": " << httplib::to_string(res.error()) << "\n";
+    std::cerr << "outpost: cannot reach the agent at " << url << ": "
+              << httplib::to_string(res.error()) << "\n";
     std::exit(3);
   }
   *status = res->status;
@@ -61,7 +64,8 @@ int PrintModels(const std::string& url, bool as_json) {
   int status = 0;
   json index = Get(url, "/v2/repository/index", &status);
   if (status != 200) {
-    std::cerr << "outpost: the agent answered " << status << ": " << index.value("error", "") << "\n";
+    std::cerr << "outpost: the agent answered " << status << ": " << index.value("error", "")
+              << "\n";
     return 1;
   }
   if (as_json) {
@@ -96,12 +100,15 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   std::string url = "http://127.0.0.1:8000";
   bool as_json = false;
-  auto* info = app.add_subcommand("info", "Show this device's capabilities (CPU, memory, ONNX Runtime, GPUs)");
+  auto* info = app.add_subcommand(
+      "info", "Show this device's capabilities (CPU, memory, ONNX Runtime, GPUs)");
   info->add_flag("--json", as_json, "Print JSON");
-  auto* models = app.add_subcommand("models", "List the models a running agent serves, and why any is not");
+  auto* models =
+      app.add_subcommand("models", "List the models a running agent serves, and why any is not");
   models->add_option("--url", url, "Agent URL")->capture_default_str();
   models->add_flag("--json", as_json, "Print JSON");
-  auto* health = app.add_subcommand("health", "Ask a running agent whether it is live and ready (exit 0 when both)");
+  auto* health = app.add_subcommand(
+      "health", "Ask a running agent whether it is live and ready (exit 0 when both)");
   health->add_option("--url", url, "Agent URL")->capture_default_str();
   health->add_flag("--json", as_json, "Print JSON");
   CLI11_PARSE(app, argc, argv);

@@ -2,8 +2,8 @@
 #include <signal.h>
 #include <unistd.h>
 
-#include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
+#include <CLI/CLI.hpp>
 
 #include <filesystem>
 #include <iostream>
@@ -41,29 +41,38 @@ void Override(const std::optional<T>& flag, T& field) {
 int main(int argc, char** argv) {
   CLI::App app{"outpostd: serves signed ONNX models over KServe v2 (HTTP and gRPC) on this device"};
   std::string config_file;
-  std::optional<std::string> repository, http_address, grpc_address, metrics_address, log_level, log_format;
+  std::optional<std::string> repository, http_address, grpc_address, metrics_address, log_level,
+      log_format;
   std::optional<int> http_port, grpc_port, metrics_port, http_threads, timeout_ms, intra_threads;
   std::optional<double> poll_secs;
   std::optional<size_t> max_request;
   std::optional<std::vector<std::string>> providers;
   bool print_config = false;
-  app.add_option("--config", config_file, "JSON config file (keys as in --print-config)")->check(CLI::ExistingFile);
+  app.add_option("--config", config_file, "JSON config file (keys as in --print-config)")
+      ->check(CLI::ExistingFile);
   app.add_option("--model-repository", repository, "Model repository directory");
   app.add_option("--http-address", http_address, "Address for HTTP (default 127.0.0.1)");
   app.add_option("--http-port", http_port, "HTTP port (default 8000)");
   app.add_option("--grpc-address", grpc_address, "Address for gRPC (default 127.0.0.1)");
   app.add_option("--grpc-port", grpc_port, "gRPC port (default 8001; 0 disables)");
   app.add_option("--metrics-address", metrics_address, "Address for the metrics listener");
-  app.add_option("--metrics-port", metrics_port, "Metrics port (default: /metrics on the HTTP port; 0 disables)");
-  app.add_option("--max-request-bytes", max_request, "Largest request body accepted (default 64 MiB)");
+  app.add_option("--metrics-port", metrics_port,
+                 "Metrics port (default: /metrics on the HTTP port; 0 disables)");
+  app.add_option("--max-request-bytes", max_request,
+                 "Largest request body accepted (default 64 MiB)");
   app.add_option("--http-thread-count", http_threads, "HTTP worker threads (default 32)");
-  app.add_option("--repository-poll-secs", poll_secs, "Seconds between repository scans (default 1; 0: no watching)");
-  app.add_option("--default-timeout-ms", timeout_ms, "Per-request time limit when the request sets none (default 30000)");
-  app.add_option("--intra-op-threads", intra_threads, "ONNX Runtime threads per inference (default: cores)");
-  app.add_option("--execution-providers", providers, "ONNX Runtime execution providers in order of preference");
+  app.add_option("--repository-poll-secs", poll_secs,
+                 "Seconds between repository scans (default 1; 0: no watching)");
+  app.add_option("--default-timeout-ms", timeout_ms,
+                 "Per-request time limit when the request sets none (default 30000)");
+  app.add_option("--intra-op-threads", intra_threads,
+                 "ONNX Runtime threads per inference (default: cores)");
+  app.add_option("--execution-providers", providers,
+                 "ONNX Runtime execution providers in order of preference");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error (default info)");
   app.add_option("--log-format", log_format, "text or json (default text)");
-  app.add_flag("--print-config", print_config, "Print the effective configuration as JSON and exit");
+  app.add_flag("--print-config", print_config,
+               "Print the effective configuration as JSON and exit");
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -72,7 +81,8 @@ int main(int argc, char** argv) {
     if (!config_file.empty()) {
       auto text = outpost::ReadFile(config_file);
       auto j = nlohmann::json::parse(text, nullptr, false);
-      if (j.is_discarded()) outpost::Fail(outpost::ErrorCode::kInvalidArgument, config_file + ": not valid JSON");
+      if (j.is_discarded())
+        outpost::Fail(outpost::ErrorCode::kInvalidArgument, config_file + ": not valid JSON");
       outpost::ApplyConfigJson(j, config);
     }
     if (repository) config.model_repository = *repository;

@@ -29,9 +29,10 @@ std::string ReadSmallFile(const std::filesystem::path& p) {
 void ReadCpuInfo(Capabilities& caps) {
   // x86 lists "flags", arm64 lists "Features"; the model name key differs too.
   static const std::set<std::string> kInteresting = {
-      "sse4_1", "sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
-      "avx512_bf16", "avx_vnni", "amx_tile", "amx_int8", "amx_bf16", "neon", "asimd", "asimdhp", "asimddp",
-      "fphp", "sve", "sve2", "i8mm", "bf16", "dotprod"};
+      "sse4_1",   "sse4_2",   "avx",         "avx2",        "fma",      "f16c",     "avx512f",
+      "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile", "amx_int8",
+      "amx_bf16", "neon",     "asimd",       "asimdhp",     "asimddp",  "fphp",     "sve",
+      "sve2",     "i8mm",     "bf16",        "dotprod"};
   std::ifstream in("/proc/cpuinfo");
   std::string line;
   std::set<std::string> features;
@@ -39,7 +40,8 @@ void ReadCpuInfo(Capabilities& caps) {
     auto colon = line.find(':');
     if (colon == std::string::npos) continue;
     std::string key = Trim(line.substr(0, colon)), value = Trim(line.substr(colon + 1));
-    if ((key == "model name" || key == "Model" || key == "Hardware") && caps.cpu_model.empty()) caps.cpu_model = value;
+    if ((key == "model name" || key == "Model" || key == "Hardware") && caps.cpu_model.empty())
+      caps.cpu_model = value;
     if ((key == "flags" || key == "Features") && features.empty()) {
       std::istringstream ss(value);
       std::string f;
@@ -110,13 +112,21 @@ Capabilities DiscoverCapabilities() {
 
 nlohmann::json ToJson(const Capabilities& caps) {
   nlohmann::json gpus = nlohmann::json::array();
-  for (const auto& g : caps.gpus) gpus.push_back({{"vendor", g.vendor}, {"name", g.name}, {"path", g.path}});
-  return {{"cpu", {{"model", caps.cpu_model}, {"architecture", caps.architecture}, {"features", caps.cpu_features},
-                   {"logical_cores", caps.logical_cores}}},
-          {"memory", {{"total_bytes", caps.memory_total_bytes}, {"available_bytes", caps.memory_available_bytes}}},
-          {"kernel", caps.kernel},
-          {"onnxruntime", {{"version", caps.onnxruntime_version}, {"execution_providers", caps.execution_providers}}},
-          {"gpus", gpus}};
+  for (const auto& g : caps.gpus)
+    gpus.push_back({{"vendor", g.vendor}, {"name", g.name}, {"path", g.path}});
+  return {
+      {"cpu",
+       {{"model", caps.cpu_model},
+        {"architecture", caps.architecture},
+        {"features", caps.cpu_features},
+        {"logical_cores", caps.logical_cores}}},
+      {"memory",
+       {{"total_bytes", caps.memory_total_bytes},
+        {"available_bytes", caps.memory_available_bytes}}},
+      {"kernel", caps.kernel},
+      {"onnxruntime",
+       {{"version", caps.onnxruntime_version}, {"execution_providers", caps.execution_providers}}},
+      {"gpus", gpus}};
 }
 
 }  // namespace outpost

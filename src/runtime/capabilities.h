@@ -11,7 +11,7 @@ namespace outpost {
 struct GpuInfo {
   std::string vendor;  // "nvidia", "amd", "intel", ...
   std::string name;
-  std::string path;    // where it was found
+  std::string path;  // where it was found
 };
 
 // What this device offers to models: read from /proc, /sys and ONNX Runtime.

@@ -31,7 +31,8 @@ struct RuntimeOptions {
 
 // Loads an ONNX model with ONNX Runtime. Throws Error(kInvalidArgument) for a file ORT
 // refuses or a model whose inputs/outputs are not tensors.
-std::unique_ptr<Model> LoadOnnxModel(const std::filesystem::path& path, const RuntimeOptions& options);
+std::unique_ptr<Model> LoadOnnxModel(const std::filesystem::path& path,
+                                     const RuntimeOptions& options);
 
 // Sets the process-wide ORT thread pools shared by every model. Call before the first load;
 // 0 threads means one per core; `spin` lets idle pool threads spin briefly before sleeping.

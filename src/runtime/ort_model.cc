@@ -26,11 +26,14 @@ Ort::Env& Env() {
   static Ort::Env env = [] {
     OrtThreadingOptions* threading = nullptr;
     Ort::ThrowOnError(Ort::GetApi().CreateThreadingOptions(&threading));
-    Ort::ThrowOnError(Ort::GetApi().SetGlobalIntraOpNumThreads(threading, PendingEnvConfig().intra_op_threads));
-    Ort::ThrowOnError(Ort::GetApi().SetGlobalInterOpNumThreads(threading, PendingEnvConfig().inter_op_threads));
+    Ort::ThrowOnError(
+        Ort::GetApi().SetGlobalIntraOpNumThreads(threading, PendingEnvConfig().intra_op_threads));
+    Ort::ThrowOnError(
+        Ort::GetApi().SetGlobalInterOpNumThreads(threading, PendingEnvConfig().inter_op_threads));
     // Spinning briefly before sleeping costs idle CPU but saves a wake-up per parallel
     // operator: on the Silero VAD it cut the agent's added latency from ~230 to ~70 µs.
-    Ort::ThrowOnError(Ort::GetApi().SetGlobalSpinControl(threading, PendingEnvConfig().spin ? 1 : 0));
+    Ort::ThrowOnError(
+        Ort::GetApi().SetGlobalSpinControl(threading, PendingEnvConfig().spin ? 1 : 0));
     // ORT would print every failed run to stderr itself; the caller reports errors instead.
     Ort::Env e(threading, ORT_LOGGING_LEVEL_FATAL, "outpost");
     Ort::GetApi().ReleaseThreadingOptions(threading);
@@ -41,40 +44,69 @@ Ort::Env& Env() {
 
 std::optional<DataType> FromOnnx(ONNXTensorElementDataType t) {
   switch (t) {
-    case ONNX_TENSOR_ELEMENT_DATA_TYPE_BOOL: return DataType::kBool;
-    case ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8: return DataType::kUint8;
-    case ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT16: return DataType::kUint16;
-    case ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT32: return DataType::kUint32;
-    case ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT64: return DataType::kUint64;
-    case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8: return DataType::kInt8;
-    case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT16: return DataType::kInt16;
-    case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32: return DataType::kInt32;
-    case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64: return DataType::kInt64;
-    case ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16: return DataType::kFp16;
-    case ONNX_TENSOR_ELEMENT_DATA_TYPE_BFLOAT16: return DataType::kBf16;
-    case ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT: return DataType::kFp32;
-    case ONNX_TENSOR_ELEMENT_DATA_TYPE_DOUBLE: return DataType::kFp64;
-    case ONNX_TENSOR_ELEMENT_DATA_TYPE_STRING: return DataType::kBytes;
-    default: return std::nullopt;
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_BOOL:
+      return DataType::kBool;
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8:
+      return DataType::kUint8;
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT16:
+      return DataType::kUint16;
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT32:
+      return DataType::kUint32;
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT64:
+      return DataType::kUint64;
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8:
+      return DataType::kInt8;
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT16:
+      return DataType::kInt16;
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32:
+      return DataType::kInt32;
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64:
+      return DataType::kInt64;
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16:
+      return DataType::kFp16;
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_BFLOAT16:
+      return DataType::kBf16;
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT:
+      return DataType::kFp32;
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_DOUBLE:
+      return DataType::kFp64;
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_STRING:
+      return DataType::kBytes;
+    default:
+      return std::nullopt;
   }
 }
 
 ONNXTensorElementDataType ToOnnx(DataType t) {
   switch (t) {
-    case DataType::kBool: return ONNX_TENSOR_ELEMENT_DATA_TYPE_BOOL;
-    case DataType::kUint8: return ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8;
-    case DataType::kUint16: return ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT16;
-    case DataType::kUint32: return ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT32;
-    case DataType::kUint64: return ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT64;
-    case DataType::kInt8: return ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8;
-    case DataType::kInt16: return ONNX_TENSOR_ELEMENT_DATA_TYPE_INT16;
-    case DataType::kInt32: return ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32;
-    case DataType::kInt64: return ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64;
-    case DataType::kFp16: return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16;
-    case DataType::kBf16: return ONNX_TENSOR_ELEMENT_DATA_TYPE_BFLOAT16;
-    case DataType::kFp32: return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
-    case DataType::kFp64: return ONNX_TENSOR_ELEMENT_DATA_TYPE_DOUBLE;
-    case DataType::kBytes: return ONNX_TENSOR_ELEMENT_DATA_TYPE_STRING;
+    case DataType::kBool:
+      return ONNX_TENSOR_ELEMENT_DATA_TYPE_BOOL;
+    case DataType::kUint8:
+      return ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8;
+    case DataType::kUint16:
+      return ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT16;
+    case DataType::kUint32:
+      return ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT32;
+    case DataType::kUint64:
+      return ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT64;
+    case DataType::kInt8:
+      return ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8;
+    case DataType::kInt16:
+      return ONNX_TENSOR_ELEMENT_DATA_TYPE_INT16;
+    case DataType::kInt32:
+      return ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32;
+    case DataType::kInt64:
+      return ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64;
+    case DataType::kFp16:
+      return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16;
+    case DataType::kBf16:
+      return ONNX_TENSOR_ELEMENT_DATA_TYPE_BFLOAT16;
+    case DataType::kFp32:
+      return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
+    case DataType::kFp64:
+      return ONNX_TENSOR_ELEMENT_DATA_TYPE_DOUBLE;
+    case DataType::kBytes:
+      return ONNX_TENSOR_ELEMENT_DATA_TYPE_STRING;
   }
   return ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
 }
@@ -82,13 +114,15 @@ ONNXTensorElementDataType ToOnnx(DataType t) {
 TensorSpec SpecFromTypeInfo(const std::string& name, const Ort::TypeInfo& info, const char* role) {
   if (info.GetONNXType() != ONNX_TYPE_TENSOR) {
     Fail(ErrorCode::kInvalidArgument,
-         std::string(role) + " '" + name + "' is not a tensor (sequence, map or optional types cannot be served over KServe v2)");
+         std::string(role) + " '" + name +
+             "' is not a tensor (sequence, map or optional types cannot be served over KServe v2)");
   }
   auto tensor_info = info.GetTensorTypeAndShapeInfo();
   auto dtype = FromOnnx(tensor_info.GetElementType());
   if (!dtype) {
     Fail(ErrorCode::kInvalidArgument, std::string(role) + " '" + name + "' has element type " +
-                                          std::to_string(tensor_info.GetElementType()) + ", which KServe v2 has no name for");
+                                          std::to_string(tensor_info.GetElementType()) +
+                                          ", which KServe v2 has no name for");
   }
   TensorSpec spec{name, *dtype, tensor_info.GetShape()};
   for (auto& d : spec.shape) d = d < 0 ? -1 : d;
@@ -97,8 +131,10 @@ TensorSpec SpecFromTypeInfo(const std::string& name, const Ort::TypeInfo& info, 
 
 [[noreturn]] void Rethrow(const Ort::Exception& e) {
   auto code = e.GetOrtErrorCode();
-  bool caller = code == ORT_INVALID_ARGUMENT || code == ORT_INVALID_GRAPH || code == ORT_NOT_IMPLEMENTED;
-  Fail(caller ? ErrorCode::kInvalidArgument : ErrorCode::kInternal, std::string("onnxruntime: ") + e.what());
+  bool caller =
+      code == ORT_INVALID_ARGUMENT || code == ORT_INVALID_GRAPH || code == ORT_NOT_IMPLEMENTED;
+  Fail(caller ? ErrorCode::kInvalidArgument : ErrorCode::kInternal,
+       std::string("onnxruntime: ") + e.what());
 }
 
 class OrtModel final : public Model {
@@ -139,7 +175,8 @@ class OrtModel final : public Model {
   const std::vector<TensorSpec>& inputs() const override { return inputs_; }
   const std::vector<TensorSpec>& outputs() const override { return outputs_; }
 
-  std::vector<Tensor> Run(const std::vector<Tensor>& inputs, const std::vector<std::string>& output_names) override {
+  std::vector<Tensor> Run(const std::vector<Tensor>& inputs,
+                          const std::vector<std::string>& output_names) override {
     try {
       return RunOrThrow(inputs, output_names);
     } catch (const Ort::Exception& e) {
@@ -148,8 +185,10 @@ class OrtModel final : public Model {
   }
 
  private:
-  std::vector<Tensor> RunOrThrow(const std::vector<Tensor>& inputs, const std::vector<std::string>& output_names) {
-    static const Ort::MemoryInfo cpu = Ort::MemoryInfo::CreateCpu(OrtArenaAllocator, OrtMemTypeDefault);
+  std::vector<Tensor> RunOrThrow(const std::vector<Tensor>& inputs,
+                                 const std::vector<std::string>& output_names) {
+    static const Ort::MemoryInfo cpu =
+        Ort::MemoryInfo::CreateCpu(OrtArenaAllocator, OrtMemTypeDefault);
     Ort::AllocatorWithDefaultOptions alloc;
     std::vector<const char*> in_names;
     std::vector<Ort::Value> in_values;
@@ -162,20 +201,23 @@ class OrtModel final : public Model {
         std::vector<std::string> owned(elements.begin(), elements.end());
         std::vector<const char*> ptrs;
         for (auto& s : owned) ptrs.push_back(s.c_str());
-        auto v = Ort::Value::CreateTensor(alloc, t.shape.data(), t.shape.size(), ONNX_TENSOR_ELEMENT_DATA_TYPE_STRING);
+        auto v = Ort::Value::CreateTensor(alloc, t.shape.data(), t.shape.size(),
+                                          ONNX_TENSOR_ELEMENT_DATA_TYPE_STRING);
         // FillStringTensor takes C strings: an element with an embedded NUL would be cut short.
         for (size_t i = 0; i < owned.size(); ++i) {
           if (owned[i].find('\0') != std::string::npos) {
-            Fail(ErrorCode::kInvalidArgument, "input '" + t.name + "': BYTES element " + std::to_string(i) +
-                                                  " contains a NUL byte, which ONNX string tensors cannot hold");
+            Fail(ErrorCode::kInvalidArgument,
+                 "input '" + t.name + "': BYTES element " + std::to_string(i) +
+                     " contains a NUL byte, which ONNX string tensors cannot hold");
           }
         }
         v.FillStringTensor(ptrs.data(), ptrs.size());
         in_values.push_back(std::move(v));
       } else {
         // Zero-copy: ORT reads the request's buffer in place and never writes to an input.
-        in_values.push_back(Ort::Value::CreateTensor(cpu, const_cast<char*>(t.data.data()), t.data.size(),
-                                                     t.shape.data(), t.shape.size(), ToOnnx(t.dtype)));
+        in_values.push_back(Ort::Value::CreateTensor(cpu, const_cast<char*>(t.data.data()),
+                                                     t.data.size(), t.shape.data(), t.shape.size(),
+                                                     ToOnnx(t.dtype)));
       }
     }
     std::vector<const char*> out_names;
@@ -184,16 +226,19 @@ class OrtModel final : public Model {
     } else {
       for (const auto& o : output_names) out_names.push_back(o.c_str());
     }
-    auto values = session_.Run(Ort::RunOptions{nullptr}, in_names.data(), in_values.data(), in_values.size(),
-                               out_names.data(), out_names.size());
+    auto values = session_.Run(Ort::RunOptions{nullptr}, in_names.data(), in_values.data(),
+                               in_values.size(), out_names.data(), out_names.size());
     std::vector<Tensor> result;
     result.reserve(values.size());
     for (size_t i = 0; i < values.size(); ++i) {
       auto& v = values[i];
-      if (!v.IsTensor()) Fail(ErrorCode::kInternal, std::string("output '") + out_names[i] + "' is not a tensor");
+      if (!v.IsTensor())
+        Fail(ErrorCode::kInternal, std::string("output '") + out_names[i] + "' is not a tensor");
       auto info = v.GetTensorTypeAndShapeInfo();
       auto dtype = FromOnnx(info.GetElementType());
-      if (!dtype) Fail(ErrorCode::kInternal, std::string("output '") + out_names[i] + "' has an unsupported element type");
+      if (!dtype)
+        Fail(ErrorCode::kInternal,
+             std::string("output '") + out_names[i] + "' has an unsupported element type");
       Tensor t{out_names[i], *dtype, info.GetShape(), {}};
       size_t count = info.GetElementCount();
       if (*dtype == DataType::kBytes) {
@@ -224,7 +269,8 @@ void ConfigureOnnxRuntime(int intra_op_threads, int inter_op_threads, bool spin)
   PendingEnvConfig() = {intra_op_threads, std::max(1, inter_op_threads), spin};
 }
 
-std::unique_ptr<Model> LoadOnnxModel(const std::filesystem::path& path, const RuntimeOptions& options) {
+std::unique_ptr<Model> LoadOnnxModel(const std::filesystem::path& path,
+                                     const RuntimeOptions& options) {
   try {
     return std::make_unique<OrtModel>(path, options);
   } catch (const Ort::Exception& e) {

@@ -81,14 +81,19 @@ struct Agent::Parts {
 
 Agent::Agent(AgentConfig config) : config_(std::move(config)), parts_(std::make_unique<Parts>()) {
   auto check_port = [](int port, const char* what, int min) {
-    if (port < min || port > 65535) Fail(ErrorCode::kInvalidArgument, std::string(what) + " must be " + std::to_string(min) + "..65535");
+    if (port < min || port > 65535)
+      Fail(ErrorCode::kInvalidArgument,
+           std::string(what) + " must be " + std::to_string(min) + "..65535");
   };
   check_port(config_.http_port, "--http-port", 0);
   check_port(config_.grpc_port, "--grpc-port", 0);
   check_port(config_.metrics_port, "--metrics-port", -1);
-  if (config_.http_threads < 1 || config_.http_threads > 1024) Fail(ErrorCode::kInvalidArgument, "http_threads must be 1..1024");
-  if (config_.repository_poll_secs < 0) Fail(ErrorCode::kInvalidArgument, "repository_poll_secs must be >= 0");
-  if (config_.default_timeout_ms <= 0) Fail(ErrorCode::kInvalidArgument, "default_timeout_ms must be > 0");
+  if (config_.http_threads < 1 || config_.http_threads > 1024)
+    Fail(ErrorCode::kInvalidArgument, "http_threads must be 1..1024");
+  if (config_.repository_poll_secs < 0)
+    Fail(ErrorCode::kInvalidArgument, "repository_poll_secs must be >= 0");
+  if (config_.default_timeout_ms <= 0)
+    Fail(ErrorCode::kInvalidArgument, "default_timeout_ms must be > 0");
 }
 
 Agent::~Agent() { Stop(); }
@@ -102,9 +107,11 @@ BoundPorts Agent::Start() {
   mo.repository = config_.model_repository;
   mo.runtime.execution_providers = config_.execution_providers;
   mo.runtime.memory_arena = config_.memory_arena;
-  mo.poll_interval = std::chrono::milliseconds(static_cast<int64_t>(config_.repository_poll_secs * 1000));
+  mo.poll_interval =
+      std::chrono::milliseconds(static_cast<int64_t>(config_.repository_poll_secs * 1000));
   p.models = std::make_unique<ModelManager>(mo, p.metrics);
-  p.service = std::make_unique<InferenceService>(*p.models, InferenceLimits{std::chrono::milliseconds(config_.default_timeout_ms)});
+  p.service = std::make_unique<InferenceService>(
+      *p.models, InferenceLimits{std::chrono::milliseconds(config_.default_timeout_ms)});
   spdlog::info("loading model repository {}", config_.model_repository.string());
   p.models->Start();
 
@@ -119,13 +126,15 @@ BoundPorts Agent::Start() {
   ports.http = p.http->Start();
   spdlog::info("HTTP (KServe v2) listening on {}:{}", config_.http_address, ports.http);
   if (config_.grpc_port != 0) {
-    p.grpc = std::make_unique<GrpcServer>(GrpcOptions{config_.grpc_address, config_.grpc_port, config_.max_request_bytes},
-                                          *p.service, info_);
+    p.grpc = std::make_unique<GrpcServer>(
+        GrpcOptions{config_.grpc_address, config_.grpc_port, config_.max_request_bytes}, *p.service,
+        info_);
     ports.grpc = p.grpc->Start();
     spdlog::info("gRPC (KServe v2) listening on {}:{}", config_.grpc_address, ports.grpc);
   }
   if (config_.metrics_port > 0) {
-    p.metrics_server = std::make_unique<MetricsServer>(config_.metrics_address, config_.metrics_port, p.metrics);
+    p.metrics_server =
+        std::make_unique<MetricsServer>(config_.metrics_address, config_.metrics_port, p.metrics);
     ports.metrics = p.metrics_server->Start();
     spdlog::info("metrics listening on {}:{}", config_.metrics_address, ports.metrics);
   } else if (config_.metrics_port == -1) {

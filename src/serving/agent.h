@@ -18,19 +18,19 @@ struct AgentConfig {
   std::string http_address = "127.0.0.1";
   int http_port = 8000;
   std::string grpc_address = "127.0.0.1";
-  int grpc_port = 8001;         // 0: no gRPC listener
-  int metrics_port = -1;        // -1: /metrics on the HTTP port; 0: none; N: a listener of its own
+  int grpc_port = 8001;   // 0: no gRPC listener
+  int metrics_port = -1;  // -1: /metrics on the HTTP port; 0: none; N: a listener of its own
   std::string metrics_address = "127.0.0.1";
   size_t max_request_bytes = 64u << 20;
   int http_threads = 32;
   double repository_poll_secs = 1.0;  // 0: load once, do not watch
   int default_timeout_ms = 30000;
-  int intra_op_threads = 0;           // 0: one per core
-  bool thread_spinning = true;        // ORT pool threads spin briefly before sleeping
+  int intra_op_threads = 0;     // 0: one per core
+  bool thread_spinning = true;  // ORT pool threads spin briefly before sleeping
   bool memory_arena = true;
   std::vector<std::string> execution_providers;
   std::string log_level = "info";
-  std::string log_format = "text";    // or "json"
+  std::string log_format = "text";  // or "json"
 };
 
 // Applies the keys of a JSON config file (same names as the fields above) over `config`.

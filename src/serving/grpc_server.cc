@@ -13,14 +13,22 @@ namespace {
 
 grpc::StatusCode GrpcCode(ErrorCode code) {
   switch (code) {
-    case ErrorCode::kInvalidArgument: return grpc::StatusCode::INVALID_ARGUMENT;
-    case ErrorCode::kNotFound: return grpc::StatusCode::NOT_FOUND;
-    case ErrorCode::kUnavailable: return grpc::StatusCode::UNAVAILABLE;
-    case ErrorCode::kResourceExhausted: return grpc::StatusCode::RESOURCE_EXHAUSTED;
-    case ErrorCode::kDeadlineExceeded: return grpc::StatusCode::DEADLINE_EXCEEDED;
-    case ErrorCode::kPayloadTooLarge: return grpc::StatusCode::RESOURCE_EXHAUSTED;
-    case ErrorCode::kFailedPrecondition: return grpc::StatusCode::FAILED_PRECONDITION;
-    case ErrorCode::kInternal: return grpc::StatusCode::INTERNAL;
+    case ErrorCode::kInvalidArgument:
+      return grpc::StatusCode::INVALID_ARGUMENT;
+    case ErrorCode::kNotFound:
+      return grpc::StatusCode::NOT_FOUND;
+    case ErrorCode::kUnavailable:
+      return grpc::StatusCode::UNAVAILABLE;
+    case ErrorCode::kResourceExhausted:
+      return grpc::StatusCode::RESOURCE_EXHAUSTED;
+    case ErrorCode::kDeadlineExceeded:
+      return grpc::StatusCode::DEADLINE_EXCEEDED;
+    case ErrorCode::kPayloadTooLarge:
+      return grpc::StatusCode::RESOURCE_EXHAUSTED;
+    case ErrorCode::kFailedPrecondition:
+      return grpc::StatusCode::FAILED_PRECONDITION;
+    case ErrorCode::kInternal:
+      return grpc::StatusCode::INTERNAL;
   }
   return grpc::StatusCode::INTERNAL;
 }
@@ -44,7 +52,8 @@ void PackIntegers(std::string& out, const Repeated& values, const std::string& w
   out.reserve(values.size() * sizeof(T));
   for (auto v : values) {
     if (v < std::numeric_limits<T>::min() || v > std::numeric_limits<T>::max()) {
-      Fail(ErrorCode::kInvalidArgument, where + ": value " + std::to_string(v) + " is out of range");
+      Fail(ErrorCode::kInvalidArgument,
+           where + ": value " + std::to_string(v) + " is out of range");
     }
     T t = static_cast<T>(v);
     out.append(reinterpret_cast<const char*>(&t), sizeof t);
@@ -62,14 +71,18 @@ void PackValues(std::string& out, const Repeated& values) {
 
 // Typed contents to the raw form. Exactly one field may be set, and it must be the one
 // the datatype calls for.
-std::string PackContents(const inference::InferTensorContents& c, DataType dt, const std::string& where) {
+std::string PackContents(const inference::InferTensorContents& c, DataType dt,
+                         const std::string& where) {
   std::string out;
-  int fields = (c.bool_contents_size() > 0) + (c.int_contents_size() > 0) + (c.int64_contents_size() > 0) +
-               (c.uint_contents_size() > 0) + (c.uint64_contents_size() > 0) + (c.fp32_contents_size() > 0) +
+  int fields = (c.bool_contents_size() > 0) + (c.int_contents_size() > 0) +
+               (c.int64_contents_size() > 0) + (c.uint_contents_size() > 0) +
+               (c.uint64_contents_size() > 0) + (c.fp32_contents_size() > 0) +
                (c.fp64_contents_size() > 0) + (c.bytes_contents_size() > 0);
-  if (fields > 1) Fail(ErrorCode::kInvalidArgument, where + ": more than one contents field is set");
+  if (fields > 1)
+    Fail(ErrorCode::kInvalidArgument, where + ": more than one contents field is set");
   auto wrong = [&](const char* field) {
-    Fail(ErrorCode::kInvalidArgument, where + ": datatype " + std::string(DataTypeName(dt)) + " takes " + field);
+    Fail(ErrorCode::kInvalidArgument,
+         where + ": datatype " + std::string(DataTypeName(dt)) + " takes " + field);
   };
   switch (dt) {
     case DataType::kBool:
@@ -114,7 +127,9 @@ std::string PackContents(const inference::InferTensorContents& c, DataType dt, c
       break;
     case DataType::kFp16:
     case DataType::kBf16:
-      if (fields) Fail(ErrorCode::kInvalidArgument, where + ": " + std::string(DataTypeName(dt)) + " must be sent as raw_input_contents");
+      if (fields)
+        Fail(ErrorCode::kInvalidArgument,
+             where + ": " + std::string(DataTypeName(dt)) + " must be sent as raw_input_contents");
       break;
   }
   return out;
@@ -125,25 +140,32 @@ InferRequest FromProto(inference::ModelInferRequest& in) {
   req.model_name = in.model_name();
   req.model_version = in.model_version();
   req.id = in.id();
-  if (auto it = in.parameters().find("timeout"); it != in.parameters().end() && it->second.int64_param() > 0) {
+  if (auto it = in.parameters().find("timeout");
+      it != in.parameters().end() && it->second.int64_param() > 0) {
     req.timeout = std::chrono::microseconds(it->second.int64_param());
   }
   bool raw = in.raw_input_contents_size() > 0;
   if (raw && in.raw_input_contents_size() != in.inputs_size()) {
-    Fail(ErrorCode::kInvalidArgument, "raw_input_contents has " + std::to_string(in.raw_input_contents_size()) +
-                                          " entries for " + std::to_string(in.inputs_size()) + " inputs");
+    Fail(ErrorCode::kInvalidArgument,
+         "raw_input_contents has " + std::to_string(in.raw_input_contents_size()) +
+             " entries for " + std::to_string(in.inputs_size()) + " inputs");
   }
   for (int i = 0; i < in.inputs_size(); ++i) {
     auto& pin = *in.mutable_inputs(i);
     std::string where = "input '" + pin.name() + "'";
     auto dtype = ParseDataType(pin.datatype());
-    if (!dtype) Fail(ErrorCode::kInvalidArgument, where + ": unknown datatype '" + pin.datatype() + "'");
+    if (!dtype)
+      Fail(ErrorCode::kInvalidArgument, where + ": unknown datatype '" + pin.datatype() + "'");
     Tensor t{pin.name(), *dtype, Shape(pin.shape().begin(), pin.shape().end()), {}};
     for (auto d : t.shape) {
-      if (d < 0) Fail(ErrorCode::kInvalidArgument, where + ": shape " + ShapeToString(t.shape) + " has a negative dimension");
+      if (d < 0)
+        Fail(ErrorCode::kInvalidArgument,
+             where + ": shape " + ShapeToString(t.shape) + " has a negative dimension");
     }
     if (raw) {
-      if (pin.has_contents()) Fail(ErrorCode::kInvalidArgument, where + ": has contents although raw_input_contents is used");
+      if (pin.has_contents())
+        Fail(ErrorCode::kInvalidArgument,
+             where + ": has contents although raw_input_contents is used");
       t.data = std::move(*in.mutable_raw_input_contents(i));
     } else {
       t.data = PackContents(pin.contents(), t.dtype, where);
@@ -155,8 +177,9 @@ InferRequest FromProto(inference::ModelInferRequest& in) {
   return req;
 }
 
-void FillTensorMetadata(const std::vector<TensorSpec>& specs,
-                        google::protobuf::RepeatedPtrField<inference::ModelMetadataResponse::TensorMetadata>* out) {
+void FillTensorMetadata(
+    const std::vector<TensorSpec>& specs,
+    google::protobuf::RepeatedPtrField<inference::ModelMetadataResponse::TensorMetadata>* out) {
   for (const auto& s : specs) {
     auto* t = out->Add();
     t->set_name(s.name);
@@ -225,7 +248,8 @@ class GrpcServer::Impl final : public inference::GRPCInferenceService::Service {
       std::optional<Clock::time_point> deadline;
       auto grpc_deadline = ctx->deadline();
       if (grpc_deadline != std::chrono::system_clock::time_point::max()) {
-        deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(grpc_deadline - std::chrono::system_clock::now());
+        deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                      grpc_deadline - std::chrono::system_clock::now());
       }
       InferResponse response = service_.Infer(std::move(request), deadline);
       res->set_model_name(response.model_name);
@@ -254,8 +278,11 @@ GrpcServer::~GrpcServer() { Stop(); }
 int GrpcServer::Start() {
   grpc::ServerBuilder builder;
   int bound = 0;
-  std::string address = options_.address.find(':') != std::string::npos ? "[" + options_.address + "]" : options_.address;
-  builder.AddListeningPort(address + ":" + std::to_string(options_.port), grpc::InsecureServerCredentials(), &bound);
+  std::string address = options_.address.find(':') != std::string::npos
+                            ? "[" + options_.address + "]"
+                            : options_.address;
+  builder.AddListeningPort(address + ":" + std::to_string(options_.port),
+                           grpc::InsecureServerCredentials(), &bound);
   builder.SetMaxReceiveMessageSize(static_cast<int>(options_.max_message_bytes));
   builder.SetMaxSendMessageSize(static_cast<int>(options_.max_message_bytes));
   builder.RegisterService(impl_.get());
@@ -264,7 +291,8 @@ int GrpcServer::Start() {
 
   server_ = builder.BuildAndStart();
   if (!server_ || bound == 0) {
-    Fail(ErrorCode::kUnavailable, "cannot listen for gRPC on " + options_.address + ":" + std::to_string(options_.port));
+    Fail(ErrorCode::kUnavailable,
+         "cannot listen for gRPC on " + options_.address + ":" + std::to_string(options_.port));
   }
   return bound;
 }

@@ -9,8 +9,9 @@ namespace outpost {
 inline uint16_t FloatToBf16(float f) {
   uint32_t bits;
   std::memcpy(&bits, &f, 4);
-  if ((bits & 0x7fffffff) > 0x7f800000) return static_cast<uint16_t>((bits >> 16) | 0x40);  // NaN stays NaN
-  bits += 0x7fff + ((bits >> 16) & 1);  // round to nearest even
+  if ((bits & 0x7fffffff) > 0x7f800000)
+    return static_cast<uint16_t>((bits >> 16) | 0x40);  // NaN stays NaN
+  bits += 0x7fff + ((bits >> 16) & 1);                  // round to nearest even
   return static_cast<uint16_t>(bits >> 16);
 }
 
@@ -50,7 +51,8 @@ inline uint16_t FloatToHalf(float f) {
   uint32_t sign = (bits >> 16) & 0x8000u;
   int32_t exp = static_cast<int32_t>((bits >> 23) & 0xff) - 127 + 15;
   uint32_t mant = bits & 0x7fffffu;
-  if (((bits >> 23) & 0xff) == 0xff) return static_cast<uint16_t>(sign | 0x7c00u | (mant ? 0x200u : 0));
+  if (((bits >> 23) & 0xff) == 0xff)
+    return static_cast<uint16_t>(sign | 0x7c00u | (mant ? 0x200u : 0));
   if (exp >= 0x1f) return static_cast<uint16_t>(sign | 0x7c00u);  // overflow to infinity
   if (exp <= 0) {
     if (exp < -10) return static_cast<uint16_t>(sign);
@@ -63,7 +65,8 @@ inline uint16_t FloatToHalf(float f) {
   }
   uint32_t half = sign | (static_cast<uint32_t>(exp) << 10) | (mant >> 13);
   uint32_t rem = mant & 0x1fffu;
-  if (rem > 0x1000u || (rem == 0x1000u && (half & 1))) ++half;  // may carry into the exponent: correct
+  if (rem > 0x1000u || (rem == 0x1000u && (half & 1)))
+    ++half;  // may carry into the exponent: correct
   return static_cast<uint16_t>(half);
 }
 

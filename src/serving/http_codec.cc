@@ -4,8 +4,8 @@
 #include <cmath>
 #include <limits>
 
-#include <nlohmann/json.hpp>
 #include <simdjson.h>
+#include <nlohmann/json.hpp>
 
 #include "core/error.h"
 #include "serving/half.h"
@@ -22,14 +22,20 @@ constexpr int kMaxNesting = 32;
 
 std::string TypeName(const element& v) {
   switch (v.type()) {
-    case element_type::ARRAY: return "array";
-    case element_type::OBJECT: return "object";
+    case element_type::ARRAY:
+      return "array";
+    case element_type::OBJECT:
+      return "object";
     case element_type::INT64:
     case element_type::UINT64:
-    case element_type::DOUBLE: return "number";
-    case element_type::STRING: return "string";
-    case element_type::BOOL: return "boolean";
-    case element_type::NULL_VALUE: return "null";
+    case element_type::DOUBLE:
+      return "number";
+    case element_type::STRING:
+      return "string";
+    case element_type::BOOL:
+      return "boolean";
+    case element_type::NULL_VALUE:
+      return "null";
   }
   return "unknown";
 }
@@ -43,10 +49,13 @@ void AppendRaw(std::string& out, T v) {
 
 template <typename T>
 void AppendInteger(std::string& out, const element& v, const std::string& where) {
-  if (v.type() == element_type::UINT64 || (v.type() == element_type::INT64 && v.get_int64().value_unsafe() >= 0)) {
-    uint64_t u = v.type() == element_type::UINT64 ? v.get_uint64().value_unsafe()
-                                                   : static_cast<uint64_t>(v.get_int64().value_unsafe());
-    if (u > static_cast<uint64_t>(std::numeric_limits<T>::max())) Bad(where + ": " + Dump(v) + " is out of range");
+  if (v.type() == element_type::UINT64 ||
+      (v.type() == element_type::INT64 && v.get_int64().value_unsafe() >= 0)) {
+    uint64_t u = v.type() == element_type::UINT64
+                     ? v.get_uint64().value_unsafe()
+                     : static_cast<uint64_t>(v.get_int64().value_unsafe());
+    if (u > static_cast<uint64_t>(std::numeric_limits<T>::max()))
+      Bad(where + ": " + Dump(v) + " is out of range");
     AppendRaw<T>(out, static_cast<T>(u));
   } else if (v.type() == element_type::INT64) {
     int64_t i = v.get_int64().value_unsafe();
@@ -61,31 +70,48 @@ void AppendInteger(std::string& out, const element& v, const std::string& where)
 
 double Number(const element& v, const std::string& where) {
   switch (v.type()) {
-    case element_type::DOUBLE: return v.get_double().value_unsafe();
-    case element_type::INT64: return static_cast<double>(v.get_int64().value_unsafe());
-    case element_type::UINT64: return static_cast<double>(v.get_uint64().value_unsafe());
-    default: Bad(where + ": expected a number, got " + TypeName(v));
+    case element_type::DOUBLE:
+      return v.get_double().value_unsafe();
+    case element_type::INT64:
+      return static_cast<double>(v.get_int64().value_unsafe());
+    case element_type::UINT64:
+      return static_cast<double>(v.get_uint64().value_unsafe());
+    default:
+      Bad(where + ": expected a number, got " + TypeName(v));
   }
 }
 
 void AppendElement(std::string& out, const element& v, DataType dt, const std::string& where) {
   switch (dt) {
     case DataType::kBool:
-      if (v.type() != element_type::BOOL) Bad(where + ": expected true or false, got " + TypeName(v));
+      if (v.type() != element_type::BOOL)
+        Bad(where + ": expected true or false, got " + TypeName(v));
       AppendRaw<uint8_t>(out, v.get_bool().value_unsafe() ? 1 : 0);
       return;
-    case DataType::kUint8: return AppendInteger<uint8_t>(out, v, where);
-    case DataType::kUint16: return AppendInteger<uint16_t>(out, v, where);
-    case DataType::kUint32: return AppendInteger<uint32_t>(out, v, where);
-    case DataType::kUint64: return AppendInteger<uint64_t>(out, v, where);
-    case DataType::kInt8: return AppendInteger<int8_t>(out, v, where);
-    case DataType::kInt16: return AppendInteger<int16_t>(out, v, where);
-    case DataType::kInt32: return AppendInteger<int32_t>(out, v, where);
-    case DataType::kInt64: return AppendInteger<int64_t>(out, v, where);
-    case DataType::kFp16: return AppendRaw<uint16_t>(out, FloatToHalf(static_cast<float>(Number(v, where))));
-    case DataType::kBf16: return AppendRaw<uint16_t>(out, FloatToBf16(static_cast<float>(Number(v, where))));
-    case DataType::kFp32: return AppendRaw<float>(out, static_cast<float>(Number(v, where)));
-    case DataType::kFp64: return AppendRaw<double>(out, Number(v, where));
+    case DataType::kUint8:
+      return AppendInteger<uint8_t>(out, v, where);
+    case DataType::kUint16:
+      return AppendInteger<uint16_t>(out, v, where);
+    case DataType::kUint32:
+      return AppendInteger<uint32_t>(out, v, where);
+    case DataType::kUint64:
+      return AppendInteger<uint64_t>(out, v, where);
+    case DataType::kInt8:
+      return AppendInteger<int8_t>(out, v, where);
+    case DataType::kInt16:
+      return AppendInteger<int16_t>(out, v, where);
+    case DataType::kInt32:
+      return AppendInteger<int32_t>(out, v, where);
+    case DataType::kInt64:
+      return AppendInteger<int64_t>(out, v, where);
+    case DataType::kFp16:
+      return AppendRaw<uint16_t>(out, FloatToHalf(static_cast<float>(Number(v, where))));
+    case DataType::kBf16:
+      return AppendRaw<uint16_t>(out, FloatToBf16(static_cast<float>(Number(v, where))));
+    case DataType::kFp32:
+      return AppendRaw<float>(out, static_cast<float>(Number(v, where)));
+    case DataType::kFp64:
+      return AppendRaw<double>(out, Number(v, where));
     case DataType::kBytes:
       if (v.type() != element_type::STRING) Bad(where + ": expected a string, got " + TypeName(v));
       return AppendBytesElement(out, v.get_string().value_unsafe());
@@ -93,15 +119,16 @@ void AppendElement(std::string& out, const element& v, DataType dt, const std::s
 }
 
 // "data" may be flat or nested like the shape; either way elements are taken in row-major order.
-void FlattenInto(std::string& out, const element& v, DataType dt, const std::string& where, uint64_t& count,
-                 uint64_t limit, int depth) {
+void FlattenInto(std::string& out, const element& v, DataType dt, const std::string& where,
+                 uint64_t& count, uint64_t limit, int depth) {
   if (v.type() == element_type::ARRAY) {
     if (depth >= kMaxNesting) Bad(where + ": data is nested too deeply");
     simdjson::dom::array items = v.get_array().value_unsafe();
     for (element e : items) FlattenInto(out, e, dt, where, count, limit, depth + 1);
     return;
   }
-  if (++count > limit) Bad(where + ": data has more elements than the shape holds (" + std::to_string(limit) + ")");
+  if (++count > limit)
+    Bad(where + ": data has more elements than the shape holds (" + std::to_string(limit) + ")");
   AppendElement(out, v, dt, where);
 }
 
@@ -122,7 +149,8 @@ std::string RequireString(const element& obj, const char* key, const std::string
 Shape ParseShape(const element& obj, const std::string& where) {
   auto v = Field(obj, "shape");
   if (!v) Bad(where + ": missing 'shape'");
-  if (v->type() != element_type::ARRAY) Bad(where + ": 'shape' must be an array of non-negative integers");
+  if (v->type() != element_type::ARRAY)
+    Bad(where + ": 'shape' must be an array of non-negative integers");
   Shape shape;
   simdjson::dom::array dims = v->get_array().value_unsafe();
   for (element d : dims) {
@@ -140,7 +168,8 @@ std::optional<element> FindParameters(const element& obj, const std::string& whe
   return v;
 }
 
-std::optional<bool> BoolParameter(const std::optional<element>& params, const char* key, const std::string& what) {
+std::optional<bool> BoolParameter(const std::optional<element>& params, const char* key,
+                                  const std::string& what) {
   if (!params) return std::nullopt;
   auto v = Field(*params, key);
   if (!v) return std::nullopt;
@@ -159,8 +188,8 @@ std::optional<size_t> ParseHeaderLength(std::string_view value) {
 
 InferRequest DecodeHttpInferRequest(std::string_view body, std::optional<size_t> header_length) {
   if (header_length && *header_length > body.size()) {
-    Bad("Inference-Header-Content-Length " + std::to_string(*header_length) + " exceeds the body of " +
-        std::to_string(body.size()) + " bytes");
+    Bad("Inference-Header-Content-Length " + std::to_string(*header_length) +
+        " exceeds the body of " + std::to_string(body.size()) + " bytes");
   }
   std::string_view header = header_length ? body.substr(0, *header_length) : body;
   std::string_view binary = header_length ? body.substr(*header_length) : std::string_view{};
@@ -178,7 +207,8 @@ InferRequest DecodeHttpInferRequest(std::string_view body, std::optional<size_t>
     req.id = std::string(id->get_string().value_unsafe());
   }
   if (auto params = FindParameters(j, "request")) {
-    if (auto b = BoolParameter(params, "binary_data_output", "parameter 'binary_data_output'")) req.binary_outputs = *b;
+    if (auto b = BoolParameter(params, "binary_data_output", "parameter 'binary_data_output'"))
+      req.binary_outputs = *b;
     if (auto t = Field(*params, "timeout")) {
       if (t->type() != element_type::INT64 || t->get_int64().value_unsafe() < 0) {
         Bad("parameter 'timeout' must be microseconds >= 0");
@@ -216,11 +246,13 @@ InferRequest DecodeHttpInferRequest(std::string_view body, std::optional<size_t>
     }
     auto data = Field(in, "data");
     if (binary_size) {
-      if (!header_length) Bad(where + ": binary_data_size given without an Inference-Header-Content-Length header");
+      if (!header_length)
+        Bad(where + ": binary_data_size given without an Inference-Header-Content-Length header");
       if (data) Bad(where + ": has both 'data' and binary_data_size");
       if (*binary_size > binary.size() - binary_offset) {
-        Bad(where + ": binary_data_size " + std::to_string(*binary_size) + " runs past the end of the body (" +
-            std::to_string(binary.size() - binary_offset) + " bytes left)");
+        Bad(where + ": binary_data_size " + std::to_string(*binary_size) +
+            " runs past the end of the body (" + std::to_string(binary.size() - binary_offset) +
+            " bytes left)");
       }
       t.data.assign(binary.substr(binary_offset, *binary_size));
       binary_offset += *binary_size;
@@ -228,11 +260,12 @@ InferRequest DecodeHttpInferRequest(std::string_view body, std::optional<size_t>
       if (!data) Bad(where + ": missing 'data'");
       uint64_t seen = 0;
       // Reserve only what the body can actually hold, not what a declared shape claims.
-      if (t.dtype != DataType::kBytes) t.data.reserve(std::min<uint64_t>(count, header.size()) * ElementSize(t.dtype));
+      if (t.dtype != DataType::kBytes)
+        t.data.reserve(std::min<uint64_t>(count, header.size()) * ElementSize(t.dtype));
       FlattenInto(t.data, *data, t.dtype, where, seen, count, 0);
       if (seen != count) {
-        Bad(where + ": shape " + ShapeToString(t.shape) + " needs " + std::to_string(count) + " elements, 'data' has " +
-            std::to_string(seen));
+        Bad(where + ": shape " + ShapeToString(t.shape) + " needs " + std::to_string(count) +
+            " elements, 'data' has " + std::to_string(seen));
       }
     }
     ValidateTensorData(t, "input");
@@ -251,8 +284,11 @@ InferRequest DecodeHttpInferRequest(std::string_view body, std::optional<size_t>
       if (out.type() != element_type::OBJECT) Bad(where + " must be an object");
       RequestedOutput ro{RequireString(out, "name", where), req.binary_outputs};
       if (auto params = FindParameters(out, where)) {
-        if (Field(*params, "classification")) Bad("output '" + ro.name + "': the classification extension is not supported");
-        if (auto b = BoolParameter(params, "binary_data", "output '" + ro.name + "': 'binary_data'")) ro.binary = *b;
+        if (Field(*params, "classification"))
+          Bad("output '" + ro.name + "': the classification extension is not supported");
+        if (auto b =
+                BoolParameter(params, "binary_data", "output '" + ro.name + "': 'binary_data'"))
+          ro.binary = *b;
       }
       req.outputs.push_back(std::move(ro));
     }
@@ -303,19 +339,40 @@ void AppendTensorData(std::string& out, const Tensor& t) {
   out += '[';
   switch (t.dtype) {
     case DataType::kBool: {
-      for (size_t i = 0; i < t.data.size(); ++i) out += (i ? "," : ""), out += t.data[i] ? "true" : "false";
+      for (size_t i = 0; i < t.data.size(); ++i)
+        out += (i ? "," : ""), out += t.data[i] ? "true" : "false";
       break;
     }
-    case DataType::kUint8: AppendArray<uint8_t>(out, t.data); break;
-    case DataType::kUint16: AppendArray<uint16_t>(out, t.data); break;
-    case DataType::kUint32: AppendArray<uint32_t>(out, t.data); break;
-    case DataType::kUint64: AppendArray<uint64_t>(out, t.data); break;
-    case DataType::kInt8: AppendArray<int8_t>(out, t.data); break;
-    case DataType::kInt16: AppendArray<int16_t>(out, t.data); break;
-    case DataType::kInt32: AppendArray<int32_t>(out, t.data); break;
-    case DataType::kInt64: AppendArray<int64_t>(out, t.data); break;
-    case DataType::kFp32: AppendArray<float>(out, t.data); break;
-    case DataType::kFp64: AppendArray<double>(out, t.data); break;
+    case DataType::kUint8:
+      AppendArray<uint8_t>(out, t.data);
+      break;
+    case DataType::kUint16:
+      AppendArray<uint16_t>(out, t.data);
+      break;
+    case DataType::kUint32:
+      AppendArray<uint32_t>(out, t.data);
+      break;
+    case DataType::kUint64:
+      AppendArray<uint64_t>(out, t.data);
+      break;
+    case DataType::kInt8:
+      AppendArray<int8_t>(out, t.data);
+      break;
+    case DataType::kInt16:
+      AppendArray<int16_t>(out, t.data);
+      break;
+    case DataType::kInt32:
+      AppendArray<int32_t>(out, t.data);
+      break;
+    case DataType::kInt64:
+      AppendArray<int64_t>(out, t.data);
+      break;
+    case DataType::kFp32:
+      AppendArray<float>(out, t.data);
+      break;
+    case DataType::kFp64:
+      AppendArray<double>(out, t.data);
+      break;
     case DataType::kFp16:
     case DataType::kBf16: {
       for (size_t i = 0; i + 1 < t.data.size(); i += 2) {
@@ -341,7 +398,8 @@ void AppendTensorData(std::string& out, const Tensor& t) {
 
 }  // namespace
 
-EncodedHttpResponse EncodeHttpInferResponse(const InferResponse& response, const InferRequest& request) {
+EncodedHttpResponse EncodeHttpInferResponse(const InferResponse& response,
+                                            const InferRequest& request) {
   std::string out;
   out.reserve(256);
   out += "{\"model_name\":";

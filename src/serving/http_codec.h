@@ -20,7 +20,8 @@ struct EncodedHttpResponse {
   std::optional<size_t> header_length;  // set when binary outputs follow the JSON header
 };
 
-EncodedHttpResponse EncodeHttpInferResponse(const InferResponse& response, const InferRequest& request);
+EncodedHttpResponse EncodeHttpInferResponse(const InferResponse& response,
+                                            const InferRequest& request);
 
 // Parses an Inference-Header-Content-Length value.
 std::optional<size_t> ParseHeaderLength(std::string_view value);

@@ -13,14 +13,22 @@ using json = nlohmann::json;
 
 int HttpStatus(ErrorCode code) {
   switch (code) {
-    case ErrorCode::kInvalidArgument: return 400;
-    case ErrorCode::kNotFound: return 404;
-    case ErrorCode::kUnavailable: return 503;
-    case ErrorCode::kResourceExhausted: return 503;
-    case ErrorCode::kDeadlineExceeded: return 504;
-    case ErrorCode::kPayloadTooLarge: return 413;
-    case ErrorCode::kFailedPrecondition: return 400;
-    case ErrorCode::kInternal: return 500;
+    case ErrorCode::kInvalidArgument:
+      return 400;
+    case ErrorCode::kNotFound:
+      return 404;
+    case ErrorCode::kUnavailable:
+      return 503;
+    case ErrorCode::kResourceExhausted:
+      return 503;
+    case ErrorCode::kDeadlineExceeded:
+      return 504;
+    case ErrorCode::kPayloadTooLarge:
+      return 413;
+    case ErrorCode::kFailedPrecondition:
+      return 400;
+    case ErrorCode::kInternal:
+      return 500;
   }
   return 500;
 }
@@ -32,7 +40,8 @@ void SendJson(httplib::Response& res, int status, const json& body) {
 
 // The protocol's error form: {"error": "<message>"}.
 void SendError(httplib::Response& res, ErrorCode code, const std::string& message) {
-  if (code == ErrorCode::kResourceExhausted || code == ErrorCode::kUnavailable) res.set_header("Retry-After", "1");
+  if (code == ErrorCode::kResourceExhausted || code == ErrorCode::kUnavailable)
+    res.set_header("Retry-After", "1");
   SendJson(res, HttpStatus(code), {{"error", message}});
 }
 
@@ -51,11 +60,14 @@ void Guard(httplib::Response& res, F&& f) {
 
 json TensorMetadata(const std::vector<TensorSpec>& specs) {
   json out = json::array();
-  for (const auto& s : specs) out.push_back({{"name", s.name}, {"datatype", DataTypeName(s.dtype)}, {"shape", s.shape}});
+  for (const auto& s : specs)
+    out.push_back({{"name", s.name}, {"datatype", DataTypeName(s.dtype)}, {"shape", s.shape}});
   return out;
 }
 
-std::string Version(const httplib::Request& req) { return req.matches.size() > 2 ? std::string(req.matches[2]) : ""; }
+std::string Version(const httplib::Request& req) {
+  return req.matches.size() > 2 ? std::string(req.matches[2]) : "";
+}
 
 void SetupCommon(httplib::Server& s) {
   s.set_tcp_nodelay(true);
@@ -70,9 +82,10 @@ void SetupCommon(httplib::Server& s) {
     std::string message = res.status == 404 ? "no such endpoint" : "request failed";
     if (res.status == 413) {
       // cpp-httplib limits form-encoded bodies to 8 KiB, and `curl -d` sends that type by default.
-      message = req.get_header_value("Content-Type") == "application/x-www-form-urlencoded"
-                    ? "form-encoded bodies are limited to 8 KiB: send Content-Type: application/json"
-                    : "request body exceeds the configured limit";
+      message =
+          req.get_header_value("Content-Type") == "application/x-www-form-urlencoded"
+              ? "form-encoded bodies are limited to 8 KiB: send Content-Type: application/json"
+              : "request body exceeds the configured limit";
     }
     res.set_content(json{{"error", message}}.dump(), "application/json");
   });
@@ -86,11 +99,17 @@ void ServeMetrics(httplib::Server& s, MetricsRegistry& metrics) {
 
 }  // namespace
 
-HttpServer::HttpServer(HttpOptions options, InferenceService& service, MetricsRegistry& metrics, const ServerInfo& info)
-    : options_(std::move(options)), service_(service), metrics_(metrics), info_(info),
+HttpServer::HttpServer(HttpOptions options, InferenceService& service, MetricsRegistry& metrics,
+                       const ServerInfo& info)
+    : options_(std::move(options)),
+      service_(service),
+      metrics_(metrics),
+      info_(info),
       server_(std::make_unique<httplib::Server>()) {
   int threads = options_.threads;
-  server_->new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
+  server_->new_task_queue = [threads] {
+    return new httplib::ThreadPool(static_cast<size_t>(threads));
+  };
   server_->set_payload_max_length(options_.max_body_bytes);
   server_->set_read_timeout(options_.read_timeout);
   server_->set_write_timeout(options_.read_timeout);
@@ -107,16 +126,22 @@ HttpServer::~HttpServer() { Stop(); }
 void HttpServer::Routes() {
   auto& s = *server_;
   ModelManager& models = service_.models();
-  s.Get("/v2/health/live", [](const httplib::Request&, httplib::Response& res) { SendJson(res, 200, {{"live", true}}); });
+  s.Get("/v2/health/live", [](const httplib::Request&, httplib::Response& res) {
+    SendJson(res, 200, {{"live", true}});
+  });
   s.Get("/v2/health/ready", [&models](const httplib::Request&, httplib::Response& res) {
     bool ready = models.IsReady();
     SendJson(res, ready ? 200 : 503, {{"ready", ready}});
   });
   s.Get("/v2", [this](const httplib::Request&, httplib::Response& res) {
-    SendJson(res, 200, {{"name", info_.name}, {"version", info_.version}, {"extensions", info_.extensions},
-                        {"device", info_.capabilities}});
+    SendJson(res, 200,
+             {{"name", info_.name},
+              {"version", info_.version},
+              {"extensions", info_.extensions},
+              {"device", info_.capabilities}});
   });
-  const std::string model_re = R"(/v2/models/([A-Za-z0-9][A-Za-z0-9_.\-]*)(?:/versions/([A-Za-z0-9][A-Za-z0-9_.\-]*))?)";
+  const std::string model_re =
+      R"(/v2/models/([A-Za-z0-9][A-Za-z0-9_.\-]*)(?:/versions/([A-Za-z0-9][A-Za-z0-9_.\-]*))?)";
   s.Get(model_re, [&models](const httplib::Request& req, httplib::Response& res) {
     Guard(res, [&] {
       auto served = models.Get(req.matches[1], Version(req));
@@ -134,7 +159,9 @@ void HttpServer::Routes() {
   s.Get(model_re + "/ready", [&models](const httplib::Request& req, httplib::Response& res) {
     Guard(res, [&] {
       auto served = models.Get(req.matches[1], Version(req));
-      SendJson(res, 200, {{"name", served->config.name}, {"version", served->config.version}, {"ready", true}});
+      SendJson(
+          res, 200,
+          {{"name", served->config.name}, {"version", served->config.version}, {"ready", true}});
     });
   });
   s.Post(model_re + "/infer", [this](const httplib::Request& req, httplib::Response& res) {
@@ -142,7 +169,8 @@ void HttpServer::Routes() {
       std::optional<size_t> header_length;
       if (req.has_header("Inference-Header-Content-Length")) {
         header_length = ParseHeaderLength(req.get_header_value("Inference-Header-Content-Length"));
-        if (!header_length) Fail(ErrorCode::kInvalidArgument, "Inference-Header-Content-Length is not a number");
+        if (!header_length)
+          Fail(ErrorCode::kInvalidArgument, "Inference-Header-Content-Length is not a number");
       }
       InferRequest request = DecodeHttpInferRequest(req.body, header_length);
       request.model_name = req.matches[1];
@@ -180,7 +208,9 @@ int HttpServer::Start() {
   } else if (!server_->bind_to_port(options_.address, port)) {
     port = -1;
   }
-  if (port < 0) Fail(ErrorCode::kUnavailable, "cannot listen for HTTP on " + options_.address + ":" + std::to_string(options_.port));
+  if (port < 0)
+    Fail(ErrorCode::kUnavailable,
+         "cannot listen for HTTP on " + options_.address + ":" + std::to_string(options_.port));
   thread_ = std::thread([this] { server_->listen_after_bind(); });
   return port;
 }
@@ -199,8 +229,11 @@ MetricsServer::MetricsServer(std::string address, int port, MetricsRegistry& met
 MetricsServer::~MetricsServer() { Stop(); }
 
 int MetricsServer::Start() {
-  int port = port_ == 0 ? server_->bind_to_any_port(address_) : (server_->bind_to_port(address_, port_) ? port_ : -1);
-  if (port < 0) Fail(ErrorCode::kUnavailable, "cannot listen for metrics on " + address_ + ":" + std::to_string(port_));
+  int port = port_ == 0 ? server_->bind_to_any_port(address_)
+                        : (server_->bind_to_port(address_, port_) ? port_ : -1);
+  if (port < 0)
+    Fail(ErrorCode::kUnavailable,
+         "cannot listen for metrics on " + address_ + ":" + std::to_string(port_));
   thread_ = std::thread([this] { server_->listen_after_bind(); });
   return port;
 }

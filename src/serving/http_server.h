@@ -26,7 +26,8 @@ struct HttpOptions {
 
 class HttpServer {
  public:
-  HttpServer(HttpOptions options, InferenceService& service, MetricsRegistry& metrics, const ServerInfo& info);
+  HttpServer(HttpOptions options, InferenceService& service, MetricsRegistry& metrics,
+             const ServerInfo& info);
   ~HttpServer();
   // Binds and starts serving on a background thread; returns the bound port (for port 0).
   int Start();

@@ -9,11 +9,16 @@ double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).coun
 
 std::string_view FailureReason(ErrorCode code) {
   switch (code) {
-    case ErrorCode::kInvalidArgument: return "invalid_request";
-    case ErrorCode::kResourceExhausted: return "queue_full";
-    case ErrorCode::kDeadlineExceeded: return "timeout";
-    case ErrorCode::kUnavailable: return "unavailable";
-    default: return "internal";
+    case ErrorCode::kInvalidArgument:
+      return "invalid_request";
+    case ErrorCode::kResourceExhausted:
+      return "queue_full";
+    case ErrorCode::kDeadlineExceeded:
+      return "timeout";
+    case ErrorCode::kUnavailable:
+      return "unavailable";
+    default:
+      return "internal";
   }
 }
 
@@ -24,27 +29,35 @@ void ValidateRequest(const InferRequest& request, const ModelConfig& config) {
   for (size_t i = 0; i < request.inputs.size(); ++i) {
     const Tensor& t = request.inputs[i];
     for (size_t k = 0; k < i; ++k) {
-      if (request.inputs[k].name == t.name) Fail(ErrorCode::kInvalidArgument, "input '" + t.name + "' is given twice");
+      if (request.inputs[k].name == t.name)
+        Fail(ErrorCode::kInvalidArgument, "input '" + t.name + "' is given twice");
     }
-    auto spec = std::find_if(config.inputs.begin(), config.inputs.end(), [&](const TensorSpec& s) { return s.name == t.name; });
-    if (spec == config.inputs.end()) Fail(ErrorCode::kInvalidArgument, model + " has no input '" + t.name + "'");
+    auto spec = std::find_if(config.inputs.begin(), config.inputs.end(),
+                             [&](const TensorSpec& s) { return s.name == t.name; });
+    if (spec == config.inputs.end())
+      Fail(ErrorCode::kInvalidArgument, model + " has no input '" + t.name + "'");
     if (spec->dtype != t.dtype) {
-      Fail(ErrorCode::kInvalidArgument, "input '" + t.name + "': datatype " + std::string(DataTypeName(t.dtype)) +
-                                            " does not match the model's " + std::string(DataTypeName(spec->dtype)));
+      Fail(ErrorCode::kInvalidArgument,
+           "input '" + t.name + "': datatype " + std::string(DataTypeName(t.dtype)) +
+               " does not match the model's " + std::string(DataTypeName(spec->dtype)));
     }
     // An empty declared shape may mean "rank unknown": the runtime checks those itself.
     if (!spec->shape.empty() && !ShapeMatches(spec->shape, t.shape)) {
       Fail(ErrorCode::kInvalidArgument, "input '" + t.name + "': shape " + ShapeToString(t.shape) +
-                                            " does not match the model's " + ShapeToString(spec->shape));
+                                            " does not match the model's " +
+                                            ShapeToString(spec->shape));
     }
-    if (config.max_batch_size > 0 && (t.shape.empty() || t.shape[0] < 1 || t.shape[0] > config.max_batch_size)) {
+    if (config.max_batch_size > 0 &&
+        (t.shape.empty() || t.shape[0] < 1 || t.shape[0] > config.max_batch_size)) {
       Fail(ErrorCode::kInvalidArgument, "input '" + t.name + "': batch dimension must be 1.." +
-                                            std::to_string(config.max_batch_size) + ", got shape " + ShapeToString(t.shape));
+                                            std::to_string(config.max_batch_size) + ", got shape " +
+                                            ShapeToString(t.shape));
     }
     ValidateTensorData(t, "input");
   }
   for (const auto& spec : config.inputs) {
-    bool given = std::any_of(request.inputs.begin(), request.inputs.end(), [&](const Tensor& t) { return t.name == spec.name; });
+    bool given = std::any_of(request.inputs.begin(), request.inputs.end(),
+                             [&](const Tensor& t) { return t.name == spec.name; });
     if (!given) Fail(ErrorCode::kInvalidArgument, model + " needs input '" + spec.name + "'");
   }
   if (config.max_batch_size > 0) {
@@ -56,22 +69,26 @@ void ValidateRequest(const InferRequest& request, const ModelConfig& config) {
   }
   for (size_t i = 0; i < request.outputs.size(); ++i) {
     const auto& o = request.outputs[i];
-    bool known = std::any_of(config.outputs.begin(), config.outputs.end(), [&](const TensorSpec& s) { return s.name == o.name; });
+    bool known = std::any_of(config.outputs.begin(), config.outputs.end(),
+                             [&](const TensorSpec& s) { return s.name == o.name; });
     if (!known) Fail(ErrorCode::kInvalidArgument, model + " has no output '" + o.name + "'");
     for (size_t k = 0; k < i; ++k) {
-      if (request.outputs[k].name == o.name) Fail(ErrorCode::kInvalidArgument, "output '" + o.name + "' is requested twice");
+      if (request.outputs[k].name == o.name)
+        Fail(ErrorCode::kInvalidArgument, "output '" + o.name + "' is requested twice");
     }
   }
 }
 
-InferResponse InferenceService::Infer(InferRequest request, std::optional<Clock::time_point> deadline) {
+InferResponse InferenceService::Infer(InferRequest request,
+                                      std::optional<Clock::time_point> deadline) {
   const auto start = Clock::now();
   auto served = models_.Get(request.model_name, request.model_version);
   const auto& metrics = served->metrics;
   try {
     ValidateRequest(request, served->config);
-    auto timeout = served->config.timeout.count() > 0 ? std::chrono::duration_cast<Clock::duration>(served->config.timeout)
-                                                       : std::chrono::duration_cast<Clock::duration>(limits_.default_timeout);
+    auto timeout = served->config.timeout.count() > 0
+                       ? std::chrono::duration_cast<Clock::duration>(served->config.timeout)
+                       : std::chrono::duration_cast<Clock::duration>(limits_.default_timeout);
     if (request.timeout && request.timeout->count() > 0) {
       timeout = std::min(timeout, std::chrono::duration_cast<Clock::duration>(*request.timeout));
     }
@@ -89,7 +106,8 @@ InferResponse InferenceService::Infer(InferRequest request, std::optional<Clock:
     }
     InferTimings timings;
     InferResponse response;
-    response.outputs = served->scheduler->Infer(std::move(inputs), std::move(outputs), until, &timings);
+    response.outputs =
+        served->scheduler->Infer(std::move(inputs), std::move(outputs), until, &timings);
     response.model_name = served->config.name;
     response.model_version = served->config.version;
     response.id = std::move(request.id);

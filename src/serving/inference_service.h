@@ -15,11 +15,13 @@ struct InferenceLimits {
 
 class InferenceService {
  public:
-  InferenceService(ModelManager& models, InferenceLimits limits) : models_(models), limits_(limits) {}
+  InferenceService(ModelManager& models, InferenceLimits limits)
+      : models_(models), limits_(limits) {}
 
   // Throws Error; the caller converts it to its protocol's status. `deadline`, when set,
   // is the caller's own (a gRPC deadline) and wins if earlier.
-  InferResponse Infer(InferRequest request, std::optional<Clock::time_point> deadline = std::nullopt);
+  InferResponse Infer(InferRequest request,
+                      std::optional<Clock::time_point> deadline = std::nullopt);
 
   ModelManager& models() { return models_; }
 

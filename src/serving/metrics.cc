@@ -59,7 +59,8 @@ std::string WithLabel(const std::string& labels, const std::string& extra) {
 
 }  // namespace
 
-void AppendSample(std::string& out, const std::string& name, const std::string& labels, double value) {
+void AppendSample(std::string& out, const std::string& name, const std::string& labels,
+                  double value) {
   out += name;
   out += labels;
   out += ' ';
@@ -67,7 +68,8 @@ void AppendSample(std::string& out, const std::string& name, const std::string& 
   out += '\n';
 }
 
-Counter& MetricsRegistry::GetCounter(const std::string& name, const std::string& help, const Labels& labels) {
+Counter& MetricsRegistry::GetCounter(const std::string& name, const std::string& help,
+                                     const Labels& labels) {
   std::lock_guard lock(mu_);
   auto& f = families_[name];
   f.help = help;
@@ -77,8 +79,8 @@ Counter& MetricsRegistry::GetCounter(const std::string& name, const std::string&
   return *c;
 }
 
-Histogram& MetricsRegistry::GetHistogram(const std::string& name, const std::string& help, const Labels& labels,
-                                         const std::vector<double>& bounds) {
+Histogram& MetricsRegistry::GetHistogram(const std::string& name, const std::string& help,
+                                         const Labels& labels, const std::vector<double>& bounds) {
   std::lock_guard lock(mu_);
   auto& f = families_[name];
   f.help = help;
@@ -103,11 +105,13 @@ std::string MetricsRegistry::Render() const {
       uint64_t cumulative = 0;
       for (size_t i = 0; i < h->bounds().size(); ++i) {
         cumulative += h->bucket(i);
-        AppendSample(out, name + "_bucket", WithLabel(labels, "le=\"" + FormatValue(h->bounds()[i]) + "\""),
+        AppendSample(out, name + "_bucket",
+                     WithLabel(labels, "le=\"" + FormatValue(h->bounds()[i]) + "\""),
                      static_cast<double>(cumulative));
       }
       uint64_t count = h->count();
-      AppendSample(out, name + "_bucket", WithLabel(labels, "le=\"+Inf\""), static_cast<double>(count));
+      AppendSample(out, name + "_bucket", WithLabel(labels, "le=\"+Inf\""),
+                   static_cast<double>(count));
       AppendSample(out, name + "_sum", labels, h->sum());
       AppendSample(out, name + "_count", labels, static_cast<double>(count));
     }
@@ -130,7 +134,8 @@ void AppendProcessMetrics(std::string& out) {
   statm >> size_pages >> resident_pages;
   struct rusage ru {};
   getrusage(RUSAGE_SELF, &ru);
-  double cpu = ru.ru_utime.tv_sec + ru.ru_stime.tv_sec + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+  double cpu =
+      ru.ru_utime.tv_sec + ru.ru_stime.tv_sec + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
   // Start time: /proc/self/stat field 22 (clock ticks after boot) plus the boot time.
   double start = 0;
   {
@@ -161,15 +166,25 @@ void AppendProcessMetrics(std::string& out) {
     closedir(d);
     fds -= 3;  // ".", ".." and the directory's own descriptor
   }
-  out += "# HELP process_resident_memory_bytes Resident memory size in bytes.\n# TYPE process_resident_memory_bytes gauge\n";
-  AppendSample(out, "process_resident_memory_bytes", "", static_cast<double>(resident_pages * page));
-  out += "# HELP process_virtual_memory_bytes Virtual memory size in bytes.\n# TYPE process_virtual_memory_bytes gauge\n";
+  out +=
+      "# HELP process_resident_memory_bytes Resident memory size in bytes.\n# TYPE "
+      "process_resident_memory_bytes gauge\n";
+  AppendSample(out, "process_resident_memory_bytes", "",
+               static_cast<double>(resident_pages * page));
+  out +=
+      "# HELP process_virtual_memory_bytes Virtual memory size in bytes.\n# TYPE "
+      "process_virtual_memory_bytes gauge\n";
   AppendSample(out, "process_virtual_memory_bytes", "", static_cast<double>(size_pages * page));
-  out += "# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.\n# TYPE process_cpu_seconds_total counter\n";
+  out +=
+      "# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.\n# TYPE "
+      "process_cpu_seconds_total counter\n";
   AppendSample(out, "process_cpu_seconds_total", "", cpu);
-  out += "# HELP process_start_time_seconds Start time of the process since unix epoch in seconds.\n# TYPE process_start_time_seconds gauge\n";
+  out +=
+      "# HELP process_start_time_seconds Start time of the process since unix epoch in seconds.\n# "
+      "TYPE process_start_time_seconds gauge\n";
   AppendSample(out, "process_start_time_seconds", "", start);
-  out += "# HELP process_open_fds Number of open file descriptors.\n# TYPE process_open_fds gauge\n";
+  out +=
+      "# HELP process_open_fds Number of open file descriptors.\n# TYPE process_open_fds gauge\n";
   AppendSample(out, "process_open_fds", "", fds);
 }
 

@@ -41,7 +41,8 @@ class Histogram {
 
 class MetricsRegistry {
  public:
-  // Returns the series, creating it on first use. The reference stays valid for the registry's life.
+  // Returns the series, creating it on first use. The reference stays valid for the registry's
+  // life.
   Counter& GetCounter(const std::string& name, const std::string& help, const Labels& labels);
   Histogram& GetHistogram(const std::string& name, const std::string& help, const Labels& labels,
                           const std::vector<double>& bounds);
@@ -65,7 +66,8 @@ class MetricsRegistry {
 };
 
 std::string RenderLabels(const Labels& labels);
-void AppendSample(std::string& out, const std::string& name, const std::string& labels, double value);
+void AppendSample(std::string& out, const std::string& name, const std::string& labels,
+                  double value);
 
 // Process figures (resident memory, CPU time, start time, open files) as Prometheus expects them.
 void AppendProcessMetrics(std::string& out);

@@ -10,7 +10,9 @@ namespace {
 
 using json = nlohmann::json;
 
-[[noreturn]] void Bad(const std::string& what) { Fail(ErrorCode::kInvalidArgument, "manifest.json: " + what); }
+[[noreturn]] void Bad(const std::string& what) {
+  Fail(ErrorCode::kInvalidArgument, "manifest.json: " + what);
+}
 
 template <typename T>
 T Get(const json& j, const char* key, T fallback) {
@@ -31,7 +33,8 @@ std::vector<TensorSpec> ParseTensorSpecs(const json& j, const char* key) {
       Bad(std::string("every entry of '") + key + "' needs a string 'name'");
     }
     for (const auto& [k, v] : t.items()) {
-      if (k != "name" && k != "datatype" && k != "shape") Bad(std::string("unknown field '") + k + "' in '" + key + "'");
+      if (k != "name" && k != "datatype" && k != "shape")
+        Bad(std::string("unknown field '") + k + "' in '" + key + "'");
     }
     TensorSpec spec{t["name"].get<std::string>(), DataType::kFp32, {}};
     std::string dtype = Get<std::string>(t, "datatype", "");
@@ -44,30 +47,34 @@ std::vector<TensorSpec> ParseTensorSpecs(const json& j, const char* key) {
     }
     spec.shape = Get<Shape>(t, "shape", Shape{-2});  // -2: not given
     for (auto d : spec.shape) {
-      if (d < -2 || (d == -2 && spec.shape.size() != 1)) Bad("bad dimension in shape of '" + spec.name + "'");
+      if (d < -2 || (d == -2 && spec.shape.size() != 1))
+        Bad("bad dimension in shape of '" + spec.name + "'");
     }
     specs.push_back(std::move(spec));
   }
   return specs;
 }
 
-void MergeSpecs(std::vector<TensorSpec>& model, const std::vector<TensorSpec>& declared, const char* role) {
+void MergeSpecs(std::vector<TensorSpec>& model, const std::vector<TensorSpec>& declared,
+                const char* role) {
   for (const auto& d : declared) {
-    auto it = std::find_if(model.begin(), model.end(), [&](const TensorSpec& m) { return m.name == d.name; });
-    if (it == model.end()) Bad(std::string("declares ") + role + " '" + d.name + "' that the model does not have");
+    auto it = std::find_if(model.begin(), model.end(),
+                           [&](const TensorSpec& m) { return m.name == d.name; });
+    if (it == model.end())
+      Bad(std::string("declares ") + role + " '" + d.name + "' that the model does not have");
     if (d.dtype != static_cast<DataType>(-1) && d.dtype != it->dtype) {
-      Bad(std::string(role) + " '" + d.name + "' is " + std::string(DataTypeName(d.dtype)) + " in the manifest but " +
-          std::string(DataTypeName(it->dtype)) + " in the model");
+      Bad(std::string(role) + " '" + d.name + "' is " + std::string(DataTypeName(d.dtype)) +
+          " in the manifest but " + std::string(DataTypeName(it->dtype)) + " in the model");
     }
     if (d.shape == Shape{-2}) continue;
     if (!it->shape.empty() && d.shape.size() != it->shape.size()) {
-      Bad(std::string(role) + " '" + d.name + "' has rank " + std::to_string(d.shape.size()) + " in the manifest but " +
-          std::to_string(it->shape.size()) + " in the model");
+      Bad(std::string(role) + " '" + d.name + "' has rank " + std::to_string(d.shape.size()) +
+          " in the manifest but " + std::to_string(it->shape.size()) + " in the model");
     }
     for (size_t i = 0; i < it->shape.size(); ++i) {
       if (it->shape[i] >= 0 && d.shape[i] != it->shape[i]) {
-        Bad(std::string(role) + " '" + d.name + "' shape " + ShapeToString(d.shape) + " contradicts the model's " +
-            ShapeToString(it->shape));
+        Bad(std::string(role) + " '" + d.name + "' shape " + ShapeToString(d.shape) +
+            " contradicts the model's " + ShapeToString(it->shape));
       }
     }
     it->shape = d.shape;
@@ -85,8 +92,9 @@ Manifest ParseManifest(const std::string& text) {
   }
   if (!m.raw.is_object()) Bad("must be a JSON object");
   static const std::set<std::string> kKnown = {
-      "name", "version", "runtime", "platform", "description", "model_file", "inputs", "outputs",
-      "max_batch_size", "dynamic_batching", "instance_count", "max_queue_size", "timeout_ms", "warmup"};
+      "name",           "version",        "runtime",    "platform",       "description",
+      "model_file",     "inputs",         "outputs",    "max_batch_size", "dynamic_batching",
+      "instance_count", "max_queue_size", "timeout_ms", "warmup"};
   for (const auto& [k, v] : m.raw.items()) {
     if (!kKnown.count(k)) Bad("unknown field '" + k + "'");
   }
@@ -94,15 +102,18 @@ Manifest ParseManifest(const std::string& text) {
   if (runtime != "onnx") Bad("runtime '" + runtime + "' is not supported (onnx)");
   m.model_file = Get<std::string>(m.raw, "model_file", "model.onnx");
   std::filesystem::path f(m.model_file);
-  if (m.model_file.empty() || f.is_absolute() || f.filename() != f || m.model_file == ".." || m.model_file == ".") {
+  if (m.model_file.empty() || f.is_absolute() || f.filename() != f || m.model_file == ".." ||
+      m.model_file == ".") {
     Bad("model_file must be a plain file name inside the version directory");
   }
   return m;
 }
 
 ModelConfig BuildModelConfig(const std::string& name, const std::string& version,
-                             const std::filesystem::path& model_path, const std::vector<TensorSpec>& model_inputs,
-                             const std::vector<TensorSpec>& model_outputs, const Manifest& manifest) {
+                             const std::filesystem::path& model_path,
+                             const std::vector<TensorSpec>& model_inputs,
+                             const std::vector<TensorSpec>& model_outputs,
+                             const Manifest& manifest) {
   const json& j = manifest.raw;
   ModelConfig c;
   c.name = name;
@@ -111,7 +122,8 @@ ModelConfig BuildModelConfig(const std::string& name, const std::string& version
   c.inputs = model_inputs;
   c.outputs = model_outputs;
   if (j.is_null()) return c;
-  if (auto n = Get<std::string>(j, "name", name); n != name) Bad("name '" + n + "' differs from the directory '" + name + "'");
+  if (auto n = Get<std::string>(j, "name", name); n != name)
+    Bad("name '" + n + "' differs from the directory '" + name + "'");
   c.description = Get<std::string>(j, "description", "");
   MergeSpecs(c.inputs, ParseTensorSpecs(j, "inputs"), "input");
   MergeSpecs(c.outputs, ParseTensorSpecs(j, "outputs"), "output");
@@ -141,8 +153,8 @@ ModelConfig BuildModelConfig(const std::string& name, const std::string& version
     for (const auto* list : {&c.inputs, &c.outputs}) {
       for (const auto& s : *list) {
         if (s.shape.empty() || s.shape[0] != -1) {
-          Bad("max_batch_size needs a variable first dimension on every input and output; '" + s.name + "' has shape " +
-              ShapeToString(s.shape));
+          Bad("max_batch_size needs a variable first dimension on every input and output; '" +
+              s.name + "' has shape " + ShapeToString(s.shape));
         }
       }
     }

@@ -47,7 +47,9 @@ Manifest ParseManifest(const std::string& text);
 // manifest contradicts the model (unknown tensor, other datatype, incompatible shape) or asks
 // for batching the model cannot do.
 ModelConfig BuildModelConfig(const std::string& name, const std::string& version,
-                             const std::filesystem::path& model_path, const std::vector<TensorSpec>& model_inputs,
-                             const std::vector<TensorSpec>& model_outputs, const Manifest& manifest);
+                             const std::filesystem::path& model_path,
+                             const std::vector<TensorSpec>& model_inputs,
+                             const std::vector<TensorSpec>& model_outputs,
+                             const Manifest& manifest);
 
 }  // namespace outpost

@@ -15,9 +15,12 @@ namespace fs = std::filesystem;
 
 std::string_view VersionStateName(VersionState state) {
   switch (state) {
-    case VersionState::kLoading: return "LOADING";
-    case VersionState::kReady: return "READY";
-    case VersionState::kUnavailable: return "UNAVAILABLE";
+    case VersionState::kLoading:
+      return "LOADING";
+    case VersionState::kReady:
+      return "READY";
+    case VersionState::kUnavailable:
+      return "UNAVAILABLE";
   }
   return "UNKNOWN";
 }
@@ -25,7 +28,8 @@ std::string_view VersionStateName(VersionState state) {
 Counter& ModelMetrics::Failure(std::string_view reason) const {
   Labels l = labels;
   l.emplace_back("reason", std::string(reason));
-  return registry->GetCounter("outpost_inference_request_failure_total", "Failed inference requests.", l);
+  return registry->GetCounter("outpost_inference_request_failure_total",
+                              "Failed inference requests.", l);
 }
 
 ModelManager::ModelManager(ManagerOptions options, MetricsRegistry& metrics)
@@ -71,7 +75,8 @@ void ModelManager::Reconcile(bool settle) {
       auto& s = sources_[key];
       if (s.fingerprint == src.fingerprint && s.state != VersionState::kLoading) continue;
       if (settle && s.pending_fingerprint != src.fingerprint) {
-        s.pending_fingerprint = src.fingerprint;  // seen once; load when it looks the same next pass
+        s.pending_fingerprint =
+            src.fingerprint;  // seen once; load when it looks the same next pass
         if (s.fingerprint.empty()) s.state = VersionState::kLoading;
         continue;
       }
@@ -106,7 +111,8 @@ void ModelManager::Reconcile(bool settle) {
       }
     }
     if (loaded) {
-      spdlog::info("model {} version {} is ready{}", src.model, src.version, replaced ? " (replaced the previous files)" : "");
+      spdlog::info("model {} version {} is ready{}", src.model, src.version,
+                   replaced ? " (replaced the previous files)" : "");
     } else {
       spdlog::warn("model {} version {} not loaded: {}", src.model, src.version, reason);
     }
@@ -117,7 +123,8 @@ void ModelManager::Reconcile(bool settle) {
     std::lock_guard lock(mu_);
     for (auto it = served_.begin(); it != served_.end();) {
       if (!present.count(it->first)) {
-        spdlog::info("model {} version {} left the repository: unloading", it->first.first, it->first.second);
+        spdlog::info("model {} version {} left the repository: unloading", it->first.first,
+                     it->first.second);
         removed.push_back(std::move(it->second));
         it = served_.erase(it);
       } else {
@@ -126,7 +133,8 @@ void ModelManager::Reconcile(bool settle) {
     }
     std::erase_if(sources_, [&](const auto& kv) { return !present.count(kv.first); });
     problems_.clear();
-    for (const auto& p : scan.problems) problems_.push_back({p.model, p.version, VersionState::kUnavailable, p.reason});
+    for (const auto& p : scan.problems)
+      problems_.push_back({p.model, p.version, VersionState::kUnavailable, p.reason});
     scanned_ = true;
   }
   removed.clear();
@@ -143,30 +151,40 @@ std::shared_ptr<ServedModel> ModelManager::Load(const VersionSource& src) {
   if (!fs::is_regular_file(model_path)) {
     Fail(ErrorCode::kNotFound, "no " + manifest.model_file + " in " + src.dir.string());
   }
-  if (!IsPathInside(src.dir, model_path)) Fail(ErrorCode::kInvalidArgument, manifest.model_file + " resolves outside its version directory");
+  if (!IsPathInside(src.dir, model_path))
+    Fail(ErrorCode::kInvalidArgument,
+         manifest.model_file + " resolves outside its version directory");
   std::shared_ptr<Model> model = LoadOnnxModel(model_path, options_.runtime);
   auto served = std::make_shared<ServedModel>();
-  served->config = BuildModelConfig(src.model, src.version, model_path, model->inputs(), model->outputs(), manifest);
+  served->config = BuildModelConfig(src.model, src.version, model_path, model->inputs(),
+                                    model->outputs(), manifest);
   served->model = model;
   Labels labels{{"model", src.model}, {"version", src.version}};
   auto latency = MetricsRegistry::LatencyBuckets();
   auto& m = served->metrics;
   m.registry = &metrics_;
   m.labels = labels;
-  m.success = &metrics_.GetCounter("outpost_inference_request_success_total", "Successful inference requests.", labels);
-  m.inference_count = &metrics_.GetCounter("outpost_inference_count_total",
-                                           "Inferences performed (a batched request counts once per row).", labels);
-  m.execution_count = &metrics_.GetCounter("outpost_inference_exec_count_total",
-                                           "Model executions (a dynamic batch counts once).", labels);
-  m.queue = &metrics_.GetHistogram("outpost_inference_queue_duration_seconds", "Time requests waited in the queue.", labels, latency);
-  m.compute = &metrics_.GetHistogram("outpost_inference_compute_duration_seconds", "Time the model ran per request.", labels, latency);
-  m.request = &metrics_.GetHistogram("outpost_inference_request_duration_seconds",
-                                     "Time from decoded request to encoded response.", labels, latency);
-  m.batch_size = &metrics_.GetHistogram("outpost_inference_batch_size", "Rows per model execution.", labels,
-                                        MetricsRegistry::BatchBuckets());
+  m.success = &metrics_.GetCounter("outpost_inference_request_success_total",
+                                   "Successful inference requests.", labels);
+  m.inference_count =
+      &metrics_.GetCounter("outpost_inference_count_total",
+                           "Inferences performed (a batched request counts once per row).", labels);
+  m.execution_count =
+      &metrics_.GetCounter("outpost_inference_exec_count_total",
+                           "Model executions (a dynamic batch counts once).", labels);
+  m.queue = &metrics_.GetHistogram("outpost_inference_queue_duration_seconds",
+                                   "Time requests waited in the queue.", labels, latency);
+  m.compute = &metrics_.GetHistogram("outpost_inference_compute_duration_seconds",
+                                     "Time the model ran per request.", labels, latency);
+  m.request =
+      &metrics_.GetHistogram("outpost_inference_request_duration_seconds",
+                             "Time from decoded request to encoded response.", labels, latency);
+  m.batch_size = &metrics_.GetHistogram("outpost_inference_batch_size", "Rows per model execution.",
+                                        labels, MetricsRegistry::BatchBuckets());
   if (served->config.warmup) Warmup(*served);
   const auto& c = served->config;
-  SchedulerOptions so{c.instance_count, c.max_queue_size, c.max_batch_size, c.dynamic_batching, c.max_queue_delay};
+  SchedulerOptions so{c.instance_count, c.max_queue_size, c.max_batch_size, c.dynamic_batching,
+                      c.max_queue_delay};
   ModelMetrics* mm = &served->metrics;
   served->scheduler = std::make_unique<Scheduler>(model, so, [mm](int rows) {
     mm->execution_count->Add();
@@ -182,7 +200,9 @@ void ModelManager::Warmup(ServedModel& served) {
   std::vector<Tensor> inputs;
   for (const auto& spec : served.config.inputs) {
     Tensor t{spec.name, spec.dtype, spec.shape, {}};
-    if (auto it = served.config.warmup_shapes.find(spec.name); it != served.config.warmup_shapes.end()) t.shape = it->second;
+    if (auto it = served.config.warmup_shapes.find(spec.name);
+        it != served.config.warmup_shapes.end())
+      t.shape = it->second;
     for (auto& d : t.shape) d = d < 0 ? 1 : d;
     uint64_t count = ElementCount(t.shape, 1u << 26);
     if (spec.dtype == DataType::kBytes) {
@@ -195,16 +215,18 @@ void ModelManager::Warmup(ServedModel& served) {
   try {
     served.model->Run(inputs, {});
   } catch (const std::exception& e) {
-    spdlog::info("model {} version {}: warm-up on zeros failed (serving anyway): {}", served.config.name,
-                 served.config.version, e.what());
+    spdlog::info("model {} version {}: warm-up on zeros failed (serving anyway): {}",
+                 served.config.name, served.config.version, e.what());
   }
 }
 
-std::shared_ptr<ServedModel> ModelManager::Get(const std::string& name, const std::string& version) const {
+std::shared_ptr<ServedModel> ModelManager::Get(const std::string& name,
+                                               const std::string& version) const {
   std::lock_guard lock(mu_);
   if (version.empty()) {
     std::shared_ptr<ServedModel> best;
-    for (auto it = served_.lower_bound({name, ""}); it != served_.end() && it->first.first == name; ++it) {
+    for (auto it = served_.lower_bound({name, ""}); it != served_.end() && it->first.first == name;
+         ++it) {
       if (!best || CompareVersions(it->first.second, best->config.version) > 0) best = it->second;
     }
     if (best) return best;
@@ -213,24 +235,28 @@ std::shared_ptr<ServedModel> ModelManager::Get(const std::string& name, const st
   }
   bool known = false;
   std::string reason;
-  for (auto it = sources_.lower_bound({name, ""}); it != sources_.end() && it->first.first == name; ++it) {
+  for (auto it = sources_.lower_bound({name, ""}); it != sources_.end() && it->first.first == name;
+       ++it) {
     if (version.empty() || it->first.second == version) {
       known = true;
       if (!it->second.reason.empty()) reason = it->second.reason;
     }
   }
   std::string what = "model '" + name + "'" + (version.empty() ? "" : " version '" + version + "'");
-  if (known) Fail(ErrorCode::kUnavailable, what + " is not ready" + (reason.empty() ? "" : ": " + reason));
+  if (known)
+    Fail(ErrorCode::kUnavailable, what + " is not ready" + (reason.empty() ? "" : ": " + reason));
   Fail(ErrorCode::kNotFound, what + " is not in the repository");
 }
 
 std::vector<std::string> ModelManager::ReadyVersions(const std::string& name) const {
   std::lock_guard lock(mu_);
   std::vector<std::string> out;
-  for (auto it = served_.lower_bound({name, ""}); it != served_.end() && it->first.first == name; ++it) {
+  for (auto it = served_.lower_bound({name, ""}); it != served_.end() && it->first.first == name;
+       ++it) {
     out.push_back(it->first.second);
   }
-  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return CompareVersions(a, b) < 0; });
+  std::sort(out.begin(), out.end(),
+            [](const auto& a, const auto& b) { return CompareVersions(a, b) < 0; });
   return out;
 }
 

@@ -40,7 +40,8 @@ RepositoryScan ScanRepository(const fs::path& root) {
     std::string model = model_entry.path().filename().string();
     if (model.empty() || model[0] == '.' || !model_entry.is_directory(ec)) continue;
     if (!IsValidModelName(model)) {
-      scan.problems.push_back({model, "", "invalid model name (allowed: letters, digits, '_', '.', '-')"});
+      scan.problems.push_back(
+          {model, "", "invalid model name (allowed: letters, digits, '_', '.', '-')"});
       continue;
     }
     if (!IsPathInside(root, model_entry.path())) {
@@ -57,10 +58,12 @@ RepositoryScan ScanRepository(const fs::path& root) {
         continue;
       }
       if (!IsPathInside(model_entry.path(), version_entry.path())) {
-        scan.problems.push_back({model, version, "version directory resolves outside its model directory"});
+        scan.problems.push_back(
+            {model, version, "version directory resolves outside its model directory"});
         continue;
       }
-      scan.versions.push_back({model, version, version_entry.path(), Fingerprint(version_entry.path())});
+      scan.versions.push_back(
+          {model, version, version_entry.path(), Fingerprint(version_entry.path())});
     }
     if (!any) scan.problems.push_back({model, "", "no version directories"});
   }

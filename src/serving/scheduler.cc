@@ -22,11 +22,13 @@ namespace {
 
 // Two requests can share an execution when every input has the same name, type and
 // non-batch dimensions, and they ask for the same outputs.
-bool Compatible(const std::vector<Tensor>& a, const std::vector<std::string>& a_out, const std::vector<Tensor>& b,
-                const std::vector<std::string>& b_out) {
+bool Compatible(const std::vector<Tensor>& a, const std::vector<std::string>& a_out,
+                const std::vector<Tensor>& b, const std::vector<std::string>& b_out) {
   if (a.size() != b.size() || a_out != b_out) return false;
   for (size_t i = 0; i < a.size(); ++i) {
-    if (a[i].name != b[i].name || a[i].dtype != b[i].dtype || a[i].shape.size() != b[i].shape.size()) return false;
+    if (a[i].name != b[i].name || a[i].dtype != b[i].dtype ||
+        a[i].shape.size() != b[i].shape.size())
+      return false;
     if (!std::equal(a[i].shape.begin() + 1, a[i].shape.end(), b[i].shape.begin() + 1)) return false;
   }
   return true;
@@ -38,18 +40,22 @@ std::string SliceRows(const Tensor& t, int64_t row_begin, int64_t rows) {
     auto elements = SplitBytesElements(t.data);
     uint64_t per_row = t.shape[0] ? elements.size() / static_cast<uint64_t>(t.shape[0]) : 0;
     std::string out;
-    for (uint64_t i = row_begin * per_row; i < (row_begin + rows) * per_row; ++i) AppendBytesElement(out, elements[i]);
+    for (uint64_t i = row_begin * per_row; i < (row_begin + rows) * per_row; ++i)
+      AppendBytesElement(out, elements[i]);
     return out;
   }
   size_t row_bytes = t.shape[0] ? t.data.size() / static_cast<size_t>(t.shape[0]) : 0;
-  return t.data.substr(static_cast<size_t>(row_begin) * row_bytes, static_cast<size_t>(rows) * row_bytes);
+  return t.data.substr(static_cast<size_t>(row_begin) * row_bytes,
+                       static_cast<size_t>(rows) * row_bytes);
 }
 
 }  // namespace
 
-Scheduler::Scheduler(std::shared_ptr<Model> model, SchedulerOptions options, ExecutionObserver observer)
+Scheduler::Scheduler(std::shared_ptr<Model> model, SchedulerOptions options,
+                     ExecutionObserver observer)
     : model_(std::move(model)), options_(options), observer_(std::move(observer)) {
-  for (int i = 0; i < std::max(1, options_.instance_count); ++i) workers_.emplace_back([this] { WorkerLoop(); });
+  for (int i = 0; i < std::max(1, options_.instance_count); ++i)
+    workers_.emplace_back([this] { WorkerLoop(); });
 }
 
 Scheduler::~Scheduler() {
@@ -95,7 +101,8 @@ std::vector<Tensor> Scheduler::Infer(std::vector<Tensor> inputs, std::vector<std
       return result;
     }
     if (queue_.size() >= options_.max_queue_size) {
-      Fail(ErrorCode::kResourceExhausted, "queue is full (" + std::to_string(options_.max_queue_size) + " requests waiting)");
+      Fail(ErrorCode::kResourceExhausted,
+           "queue is full (" + std::to_string(options_.max_queue_size) + " requests waiting)");
     }
     job->enqueued = Clock::now();
     queue_.push_back(job);
@@ -114,7 +121,10 @@ std::vector<Tensor> Scheduler::Infer(std::vector<Tensor> inputs, std::vector<std
 void Scheduler::WorkerLoop() {
   std::unique_lock lock(mu_);
   while (true) {
-    cv_.wait(lock, [&] { return (stopping_ && queue_.empty()) || (!queue_.empty() && running_ < options_.instance_count); });
+    cv_.wait(lock, [&] {
+      return (stopping_ && queue_.empty()) ||
+             (!queue_.empty() && running_ < options_.instance_count);
+    });
     if (queue_.empty()) return;  // stopping, and everything queued has run
     auto batch = TakeBatch(lock);
     ++running_;
@@ -126,7 +136,8 @@ void Scheduler::WorkerLoop() {
   }
 }
 
-std::vector<std::shared_ptr<Scheduler::Job>> Scheduler::TakeBatch(std::unique_lock<std::mutex>& lock) {
+std::vector<std::shared_ptr<Scheduler::Job>> Scheduler::TakeBatch(
+    std::unique_lock<std::mutex>& lock) {
   std::vector<std::shared_ptr<Job>> batch{queue_.front()};
   queue_.pop_front();
   if (!options_.dynamic_batching) return batch;
@@ -138,7 +149,8 @@ std::vector<std::shared_ptr<Scheduler::Job>> Scheduler::TakeBatch(std::unique_lo
       seen = arrivals_;
       for (auto it = queue_.begin(); it != queue_.end() && rows < options_.max_batch_size;) {
         const auto& j = **it;
-        if (rows + j.rows <= options_.max_batch_size && Compatible(batch[0]->inputs, batch[0]->outputs, j.inputs, j.outputs)) {
+        if (rows + j.rows <= options_.max_batch_size &&
+            Compatible(batch[0]->inputs, batch[0]->outputs, j.inputs, j.outputs)) {
           rows += j.rows;
           batch.push_back(*it);
           it = queue_.erase(it);
@@ -158,7 +170,8 @@ void Scheduler::Execute(std::vector<std::shared_ptr<Job>>& batch) {
   // Requests whose caller gave up, or whose deadline passed in the queue, are not run.
   std::erase_if(batch, [&](const std::shared_ptr<Job>& j) {
     if (j->abandoned || start >= j->deadline) {
-      j->promise.set_exception(std::make_exception_ptr(Error(ErrorCode::kDeadlineExceeded, "request timed out in the queue")));
+      j->promise.set_exception(std::make_exception_ptr(
+          Error(ErrorCode::kDeadlineExceeded, "request timed out in the queue")));
       return true;
     }
     return false;
@@ -195,7 +208,8 @@ void Scheduler::ExecuteBatched(std::vector<std::shared_ptr<Job>>& batch) {
     for (const auto& t : out) {
       if (t.shape.empty() || t.shape[0] != total_rows) {
         Fail(ErrorCode::kInternal, "output '" + t.name + "' has shape " + ShapeToString(t.shape) +
-                                       ", whose first dimension is not the batch of " + std::to_string(total_rows));
+                                       ", whose first dimension is not the batch of " +
+                                       std::to_string(total_rows));
       }
     }
     std::vector<std::vector<Tensor>> parts(batch.size());

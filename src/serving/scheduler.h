@@ -1,8 +1,9 @@
 // Runs inferences of one model version on at most instance_count executions at once, fed
 // from one bounded queue. Without batching, a request that finds an instance free and nobody
-// waiting runs on its caller's thread: the common uncontended case pays no thread hand-off. With dynamic batching, a worker gathers compatible queued requests
-// (same non-batch shapes, same outputs) up to max_batch_size rows or until the first one has
-// waited max_queue_delay, runs them as one, and splits the outputs back along dimension 0.
+// waiting runs on its caller's thread: the common uncontended case pays no thread hand-off. With
+// dynamic batching, a worker gathers compatible queued requests (same non-batch shapes, same
+// outputs) up to max_batch_size rows or until the first one has waited max_queue_delay, runs them
+// as one, and splits the outputs back along dimension 0.
 #pragma once
 
 #include <chrono>
@@ -40,7 +41,8 @@ class Scheduler {
   // Called once per model execution, from the worker, with the rows it ran.
   using ExecutionObserver = std::function<void(int batch_rows)>;
 
-  Scheduler(std::shared_ptr<Model> model, SchedulerOptions options, ExecutionObserver observer = {});
+  Scheduler(std::shared_ptr<Model> model, SchedulerOptions options,
+            ExecutionObserver observer = {});
   // Stops taking requests, finishes every queued one, then joins the workers.
   ~Scheduler();
   Scheduler(const Scheduler&) = delete;

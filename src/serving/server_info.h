@@ -11,7 +11,8 @@ namespace outpost {
 struct ServerInfo {
   std::string name = "outpost";
   std::string version = OUTPOST_VERSION;
-  std::vector<std::string> extensions = {"binary_tensor_data", "model_repository", "statistics_prometheus"};
+  std::vector<std::string> extensions = {"binary_tensor_data", "model_repository",
+                                         "statistics_prometheus"};
   nlohmann::json capabilities;  // the device, from DiscoverCapabilities()
 };
 

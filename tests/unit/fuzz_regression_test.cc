@@ -13,11 +13,13 @@ namespace {
 
 TEST(FuzzRegression, HttpCodecCorpus) {
   size_t files = 0;
-  for (const auto& e : std::filesystem::directory_iterator(std::string(OUTPOST_FUZZ_CORPUS) + "/http_codec")) {
+  for (const auto& e :
+       std::filesystem::directory_iterator(std::string(OUTPOST_FUZZ_CORPUS) + "/http_codec")) {
     std::string data = ReadFile(e.path());
     ++files;
     // The fuzz target's framing: first byte picks JSON-only or binary with a header length.
-    for (std::optional<size_t> hl : {std::optional<size_t>{}, std::optional<size_t>{data.size() / 2}}) {
+    for (std::optional<size_t> hl :
+         {std::optional<size_t>{}, std::optional<size_t>{data.size() / 2}}) {
       try {
         auto req = DecodeHttpInferRequest(data, hl);
         InferResponse res{"m", "1", req.id, req.inputs};

@@ -49,7 +49,8 @@ TEST(HttpCodec, DecodesJsonTensorsOfEveryType) {
 }
 
 TEST(HttpCodec, DecodesBinaryExtension) {
-  std::string header = R"({"inputs":[{"name":"a","datatype":"INT32","shape":[2],"parameters":{"binary_data_size":8}},
+  std::string header =
+      R"({"inputs":[{"name":"a","datatype":"INT32","shape":[2],"parameters":{"binary_data_size":8}},
     {"name":"b","datatype":"INT32","shape":[1],"data":[5]}]})";
   std::string body = header + std::string("\x01\0\0\0\x02\0\0\0", 8);
   auto req = DecodeHttpInferRequest(body, header.size());
@@ -59,26 +60,36 @@ TEST(HttpCodec, DecodesBinaryExtension) {
 
 TEST(HttpCodec, RefusesBadInputPrecisely) {
   EXPECT_NE(ErrorOf("{").find("not valid JSON"), std::string::npos);
-  EXPECT_NE(ErrorOf(R"({"inputs":[{"name":"a","datatype":"FP32","shape":[3],"data":[1,2]}]})").find("needs 3 elements, 'data' has 2"),
+  EXPECT_NE(ErrorOf(R"({"inputs":[{"name":"a","datatype":"FP32","shape":[3],"data":[1,2]}]})")
+                .find("needs 3 elements, 'data' has 2"),
             std::string::npos);
-  EXPECT_NE(ErrorOf(R"({"inputs":[{"name":"a","datatype":"FP32","shape":[1],"data":[1,2]}]})").find("more elements than the shape"),
+  EXPECT_NE(ErrorOf(R"({"inputs":[{"name":"a","datatype":"FP32","shape":[1],"data":[1,2]}]})")
+                .find("more elements than the shape"),
             std::string::npos);
-  EXPECT_NE(ErrorOf(R"({"inputs":[{"name":"a","datatype":"UINT8","shape":[1],"data":[-1]}]})").find("out of range"),
+  EXPECT_NE(ErrorOf(R"({"inputs":[{"name":"a","datatype":"UINT8","shape":[1],"data":[-1]}]})")
+                .find("out of range"),
             std::string::npos);
-  EXPECT_NE(ErrorOf(R"({"inputs":[{"name":"a","datatype":"INT32","shape":[1],"data":[1.5]}]})").find("expected an integer"),
+  EXPECT_NE(ErrorOf(R"({"inputs":[{"name":"a","datatype":"INT32","shape":[1],"data":[1.5]}]})")
+                .find("expected an integer"),
             std::string::npos);
-  EXPECT_NE(ErrorOf(R"({"inputs":[{"name":"a","datatype":"BOOL","shape":[1],"data":[1]}]})").find("expected true or false"),
+  EXPECT_NE(ErrorOf(R"({"inputs":[{"name":"a","datatype":"BOOL","shape":[1],"data":[1]}]})")
+                .find("expected true or false"),
             std::string::npos);
-  EXPECT_NE(ErrorOf(R"({"inputs":[{"name":"a","datatype":"FP32","shape":[4294967296,4294967296,4294967296],"data":[]}]})")
-                .find("too large"),
-            std::string::npos);
-  std::string nested = R"({"inputs":[{"name":"a","datatype":"FP32","shape":[1],"data":)" + std::string(40, '[') + "1" +
-                       std::string(40, ']') + "}]}";
+  EXPECT_NE(
+      ErrorOf(
+          R"({"inputs":[{"name":"a","datatype":"FP32","shape":[4294967296,4294967296,4294967296],"data":[]}]})")
+          .find("too large"),
+      std::string::npos);
+  std::string nested = R"({"inputs":[{"name":"a","datatype":"FP32","shape":[1],"data":)" +
+                       std::string(40, '[') + "1" + std::string(40, ']') + "}]}";
   EXPECT_NE(ErrorOf(nested).find("nested too deeply"), std::string::npos);
-  std::string header = R"({"inputs":[{"name":"a","datatype":"FP32","shape":[1],"parameters":{"binary_data_size":4}}]})";
+  std::string header =
+      R"({"inputs":[{"name":"a","datatype":"FP32","shape":[1],"parameters":{"binary_data_size":4}}]})";
   EXPECT_NE(ErrorOf(header + "abc", header.size()).find("runs past the end"), std::string::npos);
-  EXPECT_NE(ErrorOf(header + "abcde", header.size()).find("1 bytes after the JSON header"), std::string::npos);
-  EXPECT_NE(ErrorOf(header + "abcd", header.size() + 10).find("exceeds the body"), std::string::npos);
+  EXPECT_NE(ErrorOf(header + "abcde", header.size()).find("1 bytes after the JSON header"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(header + "abcd", header.size() + 10).find("exceeds the body"),
+            std::string::npos);
   EXPECT_NE(ErrorOf(header).find("without an Inference-Header-Content-Length"), std::string::npos);
 }
 
@@ -93,9 +104,10 @@ TEST(HttpCodec, EncodesJsonAndBinaryOutputs) {
   InferRequest req;
   auto json_only = EncodeHttpInferResponse(res, req);
   EXPECT_FALSE(json_only.header_length);
-  EXPECT_EQ(json_only.body,
-            R"({"model_name":"m","model_version":"1","id":"id7","outputs":[{"name":"f","datatype":"FP32","shape":[2],"data":[0.1,-3]},)"
-            R"({"name":"s","datatype":"BYTES","shape":[1],"data":["q\"x"]}]})");
+  EXPECT_EQ(
+      json_only.body,
+      R"({"model_name":"m","model_version":"1","id":"id7","outputs":[{"name":"f","datatype":"FP32","shape":[2],"data":[0.1,-3]},)"
+      R"({"name":"s","datatype":"BYTES","shape":[1],"data":["q\"x"]}]})");
   req.outputs = {{"f", true}};
   auto mixed = EncodeHttpInferResponse(res, req);
   ASSERT_TRUE(mixed.header_length);
@@ -104,7 +116,8 @@ TEST(HttpCodec, EncodesJsonAndBinaryOutputs) {
 }
 
 TEST(Half, RoundTripsAndRounds) {
-  for (float x : {0.f, -0.f, 1.f, -2.5f, 65504.f, 6.1035156e-05f, 5.9604645e-08f}) EXPECT_EQ(HalfToFloat(FloatToHalf(x)), x) << x;
+  for (float x : {0.f, -0.f, 1.f, -2.5f, 65504.f, 6.1035156e-05f, 5.9604645e-08f})
+    EXPECT_EQ(HalfToFloat(FloatToHalf(x)), x) << x;
   EXPECT_EQ(FloatToHalf(1e10f), 0x7c00);
   EXPECT_EQ(FloatToBf16(1.0f), 0x3f80);
   EXPECT_EQ(Bf16ToFloat(FloatToBf16(-2.f)), -2.f);

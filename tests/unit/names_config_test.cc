@@ -34,7 +34,8 @@ TEST(AtomicFile, ReplacesWhole) {
   WriteFileAtomically(dir / "f", "one");
   WriteFileAtomically(dir / "f", "two");
   EXPECT_EQ(ReadFile(dir / "f"), "two");
-  for (const auto& e : std::filesystem::directory_iterator(dir)) EXPECT_EQ(e.path().filename(), "f");
+  for (const auto& e : std::filesystem::directory_iterator(dir))
+    EXPECT_EQ(e.path().filename(), "f");
   std::filesystem::remove_all(dir);
 }
 
@@ -51,32 +52,45 @@ std::string ConfigError(const std::string& manifest) {
 }
 
 TEST(ModelConfig, ManifestOverridesWithinTheModel) {
-  auto c = BuildModelConfig("m", "1", "m.onnx", In(), Out(),
-                            ParseManifest(R"({"inputs":[{"name":"x","shape":[-1,3]}],"max_batch_size":8,
+  auto c =
+      BuildModelConfig("m", "1", "m.onnx", In(), Out(),
+                       ParseManifest(R"({"inputs":[{"name":"x","shape":[-1,3]}],"max_batch_size":8,
                               "dynamic_batching":{"max_queue_delay_us":100},"instance_count":2})"));
   EXPECT_EQ(c.max_batch_size, 8);
   EXPECT_TRUE(c.dynamic_batching);
   EXPECT_EQ(c.max_queue_delay.count(), 100);
   EXPECT_EQ(c.instance_count, 2);
-  auto fixed = BuildModelConfig("m", "1", "m.onnx", In(), Out(), ParseManifest(R"({"inputs":[{"name":"x","shape":[4,3]}]})"));
+  auto fixed = BuildModelConfig("m", "1", "m.onnx", In(), Out(),
+                                ParseManifest(R"({"inputs":[{"name":"x","shape":[4,3]}]})"));
   EXPECT_EQ(fixed.inputs[0].shape, (Shape{4, 3}));
 }
 
 TEST(ModelConfig, ContradictionsAreRefusedByName) {
-  EXPECT_NE(ConfigError(R"({"inputs":[{"name":"z"}]})").find("input 'z' that the model does not have"), std::string::npos);
-  EXPECT_NE(ConfigError(R"({"inputs":[{"name":"x","datatype":"INT8"}]})").find("INT8 in the manifest but FP32"), std::string::npos);
-  EXPECT_NE(ConfigError(R"({"inputs":[{"name":"x","shape":[-1,4]}]})").find("contradicts the model's [-1,3]"), std::string::npos);
+  EXPECT_NE(
+      ConfigError(R"({"inputs":[{"name":"z"}]})").find("input 'z' that the model does not have"),
+      std::string::npos);
+  EXPECT_NE(ConfigError(R"({"inputs":[{"name":"x","datatype":"INT8"}]})")
+                .find("INT8 in the manifest but FP32"),
+            std::string::npos);
+  EXPECT_NE(ConfigError(R"({"inputs":[{"name":"x","shape":[-1,4]}]})")
+                .find("contradicts the model's [-1,3]"),
+            std::string::npos);
   EXPECT_NE(ConfigError(R"({"bogus":1})").find("unknown field 'bogus'"), std::string::npos);
-  EXPECT_NE(ConfigError(R"({"dynamic_batching":{}})").find("needs max_batch_size"), std::string::npos);
-  EXPECT_NE(ConfigError(R"({"name":"other"})").find("differs from the directory"), std::string::npos);
-  EXPECT_NE(ConfigError(R"({"model_file":"../x.onnx"})").find("plain file name"), std::string::npos);
-  EXPECT_NE(ConfigError(R"({"instance_count":0})").find("instance_count must be"), std::string::npos);
+  EXPECT_NE(ConfigError(R"({"dynamic_batching":{}})").find("needs max_batch_size"),
+            std::string::npos);
+  EXPECT_NE(ConfigError(R"({"name":"other"})").find("differs from the directory"),
+            std::string::npos);
+  EXPECT_NE(ConfigError(R"({"model_file":"../x.onnx"})").find("plain file name"),
+            std::string::npos);
+  EXPECT_NE(ConfigError(R"({"instance_count":0})").find("instance_count must be"),
+            std::string::npos);
   EXPECT_NE(ConfigError("[1]").find("must be a JSON object"), std::string::npos);
 }
 
 TEST(ModelConfig, BatchingNeedsAVariableFirstDimension) {
   try {
-    BuildModelConfig("m", "1", "m.onnx", {{"x", DataType::kFp32, {2, 3}}}, Out(), ParseManifest(R"({"max_batch_size":4})"));
+    BuildModelConfig("m", "1", "m.onnx", {{"x", DataType::kFp32, {2, 3}}}, Out(),
+                     ParseManifest(R"({"max_batch_size":4})"));
     ADD_FAILURE();
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("variable first dimension"), std::string::npos);

@@ -23,7 +23,8 @@ TEST(OrtModel, ReadsSchemaAndRunsEveryType) {
       AppendBytesElement(t.data, "hello");
       AppendBytesElement(t.data, "");
     } else {
-      for (size_t i = 0; i < 2 * ElementSize(spec.dtype); ++i) t.data.push_back(static_cast<char>(i % 2));
+      for (size_t i = 0; i < 2 * ElementSize(spec.dtype); ++i)
+        t.data.push_back(static_cast<char>(i % 2));
     }
     inputs.push_back(t);
   }
@@ -64,7 +65,8 @@ TEST(Capabilities, DescribeThisMachine) {
   EXPECT_GT(caps.memory_total_bytes, 0u);
   EXPECT_FALSE(caps.architecture.empty());
   EXPECT_EQ(caps.onnxruntime_version.substr(0, 2), "1.");
-  EXPECT_NE(std::find(caps.execution_providers.begin(), caps.execution_providers.end(), "CPUExecutionProvider"),
+  EXPECT_NE(std::find(caps.execution_providers.begin(), caps.execution_providers.end(),
+                      "CPUExecutionProvider"),
             caps.execution_providers.end());
 }
 

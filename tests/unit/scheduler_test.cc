@@ -67,7 +67,8 @@ TEST(Scheduler, DynamicBatchingSplitsOutputsExactly) {
   std::vector<std::thread> threads;
   std::vector<std::vector<Tensor>> results(5);
   for (int i = 0; i < 5; ++i) {
-    threads.emplace_back([&, i] { results[i] = s.Infer({Rows(1 + i % 2, 100.f * i)}, {}, In(60000)); });
+    threads.emplace_back(
+        [&, i] { results[i] = s.Infer({Rows(1 + i % 2, 100.f * i)}, {}, In(60000)); });
   }
   for (auto& t : threads) t.join();
   for (int i = 0; i < 5; ++i) {
@@ -102,7 +103,8 @@ TEST(Scheduler, FullQueueIsResourceExhausted) {
   Scheduler s(model, o);
   model->blocked = true;
   std::thread running([&] { s.Infer({Rows(1, 0)}, {}, In(10000)); });
-  while (s.queue_depth() != 0 || model->runs_rows.size() != 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  while (s.queue_depth() != 0 || model->runs_rows.size() != 0)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
   std::this_thread::sleep_for(std::chrono::milliseconds(20));
   std::thread queued([&] { s.Infer({Rows(1, 0)}, {}, In(10000)); });
   while (s.queue_depth() != 1) std::this_thread::sleep_for(std::chrono::milliseconds(1));
