@@ -201,18 +201,21 @@ void HttpServer::Routes() {
   if (options_.serve_metrics) ServeMetrics(s, metrics_);
 }
 
-int HttpServer::Start() {
-  int port = options_.port;
-  if (port == 0) {
-    port = server_->bind_to_any_port(options_.address);
-  } else if (!server_->bind_to_port(options_.address, port)) {
-    port = -1;
-  }
-  if (port < 0)
+// Binds (port 0: any free port) and serves on a thread of its own; returns the bound port.
+int Listen(httplib::Server& server, const std::string& address, int port, const char* what,
+           std::thread& thread) {
+  int bound = port == 0 ? server.bind_to_any_port(address)
+                        : (server.bind_to_port(address, port) ? port : -1);
+  if (bound < 0) {
     Fail(ErrorCode::kUnavailable,
-         "cannot listen for HTTP on " + options_.address + ":" + std::to_string(options_.port));
-  thread_ = std::thread([this] { server_->listen_after_bind(); });
-  return port;
+         std::string("cannot listen for ") + what + " on " + address + ":" + std::to_string(port));
+  }
+  thread = std::thread([&server] { server.listen_after_bind(); });
+  return bound;
+}
+
+int HttpServer::Start() {
+  return Listen(*server_, options_.address, options_.port, "HTTP", thread_);
 }
 
 void HttpServer::Stop() {
@@ -228,15 +231,7 @@ MetricsServer::MetricsServer(std::string address, int port, MetricsRegistry& met
 
 MetricsServer::~MetricsServer() { Stop(); }
 
-int MetricsServer::Start() {
-  int port = port_ == 0 ? server_->bind_to_any_port(address_)
-                        : (server_->bind_to_port(address_, port_) ? port_ : -1);
-  if (port < 0)
-    Fail(ErrorCode::kUnavailable,
-         "cannot listen for metrics on " + address_ + ":" + std::to_string(port_));
-  thread_ = std::thread([this] { server_->listen_after_bind(); });
-  return port;
-}
+int MetricsServer::Start() { return Listen(*server_, address_, port_, "metrics", thread_); }
 
 void MetricsServer::Stop() {
   if (server_) server_->stop();

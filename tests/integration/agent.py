@@ -207,3 +207,26 @@ def copy_fixtures(names, dest=None):
     for n in names:
         shutil.copytree(os.path.join(FIXTURES, n), os.path.join(dest, n))
     return dest
+
+
+def while_busy(long_call, short_call, n_short=6, head_start=0.2):
+    """Runs long_call (one request of about 0.4 s on the `slow` fixture) in the background and,
+    once it holds the model's only instance, n_short short_calls at once. Returns (long result,
+    short results)."""
+    import threading
+    long_result, short_results, lock = [], [], threading.Lock()
+    t = threading.Thread(target=lambda: long_result.append(long_call()))
+    t.start()
+    time.sleep(head_start)
+
+    def one():
+        r = short_call()
+        with lock:
+            short_results.append(r)
+
+    threads = [threading.Thread(target=one) for _ in range(n_short)]
+    for th in threads:
+        th.start()
+    for th in threads + [t]:
+        th.join()
+    return long_result[0], short_results

@@ -22,7 +22,7 @@ import onnx
 from onnx import TensorProto, numpy_helper
 
 sys.path.insert(0, os.path.dirname(__file__))
-from agent import Agent, kserve_dtype, to_raw  # noqa: E402
+from agent import KSERVE_TO_NP, Agent, from_raw, kserve_dtype, to_raw  # noqa: E402
 
 DATA = "/usr/share/libonnx-testdata/data"
 CATEGORIES = ["node", "pytorch-converted", "pytorch-operator", "simple"]
@@ -80,17 +80,9 @@ def read_set(case_dir, ds, in_names, out_names, bf16):
 
 
 def decode_raw(raw, datatype, shape):
-    if datatype == "BYTES":
-        items, pos = [], 0
-        while pos < len(raw):
-            n = int.from_bytes(raw[pos:pos + 4], "little")
-            items.append(raw[pos + 4:pos + 4 + n])
-            pos += 4 + n
-        return np.array(items, dtype=np.object_).reshape(shape)
     if datatype == "BF16":
         return (np.frombuffer(raw, np.uint16).astype(np.uint32) << 16).view(np.float32).reshape(shape)
-    from agent import KSERVE_TO_NP
-    return np.frombuffer(raw, KSERVE_TO_NP[datatype]).reshape(shape)
+    return from_raw(raw, datatype, shape)
 
 
 def compare(expected, got):
@@ -140,7 +132,6 @@ def infer_http_json(agent, model, ins, out_names):
         if o["datatype"] == "BYTES":
             out[o["name"]] = np.array([s.encode() for s in o["data"]], dtype=np.object_).reshape(o["shape"])
         else:
-            from agent import KSERVE_TO_NP
             out[o["name"]] = np.array(o["data"], dtype=np.float64 if o["datatype"] in ("FP16", "BF16") else
                                       KSERVE_TO_NP[o["datatype"]]).reshape(o["shape"])
     return out

@@ -7,7 +7,7 @@ import unittest
 import grpc
 import numpy as np
 
-from agent import KSERVE_TO_NP, Agent, copy_fixtures, to_raw
+from agent import KSERVE_TO_NP, Agent, copy_fixtures, to_raw, while_busy
 from test_http import identity_inputs
 
 
@@ -122,33 +122,27 @@ class GrpcTest(unittest.TestCase):
                           grpc.StatusCode.RESOURCE_EXHAUSTED, "")
         np.testing.assert_array_equal(self.agent.infer_grpc("add_mul", {"a": a, "b": a})["sum"], a + a)
 
+    def grpc_code(self, call):
+        try:
+            call()
+            return grpc.StatusCode.OK
+        except grpc.RpcError as e:
+            return e.code()
+
     def test_queue_full_is_resource_exhausted(self):
-        x = np.ones((256, 512), np.float32)
-        codes = []
-
-        def call():
-            try:
-                self.agent.infer_grpc("slow", {"x": x})
-                codes.append(grpc.StatusCode.OK)
-            except grpc.RpcError as e:
-                codes.append(e.code())
-
-        threads = [threading.Thread(target=call) for _ in range(8)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        self.assertIn(grpc.StatusCode.OK, codes)
-        self.assertIn(grpc.StatusCode.RESOURCE_EXHAUSTED, codes)
+        big, small = np.ones((64, 512), np.float32), np.ones((1, 512), np.float32)
+        long, short = while_busy(lambda: self.grpc_code(lambda: self.agent.infer_grpc("slow", {"x": big})),
+                                 lambda: self.grpc_code(lambda: self.agent.infer_grpc("slow", {"x": small})))
+        self.assertEqual(long, grpc.StatusCode.OK)
+        self.assertEqual(sorted(c.value[0] for c in short), [0, 0, 8, 8, 8, 8])  # OK x2, RESOURCE_EXHAUSTED x4
 
     def test_client_deadline(self):
-        x = np.ones((256, 512), np.float32)
-        t = threading.Thread(target=lambda: self.agent.infer_grpc("slow", {"x": x}))
-        t.start()
-        self.assertStatus(lambda: self.agent.infer_grpc("slow", {"x": x}, timeout=0.002),
-                          grpc.StatusCode.DEADLINE_EXCEEDED, "")
-        t.join()
-
+        big, small = np.ones((64, 512), np.float32), np.ones((1, 512), np.float32)
+        long, short = while_busy(
+            lambda: self.grpc_code(lambda: self.agent.infer_grpc("slow", {"x": big})),
+            lambda: self.grpc_code(lambda: self.agent.infer_grpc("slow", {"x": small}, timeout=0.05)), n_short=1)
+        self.assertEqual(long, grpc.StatusCode.OK)
+        self.assertEqual(short, [grpc.StatusCode.DEADLINE_EXCEEDED])
 
 if __name__ == "__main__":
     unittest.main()

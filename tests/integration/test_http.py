@@ -12,7 +12,7 @@ import unittest
 
 import numpy as np
 
-from agent import Agent, copy_fixtures
+from agent import Agent, copy_fixtures, while_busy
 
 RNG = np.random.default_rng(11)
 
@@ -276,56 +276,37 @@ class HttpTest(unittest.TestCase):
         self.assertServing()
 
     def test_queue_full_gives_503_with_retry_after(self):
-        x = np.ones((256, 512), np.float32)
-        results, lock = [], threading.Lock()
-
-        def call():
-            r = self.agent.infer_binary("slow", {"x": x})
-            with lock:
-                results.append(r)
-
-        threads = [threading.Thread(target=call) for _ in range(8)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        codes = sorted(s for s, _ in results)
-        self.assertIn(200, codes)
-        self.assertIn(503, codes, "8 concurrent requests on a queue of 2 with 1 instance must overflow")
-        rejected = [b for s, b in results if s == 503]
-        self.assertIn("queue is full", rejected[0]["error"])
-        # Retry-After is on the raw response.
-        h = json.dumps({"inputs": [{"name": "x", "datatype": "FP32", "shape": [256, 512],
-                                    "parameters": {"binary_data_size": x.nbytes}}]}).encode()
-        seen = []
-
-        def raw_call():
-            seen.append(self.agent.request("POST", "/v2/models/slow/infer", h + x.tobytes(),
-                                           {"Inference-Header-Content-Length": str(len(h))}))
-
-        threads = [threading.Thread(target=raw_call) for _ in range(8)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        full = [hd for s, hd, _ in seen if s == 503]
-        self.assertTrue(full)
-        self.assertEqual(full[0].get("Retry-After"), "1")
+        big, small = np.ones((64, 512), np.float32), np.ones((1, 512), np.float32)
+        h = json.dumps({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 512],
+                                    "parameters": {"binary_data_size": small.nbytes}}]}).encode()
+        long, short = while_busy(
+            lambda: self.agent.infer_binary("slow", {"x": big}),
+            lambda: self.agent.request("POST", "/v2/models/slow/infer", h + small.tobytes(),
+                                       {"Inference-Header-Content-Length": str(len(h))}))
+        self.assertEqual(long[0], 200, long[1])
+        codes = sorted(s for s, _, _ in short)
+        # One instance busy, a queue of 2: two short requests wait and succeed, the rest are refused.
+        self.assertEqual(codes, [200, 200, 503, 503, 503, 503], codes)
+        for status, headers, body in short:
+            if status == 503:
+                self.assertEqual(headers.get("Retry-After"), "1")
+                self.assertIn("queue is full (2 requests waiting)", json.loads(body)["error"])
         self.assertServing()
 
     def test_request_timeout(self):
-        x = np.ones((256, 512), np.float32)
-        h = json.dumps({"parameters": {"timeout": 1}, "inputs": [
-            {"name": "x", "datatype": "FP32", "shape": [256, 512], "parameters": {"binary_data_size": x.nbytes}}]})
-        # Occupy the only instance so the next request waits in the queue past its 1 µs budget.
-        t = threading.Thread(target=lambda: self.agent.infer_binary("slow", {"x": x}))
-        t.start()
-        time.sleep(0.005)
-        status, _, body = self.agent.request("POST", "/v2/models/slow/infer", h.encode() + x.tobytes(),
-                                             {"Inference-Header-Content-Length": str(len(h))})
-        t.join()
+        big, small = np.ones((64, 512), np.float32), np.ones((1, 512), np.float32)
+        h = json.dumps({"parameters": {"timeout": 50000}, "inputs": [
+            {"name": "x", "datatype": "FP32", "shape": [1, 512], "parameters": {"binary_data_size": small.nbytes}}]})
+        long, short = while_busy(
+            lambda: self.agent.infer_binary("slow", {"x": big}),
+            lambda: self.agent.request("POST", "/v2/models/slow/infer", h.encode() + small.tobytes(),
+                                       {"Inference-Header-Content-Length": str(len(h))}), n_short=1)
+        self.assertEqual(long[0], 200)
+        status, _, body = short[0]
         self.assertEqual(status, 504, body)
         self.assertIn("timed out", json.loads(body)["error"])
+        status, _, body = self.agent.request("GET", "/metrics")
+        self.assertIn('outpost_inference_request_failure_total{model="slow",version="1",reason="timeout"}', body.decode())
 
     def test_dynamic_batching_splits_outputs_exactly(self):
         xs = [RNG.standard_normal((1 + i % 3, 64)).astype(np.float32) for i in range(24)]
