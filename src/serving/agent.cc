@@ -112,6 +112,15 @@ BoundPorts Agent::Start() {
   p.models = std::make_unique<ModelManager>(mo, p.metrics);
   p.service = std::make_unique<InferenceService>(
       *p.models, InferenceLimits{std::chrono::milliseconds(config_.default_timeout_ms)});
+  p.metrics.AddCollector([models = p.models.get()](std::string& out) {
+    out +=
+        "# HELP outpost_inference_pending_requests Requests waiting in a model's queue.\n"
+        "# TYPE outpost_inference_pending_requests gauge\n";
+    models->ForEachServed([&](const ServedModel& m) {
+      AppendSample(out, "outpost_inference_pending_requests", RenderLabels(m.metrics.labels),
+                   static_cast<double>(m.scheduler->queue_depth()));
+    });
+  });
   spdlog::info("loading model repository {}", config_.model_repository.string());
   p.models->Start();
 

@@ -113,7 +113,8 @@ HttpServer::HttpServer(HttpOptions options, InferenceService& service, MetricsRe
   server_->set_payload_max_length(options_.max_body_bytes);
   server_->set_read_timeout(options_.read_timeout);
   server_->set_write_timeout(options_.read_timeout);
-  server_->set_keep_alive_timeout(30);
+  // Each open connection holds a worker thread: idle keep-alive connections must not linger.
+  server_->set_keep_alive_timeout(5);
   // httplib closes a keep-alive connection after 5 requests by default, which makes clients
   // reconnect constantly and lose requests sent into the closing socket.
   server_->set_keep_alive_max_count(1u << 30);

@@ -132,9 +132,16 @@ void ModelManager::Reconcile(bool settle) {
       }
     }
     std::erase_if(sources_, [&](const auto& kv) { return !present.count(kv.first); });
-    problems_.clear();
-    for (const auto& p : scan.problems)
-      problems_.push_back({p.model, p.version, VersionState::kUnavailable, p.reason});
+    std::vector<IndexEntry> problems;
+    for (const auto& p : scan.problems) {
+      problems.push_back({p.model, p.version, VersionState::kUnavailable, p.reason});
+      bool known = std::any_of(problems_.begin(), problems_.end(), [&](const IndexEntry& e) {
+        return e.name == p.model && e.version == p.version && e.reason == p.reason;
+      });
+      if (!known)
+        spdlog::warn("repository entry '{}' {} not served: {}", p.model, p.version, p.reason);
+    }
+    problems_ = std::move(problems);
     scanned_ = true;
   }
   removed.clear();
@@ -266,6 +273,11 @@ std::vector<IndexEntry> ModelManager::Index() const {
   for (const auto& [key, s] : sources_) out.push_back({key.first, key.second, s.state, s.reason});
   out.insert(out.end(), problems_.begin(), problems_.end());
   return out;
+}
+
+void ModelManager::ForEachServed(const std::function<void(const ServedModel&)>& fn) const {
+  std::lock_guard lock(mu_);
+  for (const auto& [key, served] : served_) fn(*served);
 }
 
 bool ModelManager::IsReady() const {

@@ -5,6 +5,7 @@
 
 #include <condition_variable>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -77,6 +78,8 @@ class ModelManager {
   std::vector<std::string> ReadyVersions(const std::string& name) const;
   std::vector<IndexEntry> Index() const;
   bool IsReady() const;
+  // Calls `fn` for every published version, under the manager's lock: keep it short.
+  void ForEachServed(const std::function<void(const ServedModel&)>& fn) const;
 
  private:
   struct Source {

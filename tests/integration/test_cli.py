@@ -74,6 +74,14 @@ class CliTest(unittest.TestCase):
         self.assertEqual(out.returncode, 2)
         self.assertIn("unknown log level 'loud'", out.stderr)
 
+    def test_json_logs_stay_json(self):
+        os.makedirs(os.path.join(self.repo, 'bad"name\\x', "1"))
+        agent = Agent(self.repo, ["--log-format", "json"])
+        self.assertEqual(agent.close(), 0)
+        lines = [json.loads(line) for line in agent.logs().splitlines()]
+        self.assertTrue(any('bad"name\\x' in e["msg"] and e["level"] == "warning" for e in lines), lines)
+        self.assertTrue(all({"time", "level", "msg"} <= set(e) for e in lines))
+
     def test_port_in_use_is_reported(self):
         agent = Agent(self.repo)
         try:

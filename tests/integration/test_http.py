@@ -345,7 +345,7 @@ class HttpTest(unittest.TestCase):
         for name in ["outpost_inference_request_success_total", "outpost_inference_request_failure_total",
                      "outpost_inference_queue_duration_seconds_bucket", "outpost_inference_compute_duration_seconds_bucket",
                      "outpost_inference_request_duration_seconds_bucket", "outpost_inference_batch_size_bucket",
-                     "process_resident_memory_bytes"]:
+                     "process_resident_memory_bytes", 'outpost_inference_pending_requests{model="add_mul",version="1"} 0']:
             self.assertIn(name, text)
         self.assertRegex(text, r'outpost_inference_request_success_total\{model="add_mul",version="1"\} [1-9]')
         check = subprocess.run(["promtool", "check", "metrics"], input=body, capture_output=True)
