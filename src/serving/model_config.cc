@@ -1,5 +1,6 @@
 #include "serving/model_config.h"
 
+#include <optional>
 #include <set>
 
 #include "core/error.h"
@@ -24,9 +25,16 @@ T Get(const json& j, const char* key, T fallback) {
   }
 }
 
-std::vector<TensorSpec> ParseTensorSpecs(const json& j, const char* key) {
-  std::vector<TensorSpec> specs;
-  if (!j.contains(key)) return specs;
+// A tensor as a manifest declares it: whatever is left out is taken from the model.
+struct DeclaredTensor {
+  std::string name;
+  std::optional<DataType> dtype;
+  std::optional<Shape> shape;
+};
+
+std::vector<DeclaredTensor> ParseDeclaredTensors(const json& j, const char* key) {
+  std::vector<DeclaredTensor> declared;
+  if (!j.contains(key)) return declared;
   if (!j[key].is_array()) Bad(std::string("'") + key + "' must be an array");
   for (const auto& t : j[key]) {
     if (!t.is_object() || !t.contains("name") || !t["name"].is_string()) {
@@ -36,48 +44,46 @@ std::vector<TensorSpec> ParseTensorSpecs(const json& j, const char* key) {
       if (k != "name" && k != "datatype" && k != "shape")
         Bad(std::string("unknown field '") + k + "' in '" + key + "'");
     }
-    TensorSpec spec{t["name"].get<std::string>(), DataType::kFp32, {}};
-    std::string dtype = Get<std::string>(t, "datatype", "");
-    if (!dtype.empty()) {
-      auto parsed = ParseDataType(dtype);
-      if (!parsed) Bad("unknown datatype '" + dtype + "' for '" + spec.name + "'");
-      spec.dtype = *parsed;
-    } else {
-      spec.dtype = static_cast<DataType>(-1);  // not given: keep the model's
+    DeclaredTensor d{t["name"].get<std::string>(), std::nullopt, std::nullopt};
+    if (t.contains("datatype")) {
+      std::string dtype = Get<std::string>(t, "datatype", "");
+      d.dtype = ParseDataType(dtype);
+      if (!d.dtype) Bad("unknown datatype '" + dtype + "' for '" + d.name + "'");
     }
-    spec.shape = Get<Shape>(t, "shape", Shape{-2});  // -2: not given
-    for (auto d : spec.shape) {
-      if (d < -2 || (d == -2 && spec.shape.size() != 1))
-        Bad("bad dimension in shape of '" + spec.name + "'");
+    if (t.contains("shape")) {
+      d.shape = Get<Shape>(t, "shape", {});
+      for (auto dim : *d.shape) {
+        if (dim < -1) Bad("bad dimension in shape of '" + d.name + "'");
+      }
     }
-    specs.push_back(std::move(spec));
+    declared.push_back(std::move(d));
   }
-  return specs;
+  return declared;
 }
 
-void MergeSpecs(std::vector<TensorSpec>& model, const std::vector<TensorSpec>& declared,
-                const char* role) {
+void MergeDeclared(std::vector<TensorSpec>& model, const std::vector<DeclaredTensor>& declared,
+                   const char* role) {
   for (const auto& d : declared) {
     auto it = std::find_if(model.begin(), model.end(),
                            [&](const TensorSpec& m) { return m.name == d.name; });
     if (it == model.end())
       Bad(std::string("declares ") + role + " '" + d.name + "' that the model does not have");
-    if (d.dtype != static_cast<DataType>(-1) && d.dtype != it->dtype) {
-      Bad(std::string(role) + " '" + d.name + "' is " + std::string(DataTypeName(d.dtype)) +
+    if (d.dtype && *d.dtype != it->dtype) {
+      Bad(std::string(role) + " '" + d.name + "' is " + std::string(DataTypeName(*d.dtype)) +
           " in the manifest but " + std::string(DataTypeName(it->dtype)) + " in the model");
     }
-    if (d.shape == Shape{-2}) continue;
-    if (!it->shape.empty() && d.shape.size() != it->shape.size()) {
-      Bad(std::string(role) + " '" + d.name + "' has rank " + std::to_string(d.shape.size()) +
+    if (!d.shape) continue;
+    if (!it->shape.empty() && d.shape->size() != it->shape.size()) {
+      Bad(std::string(role) + " '" + d.name + "' has rank " + std::to_string(d.shape->size()) +
           " in the manifest but " + std::to_string(it->shape.size()) + " in the model");
     }
     for (size_t i = 0; i < it->shape.size(); ++i) {
-      if (it->shape[i] >= 0 && d.shape[i] != it->shape[i]) {
-        Bad(std::string(role) + " '" + d.name + "' shape " + ShapeToString(d.shape) +
+      if (it->shape[i] >= 0 && (*d.shape)[i] != it->shape[i]) {
+        Bad(std::string(role) + " '" + d.name + "' shape " + ShapeToString(*d.shape) +
             " contradicts the model's " + ShapeToString(it->shape));
       }
     }
-    it->shape = d.shape;
+    it->shape = *d.shape;
   }
 }
 
@@ -125,8 +131,8 @@ ModelConfig BuildModelConfig(const std::string& name, const std::string& version
   if (auto n = Get<std::string>(j, "name", name); n != name)
     Bad("name '" + n + "' differs from the directory '" + name + "'");
   c.description = Get<std::string>(j, "description", "");
-  MergeSpecs(c.inputs, ParseTensorSpecs(j, "inputs"), "input");
-  MergeSpecs(c.outputs, ParseTensorSpecs(j, "outputs"), "output");
+  MergeDeclared(c.inputs, ParseDeclaredTensors(j, "inputs"), "input");
+  MergeDeclared(c.outputs, ParseDeclaredTensors(j, "outputs"), "output");
   c.max_batch_size = Get<int>(j, "max_batch_size", 0);
   if (c.max_batch_size < 0) Bad("max_batch_size must be >= 0");
   c.instance_count = Get<int>(j, "instance_count", 1);
