@@ -2,6 +2,7 @@
 a swap under load fails no request, and what cannot be served says why."""
 import os
 import shutil
+import signal
 import tempfile
 import threading
 import time
@@ -145,6 +146,19 @@ class LifecycleTest(unittest.TestCase):
             self.assertEqual(self.agent.get_json("/v2/models/escaper")[0], 404)
         finally:
             shutil.rmtree(outside)
+
+    def test_sigterm_finishes_requests_in_flight(self):
+        shutil.copytree(os.path.join(FIXTURES, "slow"), os.path.join(self.repo, "slow"))
+        wait_for(lambda: self.agent.get_json("/v2/models/slow")[0] == 200, what="slow model")
+        result = []
+        t = threading.Thread(target=lambda: result.append(self.agent.infer_binary("slow", {"x": np.ones((64, 512), np.float32)})))
+        t.start()
+        time.sleep(0.15)
+        self.agent.proc.send_signal(signal.SIGTERM)
+        t.join()
+        self.assertEqual(self.agent.proc.wait(timeout=30), 0)
+        self.assertEqual(result[0][0], 200, result)
+        self.assertEqual(result[0][1]["y"].shape, (1, 512))
 
     def test_model_removed_entirely(self):
         shutil.rmtree(os.path.join(self.repo, "add_mul"))
