@@ -1,4 +1,5 @@
 #include <onnxruntime_cxx_api.h>
+#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <cstring>
@@ -147,7 +148,10 @@ class OrtModel final : public Model {
     auto available = OnnxRuntimeProviders();
     for (const auto& ep : options.execution_providers) {
       if (ep == "CPUExecutionProvider") continue;
-      if (std::find(available.begin(), available.end(), ep) == available.end()) continue;
+      if (std::find(available.begin(), available.end(), ep) == available.end()) {
+        spdlog::warn("{}: {} is not in this ONNX Runtime build, running on CPU", path.string(), ep);
+        continue;
+      }
       // A provider compiled into ORT may still lack its library or device here: fall back to CPU.
       try {
         if (ep == "CUDAExecutionProvider") {
@@ -157,7 +161,7 @@ class OrtModel final : public Model {
           so.AppendExecutionProvider(ep.substr(0, ep.find("ExecutionProvider")), {});
         }
       } catch (const Ort::Exception& e) {
-        fallback_reasons_.push_back(ep + ": " + e.what());
+        spdlog::warn("{}: {} cannot be used, running on CPU: {}", path.string(), ep, e.what());
       }
     }
     session_ = Ort::Session(Env(), path.c_str(), so);
@@ -257,7 +261,6 @@ class OrtModel final : public Model {
     return result;
   }
 
-  std::vector<std::string> fallback_reasons_;
   Ort::Session session_{nullptr};
   std::vector<TensorSpec> inputs_;
   std::vector<TensorSpec> outputs_;
