@@ -141,6 +141,7 @@ TensorSpec SpecFromTypeInfo(const std::string& name, const Ort::TypeInfo& info, 
 class OrtModel final : public Model {
  public:
   OrtModel(const std::filesystem::path& path, const RuntimeOptions& options) {
+    Ort::Env& env = Env();  // first: appending a provider needs the environment's logger
     Ort::SessionOptions so;
     so.DisablePerSessionThreads();
     so.SetGraphOptimizationLevel(GraphOptimizationLevel::ORT_ENABLE_ALL);
@@ -164,7 +165,7 @@ class OrtModel final : public Model {
         spdlog::warn("{}: {} cannot be used, running on CPU: {}", path.string(), ep, e.what());
       }
     }
-    session_ = Ort::Session(Env(), path.c_str(), so);
+    session_ = Ort::Session(env, path.c_str(), so);
     Ort::AllocatorWithDefaultOptions alloc;
     for (size_t i = 0; i < session_.GetInputCount(); ++i) {
       auto name = session_.GetInputNameAllocated(i, alloc);

@@ -82,6 +82,17 @@ class CliTest(unittest.TestCase):
         self.assertTrue(any('bad"name\\x' in e["msg"] and e["level"] == "warning" for e in lines), lines)
         self.assertTrue(all({"time", "level", "msg"} <= set(e) for e in lines))
 
+    def test_unusable_execution_provider_falls_back_to_cpu(self):
+        agent = Agent(self.repo, ["--execution-providers", "NopeExecutionProvider", "CUDAExecutionProvider"])
+        try:
+            import numpy as np
+            a = np.ones((1, 4), np.float32)
+            status, out = agent.infer_binary("add_mul", {"a": a, "b": a})
+            self.assertEqual(status, 200, out)
+        finally:
+            self.assertEqual(agent.close(), 0)
+        self.assertIn("NopeExecutionProvider is not in this ONNX Runtime build, running on CPU", agent.logs())
+
     def test_port_in_use_is_reported(self):
         agent = Agent(self.repo)
         try:
