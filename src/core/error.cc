@@ -18,6 +18,8 @@ std::string_view ErrorCodeName(ErrorCode code) {
       return "payload_too_large";
     case ErrorCode::kFailedPrecondition:
       return "failed_precondition";
+    case ErrorCode::kPermissionDenied:
+      return "permission_denied";
     case ErrorCode::kInternal:
       return "internal";
   }

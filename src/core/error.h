@@ -16,6 +16,7 @@ enum class ErrorCode {
   kDeadlineExceeded,    // the request's time budget ran out
   kPayloadTooLarge,     // over a configured size limit
   kFailedPrecondition,  // the server's state does not allow it
+  kPermissionDenied,    // not signed by enough trusted keys, or not what was signed
   kInternal,            // a bug or a runtime failure that is not the caller's fault
 };
 

@@ -27,6 +27,8 @@ grpc::StatusCode GrpcCode(ErrorCode code) {
       return grpc::StatusCode::RESOURCE_EXHAUSTED;
     case ErrorCode::kFailedPrecondition:
       return grpc::StatusCode::FAILED_PRECONDITION;
+    case ErrorCode::kPermissionDenied:
+      return grpc::StatusCode::PERMISSION_DENIED;
     case ErrorCode::kInternal:
       return grpc::StatusCode::INTERNAL;
   }

@@ -27,6 +27,8 @@ int HttpStatus(ErrorCode code) {
       return 413;
     case ErrorCode::kFailedPrecondition:
       return 400;
+    case ErrorCode::kPermissionDenied:
+      return 403;
     case ErrorCode::kInternal:
       return 500;
   }

@@ -1,0 +1,199 @@
+#include "package_commands.h"
+
+#include <unistd.h>
+
+#include <iostream>
+
+#include "core/atomic_file.h"
+#include "core/error.h"
+#include "package/package.h"
+#include "runtime/model.h"
+#include "serving/model_config.h"
+
+namespace outpost {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+struct Options {
+  std::string name, dir = ".", input, output, key, trust, repository;
+  bool as_json = false, allow_unsigned = false;
+};
+Options& Opts() {
+  static Options o;
+  return o;
+}
+
+int KeyGenerate() {
+  auto& o = Opts();
+  SigningKey key = GenerateSigningKey(o.name);
+  fs::path base = fs::path(o.dir) / o.name;
+  SaveSigningKey(key, base.string() + ".key", base.string() + ".pub");
+  if (o.as_json) {
+    std::cout << json{{"keyid", key.pub.keyid}, {"key", base.string() + ".key"}, {"public", base.string() + ".pub"}}.dump(2)
+              << "\n";
+  } else {
+    std::cout << "keyid " << key.pub.keyid << "\nsecret key " << base.string() << ".key (mode 0600)\npublic key "
+              << base.string() << ".pub\n";
+  }
+  return 0;
+}
+
+// The model must load in ONNX Runtime and agree with what the manifest declares.
+void CheckModel(const PackageManifest& m, const fs::path& dir) {
+  auto model = LoadOnnxModel(dir / m.model_file, {});
+  Manifest serving;
+  serving.raw = RepositoryManifest(m);
+  serving.model_file = m.model_file;
+  BuildModelConfig(m.name, m.version, dir / m.model_file, model->inputs(), model->outputs(), serving);
+}
+
+int Pack() {
+  auto& o = Opts();
+  fs::path dir = o.input;
+  auto tmpl = json::parse(ReadFile(dir / "manifest.json"), nullptr, false);
+  if (tmpl.is_discarded()) Fail(ErrorCode::kInvalidArgument, (dir / "manifest.json").string() + ": not valid JSON");
+  PackageManifest m = ManifestForDirectory(tmpl, dir);
+  CheckModel(m, dir);
+  fs::path out = o.output.empty() ? fs::path(m.name + "-" + m.version + ".opkg") : fs::path(o.output);
+  WritePackage(out, m, dir);
+  uint64_t total = 0;
+  for (const auto& f : m.files) total += f.size;
+  std::cout << out.string() << ": " << m.name << " " << m.version << ", " << m.files.size() << " files, " << total
+            << " bytes (unsigned: run outpost sign)\n";
+  return 0;
+}
+
+int SignCommand() {
+  auto& o = Opts();
+  SigningKey key = LoadSigningKey(o.key);
+  SignPackage(o.input, key);
+  std::cout << o.input << ": signed by " << key.pub.keyid << "\n";
+  return 0;
+}
+
+json ReportJson(const PackageReport& r, bool verified) {
+  json sigs = json::array();
+  for (const auto& s : r.signatures) sigs.push_back({{"keyid", s.keyid}, {"status", s.status}});
+  return {{"verified", verified}, {"manifest", r.manifest.json}, {"signatures", sigs},
+          {"valid_signatures", r.valid_signatures}};
+}
+
+int Verify() {
+  auto& o = Opts();
+  TrustPolicy trust = LoadTrustPolicy(o.trust);
+  PackageReport r = VerifyPackageFile(o.input, &trust);
+  if (o.as_json) {
+    std::cout << ReportJson(r, true).dump(2) << "\n";
+  } else {
+    std::cout << o.input << ": OK, " << r.manifest.name << " " << r.manifest.version << ", " << r.valid_signatures << " of "
+              << trust.threshold << " required signature(s), " << r.manifest.files.size() << " files verified\n";
+  }
+  return 0;
+}
+
+int Inspect() {
+  auto& o = Opts();
+  std::optional<TrustPolicy> trust;
+  if (!o.trust.empty()) trust = LoadTrustPolicy(o.trust);
+  PackageReport r = VerifyPackageFile(o.input, trust ? &*trust : nullptr);
+  if (o.as_json) {
+    std::cout << ReportJson(r, trust.has_value()).dump(2) << "\n";
+    return 0;
+  }
+  const auto& j = r.manifest.json;
+  std::cout << "package     " << r.manifest.name << " " << r.manifest.version << "\n";
+  if (j.contains("description")) std::cout << "description " << j["description"].get<std::string>() << "\n";
+  std::cout << "runtime     " << j.value("runtime", "") << ", model " << r.manifest.model_file << "\n";
+  if (j.contains("min_agent_version")) std::cout << "needs agent " << j["min_agent_version"].get<std::string>() << "+\n";
+  if (j.contains("provenance")) {
+    for (const auto& [k, v] : j["provenance"].items()) std::cout << "provenance  " << k << ": " << (v.is_string() ? v.get<std::string>() : v.dump()) << "\n";
+  }
+  for (const auto& f : r.manifest.files) std::cout << "file        " << f.path << " " << f.size << " bytes sha256:" << f.sha256 << "\n";
+  for (const auto& s : r.signatures) std::cout << "signature   " << s.keyid << " (" << s.status << ")\n";
+  if (r.signatures.empty()) std::cout << "signature   none\n";
+  return 0;
+}
+
+// Verifies into a staging directory beside the destination, then renames it into place: a
+// crash leaves either no new version or a complete one, never half of one.
+int Install() {
+  auto& o = Opts();
+  std::optional<TrustPolicy> trust;
+  if (!o.allow_unsigned) {
+    if (o.trust.empty()) Fail(ErrorCode::kInvalidArgument, "install needs --trust (or --allow-unsigned for development)");
+    trust = LoadTrustPolicy(o.trust);
+  }
+  // A first pass learns the name and version so the staging directory can sit beside its target.
+  PackageReport head = VerifyPackageFile(o.input, trust ? &*trust : nullptr);
+  fs::path model_dir = fs::path(o.repository) / head.manifest.name;
+  fs::path target = model_dir / head.manifest.version;
+  if (fs::exists(target)) Fail(ErrorCode::kFailedPrecondition, target.string() + " already exists");
+  fs::create_directories(model_dir);
+  fs::path staging = model_dir / ("." + head.manifest.version + ".staging-" + std::to_string(::getpid()));
+  fs::remove_all(staging);
+  fs::create_directory(staging);
+  try {
+    PackageReport r = VerifyPackageFile(o.input, trust ? &*trust : nullptr, {}, &staging);
+    if (r.manifest.Canonical() != head.manifest.Canonical()) Fail(ErrorCode::kPermissionDenied, "the package changed while installing");
+    WriteFileAtomically(staging / "manifest.json", RepositoryManifest(r.manifest).dump(2) + "\n");
+    fs::rename(staging, target);
+    WriteFileAtomically(model_dir / ".installed", "");  // fsyncs the model directory after the rename
+    fs::remove(model_dir / ".installed");
+  } catch (...) {
+    std::error_code ec;
+    fs::remove_all(staging, ec);
+    throw;
+  }
+  std::cout << "installed " << head.manifest.name << " " << head.manifest.version << " into " << target.string() << "\n";
+  return 0;
+}
+
+}  // namespace
+
+void AddPackageCommands(CLI::App& app) {
+  auto& o = Opts();
+  auto* key = app.add_subcommand("key", "Manage signing keys");
+  auto* gen = key->add_subcommand("generate", "Create an Ed25519 key pair: NAME.key (mode 0600) and NAME.pub");
+  gen->add_option("name", o.name, "Key name")->required();
+  gen->add_option("--dir", o.dir, "Where to write the files")->capture_default_str();
+  gen->add_flag("--json", o.as_json, "Print JSON");
+  key->require_subcommand(1);
+
+  auto* pack = app.add_subcommand("pack", "Build NAME-VERSION.opkg from DIR (DIR/manifest.json is the template)");
+  pack->add_option("dir", o.input, "Directory with manifest.json and the model files")->required()->check(CLI::ExistingDirectory);
+  pack->add_option("-o,--output", o.output, "Package file (default NAME-VERSION.opkg)");
+
+  auto* sign = app.add_subcommand("sign", "Add a signature to a package");
+  sign->add_option("package", o.input, "Package file")->required()->check(CLI::ExistingFile);
+  sign->add_option("--key", o.key, "Secret key file")->required()->check(CLI::ExistingFile);
+
+  auto* verify = app.add_subcommand("verify", "Check a package's files and signatures (exit 0 only when they hold)");
+  verify->add_option("package", o.input, "Package file")->required()->check(CLI::ExistingFile);
+  verify->add_option("--trust", o.trust, "Trust file")->required()->check(CLI::ExistingFile);
+  verify->add_flag("--json", o.as_json, "Print JSON");
+
+  auto* inspect = app.add_subcommand("inspect", "Show a package's manifest, files and signatures");
+  inspect->add_option("package", o.input, "Package file")->required()->check(CLI::ExistingFile);
+  inspect->add_option("--trust", o.trust, "Also check signatures against this trust file");
+  inspect->add_flag("--json", o.as_json, "Print JSON");
+
+  auto* install = app.add_subcommand("install", "Verify a package and install it into a model repository");
+  install->add_option("package", o.input, "Package file")->required()->check(CLI::ExistingFile);
+  install->add_option("--repository", o.repository, "Model repository directory")->required();
+  install->add_option("--trust", o.trust, "Trust file");
+  install->add_flag("--allow-unsigned", o.allow_unsigned, "Development only: install without checking signatures");
+}
+
+int RunPackageCommand(CLI::App& app) {
+  if (app.got_subcommand("key")) return KeyGenerate();
+  if (app.got_subcommand("pack")) return Pack();
+  if (app.got_subcommand("sign")) return SignCommand();
+  if (app.got_subcommand("verify")) return Verify();
+  if (app.got_subcommand("inspect")) return Inspect();
+  if (app.got_subcommand("install")) return Install();
+  return -1;
+}
+
+}  // namespace outpost

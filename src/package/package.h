@@ -1,0 +1,60 @@
+// Packing, signing and verifying model packages (NAME-VERSION.opkg).
+//
+// Layout: a ustar archive whose first member is manifest.json (canonical JSON), optionally
+// followed by signatures.json, then the files the manifest lists, sorted by path. Verification
+// is one streaming pass: manifest, then signatures against the trust policy, then each file's
+// size (from its header, before reading) and SHA-256 (while reading), nothing read twice.
+#pragma once
+
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "package/keys.h"
+#include "package/package_manifest.h"
+#include "package/tar.h"
+
+namespace outpost {
+
+struct PackageLimits {
+  uint64_t max_file_bytes = 16ull << 30;
+  uint64_t max_manifest_bytes = 1u << 20;
+  uint64_t max_signatures_bytes = 64u << 10;
+};
+
+// Lists the regular files under `dir` (except the template `manifest.json`), hashes them, and
+// returns the complete manifest. Throws Error(kInvalidArgument) for symlinks, special files or
+// unsafe names inside `dir`.
+PackageManifest ManifestForDirectory(const nlohmann::json& template_json, const std::filesystem::path& dir);
+
+// Writes the package atomically. Same manifest and files: byte-identical output.
+void WritePackage(const std::filesystem::path& out, const PackageManifest& manifest,
+                  const std::filesystem::path& dir);
+
+// Adds (or replaces) `key`'s signature over the canonical manifest; other signatures stay.
+void SignPackage(const std::filesystem::path& package, const SigningKey& key);
+
+struct SignatureCheck {
+  std::string keyid;
+  std::string status;  // "valid", "unknown key", "revoked", "bad signature", "duplicate"
+};
+
+struct PackageReport {
+  PackageManifest manifest;
+  std::vector<SignatureCheck> signatures;
+  int valid_signatures = 0;
+};
+
+// Verifies a package read through `read`. With `trust`, throws Error(kPermissionDenied) unless
+// at least trust->threshold distinct trusted, unrevoked keys signed this exact manifest; without
+// it (development mode, or `inspect`), signatures are reported but not required. Throws
+// Error(kPermissionDenied) when a file differs from what the manifest says and
+// Error(kInvalidArgument) for a malformed archive. With `extract_to` (a new, empty directory),
+// files are written there as they stream; on any failure the caller removes it.
+PackageReport VerifyPackage(const ReadFn& read, const TrustPolicy* trust, const PackageLimits& limits = {},
+                            const std::filesystem::path* extract_to = nullptr);
+PackageReport VerifyPackageFile(const std::filesystem::path& path, const TrustPolicy* trust,
+                                const PackageLimits& limits = {}, const std::filesystem::path* extract_to = nullptr);
+
+}  // namespace outpost
