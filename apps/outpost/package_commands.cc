@@ -31,11 +31,14 @@ int KeyGenerate() {
   fs::path base = fs::path(o.dir) / o.name;
   SaveSigningKey(key, base.string() + ".key", base.string() + ".pub");
   if (o.as_json) {
-    std::cout << json{{"keyid", key.pub.keyid}, {"key", base.string() + ".key"}, {"public", base.string() + ".pub"}}.dump(2)
+    std::cout << json{{"keyid", key.pub.keyid},
+                      {"key", base.string() + ".key"},
+                      {"public", base.string() + ".pub"}}
+                     .dump(2)
               << "\n";
   } else {
-    std::cout << "keyid " << key.pub.keyid << "\nsecret key " << base.string() << ".key (mode 0600)\npublic key "
-              << base.string() << ".pub\n";
+    std::cout << "keyid " << key.pub.keyid << "\nsecret key " << base.string()
+              << ".key (mode 0600)\npublic key " << base.string() << ".pub\n";
   }
   return 0;
 }
@@ -46,22 +49,25 @@ void CheckModel(const PackageManifest& m, const fs::path& dir) {
   Manifest serving;
   serving.raw = RepositoryManifest(m);
   serving.model_file = m.model_file;
-  BuildModelConfig(m.name, m.version, dir / m.model_file, model->inputs(), model->outputs(), serving);
+  BuildModelConfig(m.name, m.version, dir / m.model_file, model->inputs(), model->outputs(),
+                   serving);
 }
 
 int Pack() {
   auto& o = Opts();
   fs::path dir = o.input;
   auto tmpl = json::parse(ReadFile(dir / "manifest.json"), nullptr, false);
-  if (tmpl.is_discarded()) Fail(ErrorCode::kInvalidArgument, (dir / "manifest.json").string() + ": not valid JSON");
+  if (tmpl.is_discarded())
+    Fail(ErrorCode::kInvalidArgument, (dir / "manifest.json").string() + ": not valid JSON");
   PackageManifest m = ManifestForDirectory(tmpl, dir);
   CheckModel(m, dir);
-  fs::path out = o.output.empty() ? fs::path(m.name + "-" + m.version + ".opkg") : fs::path(o.output);
+  fs::path out =
+      o.output.empty() ? fs::path(m.name + "-" + m.version + ".opkg") : fs::path(o.output);
   WritePackage(out, m, dir);
   uint64_t total = 0;
   for (const auto& f : m.files) total += f.size;
-  std::cout << out.string() << ": " << m.name << " " << m.version << ", " << m.files.size() << " files, " << total
-            << " bytes (unsigned: run outpost sign)\n";
+  std::cout << out.string() << ": " << m.name << " " << m.version << ", " << m.files.size()
+            << " files, " << total << " bytes (unsigned: run outpost sign)\n";
   return 0;
 }
 
@@ -76,7 +82,9 @@ int SignCommand() {
 json ReportJson(const PackageReport& r, bool verified) {
   json sigs = json::array();
   for (const auto& s : r.signatures) sigs.push_back({{"keyid", s.keyid}, {"status", s.status}});
-  return {{"verified", verified}, {"manifest", r.manifest.json}, {"signatures", sigs},
+  return {{"verified", verified},
+          {"manifest", r.manifest.json},
+          {"signatures", sigs},
           {"valid_signatures", r.valid_signatures}};
 }
 
@@ -87,8 +95,9 @@ int Verify() {
   if (o.as_json) {
     std::cout << ReportJson(r, true).dump(2) << "\n";
   } else {
-    std::cout << o.input << ": OK, " << r.manifest.name << " " << r.manifest.version << ", " << r.valid_signatures << " of "
-              << trust.threshold << " required signature(s), " << r.manifest.files.size() << " files verified\n";
+    std::cout << o.input << ": OK, " << r.manifest.name << " " << r.manifest.version << ", "
+              << r.valid_signatures << " of " << trust.threshold << " required signature(s), "
+              << r.manifest.files.size() << " files verified\n";
   }
   return 0;
 }
@@ -104,14 +113,21 @@ int Inspect() {
   }
   const auto& j = r.manifest.json;
   std::cout << "package     " << r.manifest.name << " " << r.manifest.version << "\n";
-  if (j.contains("description")) std::cout << "description " << j["description"].get<std::string>() << "\n";
-  std::cout << "runtime     " << j.value("runtime", "") << ", model " << r.manifest.model_file << "\n";
-  if (j.contains("min_agent_version")) std::cout << "needs agent " << j["min_agent_version"].get<std::string>() << "+\n";
+  if (j.contains("description"))
+    std::cout << "description " << j["description"].get<std::string>() << "\n";
+  std::cout << "runtime     " << j.value("runtime", "") << ", model " << r.manifest.model_file
+            << "\n";
+  if (j.contains("min_agent_version"))
+    std::cout << "needs agent " << j["min_agent_version"].get<std::string>() << "+\n";
   if (j.contains("provenance")) {
-    for (const auto& [k, v] : j["provenance"].items()) std::cout << "provenance  " << k << ": " << (v.is_string() ? v.get<std::string>() : v.dump()) << "\n";
+    for (const auto& [k, v] : j["provenance"].items())
+      std::cout << "provenance  " << k << ": " << (v.is_string() ? v.get<std::string>() : v.dump())
+                << "\n";
   }
-  for (const auto& f : r.manifest.files) std::cout << "file        " << f.path << " " << f.size << " bytes sha256:" << f.sha256 << "\n";
-  for (const auto& s : r.signatures) std::cout << "signature   " << s.keyid << " (" << s.status << ")\n";
+  for (const auto& f : r.manifest.files)
+    std::cout << "file        " << f.path << " " << f.size << " bytes sha256:" << f.sha256 << "\n";
+  for (const auto& s : r.signatures)
+    std::cout << "signature   " << s.keyid << " (" << s.status << ")\n";
   if (r.signatures.empty()) std::cout << "signature   none\n";
   return 0;
 }
@@ -122,7 +138,9 @@ int Install() {
   auto& o = Opts();
   std::optional<TrustPolicy> trust;
   if (!o.allow_unsigned) {
-    if (o.trust.empty()) Fail(ErrorCode::kInvalidArgument, "install needs --trust (or --allow-unsigned for development)");
+    if (o.trust.empty())
+      Fail(ErrorCode::kInvalidArgument,
+           "install needs --trust (or --allow-unsigned for development)");
     trust = LoadTrustPolicy(o.trust);
   }
   // A first pass learns the name and version so the staging directory can sit beside its target.
@@ -131,22 +149,33 @@ int Install() {
   fs::path target = model_dir / head.manifest.version;
   if (fs::exists(target)) Fail(ErrorCode::kFailedPrecondition, target.string() + " already exists");
   fs::create_directories(model_dir);
-  fs::path staging = model_dir / ("." + head.manifest.version + ".staging-" + std::to_string(::getpid()));
+  uint64_t needed = 0;
+  for (const auto& f : head.manifest.files) needed += f.size;
+  if (auto space = fs::space(model_dir); space.available < needed + (64u << 20)) {
+    Fail(ErrorCode::kResourceExhausted,
+         "installing needs " + std::to_string(needed) + " bytes plus a 64 MiB margin, " +
+             std::to_string(space.available) + " are free in " + model_dir.string());
+  }
+  fs::path staging =
+      model_dir / ("." + head.manifest.version + ".staging-" + std::to_string(::getpid()));
   fs::remove_all(staging);
   fs::create_directory(staging);
   try {
     PackageReport r = VerifyPackageFile(o.input, trust ? &*trust : nullptr, {}, &staging);
-    if (r.manifest.Canonical() != head.manifest.Canonical()) Fail(ErrorCode::kPermissionDenied, "the package changed while installing");
+    if (r.manifest.Canonical() != head.manifest.Canonical())
+      Fail(ErrorCode::kPermissionDenied, "the package changed while installing");
     WriteFileAtomically(staging / "manifest.json", RepositoryManifest(r.manifest).dump(2) + "\n");
     fs::rename(staging, target);
-    WriteFileAtomically(model_dir / ".installed", "");  // fsyncs the model directory after the rename
+    WriteFileAtomically(model_dir / ".installed",
+                        "");  // fsyncs the model directory after the rename
     fs::remove(model_dir / ".installed");
   } catch (...) {
     std::error_code ec;
     fs::remove_all(staging, ec);
     throw;
   }
-  std::cout << "installed " << head.manifest.name << " " << head.manifest.version << " into " << target.string() << "\n";
+  std::cout << "installed " << head.manifest.name << " " << head.manifest.version << " into "
+            << target.string() << "\n";
   return 0;
 }
 
@@ -155,21 +184,26 @@ int Install() {
 void AddPackageCommands(CLI::App& app) {
   auto& o = Opts();
   auto* key = app.add_subcommand("key", "Manage signing keys");
-  auto* gen = key->add_subcommand("generate", "Create an Ed25519 key pair: NAME.key (mode 0600) and NAME.pub");
+  auto* gen = key->add_subcommand("generate",
+                                  "Create an Ed25519 key pair: NAME.key (mode 0600) and NAME.pub");
   gen->add_option("name", o.name, "Key name")->required();
   gen->add_option("--dir", o.dir, "Where to write the files")->capture_default_str();
   gen->add_flag("--json", o.as_json, "Print JSON");
   key->require_subcommand(1);
 
-  auto* pack = app.add_subcommand("pack", "Build NAME-VERSION.opkg from DIR (DIR/manifest.json is the template)");
-  pack->add_option("dir", o.input, "Directory with manifest.json and the model files")->required()->check(CLI::ExistingDirectory);
+  auto* pack = app.add_subcommand(
+      "pack", "Build NAME-VERSION.opkg from DIR (DIR/manifest.json is the template)");
+  pack->add_option("dir", o.input, "Directory with manifest.json and the model files")
+      ->required()
+      ->check(CLI::ExistingDirectory);
   pack->add_option("-o,--output", o.output, "Package file (default NAME-VERSION.opkg)");
 
   auto* sign = app.add_subcommand("sign", "Add a signature to a package");
   sign->add_option("package", o.input, "Package file")->required()->check(CLI::ExistingFile);
   sign->add_option("--key", o.key, "Secret key file")->required()->check(CLI::ExistingFile);
 
-  auto* verify = app.add_subcommand("verify", "Check a package's files and signatures (exit 0 only when they hold)");
+  auto* verify = app.add_subcommand(
+      "verify", "Check a package's files and signatures (exit 0 only when they hold)");
   verify->add_option("package", o.input, "Package file")->required()->check(CLI::ExistingFile);
   verify->add_option("--trust", o.trust, "Trust file")->required()->check(CLI::ExistingFile);
   verify->add_flag("--json", o.as_json, "Print JSON");
@@ -179,11 +213,13 @@ void AddPackageCommands(CLI::App& app) {
   inspect->add_option("--trust", o.trust, "Also check signatures against this trust file");
   inspect->add_flag("--json", o.as_json, "Print JSON");
 
-  auto* install = app.add_subcommand("install", "Verify a package and install it into a model repository");
+  auto* install =
+      app.add_subcommand("install", "Verify a package and install it into a model repository");
   install->add_option("package", o.input, "Package file")->required()->check(CLI::ExistingFile);
   install->add_option("--repository", o.repository, "Model repository directory")->required();
   install->add_option("--trust", o.trust, "Trust file");
-  install->add_flag("--allow-unsigned", o.allow_unsigned, "Development only: install without checking signatures");
+  install->add_flag("--allow-unsigned", o.allow_unsigned,
+                    "Development only: install without checking signatures");
 }
 
 int RunPackageCommand(CLI::App& app) {

@@ -23,20 +23,23 @@ std::string KeyId(std::string_view public_key) { return Sha256Hex(public_key); }
 
 json ReadJson(const std::filesystem::path& path, const char* what) {
   auto j = json::parse(ReadFile(path), nullptr, false);
-  if (j.is_discarded() || !j.is_object()) Fail(ErrorCode::kInvalidArgument, path.string() + ": not a valid " + what);
+  if (j.is_discarded() || !j.is_object())
+    Fail(ErrorCode::kInvalidArgument, path.string() + ": not a valid " + what);
   return j;
 }
 
 std::string Field(const json& j, const char* key, const std::string& where) {
   auto it = j.find(key);
-  if (it == j.end() || !it->is_string()) Fail(ErrorCode::kInvalidArgument, where + ": missing string '" + key + "'");
+  if (it == j.end() || !it->is_string())
+    Fail(ErrorCode::kInvalidArgument, where + ": missing string '" + key + "'");
   return it->get<std::string>();
 }
 
 PublicKey PublicFromJson(const json& j, const std::string& where) {
   PublicKey k;
   k.public_key = FromHex(Field(j, "public", where), where + " public key");
-  if (k.public_key.size() != crypto_sign_PUBLICKEYBYTES) Fail(ErrorCode::kInvalidArgument, where + ": public key is not 32 bytes");
+  if (k.public_key.size() != crypto_sign_PUBLICKEYBYTES)
+    Fail(ErrorCode::kInvalidArgument, where + ": public key is not 32 bytes");
   k.keyid = KeyId(k.public_key);
   if (j.contains("keyid") && Field(j, "keyid", where) != k.keyid) {
     Fail(ErrorCode::kInvalidArgument, where + ": keyid does not match the public key");
@@ -66,7 +69,8 @@ std::string FromHex(std::string_view hex, const std::string& what) {
   };
   if (hex.size() % 2) Fail(ErrorCode::kInvalidArgument, what + " has an odd number of hex digits");
   std::string out(hex.size() / 2, '\0');
-  for (size_t i = 0; i < out.size(); ++i) out[i] = static_cast<char>(nibble(hex[2 * i]) * 16 + nibble(hex[2 * i + 1]));
+  for (size_t i = 0; i < out.size(); ++i)
+    out[i] = static_cast<char>(nibble(hex[2 * i]) * 16 + nibble(hex[2 * i + 1]));
   return out;
 }
 
@@ -82,11 +86,16 @@ SigningKey GenerateSigningKey(const std::string& name) {
   return k;
 }
 
-void SaveSigningKey(const SigningKey& key, const std::filesystem::path& key_path, const std::filesystem::path& pub_path) {
+void SaveSigningKey(const SigningKey& key, const std::filesystem::path& key_path,
+                    const std::filesystem::path& pub_path) {
   for (const auto& p : {key_path, pub_path}) {
-    if (std::filesystem::exists(p)) Fail(ErrorCode::kFailedPrecondition, p.string() + " exists; not overwriting a key");
+    if (std::filesystem::exists(p))
+      Fail(ErrorCode::kFailedPrecondition, p.string() + " exists; not overwriting a key");
   }
-  json pub = {{"type", "ed25519"}, {"keyid", key.pub.keyid}, {"public", ToHex(key.pub.public_key)}, {"name", key.pub.name}};
+  json pub = {{"type", "ed25519"},
+              {"keyid", key.pub.keyid},
+              {"public", ToHex(key.pub.public_key)},
+              {"name", key.pub.name}};
   json secret = pub;
   secret["secret"] = ToHex(key.secret_key);
   // WriteFileAtomically creates its temporary with mkstemp (mode 0600), so the secret is never
@@ -100,53 +109,68 @@ SigningKey LoadSigningKey(const std::filesystem::path& path) {
   struct stat st {};
   if (::stat(path.c_str(), &st) == 0 && (st.st_mode & 077)) {
     Fail(ErrorCode::kFailedPrecondition, path.string() + " is readable by others (mode " +
-                                             std::to_string((st.st_mode >> 6) & 7) + std::to_string((st.st_mode >> 3) & 7) +
+                                             std::to_string((st.st_mode >> 6) & 7) +
+                                             std::to_string((st.st_mode >> 3) & 7) +
                                              std::to_string(st.st_mode & 7) + "); chmod 600 it");
   }
   json j = ReadJson(path, "signing key");
   SigningKey k;
   k.pub = PublicFromJson(j, path.string());
   k.secret_key = FromHex(Field(j, "secret", path.string()), path.string() + " secret key");
-  if (k.secret_key.size() != crypto_sign_SECRETKEYBYTES || k.secret_key.substr(32) != k.pub.public_key) {
-    Fail(ErrorCode::kInvalidArgument, path.string() + ": secret key does not belong to its public key");
+  if (k.secret_key.size() != crypto_sign_SECRETKEYBYTES ||
+      k.secret_key.substr(32) != k.pub.public_key) {
+    Fail(ErrorCode::kInvalidArgument,
+         path.string() + ": secret key does not belong to its public key");
   }
   return k;
 }
 
-PublicKey LoadPublicKey(const std::filesystem::path& path) { return PublicFromJson(ReadJson(path, "public key"), path.string()); }
+PublicKey LoadPublicKey(const std::filesystem::path& path) {
+  return PublicFromJson(ReadJson(path, "public key"), path.string());
+}
 
 TrustPolicy ParseTrustPolicy(const std::string& text) {
   auto j = json::parse(text, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) Fail(ErrorCode::kInvalidArgument, "trust file: not a JSON object");
+  if (j.is_discarded() || !j.is_object())
+    Fail(ErrorCode::kInvalidArgument, "trust file: not a JSON object");
   TrustPolicy t;
   if (j.contains("threshold")) {
-    if (!j["threshold"].is_number_integer() || j["threshold"].get<int64_t>() < 1 || j["threshold"].get<int64_t>() > 100) {
+    if (!j["threshold"].is_number_integer() || j["threshold"].get<int64_t>() < 1 ||
+        j["threshold"].get<int64_t>() > 100) {
       Fail(ErrorCode::kInvalidArgument, "trust file: threshold must be an integer 1..100");
     }
     t.threshold = j["threshold"].get<int>();
   }
-  if (!j.contains("keys") || !j["keys"].is_array()) Fail(ErrorCode::kInvalidArgument, "trust file: 'keys' must be an array");
+  if (!j.contains("keys") || !j["keys"].is_array())
+    Fail(ErrorCode::kInvalidArgument, "trust file: 'keys' must be an array");
   for (const auto& k : j["keys"]) {
-    if (!k.is_object()) Fail(ErrorCode::kInvalidArgument, "trust file: every key must be an object");
+    if (!k.is_object())
+      Fail(ErrorCode::kInvalidArgument, "trust file: every key must be an object");
     t.keys.push_back(PublicFromJson(k, "trust file"));
   }
   if (j.contains("revoked")) {
-    if (!j["revoked"].is_array()) Fail(ErrorCode::kInvalidArgument, "trust file: 'revoked' must be an array of key ids");
+    if (!j["revoked"].is_array())
+      Fail(ErrorCode::kInvalidArgument, "trust file: 'revoked' must be an array of key ids");
     for (const auto& r : j["revoked"]) {
-      if (!r.is_string()) Fail(ErrorCode::kInvalidArgument, "trust file: 'revoked' must be an array of key ids");
+      if (!r.is_string())
+        Fail(ErrorCode::kInvalidArgument, "trust file: 'revoked' must be an array of key ids");
       t.revoked.push_back(r.get<std::string>());
     }
   }
   int usable = 0;
-  for (const auto& k : t.keys) usable += std::find(t.revoked.begin(), t.revoked.end(), k.keyid) == t.revoked.end();
+  for (const auto& k : t.keys)
+    usable += std::find(t.revoked.begin(), t.revoked.end(), k.keyid) == t.revoked.end();
   if (usable < t.threshold) {
-    Fail(ErrorCode::kInvalidArgument, "trust file: threshold " + std::to_string(t.threshold) + " but only " +
-                                          std::to_string(usable) + " trusted keys that are not revoked");
+    Fail(ErrorCode::kInvalidArgument, "trust file: threshold " + std::to_string(t.threshold) +
+                                          " but only " + std::to_string(usable) +
+                                          " trusted keys that are not revoked");
   }
   return t;
 }
 
-TrustPolicy LoadTrustPolicy(const std::filesystem::path& path) { return ParseTrustPolicy(ReadFile(path)); }
+TrustPolicy LoadTrustPolicy(const std::filesystem::path& path) {
+  return ParseTrustPolicy(ReadFile(path));
+}
 
 std::string Sign(const SigningKey& key, std::string_view message) {
   InitSodium();
@@ -159,10 +183,12 @@ std::string Sign(const SigningKey& key, std::string_view message) {
 
 bool VerifySignature(const PublicKey& key, std::string_view message, std::string_view signature) {
   InitSodium();
-  if (signature.size() != crypto_sign_BYTES || key.public_key.size() != crypto_sign_PUBLICKEYBYTES) return false;
-  return crypto_sign_verify_detached(reinterpret_cast<const unsigned char*>(signature.data()),
-                                     reinterpret_cast<const unsigned char*>(message.data()), message.size(),
-                                     reinterpret_cast<const unsigned char*>(key.public_key.data())) == 0;
+  if (signature.size() != crypto_sign_BYTES || key.public_key.size() != crypto_sign_PUBLICKEYBYTES)
+    return false;
+  return crypto_sign_verify_detached(
+             reinterpret_cast<const unsigned char*>(signature.data()),
+             reinterpret_cast<const unsigned char*>(message.data()), message.size(),
+             reinterpret_cast<const unsigned char*>(key.public_key.data())) == 0;
 }
 
 }  // namespace outpost

@@ -8,7 +8,7 @@
 namespace outpost {
 
 struct PublicKey {
-  std::string keyid;  // hex SHA-256 of the 32-byte public key
+  std::string keyid;       // hex SHA-256 of the 32-byte public key
   std::string public_key;  // 32 raw bytes
   std::string name;
 };
@@ -20,7 +20,8 @@ struct SigningKey {
 
 SigningKey GenerateSigningKey(const std::string& name);
 // Writes NAME.key (mode 0600, atomically) and NAME.pub; refuses to overwrite an existing key.
-void SaveSigningKey(const SigningKey& key, const std::filesystem::path& key_path, const std::filesystem::path& pub_path);
+void SaveSigningKey(const SigningKey& key, const std::filesystem::path& key_path,
+                    const std::filesystem::path& pub_path);
 SigningKey LoadSigningKey(const std::filesystem::path& path);
 PublicKey LoadPublicKey(const std::filesystem::path& path);
 

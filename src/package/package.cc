@@ -19,12 +19,17 @@ using json = nlohmann::json;
 
 namespace {
 
-[[noreturn]] void Denied(const std::string& what) { Fail(ErrorCode::kPermissionDenied, "package: " + what); }
-[[noreturn]] void Bad(const std::string& what) { Fail(ErrorCode::kInvalidArgument, "package: " + what); }
+[[noreturn]] void Denied(const std::string& what) {
+  Fail(ErrorCode::kPermissionDenied, "package: " + what);
+}
+[[noreturn]] void Bad(const std::string& what) {
+  Fail(ErrorCode::kInvalidArgument, "package: " + what);
+}
 
 std::string HashFile(const fs::path& path, uint64_t& size) {
   int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW);
-  if (fd < 0) Fail(ErrorCode::kNotFound, "cannot read " + path.string() + ": " + std::strerror(errno));
+  if (fd < 0)
+    Fail(ErrorCode::kNotFound, "cannot read " + path.string() + ": " + std::strerror(errno));
   Sha256 h;
   std::string buf(1 << 20, '\0');
   size = 0;
@@ -90,11 +95,13 @@ std::string Assemble(const std::string& manifest, const std::string& signatures,
 
 json ParseSignatures(const std::string& text) {
   auto j = json::parse(text, nullptr, false);
-  if (j.is_discarded() || !j.is_object() || !j.contains("signatures") || !j["signatures"].is_array()) {
+  if (j.is_discarded() || !j.is_object() || !j.contains("signatures") ||
+      !j["signatures"].is_array()) {
     Bad("signatures.json is malformed");
   }
   for (const auto& s : j["signatures"]) {
-    if (!s.is_object() || !s.contains("keyid") || !s["keyid"].is_string() || !s.contains("sig") || !s["sig"].is_string()) {
+    if (!s.is_object() || !s.contains("keyid") || !s["keyid"].is_string() || !s.contains("sig") ||
+        !s["sig"].is_string()) {
       Bad("signatures.json: every signature needs string 'keyid' and 'sig'");
     }
   }
@@ -106,14 +113,16 @@ json ParseSignatures(const std::string& text) {
 PackageManifest ManifestForDirectory(const json& template_json, const fs::path& dir) {
   PackageManifest m = ParsePackageManifest(template_json, /*require_files=*/false);
   std::vector<std::string> names;
-  for (auto it = fs::recursive_directory_iterator(dir); it != fs::recursive_directory_iterator(); ++it) {
-    auto rel = fs::relative(it->path(), dir).generic_string();
+  for (auto it = fs::recursive_directory_iterator(dir); it != fs::recursive_directory_iterator();
+       ++it) {
+    auto rel = it->path().lexically_relative(dir).generic_string();  // lexical: never follow a link
     auto st = it->symlink_status();
     if (fs::is_symlink(st)) Bad("'" + rel + "' is a symlink; packages hold regular files only");
     if (fs::is_directory(st)) continue;
     if (!fs::is_regular_file(st)) Bad("'" + rel + "' is not a regular file");
     if (rel == "manifest.json") continue;
-    if (!IsSafeMemberName(rel) || rel == "signatures.json") Bad("file name '" + rel + "' cannot be packed");
+    if (!IsSafeMemberName(rel) || rel == "signatures.json")
+      Bad("file name '" + rel + "' cannot be packed");
     names.push_back(rel);
   }
   std::sort(names.begin(), names.end());
@@ -132,7 +141,8 @@ void WritePackage(const fs::path& out, const PackageManifest& manifest, const fs
   std::vector<std::pair<std::string, std::string>> files;
   for (const auto& f : manifest.files) {
     std::string contents = ReadFile(dir / f.path);
-    if (contents.size() != f.size || Sha256Hex(contents) != f.sha256) Bad("'" + f.path + "' changed while packing");
+    if (contents.size() != f.size || Sha256Hex(contents) != f.sha256)
+      Bad("'" + f.path + "' changed while packing");
     files.emplace_back(f.path, std::move(contents));
   }
   WriteFileAtomically(out, Assemble(manifest.Canonical(), "", files));
@@ -143,23 +153,27 @@ void SignPackage(const fs::path& package, const SigningKey& key) {
   Members m = ReadMembers(package, limits);
   PackageManifest manifest = ParsePackageManifestText(m.manifest);
   if (manifest.Canonical() != m.manifest) Bad("manifest.json is not in canonical form; repack it");
-  json sigs = m.signatures.empty() ? json{{"signatures", json::array()}} : ParseSignatures(m.signatures);
+  json sigs =
+      m.signatures.empty() ? json{{"signatures", json::array()}} : ParseSignatures(m.signatures);
   json kept = json::array();
   for (const auto& s : sigs["signatures"]) {
     if (s["keyid"] != key.pub.keyid) kept.push_back(s);
   }
   kept.push_back({{"keyid", key.pub.keyid}, {"sig", ToHex(Sign(key, m.manifest))}});
-  std::sort(kept.begin(), kept.end(), [](const json& a, const json& b) { return a["keyid"] < b["keyid"]; });
+  std::sort(kept.begin(), kept.end(),
+            [](const json& a, const json& b) { return a["keyid"] < b["keyid"]; });
   WriteFileAtomically(package, Assemble(m.manifest, json{{"signatures", kept}}.dump(), m.files));
 }
 
-PackageReport VerifyPackage(const ReadFn& read, const TrustPolicy* trust, const PackageLimits& limits,
-                            const fs::path* extract_to) {
+PackageReport VerifyPackage(const ReadFn& read, const TrustPolicy* trust,
+                            const PackageLimits& limits, const fs::path* extract_to) {
   TarReader reader(read, limits.max_file_bytes);
   TarEntry e;
   if (!reader.Next(e)) Bad("empty archive");
-  if (e.name != "manifest.json") Bad("the first member must be manifest.json, found '" + e.name + "'");
-  if (e.size > limits.max_manifest_bytes) Bad("manifest.json is " + std::to_string(e.size) + " bytes, over the limit");
+  if (e.name != "manifest.json")
+    Bad("the first member must be manifest.json, found '" + e.name + "'");
+  if (e.size > limits.max_manifest_bytes)
+    Bad("manifest.json is " + std::to_string(e.size) + " bytes, over the limit");
   std::string manifest_text = reader.ReadAll();
   PackageReport report;
   report.manifest = ParsePackageManifestText(manifest_text);
@@ -185,7 +199,8 @@ PackageReport VerifyPackage(const ReadFn& read, const TrustPolicy* trust, const 
       check.status = "not checked";
     } else if (!key) {
       check.status = "unknown key";
-    } else if (std::find(trust->revoked.begin(), trust->revoked.end(), check.keyid) != trust->revoked.end()) {
+    } else if (std::find(trust->revoked.begin(), trust->revoked.end(), check.keyid) !=
+               trust->revoked.end()) {
       check.status = "revoked";
     } else if (counted.count(check.keyid)) {
       check.status = "duplicate";
@@ -203,26 +218,33 @@ PackageReport VerifyPackage(const ReadFn& read, const TrustPolicy* trust, const 
   report.valid_signatures = static_cast<int>(counted.size());
   if (trust && report.valid_signatures < trust->threshold) {
     std::string detail;
-    for (const auto& c : report.signatures) detail += "; " + c.keyid.substr(0, 16) + ": " + c.status;
-    Denied("needs " + std::to_string(trust->threshold) + " valid signature(s) from trusted keys, has " +
-           std::to_string(report.valid_signatures) + (report.signatures.empty() ? " (the package is not signed)" : detail));
+    for (const auto& c : report.signatures)
+      detail += "; " + c.keyid.substr(0, 16) + ": " + c.status;
+    Denied("needs " + std::to_string(trust->threshold) +
+           " valid signature(s) from trusted keys, has " + std::to_string(report.valid_signatures) +
+           (report.signatures.empty() ? " (the package is not signed)" : detail));
   }
 
   // Files: exactly the manifest's, in its order, each checked before it is trusted.
   size_t index = 0;
   for (; more; more = reader.Next(e), ++index) {
-    if (index >= report.manifest.files.size()) Denied("'" + e.name + "' is not listed in the manifest");
+    if (index >= report.manifest.files.size())
+      Denied("'" + e.name + "' is not listed in the manifest");
     const PackageFile& f = report.manifest.files[index];
-    if (e.name != f.path) Denied("found '" + e.name + "' where the manifest lists '" + f.path + "'");
+    if (e.name != f.path)
+      Denied("found '" + e.name + "' where the manifest lists '" + f.path + "'");
     if (e.size != f.size) {
-      Denied("'" + f.path + "' is " + std::to_string(e.size) + " bytes, the manifest says " + std::to_string(f.size));
+      Denied("'" + f.path + "' is " + std::to_string(e.size) + " bytes, the manifest says " +
+             std::to_string(f.size));
     }
     int fd = -1;
     if (extract_to) {
       fs::path target = *extract_to / f.path;
       fs::create_directories(target.parent_path());
       fd = ::open(target.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
-      if (fd < 0) Fail(ErrorCode::kInternal, "cannot create " + target.string() + ": " + std::strerror(errno));
+      if (fd < 0)
+        Fail(ErrorCode::kInternal,
+             "cannot create " + target.string() + ": " + std::strerror(errno));
     }
     Sha256 h;
     try {
@@ -235,27 +257,32 @@ PackageReport VerifyPackage(const ReadFn& read, const TrustPolicy* trust, const 
           done += static_cast<size_t>(n);
         }
       });
-      if (fd >= 0 && ::fsync(fd) != 0) Fail(ErrorCode::kInternal, "fsync " + f.path + ": " + std::strerror(errno));
+      if (fd >= 0 && ::fsync(fd) != 0)
+        Fail(ErrorCode::kInternal, "fsync " + f.path + ": " + std::strerror(errno));
     } catch (...) {
       if (fd >= 0) ::close(fd);
       throw;
     }
     if (fd >= 0) ::close(fd);
-    if (h.HexDigest() != f.sha256) Denied("'" + f.path + "' does not match its sha256 in the manifest (tampered or corrupted)");
+    if (h.HexDigest() != f.sha256)
+      Denied("'" + f.path + "' does not match its sha256 in the manifest (tampered or corrupted)");
   }
-  if (index < report.manifest.files.size()) Denied("'" + report.manifest.files[index].path + "' is missing");
+  if (index < report.manifest.files.size())
+    Denied("'" + report.manifest.files[index].path + "' is missing");
   // Whatever follows the end-of-archive marker must be zero padding.
   char buf[4096];
   for (size_t n; (n = read(buf, sizeof buf)) > 0;) {
-    if (!std::all_of(buf, buf + n, [](char c) { return c == 0; })) Denied("data after the end of the archive");
+    if (!std::all_of(buf, buf + n, [](char c) { return c == 0; }))
+      Denied("data after the end of the archive");
   }
   return report;
 }
 
-PackageReport VerifyPackageFile(const fs::path& path, const TrustPolicy* trust, const PackageLimits& limits,
-                                const fs::path* extract_to) {
+PackageReport VerifyPackageFile(const fs::path& path, const TrustPolicy* trust,
+                                const PackageLimits& limits, const fs::path* extract_to) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) Fail(ErrorCode::kNotFound, "cannot open " + path.string() + ": " + std::strerror(errno));
+  if (fd < 0)
+    Fail(ErrorCode::kNotFound, "cannot open " + path.string() + ": " + std::strerror(errno));
   try {
     auto report = VerifyPackage(
         [fd](char* buf, size_t n) -> size_t {

@@ -26,7 +26,8 @@ struct PackageLimits {
 // Lists the regular files under `dir` (except the template `manifest.json`), hashes them, and
 // returns the complete manifest. Throws Error(kInvalidArgument) for symlinks, special files or
 // unsafe names inside `dir`.
-PackageManifest ManifestForDirectory(const nlohmann::json& template_json, const std::filesystem::path& dir);
+PackageManifest ManifestForDirectory(const nlohmann::json& template_json,
+                                     const std::filesystem::path& dir);
 
 // Writes the package atomically. Same manifest and files: byte-identical output.
 void WritePackage(const std::filesystem::path& out, const PackageManifest& manifest,
@@ -52,9 +53,11 @@ struct PackageReport {
 // Error(kPermissionDenied) when a file differs from what the manifest says and
 // Error(kInvalidArgument) for a malformed archive. With `extract_to` (a new, empty directory),
 // files are written there as they stream; on any failure the caller removes it.
-PackageReport VerifyPackage(const ReadFn& read, const TrustPolicy* trust, const PackageLimits& limits = {},
+PackageReport VerifyPackage(const ReadFn& read, const TrustPolicy* trust,
+                            const PackageLimits& limits = {},
                             const std::filesystem::path* extract_to = nullptr);
 PackageReport VerifyPackageFile(const std::filesystem::path& path, const TrustPolicy* trust,
-                                const PackageLimits& limits = {}, const std::filesystem::path* extract_to = nullptr);
+                                const PackageLimits& limits = {},
+                                const std::filesystem::path* extract_to = nullptr);
 
 }  // namespace outpost

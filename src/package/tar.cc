@@ -45,7 +45,9 @@ uint64_t Checksum(const char* header) {
 
 size_t Padding(uint64_t size) { return static_cast<size_t>((kBlock - size % kBlock) % kBlock); }
 
-[[noreturn]] void Bad(const std::string& message) { Fail(ErrorCode::kInvalidArgument, "package archive: " + message); }
+[[noreturn]] void Bad(const std::string& message) {
+  Fail(ErrorCode::kInvalidArgument, "package archive: " + message);
+}
 
 }  // namespace
 
@@ -54,11 +56,12 @@ bool IsSafeMemberName(std::string_view name) {
   size_t start = 0;
   while (start <= name.size()) {
     size_t slash = name.find('/', start);
-    std::string_view part = name.substr(start, slash == std::string_view::npos ? name.npos : slash - start);
+    std::string_view part =
+        name.substr(start, slash == std::string_view::npos ? name.npos : slash - start);
     if (part.empty() || part == "." || part == "..") return false;
     for (char c : part) {
-      bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
-                c == '-';
+      bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                c == '.' || c == '_' || c == '-';
       if (!ok) return false;
     }
     if (slash == std::string_view::npos) break;
@@ -68,7 +71,8 @@ bool IsSafeMemberName(std::string_view name) {
 }
 
 void TarWriter::Add(const std::string& name, std::string_view contents) {
-  if (!IsSafeMemberName(name)) Fail(ErrorCode::kInvalidArgument, "cannot pack file name '" + name + "'");
+  if (!IsSafeMemberName(name))
+    Fail(ErrorCode::kInvalidArgument, "cannot pack file name '" + name + "'");
   char h[kBlock] = {};
   // Names over 100 bytes are split at a slash into ustar's prefix (155) and name (100) fields.
   std::string prefix, base = name;
@@ -123,14 +127,16 @@ bool TarReader::Next(TarEntry& entry) {
   bool zero = std::all_of(h, h + kBlock, [](char c) { return c == 0; });
   if (zero) return false;  // end of archive (the second zero block is not required)
   uint64_t stored = 0;
-  if (!ParseOctal(h + 148, 8, stored) || stored != Checksum(h)) Bad("header checksum mismatch (corrupted)");
+  if (!ParseOctal(h + 148, 8, stored) || stored != Checksum(h))
+    Bad("header checksum mismatch (corrupted)");
   if (std::memcmp(h + 257, "ustar", 5) != 0) Bad("not a ustar archive");
   std::string name(h, strnlen(h, 100));
   std::string prefix(h + 345, strnlen(h + 345, 155));
   if (!prefix.empty()) name = prefix + "/" + name;
   char type = h[156];
   if (type == '2' || type == '1') Bad("'" + name + "' is a link; packages hold regular files only");
-  if (type != '0' && type != '\0') Bad("'" + name + "' is not a regular file (type '" + std::string(1, type) + "')");
+  if (type != '0' && type != '\0')
+    Bad("'" + name + "' is not a regular file (type '" + std::string(1, type) + "')");
   if (!IsSafeMemberName(name)) Bad("unsafe file name '" + name + "'");
   if (!ParseOctal(h + 124, 12, entry.size)) Bad("'" + name + "' has a malformed size");
   if (entry.size > max_entry_size_) {
@@ -154,7 +160,8 @@ void TarReader::ReadContents(const std::function<void(std::string_view)>& sink) 
   }
   char pad[kBlock];
   ReadExactly(pad, padding_, "a file's padding");
-  if (!std::all_of(pad, pad + padding_, [](char c) { return c == 0; })) Bad("padding after a file is not zero (corrupted)");
+  if (!std::all_of(pad, pad + padding_, [](char c) { return c == 0; }))
+    Bad("padding after a file is not zero (corrupted)");
   pending_ = false;
 }
 

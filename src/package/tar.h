@@ -32,7 +32,8 @@ struct TarEntry {
 class TarReader {
  public:
   // `max_entry_size` bounds what any header may declare.
-  TarReader(ReadFn read, uint64_t max_entry_size) : read_(std::move(read)), max_entry_size_(max_entry_size) {}
+  TarReader(ReadFn read, uint64_t max_entry_size)
+      : read_(std::move(read)), max_entry_size_(max_entry_size) {}
   // Reads the next header; false at the end of the archive. Throws Error(kInvalidArgument)
   // naming the entry and what is wrong.
   bool Next(TarEntry& entry);
