@@ -1,6 +1,7 @@
 #include "core/atomic_file.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -30,13 +31,15 @@ void WriteAll(int fd, std::string_view data, const std::filesystem::path& path) 
 
 }  // namespace
 
-void WriteFileAtomically(const std::filesystem::path& path, std::string_view contents) {
+void WriteFileAtomically(const std::filesystem::path& path, std::string_view contents,
+                         unsigned mode) {
   std::filesystem::path dir = path.parent_path().empty() ? "." : path.parent_path();
   std::string tmpl = (dir / ("." + path.filename().string() + ".tmp.XXXXXX")).string();
   int fd = ::mkstemp(tmpl.data());
   if (fd < 0) FailErrno("create temporary for", path);
   try {
     WriteAll(fd, contents, tmpl);
+    if (::fchmod(fd, static_cast<mode_t>(mode)) != 0) FailErrno("chmod", tmpl);
     if (::fsync(fd) != 0) FailErrno("fsync", tmpl);
     if (::close(fd) != 0) {
       fd = -1;

@@ -98,11 +98,8 @@ void SaveSigningKey(const SigningKey& key, const std::filesystem::path& key_path
               {"name", key.pub.name}};
   json secret = pub;
   secret["secret"] = ToHex(key.secret_key);
-  // WriteFileAtomically creates its temporary with mkstemp (mode 0600), so the secret is never
-  // readable by others, not even for a moment.
-  WriteFileAtomically(key_path, secret.dump(2) + "\n");
-  WriteFileAtomically(pub_path, pub.dump(2) + "\n");
-  ::chmod(pub_path.c_str(), 0644);
+  WriteFileAtomically(key_path, secret.dump(2) + "\n", 0600);
+  WriteFileAtomically(pub_path, pub.dump(2) + "\n", 0644);
 }
 
 SigningKey LoadSigningKey(const std::filesystem::path& path) {

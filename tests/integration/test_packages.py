@@ -103,6 +103,7 @@ class PackageTest(unittest.TestCase):
     def test_deterministic_and_verifiable(self):
         a, b = self.pack("a.opkg", signers=()), self.pack("b.opkg", signers=())
         self.assertEqual(read(a), read(b))
+        self.assertEqual(stat.S_IMODE(os.stat(a).st_mode), 0o644)
         names = subprocess.run(["tar", "tf", a], capture_output=True, text=True).stdout.split()
         self.assertEqual(names, ["manifest.json", "model.onnx"])
         self.assertRefused(a, "the package is not signed")
