@@ -339,7 +339,10 @@ int main(int argc, char** argv) {
       Ort::SessionOptions so;
       so.SetIntraOpNumThreads(hw);
       so.SetGraphOptimizationLevel(GraphOptimizationLevel::ORT_ENABLE_ALL);
-      std::string model_path = repo + "/" + w.model + "/1/model.onnx";
+      std::string model_path;
+      for (const auto& v : std::filesystem::directory_iterator(repo + "/" + w.model)) {
+        if (v.path().filename().string()[0] != '.') model_path = (v.path() / "model.onnx").string();
+      }
       Ort::Session session(env, model_path.c_str(), so);
       for (int c : concurrencies) {
         Result base = Measure(c, seconds, [&] { return DirectCaller(session, w); });

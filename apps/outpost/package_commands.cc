@@ -17,6 +17,8 @@ namespace fs = std::filesystem;
 using json = nlohmann::json;
 
 struct Options {
+  std::vector<std::string> public_keys;
+  int threshold = 1;
   std::string name, dir = ".", input, output, key, trust, repository;
   bool as_json = false, allow_unsigned = false;
 };
@@ -40,6 +42,20 @@ int KeyGenerate() {
     std::cout << "keyid " << key.pub.keyid << "\nsecret key " << base.string()
               << ".key (mode 0600)\npublic key " << base.string() << ".pub\n";
   }
+  return 0;
+}
+
+int KeyTrust() {
+  auto& o = Opts();
+  json keys = json::array();
+  for (const auto& p : o.public_keys) {
+    PublicKey k = LoadPublicKey(p);
+    keys.push_back({{"keyid", k.keyid}, {"public", ToHex(k.public_key)}, {"name", k.name}});
+  }
+  json trust = {{"threshold", o.threshold}, {"keys", keys}, {"revoked", json::array()}};
+  ParseTrustPolicy(trust.dump());  // refuses a threshold the keys cannot reach
+  WriteFileAtomically(o.output, trust.dump(2) + "\n");
+  std::cout << o.output << ": " << keys.size() << " key(s), threshold " << o.threshold << "\n";
   return 0;
 }
 
@@ -165,6 +181,7 @@ int Install() {
     if (r.manifest.Canonical() != head.manifest.Canonical())
       Fail(ErrorCode::kPermissionDenied, "the package changed while installing");
     WriteFileAtomically(staging / "manifest.json", RepositoryManifest(r.manifest).dump(2) + "\n");
+    RecordInstalledPackage(staging, r.manifest.Canonical(), r.signatures_text);
     fs::rename(staging, target);
     WriteFileAtomically(model_dir / ".installed",
                         "");  // fsyncs the model directory after the rename
@@ -189,6 +206,13 @@ void AddPackageCommands(CLI::App& app) {
   gen->add_option("name", o.name, "Key name")->required();
   gen->add_option("--dir", o.dir, "Where to write the files")->capture_default_str();
   gen->add_flag("--json", o.as_json, "Print JSON");
+  auto* trust = key->add_subcommand("trust", "Write a trust file from public keys");
+  trust->add_option("public_keys", o.public_keys, "NAME.pub files")
+      ->required()
+      ->check(CLI::ExistingFile);
+  trust->add_option("--threshold", o.threshold, "Signatures a package needs")
+      ->capture_default_str();
+  trust->add_option("-o,--output", o.output, "Trust file to write")->required();
   key->require_subcommand(1);
 
   auto* pack = app.add_subcommand(
@@ -223,7 +247,9 @@ void AddPackageCommands(CLI::App& app) {
 }
 
 int RunPackageCommand(CLI::App& app) {
-  if (app.got_subcommand("key")) return KeyGenerate();
+  if (app.got_subcommand("key")) {
+    return app.get_subcommand("key")->got_subcommand("trust") ? KeyTrust() : KeyGenerate();
+  }
   if (app.got_subcommand("pack")) return Pack();
   if (app.got_subcommand("sign")) return SignCommand();
   if (app.got_subcommand("verify")) return Verify();

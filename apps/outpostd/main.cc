@@ -31,6 +31,17 @@ std::filesystem::path DefaultRepository() {
   return "/var/lib/outpost/models";
 }
 
+// The build tree's samples are signed by a key whose trust file sits beside the binaries.
+std::filesystem::path DefaultTrustFile() {
+  std::error_code ec;
+  auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (!ec && std::filesystem::exists(exe.parent_path().parent_path() / "trust.json")) {
+    return exe.parent_path().parent_path() / "trust.json";
+  }
+  if (std::filesystem::exists("/etc/outpost/trust.json")) return "/etc/outpost/trust.json";
+  return {};
+}
+
 template <typename T>
 void Override(const std::optional<T>& flag, T& field) {
   if (flag) field = *flag;
@@ -41,16 +52,20 @@ void Override(const std::optional<T>& flag, T& field) {
 int main(int argc, char** argv) {
   CLI::App app{"outpostd: serves signed ONNX models over KServe v2 (HTTP and gRPC) on this device"};
   std::string config_file;
-  std::optional<std::string> repository, http_address, grpc_address, metrics_address, log_level,
-      log_format;
+  std::optional<std::string> repository, trust_file, http_address, grpc_address, metrics_address,
+      log_level, log_format;
   std::optional<int> http_port, grpc_port, metrics_port, http_threads, timeout_ms, intra_threads;
   std::optional<double> poll_secs;
   std::optional<size_t> max_request;
   std::optional<std::vector<std::string>> providers;
-  bool print_config = false;
+  bool print_config = false, allow_unsigned = false;
   app.add_option("--config", config_file, "JSON config file (keys as in --print-config)")
       ->check(CLI::ExistingFile);
   app.add_option("--model-repository", repository, "Model repository directory");
+  app.add_option("--trust-file", trust_file,
+                 "Trust file: keys whose signatures make a model package loadable");
+  app.add_flag("--allow-unsigned-models", allow_unsigned,
+               "Development mode: also serve model directories no trusted signature covers");
   app.add_option("--http-address", http_address, "Address for HTTP (default 127.0.0.1)");
   app.add_option("--http-port", http_port, "HTTP port (default 8000)");
   app.add_option("--grpc-address", grpc_address, "Address for gRPC (default 127.0.0.1)");
@@ -78,6 +93,7 @@ int main(int argc, char** argv) {
   try {
     outpost::AgentConfig config;
     config.model_repository = DefaultRepository();
+    config.trust_file = DefaultTrustFile();
     if (!config_file.empty()) {
       auto text = outpost::ReadFile(config_file);
       auto j = nlohmann::json::parse(text, nullptr, false);
@@ -86,6 +102,8 @@ int main(int argc, char** argv) {
       outpost::ApplyConfigJson(j, config);
     }
     if (repository) config.model_repository = *repository;
+    if (trust_file) config.trust_file = *trust_file;
+    if (allow_unsigned) config.allow_unsigned_models = true;
     Override(http_address, config.http_address);
     Override(http_port, config.http_port);
     Override(grpc_address, config.grpc_address);

@@ -108,6 +108,50 @@ json ParseSignatures(const std::string& text) {
   return j;
 }
 
+// Fills report.signatures and report.valid_signatures; with `trust`, throws
+// Error(kPermissionDenied) when fewer than its threshold are valid.
+void CheckSignatures(const std::string& manifest_text, const json& sigs, const TrustPolicy* trust,
+                     PackageReport& report) {
+  std::set<std::string> counted;
+  for (const auto& s : sigs["signatures"]) {
+    SignatureCheck check{s["keyid"].get<std::string>(), ""};
+    const PublicKey* key = nullptr;
+    if (trust) {
+      for (const auto& k : trust->keys) {
+        if (k.keyid == check.keyid) key = &k;
+      }
+    }
+    if (!trust) {
+      check.status = "not checked";
+    } else if (!key) {
+      check.status = "unknown key";
+    } else if (std::find(trust->revoked.begin(), trust->revoked.end(), check.keyid) !=
+               trust->revoked.end()) {
+      check.status = "revoked";
+    } else if (counted.count(check.keyid)) {
+      check.status = "duplicate";
+    } else {
+      std::string sig;
+      try {
+        sig = FromHex(s["sig"].get<std::string>(), "signature");
+      } catch (const Error&) {
+      }
+      check.status = VerifySignature(*key, manifest_text, sig) ? "valid" : "bad signature";
+      if (check.status == "valid") counted.insert(check.keyid);
+    }
+    report.signatures.push_back(check);
+  }
+  report.valid_signatures = static_cast<int>(counted.size());
+  if (trust && report.valid_signatures < trust->threshold) {
+    std::string detail;
+    for (const auto& c : report.signatures)
+      detail += "; " + c.keyid.substr(0, 16) + ": " + c.status;
+    Denied("needs " + std::to_string(trust->threshold) +
+           " valid signature(s) from trusted keys, has " + std::to_string(report.valid_signatures) +
+           (report.signatures.empty() ? " (the package is not signed)" : detail));
+  }
+}
+
 }  // namespace
 
 PackageManifest ManifestForDirectory(const json& template_json, const fs::path& dir) {
@@ -183,47 +227,11 @@ PackageReport VerifyPackage(const ReadFn& read, const TrustPolicy* trust,
   json sigs = {{"signatures", json::array()}};
   if (more && e.name == "signatures.json") {
     if (e.size > limits.max_signatures_bytes) Bad("signatures.json is too large");
-    sigs = ParseSignatures(reader.ReadAll());
+    report.signatures_text = reader.ReadAll();
+    sigs = ParseSignatures(report.signatures_text);
     more = reader.Next(e);
   }
-  std::set<std::string> counted;
-  for (const auto& s : sigs["signatures"]) {
-    SignatureCheck check{s["keyid"].get<std::string>(), ""};
-    const PublicKey* key = nullptr;
-    if (trust) {
-      for (const auto& k : trust->keys) {
-        if (k.keyid == check.keyid) key = &k;
-      }
-    }
-    if (!trust) {
-      check.status = "not checked";
-    } else if (!key) {
-      check.status = "unknown key";
-    } else if (std::find(trust->revoked.begin(), trust->revoked.end(), check.keyid) !=
-               trust->revoked.end()) {
-      check.status = "revoked";
-    } else if (counted.count(check.keyid)) {
-      check.status = "duplicate";
-    } else {
-      std::string sig;
-      try {
-        sig = FromHex(s["sig"].get<std::string>(), "signature");
-      } catch (const Error&) {
-      }
-      check.status = VerifySignature(*key, manifest_text, sig) ? "valid" : "bad signature";
-      if (check.status == "valid") counted.insert(check.keyid);
-    }
-    report.signatures.push_back(check);
-  }
-  report.valid_signatures = static_cast<int>(counted.size());
-  if (trust && report.valid_signatures < trust->threshold) {
-    std::string detail;
-    for (const auto& c : report.signatures)
-      detail += "; " + c.keyid.substr(0, 16) + ": " + c.status;
-    Denied("needs " + std::to_string(trust->threshold) +
-           " valid signature(s) from trusted keys, has " + std::to_string(report.valid_signatures) +
-           (report.signatures.empty() ? " (the package is not signed)" : detail));
-  }
+  CheckSignatures(manifest_text, sigs, trust, report);
 
   // Files: exactly the manifest's, in its order, each checked before it is trusted.
   size_t index = 0;
@@ -300,6 +308,47 @@ PackageReport VerifyPackageFile(const fs::path& path, const TrustPolicy* trust,
     ::close(fd);
     throw;
   }
+}
+
+}  // namespace outpost
+
+namespace outpost {
+
+void RecordInstalledPackage(const fs::path& version_dir, const std::string& manifest_text,
+                            const std::string& signatures_text) {
+  fs::create_directories(version_dir / kInstalledPackageDir);
+  WriteFileAtomically(version_dir / kInstalledPackageDir / "manifest.json", manifest_text);
+  WriteFileAtomically(
+      version_dir / kInstalledPackageDir / "signatures.json",
+      signatures_text.empty() ? json{{"signatures", json::array()}}.dump() : signatures_text);
+}
+
+PackageReport VerifyInstalledVersion(const fs::path& version_dir, const TrustPolicy& trust) {
+  fs::path record = version_dir / kInstalledPackageDir;
+  std::string manifest_text = ReadFile(record / "manifest.json");
+  PackageReport report;
+  report.manifest = ParsePackageManifestText(manifest_text);
+  if (report.manifest.Canonical() != manifest_text)
+    Denied("installed manifest is not in canonical form");
+  CheckSignatures(manifest_text, ParseSignatures(ReadFile(record / "signatures.json")), &trust,
+                  report);
+  for (const auto& f : report.manifest.files) {
+    fs::path p = version_dir / f.path;
+    if (fs::is_symlink(p)) Denied("'" + f.path + "' is a symlink");
+    uint64_t size = 0;
+    std::string sha;
+    try {
+      sha = HashFile(p, size);
+    } catch (const Error&) {
+      Denied("'" + f.path + "' is missing");
+    }
+    if (size != f.size)
+      Denied("'" + f.path + "' is " + std::to_string(size) + " bytes, the signed manifest says " +
+             std::to_string(f.size));
+    if (sha != f.sha256)
+      Denied("'" + f.path + "' does not match its sha256 in the signed manifest (changed on disk)");
+  }
+  return report;
 }
 
 }  // namespace outpost

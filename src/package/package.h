@@ -45,6 +45,7 @@ struct PackageReport {
   PackageManifest manifest;
   std::vector<SignatureCheck> signatures;
   int valid_signatures = 0;
+  std::string signatures_text;  // signatures.json as found ("" when unsigned)
 };
 
 // Verifies a package read through `read`. With `trust`, throws Error(kPermissionDenied) unless
@@ -59,5 +60,19 @@ PackageReport VerifyPackage(const ReadFn& read, const TrustPolicy* trust,
 PackageReport VerifyPackageFile(const std::filesystem::path& path, const TrustPolicy* trust,
                                 const PackageLimits& limits = {},
                                 const std::filesystem::path* extract_to = nullptr);
+
+// Where an installed version keeps what it was installed from: the canonical signed manifest
+// and the signatures, so that the agent can check the files again at every load.
+inline constexpr const char* kInstalledPackageDir = ".package";
+
+// Writes `.package/manifest.json` and `.package/signatures.json` into `version_dir`.
+void RecordInstalledPackage(const std::filesystem::path& version_dir,
+                            const std::string& manifest_text, const std::string& signatures_text);
+
+// Checks an installed version directory: signatures as VerifyPackage does, then every listed
+// file on disk (no symlinks, the size and SHA-256 the manifest says). Throws Error
+// (kPermissionDenied) naming the file and the failed check.
+PackageReport VerifyInstalledVersion(const std::filesystem::path& version_dir,
+                                     const TrustPolicy& trust);
 
 }  // namespace outpost

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include "core/error.h"
+#include "package/keys.h"
 #include "runtime/capabilities.h"
 #include "serving/grpc_server.h"
 #include "serving/http_server.h"
@@ -29,9 +30,12 @@ void ApplyConfigJson(const nlohmann::json& j, AgentConfig& c) {
   for (const auto& [k, v] : j.items()) {
     if (!known.contains(k)) Fail(ErrorCode::kInvalidArgument, "config: unknown key '" + k + "'");
   }
-  std::string repo = c.model_repository.string();
+  std::string repo = c.model_repository.string(), trust = c.trust_file.string();
   Take(j, "model_repository", repo);
+  Take(j, "trust_file", trust);
   c.model_repository = repo;
+  c.trust_file = trust;
+  Take(j, "allow_unsigned_models", c.allow_unsigned_models);
   Take(j, "http_address", c.http_address);
   Take(j, "http_port", c.http_port);
   Take(j, "grpc_address", c.grpc_address);
@@ -52,6 +56,8 @@ void ApplyConfigJson(const nlohmann::json& j, AgentConfig& c) {
 
 nlohmann::json ToJson(const AgentConfig& c) {
   return {{"model_repository", c.model_repository.string()},
+          {"trust_file", c.trust_file.string()},
+          {"allow_unsigned_models", c.allow_unsigned_models},
           {"http_address", c.http_address},
           {"http_port", c.http_port},
           {"grpc_address", c.grpc_address},
@@ -107,6 +113,18 @@ BoundPorts Agent::Start() {
   mo.repository = config_.model_repository;
   mo.runtime.execution_providers = config_.execution_providers;
   mo.runtime.memory_arena = config_.memory_arena;
+  if (!config_.trust_file.empty()) mo.trust = LoadTrustPolicy(config_.trust_file);
+  mo.allow_unsigned = config_.allow_unsigned_models;
+  if (mo.allow_unsigned)
+    spdlog::warn("development mode: models without a trusted signature are served");
+  info_.unsigned_models_allowed = mo.allow_unsigned;
+  p.metrics.AddCollector([allowed = mo.allow_unsigned](std::string& out) {
+    out +=
+        "# HELP outpost_unsigned_models_allowed 1 when the agent runs in development mode and "
+        "serves unsigned "
+        "models.\n# TYPE outpost_unsigned_models_allowed gauge\n";
+    AppendSample(out, "outpost_unsigned_models_allowed", "", allowed ? 1 : 0);
+  });
   mo.poll_interval =
       std::chrono::milliseconds(static_cast<int64_t>(config_.repository_poll_secs * 1000));
   p.models = std::make_unique<ModelManager>(mo, p.metrics);

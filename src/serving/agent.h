@@ -15,6 +15,8 @@ namespace outpost {
 
 struct AgentConfig {
   std::filesystem::path model_repository;
+  std::filesystem::path trust_file;    // who may sign models; empty: none (nothing signed loads)
+  bool allow_unsigned_models = false;  // development mode: serve unsigned directories too
   std::string http_address = "127.0.0.1";
   int http_port = 8000;
   std::string grpc_address = "127.0.0.1";

@@ -141,6 +141,7 @@ void HttpServer::Routes() {
              {{"name", info_.name},
               {"version", info_.version},
               {"extensions", info_.extensions},
+              {"unsigned_models_allowed", info_.unsigned_models_allowed},
               {"device", info_.capabilities}});
   });
   const std::string model_re =

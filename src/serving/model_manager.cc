@@ -8,6 +8,7 @@
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/names.h"
+#include "package/package.h"
 #include "serving/repository.h"
 
 namespace outpost {
@@ -152,8 +153,29 @@ void ModelManager::Reconcile(bool settle) {
 
 std::shared_ptr<ServedModel> ModelManager::Load(const VersionSource& src) {
   Manifest manifest;
-  fs::path manifest_path = src.dir / "manifest.json";
-  if (fs::exists(manifest_path)) manifest = ParseManifest(ReadFile(manifest_path));
+  if (fs::exists(src.dir / kInstalledPackageDir / "manifest.json")) {
+    if (!options_.trust) {
+      Fail(ErrorCode::kPermissionDenied,
+           "a signed package, but the agent has no trust file (--trust-file)");
+    }
+    PackageReport r = VerifyInstalledVersion(src.dir, *options_.trust);
+    if (r.manifest.name != src.model || r.manifest.version != src.version) {
+      Fail(ErrorCode::kPermissionDenied, "signed as " + r.manifest.name + " " + r.manifest.version +
+                                             " but installed as " + src.model + "/" + src.version);
+    }
+    // The serving settings come from what was signed, not from files beside it.
+    manifest.raw = RepositoryManifest(r.manifest);
+    manifest.model_file = r.manifest.model_file;
+  } else {
+    if (!options_.allow_unsigned) {
+      Fail(ErrorCode::kPermissionDenied,
+           "not a signed package: install it with `outpost install`, or start outpostd with "
+           "--allow-unsigned-models "
+           "(development only)");
+    }
+    fs::path manifest_path = src.dir / "manifest.json";
+    if (fs::exists(manifest_path)) manifest = ParseManifest(ReadFile(manifest_path));
+  }
   fs::path model_path = src.dir / manifest.model_file;
   if (!fs::is_regular_file(model_path)) {
     Fail(ErrorCode::kNotFound, "no " + manifest.model_file + " in " + src.dir.string());

@@ -9,10 +9,12 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "package/keys.h"
 #include "runtime/model.h"
 #include "serving/metrics.h"
 #include "serving/model_config.h"
@@ -55,6 +57,10 @@ struct IndexEntry {
 
 struct ManagerOptions {
   std::filesystem::path repository;
+  // Versions installed from signed packages are checked against this at every load.
+  std::optional<TrustPolicy> trust;
+  // Development mode: also serve plain directories that no package signature covers.
+  bool allow_unsigned = false;
   RuntimeOptions runtime;
   std::chrono::milliseconds poll_interval{1000};  // 0: load once, never watch
 };

@@ -14,6 +14,7 @@ struct ServerInfo {
   std::vector<std::string> extensions = {"binary_tensor_data", "model_repository",
                                          "statistics_prometheus"};
   nlohmann::json capabilities;  // the device, from DiscoverCapabilities()
+  bool unsigned_models_allowed = false;
 };
 
 }  // namespace outpost

@@ -60,13 +60,16 @@ def from_raw(data, dtype, shape):
 class Agent:
     """outpostd on free loopback ports, stopped (and checked to have exited cleanly) at close()."""
 
-    def __init__(self, repository, extra_args=(), grpc=True):
+    def __init__(self, repository, extra_args=(), grpc=True, signed_only=False):
+        """signed_only: production mode; otherwise development mode, for plain fixture directories."""
         self.repository = repository
         self.http_port = free_port()
         self.grpc_port = free_port() if grpc else 0
         self.log_path = tempfile.mktemp(prefix="outpostd-", suffix=".log")
         args = [os.path.join(BIN_DIR, "outpostd"), "--model-repository", repository,
                 "--http-port", str(self.http_port), "--grpc-port", str(self.grpc_port), *extra_args]
+        if not signed_only:
+            args.append("--allow-unsigned-models")
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
         self.wait_ready()

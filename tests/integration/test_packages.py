@@ -141,7 +141,9 @@ class PackageTest(unittest.TestCase):
         repo = tempfile.mkdtemp(dir=self.tmp)
         r = outpost("install", p, "--repository", repo, "--trust", self.trust())
         self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertEqual(tree(repo), {"add_mul", "add_mul/1.0.0", "add_mul/1.0.0/model.onnx", "add_mul/1.0.0/manifest.json"})
+        self.assertEqual(tree(repo), {"add_mul", "add_mul/1.0.0", "add_mul/1.0.0/model.onnx", "add_mul/1.0.0/manifest.json",
+                                      "add_mul/1.0.0/.package", "add_mul/1.0.0/.package/manifest.json",
+                                      "add_mul/1.0.0/.package/signatures.json"})
         served = read(os.path.join(repo, "add_mul", "1.0.0", "manifest.json"), "r")
         self.assertEqual(served["inputs"][0]["name"], "a")
         r = outpost("install", p, "--repository", repo, "--trust", self.trust())
@@ -162,6 +164,51 @@ class PackageTest(unittest.TestCase):
         self.write_template(d, "1.0.0")
         r = outpost("pack", d, "-o", os.path.join(self.tmp, "w.opkg"))
         self.assertIn("'link' is a symlink", r.stderr)
+
+    def test_agent_serves_only_verified_packages(self):
+        import numpy as np
+        from agent import Agent
+        repo = tempfile.mkdtemp(dir=self.tmp)
+        trust = self.trust()
+        self.assertEqual(outpost("install", self.pack("g1.opkg"), "--repository", repo, "--trust", trust).returncode, 0)
+        shutil.copytree(os.path.join(FIXTURES, "add_mul", "1"), os.path.join(repo, "plain", "1"))
+        agent = Agent(repo, ["--trust-file", trust, "--repository-poll-secs", "0.1"], signed_only=True)
+        try:
+            index = {(e["name"], e.get("version")): e for e in agent.get_json("/v2/repository/index")[1]}
+            self.assertEqual(index[("add_mul", "1.0.0")]["state"], "READY")
+            self.assertEqual(index[("plain", "1")]["state"], "UNAVAILABLE")
+            self.assertIn("not a signed package", index[("plain", "1")]["reason"])
+            self.assertFalse(agent.get_json("/v2")[1]["unsigned_models_allowed"])
+            self.assertIn("outpost_unsigned_models_allowed 0", agent.request("GET", "/metrics")[2].decode())
+            # Version 2.0.0 arrives tampered: refused with the file and the check named; 1.0.0 serves on.
+            d = os.path.join(self.tmp, "v2agent")
+            shutil.copytree(self.src, d)
+            self.write_template(d, "2.0.0")
+            staging = tempfile.mkdtemp(dir=self.tmp)
+            self.assertEqual(outpost("install", self.pack("g2.opkg", src=d), "--repository", staging, "--trust", trust).returncode, 0)
+            with open(os.path.join(staging, "add_mul", "2.0.0", "model.onnx"), "ab") as f:
+                f.write(b"\0")
+            os.rename(os.path.join(staging, "add_mul", "2.0.0"), os.path.join(repo, "add_mul", ".2.0.0"))
+            os.rename(os.path.join(repo, "add_mul", ".2.0.0"), os.path.join(repo, "add_mul", "2.0.0"))
+            from test_lifecycle import wait_for
+            entry = wait_for(lambda: next((e for e in agent.get_json("/v2/repository/index")[1]
+                                           if e.get("version") == "2.0.0" and e["state"] == "UNAVAILABLE"), None),
+                             what="2.0.0 refused")
+            self.assertIn("'model.onnx' is", entry["reason"])
+            self.assertIn("the signed manifest says", entry["reason"])
+            self.assertIn("not loaded", agent.logs())
+            a = np.ones((1, 4), np.float32)
+            status, body = agent.infer_json("add_mul", {"a": a, "b": a})
+            self.assertEqual((status, body["model_version"]), (200, "1.0.0"))
+        finally:
+            self.assertEqual(agent.close(), 0)
+        dev = Agent(repo, ["--trust-file", trust])
+        try:
+            self.assertTrue(dev.get_json("/v2")[1]["unsigned_models_allowed"])
+            self.assertIn("outpost_unsigned_models_allowed 1", dev.request("GET", "/metrics")[2].decode())
+            self.assertEqual(dev.get_json("/v2/models/plain")[0], 200)
+        finally:
+            self.assertEqual(dev.close(), 0)
 
     # --- tampering ----------------------------------------------------------------------
     def test_flipped_bytes_anywhere(self):

@@ -13,7 +13,8 @@ from agent import SAMPLES, Agent
 class SamplesTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.agent = Agent(SAMPLES, ["--repository-poll-secs", "0"])
+        # Production mode: the samples are signed packages, trusted through build/trust.json.
+        cls.agent = Agent(SAMPLES, ["--repository-poll-secs", "0"], signed_only=True)
 
     @classmethod
     def tearDownClass(cls):
@@ -63,7 +64,7 @@ class SamplesTest(unittest.TestCase):
                         f"detected {xs.min()},{ys.min()}..{xs.max()},{ys.max()} outside the text {x0},{y0}..{x1},{y1}")
         self.assertGreater((xs.max() - xs.min()) / (x1 - x0), 0.8)
         self.assertGreater((ys.max() - ys.min()) / (y1 - y0), 0.3)
-        keys = samples.load_keys(os.path.join(SAMPLES, "ppocr_rec", "1", "ppocr_keys_v1.txt"))
+        keys = samples.load_keys(os.path.join(SAMPLES, "ppocr_rec", "4.0.0", "ppocr_keys_v1.txt"))
         for text in ["OUTPOST 2026", "hello world"]:
             probs = self.infer("ppocr_rec", {"x": samples.rec_input(text)})["softmax_11.tmp_0"][0]
             self.assertEqual(samples.ctc_decode(probs, keys).strip(), text)
