@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets up, builds and runs every test: unit tests, the agent's integration tests over HTTP
 # and gRPC, the ONNX conformance suite, a stock Node.js gRPC client, and a short run
-# of the libFuzzer target over its corpus first (OUTPOST_FUZZ_SECONDS, default 30).
+# of the libFuzzer target over its corpus first (OUTPOST_FUZZ_SECONDS each, default 20).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 "$root/scripts/build.sh"
@@ -11,14 +11,17 @@ deps=$("$root/scripts/setup.sh" 2>/dev/null | tail -n1)
 cmake -S "$root" -B "$root/build-fuzz" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DOUTPOST_DEPS_FILE="$deps" \
   -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DOUTPOST_FUZZ=ON \
   -DOUTPOST_BUILD_TESTS=OFF -DOUTPOST_BUILD_BENCH=OFF >/dev/null
-cmake --build "$root/build-fuzz" --target http_codec_fuzz --parallel "$(nproc)"
+cmake --build "$root/build-fuzz" --target http_codec_fuzz package_fuzz --parallel "$(nproc)"
 
-seconds=${OUTPOST_FUZZ_SECONDS:-30}
+seconds=${OUTPOST_FUZZ_SECONDS:-20}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-echo "fuzzing the HTTP tensor decoder for ${seconds}s (new crashes land in $work)"
-"$root/build-fuzz/bin/http_codec_fuzz" -max_total_time="$seconds" -max_len=4096 -timeout=10 \
-  -artifact_prefix="$work/" "$work" "$root/fuzz/corpus/http_codec" 2>&1 | tail -n 3
+for target in http_codec package; do
+  echo "fuzzing $target for ${seconds}s (new crashes land in $work/$target)"
+  mkdir -p "$work/$target"
+  "$root/build-fuzz/bin/${target}_fuzz" -max_total_time="$seconds" -max_len=8192 -timeout=10 \
+    -artifact_prefix="$work/$target/" "$work/$target" "$root/fuzz/corpus/$target" 2>&1 | tail -n 2
+done
 
 cd "$root/build"
 ctest --output-on-failure --timeout 900 -j "$(nproc)"

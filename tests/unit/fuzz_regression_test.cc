@@ -2,10 +2,12 @@
 // here: each must decode or be refused with Error(kInvalidArgument), never crash.
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <filesystem>
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "package/package.h"
 #include "serving/http_codec.h"
 
 namespace outpost {
@@ -26,6 +28,35 @@ TEST(FuzzRegression, HttpCodecCorpus) {
         EncodeHttpInferResponse(res, req);
       } catch (const Error& err) {
         EXPECT_EQ(err.code(), ErrorCode::kInvalidArgument) << e.path() << ": " << err.what();
+      }
+    }
+  }
+  EXPECT_GT(files, 0u);
+}
+
+TEST(FuzzRegression, PackageCorpus) {
+  const TrustPolicy trust = ParseTrustPolicy(
+      R"({"threshold": 1, "keys": [{"public": "2ae1b8d4c1a1f1e0a0d4b6c1a5f7e3d2c4b6a8f0e2d4c6b8a0f2e4d6c8b0a2f4"}]})");
+  size_t files = 0;
+  for (const auto& e : std::filesystem::directory_iterator(std::string(OUTPOST_FUZZ_CORPUS) + "/package")) {
+    std::string data = ReadFile(e.path());
+    ++files;
+    for (const TrustPolicy* t : {&trust, static_cast<const TrustPolicy*>(nullptr)}) {
+      size_t pos = 0;
+      try {
+        PackageLimits limits;
+        limits.max_file_bytes = 1 << 20;
+        VerifyPackage(
+            [&](char* buf, size_t n) {
+              size_t k = std::min(n, data.size() - pos);
+              std::memcpy(buf, data.data() + pos, k);
+              pos += k;
+              return k;
+            },
+            t, limits);
+      } catch (const Error& err) {
+        EXPECT_TRUE(err.code() == ErrorCode::kInvalidArgument || err.code() == ErrorCode::kPermissionDenied)
+            << e.path() << ": " << err.what();
       }
     }
   }
