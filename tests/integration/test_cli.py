@@ -93,6 +93,37 @@ class CliTest(unittest.TestCase):
             self.assertEqual(agent.close(), 0)
         self.assertIn("NopeExecutionProvider is not in this ONNX Runtime build, running on CPU", agent.logs())
 
+    def test_outpost_infer(self):
+        import numpy as np
+        a = np.arange(8, dtype=np.float32).reshape(2, 4)
+        np.save(os.path.join(self.tmp, "a.npy"), a)
+        with open(os.path.join(self.tmp, "b.json"), "w") as f:
+            json.dump([[1, 1, 1, 1], [2, 2, 2, 2]], f)
+        with open(os.path.join(self.tmp, "bad.npy"), "wb") as f:
+            f.write(b"\x93NUMPY\x01\x00\x10\x00{'descr': '>f4'")
+        agent = Agent(self.repo)
+        try:
+            url = f"http://127.0.0.1:{agent.http_port}"
+            out_dir = os.path.join(self.tmp, "outs")
+            r = run(OUTPOST, "infer", "add_mul", "--url", url, "-i", f"a={self.tmp}/a.npy", "-i", f"b={self.tmp}/b.json",
+                    "--output-dir", out_dir, "--json")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            body = json.loads(r.stdout)
+            outs = {o["name"]: o for o in body["outputs"]}
+            self.assertEqual(outs["sum"]["data"], [1, 2, 3, 4, 6, 7, 8, 9])
+            np.testing.assert_array_equal(np.load(os.path.join(out_dir, "prod.npy")), a * np.array([[1], [2]], np.float32))
+            r = run(OUTPOST, "infer", "add_mul", "--url", url, "-i", f"a={self.tmp}/a.npy", "-o", "sum")
+            self.assertEqual(r.returncode, 1)
+            self.assertIn("needs input 'b'", r.stderr)
+            r = run(OUTPOST, "infer", "add_mul", "--url", url, "-i", f"a={self.tmp}/bad.npy", "-i", f"b={self.tmp}/b.json")
+            self.assertEqual(r.returncode, 1)
+            self.assertIn("bad.npy", r.stderr)
+            r = run(OUTPOST, "infer", "nope", "--url", url, "-i", f"a={self.tmp}/a.npy")
+            self.assertEqual(r.returncode, 1)
+            self.assertIn("not in the repository", r.stderr)
+        finally:
+            self.assertEqual(agent.close(), 0)
+
     def test_port_in_use_is_reported(self):
         agent = Agent(self.repo)
         try:

@@ -38,7 +38,8 @@ TEST(FuzzRegression, PackageCorpus) {
   const TrustPolicy trust = ParseTrustPolicy(
       R"({"threshold": 1, "keys": [{"public": "2ae1b8d4c1a1f1e0a0d4b6c1a5f7e3d2c4b6a8f0e2d4c6b8a0f2e4d6c8b0a2f4"}]})");
   size_t files = 0;
-  for (const auto& e : std::filesystem::directory_iterator(std::string(OUTPOST_FUZZ_CORPUS) + "/package")) {
+  for (const auto& e :
+       std::filesystem::directory_iterator(std::string(OUTPOST_FUZZ_CORPUS) + "/package")) {
     std::string data = ReadFile(e.path());
     ++files;
     for (const TrustPolicy* t : {&trust, static_cast<const TrustPolicy*>(nullptr)}) {
@@ -55,7 +56,8 @@ TEST(FuzzRegression, PackageCorpus) {
             },
             t, limits);
       } catch (const Error& err) {
-        EXPECT_TRUE(err.code() == ErrorCode::kInvalidArgument || err.code() == ErrorCode::kPermissionDenied)
+        EXPECT_TRUE(err.code() == ErrorCode::kInvalidArgument ||
+                    err.code() == ErrorCode::kPermissionDenied)
             << e.path() << ": " << err.what();
       }
     }
