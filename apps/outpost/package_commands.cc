@@ -1,5 +1,6 @@
 #include "package_commands.h"
 
+#include <httplib.h>
 #include <unistd.h>
 
 #include <iostream>
@@ -17,6 +18,7 @@ namespace fs = std::filesystem;
 using json = nlohmann::json;
 
 struct Options {
+  std::string url;
   std::vector<std::string> public_keys;
   int threshold = 1;
   std::string name, dir = ".", input, output, key, trust, repository;
@@ -42,6 +44,50 @@ int KeyGenerate() {
     std::cout << "keyid " << key.pub.keyid << "\nsecret key " << base.string()
               << ".key (mode 0600)\npublic key " << base.string() << ".pub\n";
   }
+  return 0;
+}
+
+// Uploads with a progress bar on stderr (when it is a terminal) and prints what the agent
+// installed.
+int InstallToAgent() {
+  auto& o = Opts();
+  std::string data = ReadFile(o.input);
+  httplib::Client client(o.url);
+  client.set_connection_timeout(3);
+  client.set_write_timeout(300);
+  client.set_read_timeout(300);
+  const bool tty = ::isatty(2);
+  size_t last_percent = 101;
+  auto res = client.Post(
+      "/v2/repository/packages", data.size(),
+      [&](size_t offset, size_t length, httplib::DataSink& sink) {
+        size_t n = std::min<size_t>(length, 1 << 20);
+        sink.write(data.data() + offset, n);
+        size_t percent = (offset + n) * 100 / std::max<size_t>(1, data.size());
+        if (tty && percent != last_percent) {
+          last_percent = percent;
+          std::string bar(percent / 5, '#');
+          bar.resize(20, ' ');
+          std::cerr << "\rupload [" << bar << "] " << percent << "% of " << data.size() / 1024
+                    << " KiB" << std::flush;
+        }
+        return true;
+      },
+      "application/octet-stream");
+  if (tty) std::cerr << "\n";
+  if (!res) {
+    std::cerr << "outpost: cannot reach the agent at " << o.url << ": "
+              << httplib::to_string(res.error()) << "\n";
+    return 3;
+  }
+  auto body = json::parse(res->body, nullptr, false);
+  if (res->status != 201) {
+    std::cerr << "outpost: the agent refused the package (" << res->status
+              << "): " << (body.is_object() ? body.value("error", res->body) : res->body) << "\n";
+    return 1;
+  }
+  std::cout << "installed " << body.value("name", "") << " " << body.value("version", "") << " on "
+            << o.url << "\n";
   return 0;
 }
 
@@ -148,10 +194,13 @@ int Inspect() {
   return 0;
 }
 
-// Verifies into a staging directory beside the destination, then renames it into place: a
-// crash leaves either no new version or a complete one, never half of one.
+// Into a repository directory (staging, then an atomic rename), or uploaded to a running
+// agent, which verifies it against its own trust file.
 int Install() {
   auto& o = Opts();
+  if (!o.url.empty()) return InstallToAgent();
+  if (o.repository.empty())
+    Fail(ErrorCode::kInvalidArgument, "install needs --repository DIR or --url URL");
   std::optional<TrustPolicy> trust;
   if (!o.allow_unsigned) {
     if (o.trust.empty())
@@ -159,40 +208,9 @@ int Install() {
            "install needs --trust (or --allow-unsigned for development)");
     trust = LoadTrustPolicy(o.trust);
   }
-  // A first pass learns the name and version so the staging directory can sit beside its target.
-  PackageReport head = VerifyPackageFile(o.input, trust ? &*trust : nullptr);
-  fs::path model_dir = fs::path(o.repository) / head.manifest.name;
-  fs::path target = model_dir / head.manifest.version;
-  if (fs::exists(target)) Fail(ErrorCode::kFailedPrecondition, target.string() + " already exists");
-  fs::create_directories(model_dir);
-  uint64_t needed = 0;
-  for (const auto& f : head.manifest.files) needed += f.size;
-  if (auto space = fs::space(model_dir); space.available < needed + (64u << 20)) {
-    Fail(ErrorCode::kResourceExhausted,
-         "installing needs " + std::to_string(needed) + " bytes plus a 64 MiB margin, " +
-             std::to_string(space.available) + " are free in " + model_dir.string());
-  }
-  fs::path staging =
-      model_dir / ("." + head.manifest.version + ".staging-" + std::to_string(::getpid()));
-  fs::remove_all(staging);
-  fs::create_directory(staging);
-  try {
-    PackageReport r = VerifyPackageFile(o.input, trust ? &*trust : nullptr, {}, &staging);
-    if (r.manifest.Canonical() != head.manifest.Canonical())
-      Fail(ErrorCode::kPermissionDenied, "the package changed while installing");
-    WriteFileAtomically(staging / "manifest.json", RepositoryManifest(r.manifest).dump(2) + "\n");
-    RecordInstalledPackage(staging, r.manifest.Canonical(), r.signatures_text);
-    fs::rename(staging, target);
-    WriteFileAtomically(model_dir / ".installed",
-                        "");  // fsyncs the model directory after the rename
-    fs::remove(model_dir / ".installed");
-  } catch (...) {
-    std::error_code ec;
-    fs::remove_all(staging, ec);
-    throw;
-  }
-  std::cout << "installed " << head.manifest.name << " " << head.manifest.version << " into "
-            << target.string() << "\n";
+  PackageReport r = InstallPackage(o.input, o.repository, trust ? &*trust : nullptr);
+  std::cout << "installed " << r.manifest.name << " " << r.manifest.version << " into "
+            << (fs::path(o.repository) / r.manifest.name / r.manifest.version).string() << "\n";
   return 0;
 }
 
@@ -240,7 +258,10 @@ void AddPackageCommands(CLI::App& app) {
   auto* install =
       app.add_subcommand("install", "Verify a package and install it into a model repository");
   install->add_option("package", o.input, "Package file")->required()->check(CLI::ExistingFile);
-  install->add_option("--repository", o.repository, "Model repository directory")->required();
+  install->add_option("--repository", o.repository, "Model repository directory");
+  install->add_option(
+      "--url", o.url,
+      "Or a running agent, e.g. http://127.0.0.1:8000 (it checks its own trust file)");
   install->add_option("--trust", o.trust, "Trust file");
   install->add_flag("--allow-unsigned", o.allow_unsigned,
                     "Development only: install without checking signatures");

@@ -1,6 +1,7 @@
 #include "package/package.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -349,6 +350,67 @@ PackageReport VerifyInstalledVersion(const fs::path& version_dir, const TrustPol
       Denied("'" + f.path + "' does not match its sha256 in the signed manifest (changed on disk)");
   }
   return report;
+}
+
+}  // namespace outpost
+
+namespace outpost {
+
+namespace {
+
+void RemoveStaleStaging(const fs::path& model_dir) {
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(model_dir, ec)) {
+    std::string n = e.path().filename().string();
+    auto at = n.rfind(".staging-");
+    if (n.empty() || n[0] != '.' || at == std::string::npos) continue;
+    pid_t pid = static_cast<pid_t>(std::atoi(n.c_str() + at + 9));
+    if (pid > 0 && (::kill(pid, 0) == 0 || errno == EPERM)) continue;  // its installer still runs
+    fs::remove_all(e.path(), ec);
+  }
+}
+
+}  // namespace
+
+PackageReport InstallPackage(const fs::path& package, const fs::path& repository,
+                             const TrustPolicy* trust) {
+  // A first pass learns the name and version, so the staging directory can sit beside its target.
+  PackageReport head = VerifyPackageFile(package, trust);
+  fs::path model_dir = repository / head.manifest.name;
+  fs::path target = model_dir / head.manifest.version;
+  fs::create_directories(model_dir);
+  RemoveStaleStaging(model_dir);
+  if (fs::exists(target)) Fail(ErrorCode::kFailedPrecondition, target.string() + " already exists");
+  uint64_t needed = 0;
+  for (const auto& f : head.manifest.files) needed += f.size;
+  if (auto space = fs::space(model_dir); space.available < needed + (64u << 20)) {
+    Fail(ErrorCode::kResourceExhausted,
+         "installing needs " + std::to_string(needed) + " bytes plus a 64 MiB margin, " +
+             std::to_string(space.available) + " are free in " + model_dir.string());
+  }
+  fs::path staging =
+      model_dir / ("." + head.manifest.version + ".staging-" + std::to_string(::getpid()));
+  fs::remove_all(staging);
+  fs::create_directory(staging);
+  try {
+    PackageReport r = VerifyPackageFile(package, trust, {}, &staging);
+    if (r.manifest.Canonical() != head.manifest.Canonical())
+      Denied("the package changed while installing");
+    WriteFileAtomically(staging / "manifest.json", RepositoryManifest(r.manifest).dump(2) + "\n");
+    RecordInstalledPackage(staging, r.manifest.Canonical(), r.signatures_text);
+    fs::rename(staging, target);
+    // fsync the model directory so the rename itself survives a power cut.
+    int dfd = ::open(model_dir.c_str(), O_RDONLY | O_DIRECTORY);
+    if (dfd >= 0) {
+      ::fsync(dfd);
+      ::close(dfd);
+    }
+    return r;
+  } catch (...) {
+    std::error_code ec;
+    fs::remove_all(staging, ec);
+    throw;
+  }
 }
 
 }  // namespace outpost

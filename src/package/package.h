@@ -69,6 +69,15 @@ inline constexpr const char* kInstalledPackageDir = ".package";
 void RecordInstalledPackage(const std::filesystem::path& version_dir,
                             const std::string& manifest_text, const std::string& signatures_text);
 
+// Installs a package into a model repository: verifies it while extracting into a staging
+// directory beside the target (<repo>/<name>/.<version>.staging-<pid>), writes the repository
+// manifest and the .package record, then renames the staging directory into place. A crash
+// at any point leaves either no new version or a complete one; staging directories of dead
+// installs are removed first. Throws Error(kFailedPrecondition) when the version exists,
+// Error(kResourceExhausted) when the disk lacks room, and whatever verification throws.
+PackageReport InstallPackage(const std::filesystem::path& package,
+                             const std::filesystem::path& repository, const TrustPolicy* trust);
+
 // Checks an installed version directory: signatures as VerifyPackage does, then every listed
 // file on disk (no symlinks, the size and SHA-256 the manifest says). Throws Error
 // (kPermissionDenied) naming the file and the failed check.

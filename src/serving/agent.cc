@@ -1,9 +1,12 @@
 #include "serving/agent.h"
 
 #include <spdlog/spdlog.h>
+#include <stdlib.h>
+#include <unistd.h>
 
+#include "core/atomic_file.h"
 #include "core/error.h"
-#include "package/keys.h"
+#include "package/package.h"
 #include "runtime/capabilities.h"
 #include "serving/grpc_server.h"
 #include "serving/http_server.h"
@@ -113,7 +116,8 @@ BoundPorts Agent::Start() {
   mo.repository = config_.model_repository;
   mo.runtime.execution_providers = config_.execution_providers;
   mo.runtime.memory_arena = config_.memory_arena;
-  if (!config_.trust_file.empty()) mo.trust = LoadTrustPolicy(config_.trust_file);
+  if (!config_.trust_file.empty()) trust_ = LoadTrustPolicy(config_.trust_file);
+  mo.trust = trust_;
   mo.allow_unsigned = config_.allow_unsigned_models;
   if (mo.allow_unsigned)
     spdlog::warn("development mode: models without a trusted signature are served");
@@ -149,6 +153,7 @@ BoundPorts Agent::Start() {
   ho.max_body_bytes = config_.max_request_bytes;
   ho.threads = config_.http_threads;
   ho.serve_metrics = config_.metrics_port == -1;
+  ho.install_package = [this](const std::string& bytes) { return InstallUploadedPackage(bytes); };
   p.http = std::make_unique<HttpServer>(ho, *p.service, p.metrics, info_);
   ports.http = p.http->Start();
   spdlog::info("HTTP (KServe v2) listening on {}:{}", config_.http_address, ports.http);
@@ -168,6 +173,38 @@ BoundPorts Agent::Start() {
     ports.metrics = ports.http;
   }
   return ports;
+}
+
+IndexEntry Agent::InstallUploadedPackage(const std::string& bytes) {
+  auto& p = *parts_;
+  if (!trust_ && !config_.allow_unsigned_models) {
+    Fail(ErrorCode::kPermissionDenied,
+         "the agent has no trust file (--trust-file): it cannot accept packages");
+  }
+  // A hidden file in the repository: the scanner ignores it, and it is on the same filesystem.
+  std::string tmpl = (config_.model_repository / ".incoming-XXXXXX").string();
+  int fd = ::mkstemp(tmpl.data());
+  if (fd < 0)
+    Fail(ErrorCode::kInternal, "cannot create a file in " + config_.model_repository.string());
+  ::close(fd);
+  std::filesystem::path incoming = tmpl;
+  try {
+    WriteFileAtomically(incoming, bytes);
+    // Development mode accepts unsigned packages; with a trust file, signed ones must verify.
+    PackageReport r = InstallPackage(incoming, config_.model_repository,
+                                     trust_ && !config_.allow_unsigned_models ? &*trust_ : nullptr);
+    std::filesystem::remove(incoming);
+    spdlog::info("installed package {} {} from an upload", r.manifest.name, r.manifest.version);
+    p.models->Reconcile(/*settle=*/false);
+    for (const auto& e : p.models->Index()) {
+      if (e.name == r.manifest.name && e.version == r.manifest.version) return e;
+    }
+    return {r.manifest.name, r.manifest.version, VersionState::kLoading, ""};
+  } catch (...) {
+    std::error_code ec;
+    std::filesystem::remove(incoming, ec);
+    throw;
+  }
 }
 
 void Agent::Stop() {

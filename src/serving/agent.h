@@ -4,11 +4,14 @@
 
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "package/keys.h"
+#include "serving/model_manager.h"
 #include "serving/server_info.h"
 
 namespace outpost {
@@ -56,7 +59,9 @@ class Agent {
 
  private:
   struct Parts;
+  IndexEntry InstallUploadedPackage(const std::string& bytes);
   AgentConfig config_;
+  std::optional<TrustPolicy> trust_;
   ServerInfo info_;
   std::unique_ptr<Parts> parts_;
 };

@@ -26,7 +26,7 @@ int HttpStatus(ErrorCode code) {
     case ErrorCode::kPayloadTooLarge:
       return 413;
     case ErrorCode::kFailedPrecondition:
-      return 400;
+      return 409;
     case ErrorCode::kPermissionDenied:
       return 403;
     case ErrorCode::kInternal:
@@ -200,6 +200,18 @@ void HttpServer::Routes() {
     }
     SendJson(res, 200, out);
   };
+  if (options_.install_package) {
+    s.Post("/v2/repository/packages", [this](const httplib::Request& req, httplib::Response& res) {
+      Guard(res, [&] {
+        IndexEntry e = options_.install_package(req.body);
+        SendJson(res, 201,
+                 {{"name", e.name},
+                  {"version", e.version},
+                  {"state", VersionStateName(e.state)},
+                  {"reason", e.reason}});
+      });
+    });
+  }
   s.Get("/v2/repository/index", index);
   s.Post("/v2/repository/index", index);
   if (options_.serve_metrics) ServeMetrics(s, metrics_);

@@ -1,6 +1,8 @@
 // The KServe v2 REST front end (plus /metrics and the repository index).
 #pragma once
 
+#include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -22,6 +24,9 @@ struct HttpOptions {
   int threads = 32;  // one per open connection; keep-alive clients each hold one
   std::chrono::seconds read_timeout{10};
   bool serve_metrics = true;
+  // POST /v2/repository/packages: installs the uploaded package bytes and returns the new
+  // version's repository index entry. Unset: the endpoint answers 404.
+  std::function<IndexEntry(const std::string& package)> install_package;
 };
 
 class HttpServer {

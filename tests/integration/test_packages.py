@@ -210,6 +210,75 @@ class PackageTest(unittest.TestCase):
         finally:
             self.assertEqual(dev.close(), 0)
 
+    def test_install_to_running_agent(self):
+        import numpy as np
+        from agent import Agent
+        repo = tempfile.mkdtemp(dir=self.tmp)
+        agent = Agent(repo, ["--trust-file", self.trust(), "--repository-poll-secs", "0"], signed_only=True)
+        try:
+            url = f"http://127.0.0.1:{agent.http_port}"
+            r = outpost("install", self.pack("up.opkg"), "--url", url)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn("installed add_mul 1.0.0", r.stdout)
+            a = np.ones((1, 4), np.float32)
+            status, body = agent.infer_json("add_mul", {"a": a, "b": a})  # loaded before the upload returned
+            self.assertEqual((status, body["model_version"]), (200, "1.0.0"))
+            r = outpost("install", self.pack("up.opkg"), "--url", url)
+            self.assertEqual(r.returncode, 1)
+            self.assertIn("(409)", r.stderr)
+            self.assertIn("already exists", r.stderr)
+            before = tree(repo)
+            d = os.path.join(self.tmp, "up2")
+            shutil.copytree(self.src, d)
+            self.write_template(d, "2.0.0")
+            r = outpost("install", self.pack("up2.opkg", signers=(), src=d), "--url", url)
+            self.assertEqual(r.returncode, 1)
+            self.assertIn("(403)", r.stderr)
+            self.assertIn("not signed", r.stderr)
+            data = bytearray(read(self.pack("up3.opkg", src=d)))
+            data[len(data) // 2] ^= 1
+            with open(os.path.join(self.tmp, "up3bad.opkg"), "wb") as f:
+                f.write(data)
+            r = outpost("install", os.path.join(self.tmp, "up3bad.opkg"), "--url", url)
+            self.assertEqual(r.returncode, 1)
+            self.assertEqual(tree(repo), before, "a refused upload leaves nothing behind")
+        finally:
+            self.assertEqual(agent.close(), 0)
+
+    def test_install_survives_sigkill(self):
+        import random
+        import signal
+        import time
+        d = os.path.join(self.tmp, "bigsrc")
+        shutil.copytree(self.src, d)
+        with open(os.path.join(d, "weights.bin"), "wb") as f:
+            f.write(os.urandom(48 << 20))
+        p = self.pack("big.opkg", src=d)
+        manifest = json.loads(outpost("inspect", p, "--json").stdout)["manifest"]
+        repo = tempfile.mkdtemp(dir=self.tmp)
+        target = os.path.join(repo, "add_mul", "1.0.0")
+        rng = random.Random(7)
+        outcomes = set()
+        for _ in range(8):
+            proc = subprocess.Popen([OUTPOST, "install", p, "--repository", repo, "--trust", self.trust()],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(rng.uniform(0.0, 0.6))
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            if os.path.exists(target):
+                outcomes.add("complete")
+                for f in manifest["files"]:  # a version that exists is whole
+                    self.assertEqual(os.path.getsize(os.path.join(target, f["path"])), f["size"])
+                shutil.rmtree(target)
+            else:
+                outcomes.add("absent")
+            visible = [n for n in os.listdir(os.path.join(repo, "add_mul")) if not n.startswith(".")]
+            self.assertEqual(visible, [], "nothing half-installed is visible")
+        r = outpost("install", p, "--repository", repo, "--trust", self.trust())
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(sorted(os.listdir(os.path.join(repo, "add_mul"))), ["1.0.0"], "stale staging was cleaned up")
+        self.assertIn("absent", outcomes)
+
     # --- tampering ----------------------------------------------------------------------
     def test_flipped_bytes_anywhere(self):
         good = read(self.pack("f.opkg"))
