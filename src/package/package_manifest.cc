@@ -195,6 +195,15 @@ PackageManifest ParsePackageManifestText(std::string_view text, bool require_fil
   return ParsePackageManifest(j, require_files);
 }
 
+void CheckAgentVersion(const PackageManifest& m, const std::string& agent_version) {
+  if (!m.json.contains("min_agent_version")) return;
+  std::string needed = m.json["min_agent_version"].get<std::string>();
+  if (CompareVersions(needed, agent_version) > 0) {
+    Fail(ErrorCode::kFailedPrecondition, m.name + " " + m.version + " needs outpost " + needed +
+                                             " or newer; this agent is " + agent_version);
+  }
+}
+
 nlohmann::json RepositoryManifest(const PackageManifest& m) {
   json out = {{"name", m.name}, {"model_file", m.model_file}};
   for (const char* key : {"description", "inputs", "outputs"}) {

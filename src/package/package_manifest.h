@@ -38,6 +38,9 @@ PackageManifest ParsePackageManifestText(std::string_view text, bool require_fil
 // True for MAJOR.MINOR.PATCH with an optional -prerelease and +build (semantic versioning).
 bool IsSemanticVersion(std::string_view version);
 
+// Throws Error(kFailedPrecondition) when the package needs a newer agent than `agent_version`.
+void CheckAgentVersion(const PackageManifest& manifest, const std::string& agent_version);
+
 // The repository manifest.json (serving's format) that a package's manifest implies.
 nlohmann::json RepositoryManifest(const PackageManifest& manifest);
 

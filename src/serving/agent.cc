@@ -190,6 +190,7 @@ IndexEntry Agent::InstallUploadedPackage(const std::string& bytes) {
   std::filesystem::path incoming = tmpl;
   try {
     WriteFileAtomically(incoming, bytes);
+    CheckAgentVersion(VerifyPackageFile(incoming, nullptr).manifest, OUTPOST_VERSION);
     // Development mode accepts unsigned packages; with a trust file, signed ones must verify.
     PackageReport r = InstallPackage(incoming, config_.model_repository,
                                      trust_ && !config_.allow_unsigned_models ? &*trust_ : nullptr);

@@ -163,6 +163,7 @@ std::shared_ptr<ServedModel> ModelManager::Load(const VersionSource& src) {
       Fail(ErrorCode::kPermissionDenied, "signed as " + r.manifest.name + " " + r.manifest.version +
                                              " but installed as " + src.model + "/" + src.version);
     }
+    CheckAgentVersion(r.manifest, OUTPOST_VERSION);
     // The serving settings come from what was signed, not from files beside it.
     manifest.raw = RepositoryManifest(r.manifest);
     manifest.model_file = r.manifest.model_file;

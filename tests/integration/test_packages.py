@@ -245,6 +245,27 @@ class PackageTest(unittest.TestCase):
         finally:
             self.assertEqual(agent.close(), 0)
 
+    def test_min_agent_version(self):
+        from agent import Agent
+        d = os.path.join(self.tmp, "future")
+        shutil.copytree(self.src, d)
+        self.write_template(d, "3.0.0", min_agent_version="99.0.0")
+        p = self.pack("future.opkg", src=d)
+        repo = tempfile.mkdtemp(dir=self.tmp)
+        self.assertEqual(outpost("install", p, "--repository", repo, "--trust", self.trust()).returncode, 0)
+        agent = Agent(repo, ["--trust-file", self.trust(), "--repository-poll-secs", "0"], signed_only=True)
+        try:
+            entry = agent.get_json("/v2/repository/index")[1][0]
+            self.assertEqual(entry["state"], "UNAVAILABLE")
+            self.assertIn("needs outpost 99.0.0 or newer; this agent is", entry["reason"])
+            shutil.rmtree(os.path.join(repo, "add_mul"))
+            r = outpost("install", p, "--url", f"http://127.0.0.1:{agent.http_port}")
+            self.assertEqual(r.returncode, 1)
+            self.assertIn("(409)", r.stderr)
+            self.assertIn("needs outpost 99.0.0", r.stderr)
+        finally:
+            self.assertEqual(agent.close(), 0)
+
     def test_install_survives_sigkill(self):
         import random
         import signal
