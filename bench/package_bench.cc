@@ -69,8 +69,8 @@ int main(int argc, char** argv) {
   printf("package %.1f MiB (file in page cache), best of %d runs\n", size_mb, runs);
   printf("sha256sum       %7.1f ms  %7.0f MiB/s\n", baseline * 1e3, size_mb / baseline);
   printf("openssl dgst    %7.1f ms  %7.0f MiB/s\n", same_hash * 1e3, size_mb / same_hash);
-  printf("outpost verify  %7.1f ms  %7.0f MiB/s  (%.2fx sha256sum, %.2fx openssl dgst -sha256)\n", verify * 1e3,
-         size_mb / verify, verify / baseline, verify / same_hash);
+  printf("outpost verify  %7.1f ms  %7.0f MiB/s  (%.2fx sha256sum, %.2fx openssl dgst -sha256)\n",
+         verify * 1e3, size_mb / verify, verify / baseline, verify / same_hash);
   fs::remove_all(dir);
   return 0;
 }
