@@ -1,10 +1,16 @@
 // One test per TUF threat the OTA issue names, at the metadata level: each refused with its
 // own error, and the trusted set unchanged by a refusal.
 #include "update/tuf.h"
+#include "update/updater.h"
 
 #include <gtest/gtest.h>
 
+#include "core/atomic_file.h"
 #include "core/error.h"
+
+#include <unistd.h>
+
+#include <filesystem>
 #include "package/sha256.h"
 
 namespace outpost::tuf {
@@ -277,6 +283,100 @@ TEST(Tuf, MalformedMetadata) {
   edited["signed"]["expires"] = "tomorrow";
   EXPECT_NE(Refusal([&] { t.UpdateTimestamp(edited.dump()); }).find("bad signature"),
             std::string::npos);
+}
+
+// A repository as a map of file names, serving at most what the client will accept.
+class MapFetcher : public Fetcher {
+ public:
+  std::map<std::string, std::string> files;
+  std::map<std::string, uint64_t> asked;
+  std::optional<std::string> Fetch(const std::string& name, uint64_t max_length) override {
+    asked[name] = max_length;
+    auto it = files.find(name);
+    if (it == files.end()) return std::nullopt;
+    if (it->second.size() > max_length)
+      Fail(ErrorCode::kPermissionDenied, name + ": over " + std::to_string(max_length));
+    return it->second;
+  }
+  void Publish(const Repo& r, int64_t ts, int64_t snap, int64_t targets_version) {
+    std::string targets = r.Targets(targets_version),
+                snapshot = r.Snapshot(snap, targets_version, targets);
+    files[std::to_string(targets_version) + ".targets.json"] = targets;
+    files[std::to_string(snap) + ".snapshot.json"] = snapshot;
+    files["timestamp.json"] = r.Timestamp(ts, snap, snapshot);
+  }
+};
+
+struct UpdaterTest : ::testing::Test {
+  std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("outpost-tuf-" + std::to_string(::getpid()));
+  void SetUp() override { std::filesystem::remove_all(dir); }
+  void TearDown() override { std::filesystem::remove_all(dir); }
+};
+
+TEST_F(UpdaterTest, RefreshesAndRemembersAcrossRuns) {
+  Repo r;
+  MapFetcher server;
+  server.Publish(r, 5, 2, 3);
+  Updater u(dir, server);
+  u.Init(r.Root(1));
+  EXPECT_NE(Refusal([&] { u.Init(r.Root(1)); }, ErrorCode::kFailedPrecondition)
+                .find("already has a trusted root"),
+            std::string::npos);
+  auto set = u.Refresh(kNow);
+  EXPECT_EQ(set.targets()->version, 3);
+  EXPECT_TRUE(std::filesystem::exists(dir / "targets.json"));
+  // Lengths the client asked for come from what signed metadata says.
+  EXPECT_EQ(
+      server.asked.at("2.snapshot.json"),
+      json::parse(server.files["timestamp.json"])["signed"]["meta"]["snapshot.json"]["length"]);
+  // Next run, the server rolls back to older, validly signed metadata: refused, nothing
+  // overwritten.
+  std::string trusted_timestamp = ReadFile(dir / "timestamp.json");
+  server.Publish(r, 4, 1, 2);
+  EXPECT_NE(Refusal([&] { u.Refresh(kNow); }).find("older than the trusted 5 (rollback)"),
+            std::string::npos);
+  EXPECT_EQ(ReadFile(dir / "timestamp.json"), trusted_timestamp);
+  // A newer, consistent publication is accepted.
+  server.Publish(r, 6, 3, 4);
+  EXPECT_EQ(u.Refresh(kNow).targets()->version, 4);
+}
+
+TEST_F(UpdaterTest, RootRotationRecoversFromAFastForward) {
+  Repo r;
+  MapFetcher server;
+  server.Publish(r, 5, 2, 3);
+  Updater u(dir, server);
+  u.Init(r.Root(1));
+  u.Refresh(kNow);
+  // A stolen timestamp key pushed a huge version to the device...
+  server.Publish(r, 1'000'000, 2, 3);
+  u.Refresh(kNow);
+  // ...so the owners rotate the timestamp key (root v2, signed by old and new root keys) and
+  // start over at version 1, which the device must now accept.
+  Repo rotated = r;
+  rotated.keys["timestamp"] = {GenerateSigningKey("timestamp2")};
+  server.files["2.root.json"] = Repo::Signed(rotated.RootSigned(2), r.All("root"));
+  server.Publish(rotated, 1, 3, 4);
+  auto set = u.Refresh(kNow);
+  EXPECT_EQ(set.root().version, 2);
+  EXPECT_EQ(set.timestamp()->version, 1);
+  EXPECT_EQ(set.targets()->version, 4);
+}
+
+TEST_F(UpdaterTest, EndlessDataAndMissingFiles) {
+  Repo r;
+  MapFetcher server;
+  Updater u(dir, server);
+  EXPECT_NE(Refusal([&] { u.Refresh(kNow); }, ErrorCode::kFailedPrecondition).find("init first"),
+            std::string::npos);
+  u.Init(r.Root(1));
+  EXPECT_NE(Refusal([&] { u.Refresh(kNow); }, ErrorCode::kUnavailable).find("no timestamp.json"),
+            std::string::npos);
+  server.Publish(r, 5, 2, 3);
+  server.files["timestamp.json"] += std::string(20000, ' ');  // over the 16 KiB timestamp limit
+  EXPECT_NE(Refusal([&] { u.Refresh(kNow); }).find("over 16384"), std::string::npos);
+  EXPECT_FALSE(std::filesystem::exists(dir / "timestamp.json"));
 }
 
 }  // namespace
