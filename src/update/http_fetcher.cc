@@ -1,0 +1,169 @@
+#include "update/http_fetcher.h"
+
+#include <curl/curl.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "core/error.h"
+#include "package/sha256.h"
+
+namespace outpost::tuf {
+namespace {
+
+struct Transfer {
+  uint64_t limit = 0;  // bytes this transfer may deliver
+  uint64_t received = 0;
+  bool over_limit = false;
+  std::string* memory = nullptr;
+  int fd = -1;
+};
+
+size_t OnData(char* data, size_t size, size_t n, void* user) {
+  auto* t = static_cast<Transfer*>(user);
+  size_t bytes = size * n;
+  if (t->received + bytes > t->limit) {
+    t->over_limit = true;
+    return 0;  // aborts the transfer: more than was signed for
+  }
+  if (t->memory) t->memory->append(data, bytes);
+  for (size_t done = 0; t->fd >= 0 && done < bytes;) {
+    ssize_t w = ::write(t->fd, data + done, bytes - done);
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) return 0;
+    done += static_cast<size_t>(w);
+  }
+  t->received += bytes;
+  return bytes;
+}
+
+struct Easy {
+  CURL* h = curl_easy_init();
+  ~Easy() { curl_easy_cleanup(h); }
+};
+
+// Runs one GET; returns the curl code and fills `status`.
+CURLcode Get(const std::string& url, Transfer& t, const HttpLimits& limits, uint64_t resume_from,
+             long& status) {
+  static const bool init = curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK;
+  if (!init) Fail(ErrorCode::kInternal, "libcurl failed to initialise");
+  Easy e;
+  curl_easy_setopt(e.h, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(e.h, CURLOPT_WRITEFUNCTION, OnData);
+  curl_easy_setopt(e.h, CURLOPT_WRITEDATA, &t);
+  curl_easy_setopt(e.h, CURLOPT_CONNECTTIMEOUT, limits.connect_timeout_s);
+  curl_easy_setopt(e.h, CURLOPT_LOW_SPEED_LIMIT, limits.min_bytes_per_second);
+  curl_easy_setopt(e.h, CURLOPT_LOW_SPEED_TIME, limits.slow_window_s);
+  curl_easy_setopt(e.h, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(e.h, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(e.h, CURLOPT_FOLLOWLOCATION, 0L);
+  if (resume_from > 0)
+    curl_easy_setopt(e.h, CURLOPT_RESUME_FROM_LARGE, static_cast<curl_off_t>(resume_from));
+  CURLcode rc = curl_easy_perform(e.h);
+  status = 0;
+  curl_easy_getinfo(e.h, CURLINFO_RESPONSE_CODE, &status);
+  return rc;
+}
+
+std::string HashFile(const std::filesystem::path& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    Fail(ErrorCode::kInternal, "cannot read " + path.string() + ": " + std::strerror(errno));
+  Sha256 h;
+  std::string buf(1 << 20, '\0');
+  for (ssize_t n; (n = ::read(fd, buf.data(), buf.size())) != 0;) {
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) break;
+    h.Update(std::string_view(buf.data(), static_cast<size_t>(n)));
+  }
+  ::close(fd);
+  return h.HexDigest();
+}
+
+}  // namespace
+
+HttpFetcher::HttpFetcher(std::string metadata_base_url, HttpLimits limits)
+    : base_(std::move(metadata_base_url)), limits_(limits) {
+  while (!base_.empty() && base_.back() == '/') base_.pop_back();
+}
+
+std::optional<std::string> HttpFetcher::Fetch(const std::string& name, uint64_t max_length) {
+  std::string body;
+  Transfer t{max_length, 0, false, &body, -1};
+  long status = 0;
+  CURLcode rc = Get(base_ + "/" + name, t, limits_, 0, status);
+  bytes_received_ += t.received;
+  if (t.over_limit)
+    Fail(ErrorCode::kPermissionDenied, "tuf: " + name + " is longer than " +
+                                           std::to_string(max_length) + " bytes (endless data)");
+  if (rc == CURLE_OPERATION_TIMEDOUT)
+    Fail(ErrorCode::kUnavailable, "tuf: " + name + ": transfer too slow (slow retrieval)");
+  if (rc != CURLE_OK && status == 0)
+    Fail(ErrorCode::kUnavailable, "tuf: " + name + ": " + curl_easy_strerror(rc));
+  if (status == 404) return std::nullopt;
+  if (status != 200 || rc != CURLE_OK) {
+    Fail(ErrorCode::kUnavailable,
+         "tuf: " + name + ": HTTP " + std::to_string(status) + " " + curl_easy_strerror(rc));
+  }
+  return body;
+}
+
+void HttpFetcher::Download(const std::string& url, const std::filesystem::path& dest,
+                           uint64_t length, const std::string& sha256) {
+  std::filesystem::path part = dest.string() + ".part";
+  std::string last_error;
+  for (int attempt = 0; attempt < limits_.attempts; ++attempt) {
+    std::error_code ec;
+    uint64_t have = std::filesystem::exists(part, ec) ? std::filesystem::file_size(part, ec) : 0;
+    if (have > length) {
+      std::filesystem::remove(part, ec);
+      have = 0;
+    }
+    if (have < length) {
+      int fd = ::open(part.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+      if (fd < 0)
+        Fail(ErrorCode::kInternal, "cannot write " + part.string() + ": " + std::strerror(errno));
+      Transfer t{length - have, 0, false, nullptr, fd};
+      long status = 0;
+      CURLcode rc = Get(url, t, limits_, have, status);
+      ::fsync(fd);
+      ::close(fd);
+      bytes_received_ += t.received;
+      if (t.over_limit) {
+        std::filesystem::remove(part, ec);
+        Fail(ErrorCode::kPermissionDenied, "tuf: " + url + " sent more than the " +
+                                               std::to_string(length) +
+                                               " signed bytes (endless data)");
+      }
+      if (have > 0 && status == 200) {
+        // The server ignored the range and sent the file from the start: what we appended is wrong.
+        std::filesystem::remove(part, ec);
+        last_error = "server ignored the range request";
+        continue;
+      }
+      if (rc != CURLE_OK || (status != 200 && status != 206)) {
+        last_error = rc == CURLE_OPERATION_TIMEDOUT
+                         ? "transfer too slow (slow retrieval)"
+                         : std::string(curl_easy_strerror(rc)) + ", HTTP " + std::to_string(status);
+        continue;  // resume on the next attempt
+      }
+    }
+    if (std::filesystem::file_size(part) != length) {
+      last_error = "short transfer";
+      continue;
+    }
+    if (HashFile(part) != sha256) {
+      std::filesystem::remove(part, ec);
+      Fail(ErrorCode::kPermissionDenied, "tuf: " + url + " does not match its signed sha256");
+    }
+    std::filesystem::rename(part, dest);
+    return;
+  }
+  Fail(ErrorCode::kUnavailable, "tuf: " + url + ": " + std::to_string(limits_.attempts) +
+                                    " attempts failed (" + last_error +
+                                    "); the partial download is kept for the next try");
+}
+
+}  // namespace outpost::tuf
