@@ -10,6 +10,7 @@
 #include "core/error.h"
 #include "infer_command.h"
 #include "package_commands.h"
+#include "repo_commands.h"
 #include "runtime/capabilities.h"
 
 namespace {
@@ -115,10 +116,12 @@ int main(int argc, char** argv) {
   health->add_flag("--json", as_json, "Print JSON");
   outpost::AddPackageCommands(app);
   outpost::AddInferCommand(app);
+  outpost::AddRepoCommands(app);
   CLI11_PARSE(app, argc, argv);
   try {
     if (int rc = outpost::RunPackageCommand(app); rc >= 0) return rc;
     if (int rc = outpost::RunInferCommand(app); rc >= 0) return rc;
+    if (int rc = outpost::RunRepoCommand(app); rc >= 0) return rc;
     if (*info) return PrintInfo(as_json);
     if (*models) return PrintModels(url, as_json);
     if (*health) return PrintHealth(url, as_json);

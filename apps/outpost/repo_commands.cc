@@ -1,0 +1,275 @@
+#include "repo_commands.h"
+
+#include <filesystem>
+#include <iostream>
+
+#include <nlohmann/json.hpp>
+
+#include "core/atomic_file.h"
+#include "core/error.h"
+#include "package/package.h"
+#include "package/sha256.h"
+#include "update/http_fetcher.h"
+#include "update/tuf.h"
+#include "update/updater.h"
+
+namespace outpost {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+using tuf::Clock;
+
+struct RepoOptions {
+  std::string dir, package, expires_days_text;
+  std::vector<std::string> root_keys, targets_keys, snapshot_keys, timestamp_keys;
+  int root_threshold = 1, targets_threshold = 1;
+  int expires_days = 365, online_expires_days = 7;
+  // tuf client (conformance CLI)
+  std::string metadata_dir, metadata_url, target_name, target_base_url, target_dir, root_file;
+};
+RepoOptions& Opts() {
+  static RepoOptions o;
+  return o;
+}
+
+std::vector<SigningKey> LoadKeys(const std::vector<std::string>& paths) {
+  std::vector<SigningKey> keys;
+  for (const auto& p : paths) keys.push_back(LoadSigningKey(p));
+  return keys;
+}
+
+std::vector<const SigningKey*> Ptrs(const std::vector<SigningKey>& keys) {
+  std::vector<const SigningKey*> out;
+  for (const auto& k : keys) out.push_back(&k);
+  return out;
+}
+
+json Role(const std::vector<SigningKey>& keys, int threshold, json& all_keys) {
+  json ids = json::array();
+  for (const auto& k : keys) {
+    std::string id = tuf::KeyIdOf(k.pub.public_key);
+    all_keys[id] = tuf::KeyJson(k.pub.public_key);
+    ids.push_back(id);
+  }
+  return {{"keyids", ids}, {"threshold", threshold}};
+}
+
+std::string Expires(int days) {
+  return tuf::FormatExpiry(Clock::now() + std::chrono::hours(24) * days);
+}
+
+json ReadSigned(const fs::path& p) { return json::parse(ReadFile(p))["signed"]; }
+
+void Write(const fs::path& p, const json& envelope) {
+  WriteFileAtomically(p, envelope.dump(1) + "\n");
+}
+
+int RepoInit() {
+  auto& o = Opts();
+  fs::path meta = fs::path(o.dir) / "metadata";
+  if (fs::exists(meta / "root.json"))
+    Fail(ErrorCode::kFailedPrecondition, o.dir + " already holds a repository");
+  fs::create_directories(meta);
+  fs::create_directories(fs::path(o.dir) / "targets");
+  auto root_keys = LoadKeys(o.root_keys);
+  auto targets_keys = LoadKeys(o.targets_keys), snapshot_keys = LoadKeys(o.snapshot_keys),
+       timestamp_keys = LoadKeys(o.timestamp_keys);
+  json keys = json::object();
+  json roles = {{"root", Role(root_keys, o.root_threshold, keys)},
+                {"targets", Role(targets_keys, o.targets_threshold, keys)},
+                {"snapshot", Role(snapshot_keys, 1, keys)},
+                {"timestamp", Role(timestamp_keys, 1, keys)}};
+  json root = {{"_type", "root"},
+               {"spec_version", "1.0.31"},
+               {"version", 1},
+               {"expires", Expires(o.expires_days)},
+               {"consistent_snapshot", true},
+               {"keys", keys},
+               {"roles", roles}};
+  json signed_root = tuf::SignEnvelope(root, Ptrs(root_keys));
+  Write(meta / "1.root.json", signed_root);
+  Write(meta / "root.json", signed_root);
+  json targets = {{"_type", "targets"},
+                  {"spec_version", "1.0.31"},
+                  {"version", 1},
+                  {"expires", Expires(o.expires_days)},
+                  {"targets", json::object()}};
+  Write(meta / "1.targets.json", tuf::SignEnvelope(targets, Ptrs(targets_keys)));
+  std::cout << "repository initialised in " << o.dir << " (publish to make it servable)\n";
+  return 0;
+}
+
+int RepoAdd() {
+  auto& o = Opts();
+  fs::path meta = fs::path(o.dir) / "metadata";
+  PackageReport report =
+      VerifyPackageFile(o.package, nullptr);  // well-formed; trust is the device's business
+  std::string data = ReadFile(o.package);
+  std::string sha = Sha256Hex(data);
+  std::string name = report.manifest.name + "-" + report.manifest.version + ".opkg";
+  WriteFileAtomically(fs::path(o.dir) / "targets" / (sha + "." + name), data);
+  int64_t version = 0;
+  for (const auto& e : fs::directory_iterator(meta)) {
+    std::string n = e.path().filename().string();
+    if (n.size() > 13 && n.substr(n.size() - 13) == ".targets.json")
+      version = std::max<int64_t>(version, std::stoll(n));
+  }
+  json targets = ReadSigned(meta / (std::to_string(version) + ".targets.json"));
+  targets["version"] = version + 1;
+  targets["expires"] = Expires(o.expires_days);
+  targets["targets"][name] = {
+      {"length", data.size()},
+      {"hashes", {{"sha256", sha}}},
+      {"custom", {{"name", report.manifest.name}, {"version", report.manifest.version}}}};
+  Write(meta / (std::to_string(version + 1) + ".targets.json"),
+        tuf::SignEnvelope(targets, Ptrs(LoadKeys(o.targets_keys))));
+  std::cout << "added " << name << " (targets v" << version + 1 << ")\n";
+  return 0;
+}
+
+int RepoPublish() {
+  auto& o = Opts();
+  fs::path meta = fs::path(o.dir) / "metadata";
+  int64_t targets_version = 0;
+  for (const auto& e : fs::directory_iterator(meta)) {
+    std::string n = e.path().filename().string();
+    if (n.size() > 13 && n.substr(n.size() - 13) == ".targets.json")
+      targets_version = std::max<int64_t>(targets_version, std::stoll(n));
+  }
+  std::string targets_bytes = ReadFile(meta / (std::to_string(targets_version) + ".targets.json"));
+  int64_t snapshot_version =
+      fs::exists(meta / "timestamp.json")
+          ? ReadSigned(meta / "timestamp.json")["meta"]["snapshot.json"]["version"].get<int64_t>() +
+                1
+          : 1;
+  json snapshot = {{"_type", "snapshot"},
+                   {"spec_version", "1.0.31"},
+                   {"version", snapshot_version},
+                   {"expires", Expires(o.online_expires_days)},
+                   {"meta",
+                    {{"targets.json",
+                      {{"version", targets_version},
+                       {"length", targets_bytes.size()},
+                       {"hashes", {{"sha256", Sha256Hex(targets_bytes)}}}}}}}};
+  json signed_snapshot = tuf::SignEnvelope(snapshot, Ptrs(LoadKeys(o.snapshot_keys)));
+  std::string snapshot_bytes = signed_snapshot.dump(1) + "\n";
+  WriteFileAtomically(meta / (std::to_string(snapshot_version) + ".snapshot.json"), snapshot_bytes);
+  int64_t timestamp_version =
+      fs::exists(meta / "timestamp.json")
+          ? ReadSigned(meta / "timestamp.json")["version"].get<int64_t>() + 1
+          : 1;
+  json timestamp = {{"_type", "timestamp"},
+                    {"spec_version", "1.0.31"},
+                    {"version", timestamp_version},
+                    {"expires", Expires(o.online_expires_days)},
+                    {"meta",
+                     {{"snapshot.json",
+                       {{"version", snapshot_version},
+                        {"length", snapshot_bytes.size()},
+                        {"hashes", {{"sha256", Sha256Hex(snapshot_bytes)}}}}}}}};
+  // The timestamp is written last: until it is, clients keep seeing the previous publication.
+  Write(meta / "timestamp.json", tuf::SignEnvelope(timestamp, Ptrs(LoadKeys(o.timestamp_keys))));
+  std::cout << "published snapshot v" << snapshot_version << ", timestamp v" << timestamp_version
+            << "\n";
+  return 0;
+}
+
+// The TUF conformance suite's client CLI: exit 0 on success, 1 on any failure.
+int TufClient(CLI::App& app) {
+  auto& o = Opts();
+  auto* tuf_cmd = app.get_subcommand("tuf");
+  if (tuf_cmd->got_subcommand("init")) {
+    tuf::HttpFetcher unused(o.metadata_url);  // init reads no network
+    tuf::Updater(o.metadata_dir, unused).Init(ReadFile(o.root_file));
+    return 0;
+  }
+  tuf::HttpFetcher fetcher(o.metadata_url);
+  tuf::Updater updater(o.metadata_dir, fetcher);
+  tuf::TrustedSet set = updater.Refresh(Clock::now());
+  if (tuf_cmd->got_subcommand("refresh")) return 0;
+  auto it = set.targets()->targets.find(o.target_name);
+  if (it == set.targets()->targets.end())
+    Fail(ErrorCode::kNotFound, "tuf: no target '" + o.target_name + "'");
+  auto sha = it->second.hashes.find("sha256");
+  if (sha == it->second.hashes.end())
+    Fail(ErrorCode::kPermissionDenied, "tuf: target '" + o.target_name + "' has no sha256");
+  fs::path name = fs::path(o.target_name);
+  std::string remote =
+      set.root().consistent_snapshot
+          ? (name.parent_path() / (sha->second + "." + name.filename().string())).generic_string()
+          : o.target_name;
+  std::string base = o.target_base_url;
+  while (!base.empty() && base.back() == '/') base.pop_back();
+  fs::create_directories(o.target_dir);
+  fetcher.Download(base + "/" + remote, fs::path(o.target_dir) / name.filename(), it->second.length,
+                   sha->second);
+  return 0;
+}
+
+}  // namespace
+
+void AddRepoCommands(CLI::App& app) {
+  auto& o = Opts();
+  auto* repo =
+      app.add_subcommand("repo", "Maintain an update repository (TUF metadata and targets)");
+  repo->require_subcommand(1);
+  auto* init = repo->add_subcommand(
+      "init", "Create a repository: root, targets, snapshot and timestamp roles");
+  init->add_option("dir", o.dir, "Repository directory")->required();
+  init->add_option("--root-key", o.root_keys, "Root secret key (repeatable)")->required();
+  init->add_option("--root-threshold", o.root_threshold, "Root signatures required")
+      ->capture_default_str();
+  init->add_option("--targets-key", o.targets_keys, "Targets secret key (repeatable)")->required();
+  init->add_option("--targets-threshold", o.targets_threshold, "Targets signatures required")
+      ->capture_default_str();
+  init->add_option("--snapshot-key", o.snapshot_keys, "Snapshot secret key")->required();
+  init->add_option("--timestamp-key", o.timestamp_keys, "Timestamp secret key")->required();
+  init->add_option("--expires-days", o.expires_days, "Root and targets lifetime")
+      ->capture_default_str();
+  auto* add =
+      repo->add_subcommand("add", "Add a model package as a target (signs a new targets version)");
+  add->add_option("dir", o.dir, "Repository directory")->required();
+  add->add_option("package", o.package, "Package file")->required()->check(CLI::ExistingFile);
+  add->add_option("--targets-key", o.targets_keys, "Targets secret key (repeatable)")->required();
+  add->add_option("--expires-days", o.expires_days, "Targets lifetime")->capture_default_str();
+  auto* publish =
+      repo->add_subcommand("publish", "Sign a new snapshot and timestamp for the latest targets");
+  publish->add_option("dir", o.dir, "Repository directory")->required();
+  publish->add_option("--snapshot-key", o.snapshot_keys, "Snapshot secret key")->required();
+  publish->add_option("--timestamp-key", o.timestamp_keys, "Timestamp secret key")->required();
+  publish->add_option("--expires-days", o.online_expires_days, "Snapshot and timestamp lifetime")
+      ->capture_default_str();
+
+  auto* tuf_cmd =
+      app.add_subcommand("tuf", "TUF client (the TUF conformance suite's command line)");
+  tuf_cmd->require_subcommand(1);
+  tuf_cmd->add_option("--metadata-dir", o.metadata_dir, "Trusted metadata directory")->required();
+  tuf_cmd->add_option("--metadata-url", o.metadata_url, "Repository metadata URL");
+  tuf_cmd->add_option("--target-name", o.target_name, "Target to download");
+  tuf_cmd->add_option("--target-base-url", o.target_base_url, "Repository targets URL");
+  tuf_cmd->add_option("--target-dir", o.target_dir, "Where to put the target");
+  auto* tinit = tuf_cmd->add_subcommand("init", "Trust ROOT_FILE as the initial root");
+  tinit->add_option("root_file", o.root_file, "root.json")->required()->check(CLI::ExistingFile);
+  tuf_cmd->add_subcommand("refresh", "Update the trusted metadata");
+  tuf_cmd->add_subcommand("download", "Refresh, then download --target-name into --target-dir");
+}
+
+int RunRepoCommand(CLI::App& app) {
+  if (app.got_subcommand("tuf")) {
+    try {
+      return TufClient(app);
+    } catch (const std::exception& e) {
+      std::cerr << "outpost: " << e.what() << "\n";
+      return 1;
+    }
+  }
+  if (!app.got_subcommand("repo")) return -1;
+  auto* repo = app.get_subcommand("repo");
+  if (repo->got_subcommand("init")) return RepoInit();
+  if (repo->got_subcommand("add")) return RepoAdd();
+  if (repo->got_subcommand("publish")) return RepoPublish();
+  return -1;
+}
+
+}  // namespace outpost
