@@ -65,6 +65,21 @@ void Write(const fs::path& p, const json& envelope) {
   WriteFileAtomically(p, envelope.dump(1) + "\n");
 }
 
+// The newest N.targets.json in the metadata directory.
+int64_t LatestTargetsVersion(const fs::path& meta) {
+  int64_t version = 0;
+  for (const auto& e : fs::directory_iterator(meta)) {
+    std::string n = e.path().filename().string();
+    if (n.size() > 13 && n.substr(n.size() - 13) == ".targets.json") {
+      version = std::max<int64_t>(version, std::stoll(n));
+    }
+  }
+  if (version == 0)
+    Fail(ErrorCode::kFailedPrecondition,
+         meta.string() + " has no targets metadata (repo init first)");
+  return version;
+}
+
 int RepoInit() {
   auto& o = Opts();
   fs::path meta = fs::path(o.dir) / "metadata";
@@ -109,12 +124,7 @@ int RepoAdd() {
   std::string sha = Sha256Hex(data);
   std::string name = report.manifest.name + "-" + report.manifest.version + ".opkg";
   WriteFileAtomically(fs::path(o.dir) / "targets" / (sha + "." + name), data);
-  int64_t version = 0;
-  for (const auto& e : fs::directory_iterator(meta)) {
-    std::string n = e.path().filename().string();
-    if (n.size() > 13 && n.substr(n.size() - 13) == ".targets.json")
-      version = std::max<int64_t>(version, std::stoll(n));
-  }
+  int64_t version = LatestTargetsVersion(meta);
   json targets = ReadSigned(meta / (std::to_string(version) + ".targets.json"));
   targets["version"] = version + 1;
   targets["expires"] = Expires(o.expires_days);
@@ -131,12 +141,7 @@ int RepoAdd() {
 int RepoPublish() {
   auto& o = Opts();
   fs::path meta = fs::path(o.dir) / "metadata";
-  int64_t targets_version = 0;
-  for (const auto& e : fs::directory_iterator(meta)) {
-    std::string n = e.path().filename().string();
-    if (n.size() > 13 && n.substr(n.size() - 13) == ".targets.json")
-      targets_version = std::max<int64_t>(targets_version, std::stoll(n));
-  }
+  int64_t targets_version = LatestTargetsVersion(meta);
   std::string targets_bytes = ReadFile(meta / (std::to_string(targets_version) + ".targets.json"));
   int64_t snapshot_version =
       fs::exists(meta / "timestamp.json")

@@ -102,6 +102,14 @@ void CheckLengthAndHashes(const std::string& bytes, const MetaInfo& expected,
     Denied(what + ": sha256 differs from the one signed for it (mix-and-match?)");
 }
 
+// 5.4.4 / 5.5.6 / 5.6.4: metadata past its expiry is refused (indefinite freeze).
+void CheckFresh(const std::string& role, int64_t version, Clock::time_point expires,
+                Clock::time_point now) {
+  if (expires <= now)
+    Denied(role + " v" + std::to_string(version) + " expired at " + FormatExpiry(expires) +
+           " (freeze)");
+}
+
 // Counts distinct keys of `role` (as `root` defines it) that signed `e`.
 void VerifyRole(const Envelope& e, const Root& root, const std::string& role_name,
                 const std::string& what) {
@@ -246,10 +254,7 @@ void TrustedSet::UpdateTimestamp(const std::string& bytes, bool from_cache) {
              " (rollback)");
     }
   }
-  if (!from_cache && t.expires <= now_) {
-    Denied("timestamp v" + std::to_string(t.version) + " expired at " + FormatExpiry(t.expires) +
-           " (freeze)");
-  }
+  if (!from_cache) CheckFresh("timestamp", t.version, t.expires, now_);
   timestamp_ = t;
   accepted_["timestamp"] = bytes;
 }
@@ -282,10 +287,7 @@ void TrustedSet::UpdateSnapshot(const std::string& bytes, bool from_cache) {
       }
     }
   }
-  if (!from_cache && s.expires <= now_) {
-    Denied("snapshot v" + std::to_string(s.version) + " expired at " + FormatExpiry(s.expires) +
-           " (freeze)");
-  }
+  if (!from_cache) CheckFresh("snapshot", s.version, s.expires, now_);
   snapshot_ = s;
   accepted_["snapshot"] = bytes;
 }
@@ -317,9 +319,7 @@ void TrustedSet::UpdateTargets(const std::string& bytes) {
     }
     t.targets[path] = std::move(ti);
   }
-  if (t.expires <= now_)
-    Denied("targets v" + std::to_string(t.version) + " expired at " + FormatExpiry(t.expires) +
-           " (freeze)");
+  CheckFresh("targets", t.version, t.expires, now_);
   targets_ = std::move(t);
   accepted_["targets"] = bytes;
 }
