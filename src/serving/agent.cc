@@ -146,17 +146,8 @@ BoundPorts Agent::Start() {
   spdlog::info("loading model repository {}", config_.model_repository.string());
   p.models->Start();
 
+  // HTTP opens last: it is what answers /v2/health/ready, so "ready" means every listener is up.
   BoundPorts ports;
-  HttpOptions ho;
-  ho.address = config_.http_address;
-  ho.port = config_.http_port;
-  ho.max_body_bytes = config_.max_request_bytes;
-  ho.threads = config_.http_threads;
-  ho.serve_metrics = config_.metrics_port == -1;
-  ho.install_package = [this](const std::string& bytes) { return InstallUploadedPackage(bytes); };
-  p.http = std::make_unique<HttpServer>(ho, *p.service, p.metrics, info_);
-  ports.http = p.http->Start();
-  spdlog::info("HTTP (KServe v2) listening on {}:{}", config_.http_address, ports.http);
   if (config_.grpc_port != 0) {
     p.grpc = std::make_unique<GrpcServer>(
         GrpcOptions{config_.grpc_address, config_.grpc_port, config_.max_request_bytes}, *p.service,
@@ -169,9 +160,18 @@ BoundPorts Agent::Start() {
         std::make_unique<MetricsServer>(config_.metrics_address, config_.metrics_port, p.metrics);
     ports.metrics = p.metrics_server->Start();
     spdlog::info("metrics listening on {}:{}", config_.metrics_address, ports.metrics);
-  } else if (config_.metrics_port == -1) {
-    ports.metrics = ports.http;
   }
+  HttpOptions ho;
+  ho.address = config_.http_address;
+  ho.port = config_.http_port;
+  ho.max_body_bytes = config_.max_request_bytes;
+  ho.threads = config_.http_threads;
+  ho.serve_metrics = config_.metrics_port == -1;
+  ho.install_package = [this](const std::string& bytes) { return InstallUploadedPackage(bytes); };
+  p.http = std::make_unique<HttpServer>(ho, *p.service, p.metrics, info_);
+  ports.http = p.http->Start();
+  spdlog::info("HTTP (KServe v2) listening on {}:{}", config_.http_address, ports.http);
+  if (config_.metrics_port == -1) ports.metrics = ports.http;
   return ports;
 }
 
