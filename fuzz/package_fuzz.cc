@@ -30,18 +30,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string_view bytes(reinterpret_cast<const char*>(data), size);
   for (const outpost::TrustPolicy* trust :
        {&Trust(), static_cast<const outpost::TrustPolicy*>(nullptr)}) {
-    size_t pos = 0;
     try {
       outpost::PackageLimits limits;
       limits.max_file_bytes = 1 << 20;
-      outpost::VerifyPackage(
-          [&](char* buf, size_t n) {
-            size_t k = std::min(n, bytes.size() - pos);
-            std::memcpy(buf, bytes.data() + pos, k);
-            pos += k;
-            return k;
-          },
-          trust, limits);
+      outpost::VerifyPackage(outpost::ReadFromMemory(bytes), trust, limits);
     } catch (const outpost::Error& e) {
       Expected(e);
     }

@@ -27,28 +27,6 @@ namespace {
   Fail(ErrorCode::kInvalidArgument, "package: " + what);
 }
 
-std::string HashFile(const fs::path& path, uint64_t& size) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW);
-  if (fd < 0)
-    Fail(ErrorCode::kNotFound, "cannot read " + path.string() + ": " + std::strerror(errno));
-  Sha256 h;
-  std::string buf(1 << 20, '\0');
-  size = 0;
-  while (true) {
-    ssize_t n = ::read(fd, buf.data(), buf.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      ::close(fd);
-      Fail(ErrorCode::kInternal, "read " + path.string() + ": " + std::strerror(errno));
-    }
-    if (n == 0) break;
-    h.Update(std::string_view(buf.data(), static_cast<size_t>(n)));
-    size += static_cast<uint64_t>(n);
-  }
-  ::close(fd);
-  return h.HexDigest();
-}
-
 // The members of an existing package, for rewriting it with new signatures.
 struct Members {
   std::string manifest;
@@ -58,15 +36,7 @@ struct Members {
 
 Members ReadMembers(const fs::path& path, const PackageLimits& limits) {
   std::string data = ReadFile(path);
-  size_t pos = 0;
-  TarReader reader(
-      [&](char* buf, size_t n) {
-        size_t k = std::min(n, data.size() - pos);
-        std::memcpy(buf, data.data() + pos, k);
-        pos += k;
-        return k;
-      },
-      limits.max_file_bytes);
+  TarReader reader(ReadFromMemory(data), limits.max_file_bytes);
   Members m;
   TarEntry e;
   while (reader.Next(e)) {
@@ -174,7 +144,7 @@ PackageManifest ManifestForDirectory(const json& template_json, const fs::path& 
   json files = json::array();
   for (const auto& n : names) {
     uint64_t size = 0;
-    std::string sha = HashFile(dir / n, size);
+    std::string sha = Sha256File(dir / n, &size);
     files.push_back({{"path", n}, {"sha256", sha}, {"size", size}});
   }
   json full = m.json;
@@ -339,7 +309,7 @@ PackageReport VerifyInstalledVersion(const fs::path& version_dir, const TrustPol
     uint64_t size = 0;
     std::string sha;
     try {
-      sha = HashFile(p, size);
+      sha = Sha256File(p, &size);
     } catch (const Error&) {
       Denied("'" + f.path + "' is missing");
     }

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -20,5 +21,9 @@ class Sha256 {
 };
 
 std::string Sha256Hex(std::string_view data);
+
+// Hashes a file in 1 MiB reads, never following a symlink; `size` (if given) receives its
+// length. Throws Error(kNotFound) when it cannot be opened, Error(kInternal) on a read error.
+std::string Sha256File(const std::string& path, uint64_t* size = nullptr);
 
 }  // namespace outpost

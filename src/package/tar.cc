@@ -51,6 +51,15 @@ size_t Padding(uint64_t size) { return static_cast<size_t>((kBlock - size % kBlo
 
 }  // namespace
 
+ReadFn ReadFromMemory(std::string_view data) {
+  return [data, pos = size_t{0}](char* buf, size_t n) mutable {
+    size_t k = std::min(n, data.size() - pos);
+    std::memcpy(buf, data.data() + pos, k);
+    pos += k;
+    return k;
+  };
+}
+
 bool IsSafeMemberName(std::string_view name) {
   if (name.empty() || name.size() > 255 || name.front() == '/' || name.back() == '/') return false;
   size_t start = 0;

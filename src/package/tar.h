@@ -24,6 +24,9 @@ class TarWriter {
 // A source of archive bytes: fills `buf` with up to `n` bytes, returns how many (0 at the end).
 using ReadFn = std::function<size_t(char* buf, size_t n)>;
 
+// Reads from `data`, which must outlive the returned function.
+ReadFn ReadFromMemory(std::string_view data);
+
 struct TarEntry {
   std::string name;
   uint64_t size = 0;

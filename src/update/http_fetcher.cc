@@ -67,21 +67,6 @@ CURLcode Get(const std::string& url, Transfer& t, const HttpLimits& limits, uint
   return rc;
 }
 
-std::string HashFile(const std::filesystem::path& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0)
-    Fail(ErrorCode::kInternal, "cannot read " + path.string() + ": " + std::strerror(errno));
-  Sha256 h;
-  std::string buf(1 << 20, '\0');
-  for (ssize_t n; (n = ::read(fd, buf.data(), buf.size())) != 0;) {
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) break;
-    h.Update(std::string_view(buf.data(), static_cast<size_t>(n)));
-  }
-  ::close(fd);
-  return h.HexDigest();
-}
-
 }  // namespace
 
 HttpFetcher::HttpFetcher(std::string metadata_base_url, HttpLimits limits)
@@ -154,7 +139,7 @@ void HttpFetcher::Download(const std::string& url, const std::filesystem::path& 
       last_error = "short transfer";
       continue;
     }
-    if (HashFile(part) != sha256) {
+    if (Sha256File(part, nullptr) != sha256) {
       std::filesystem::remove(part, ec);
       Fail(ErrorCode::kPermissionDenied, "tuf: " + url + " does not match its signed sha256");
     }

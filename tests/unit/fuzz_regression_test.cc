@@ -43,18 +43,10 @@ TEST(FuzzRegression, PackageCorpus) {
     std::string data = ReadFile(e.path());
     ++files;
     for (const TrustPolicy* t : {&trust, static_cast<const TrustPolicy*>(nullptr)}) {
-      size_t pos = 0;
       try {
         PackageLimits limits;
         limits.max_file_bytes = 1 << 20;
-        VerifyPackage(
-            [&](char* buf, size_t n) {
-              size_t k = std::min(n, data.size() - pos);
-              std::memcpy(buf, data.data() + pos, k);
-              pos += k;
-              return k;
-            },
-            t, limits);
+        VerifyPackage(ReadFromMemory(data), t, limits);
       } catch (const Error& err) {
         EXPECT_TRUE(err.code() == ErrorCode::kInvalidArgument ||
                     err.code() == ErrorCode::kPermissionDenied)
