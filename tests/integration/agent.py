@@ -212,8 +212,8 @@ def copy_fixtures(names, dest=None):
     return dest
 
 
-def while_busy(long_call, short_call, n_short=6, head_start=0.2):
-    """Runs long_call (one request of about 0.4 s on the `slow` fixture) in the background and,
+def while_busy(long_call, short_call, n_short=6, head_start=0.3):
+    """Runs long_call (one request of about 0.8 s on the `slow` fixture) in the background and,
     once it holds the model's only instance, n_short short_calls at once. Returns (long result,
     short results)."""
     import threading

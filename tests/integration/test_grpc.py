@@ -130,14 +130,14 @@ class GrpcTest(unittest.TestCase):
             return e.code()
 
     def test_queue_full_is_resource_exhausted(self):
-        big, small = np.ones((64, 512), np.float32), np.ones((1, 512), np.float32)
+        big, small = np.ones((128, 512), np.float32), np.ones((1, 512), np.float32)
         long, short = while_busy(lambda: self.grpc_code(lambda: self.agent.infer_grpc("slow", {"x": big})),
                                  lambda: self.grpc_code(lambda: self.agent.infer_grpc("slow", {"x": small})))
         self.assertEqual(long, grpc.StatusCode.OK)
         self.assertEqual(sorted(c.value[0] for c in short), [0, 0, 8, 8, 8, 8])  # OK x2, RESOURCE_EXHAUSTED x4
 
     def test_client_deadline(self):
-        big, small = np.ones((64, 512), np.float32), np.ones((1, 512), np.float32)
+        big, small = np.ones((128, 512), np.float32), np.ones((1, 512), np.float32)
         long, short = while_busy(
             lambda: self.grpc_code(lambda: self.agent.infer_grpc("slow", {"x": big})),
             lambda: self.grpc_code(lambda: self.agent.infer_grpc("slow", {"x": small}, timeout=0.05)), n_short=1)

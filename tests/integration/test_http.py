@@ -276,7 +276,7 @@ class HttpTest(unittest.TestCase):
         self.assertServing()
 
     def test_queue_full_gives_503_with_retry_after(self):
-        big, small = np.ones((64, 512), np.float32), np.ones((1, 512), np.float32)
+        big, small = np.ones((128, 512), np.float32), np.ones((1, 512), np.float32)
         h = json.dumps({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 512],
                                     "parameters": {"binary_data_size": small.nbytes}}]}).encode()
         long, short = while_busy(
@@ -294,7 +294,7 @@ class HttpTest(unittest.TestCase):
         self.assertServing()
 
     def test_request_timeout(self):
-        big, small = np.ones((64, 512), np.float32), np.ones((1, 512), np.float32)
+        big, small = np.ones((128, 512), np.float32), np.ones((1, 512), np.float32)
         h = json.dumps({"parameters": {"timeout": 50000}, "inputs": [
             {"name": "x", "datatype": "FP32", "shape": [1, 512], "parameters": {"binary_data_size": small.nbytes}}]})
         long, short = while_busy(

@@ -151,7 +151,7 @@ class LifecycleTest(unittest.TestCase):
         shutil.copytree(os.path.join(FIXTURES, "slow"), os.path.join(self.repo, "slow"))
         wait_for(lambda: self.agent.get_json("/v2/models/slow")[0] == 200, what="slow model")
         result = []
-        t = threading.Thread(target=lambda: result.append(self.agent.infer_binary("slow", {"x": np.ones((64, 512), np.float32)})))
+        t = threading.Thread(target=lambda: result.append(self.agent.infer_binary("slow", {"x": np.ones((128, 512), np.float32)})))
         t.start()
         time.sleep(0.15)
         self.agent.proc.send_signal(signal.SIGTERM)
