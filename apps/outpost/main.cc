@@ -12,6 +12,7 @@
 #include "package_commands.h"
 #include "repo_commands.h"
 #include "runtime/capabilities.h"
+#include "update_command.h"
 
 namespace {
 
@@ -117,11 +118,13 @@ int main(int argc, char** argv) {
   outpost::AddPackageCommands(app);
   outpost::AddInferCommand(app);
   outpost::AddRepoCommands(app);
+  outpost::AddUpdateCommand(app);
   CLI11_PARSE(app, argc, argv);
   try {
     if (int rc = outpost::RunPackageCommand(app); rc >= 0) return rc;
     if (int rc = outpost::RunInferCommand(app); rc >= 0) return rc;
     if (int rc = outpost::RunRepoCommand(app); rc >= 0) return rc;
+    if (int rc = outpost::RunUpdateCommand(app); rc >= 0) return rc;
     if (*info) return PrintInfo(as_json);
     if (*models) return PrintModels(url, as_json);
     if (*health) return PrintHealth(url, as_json);

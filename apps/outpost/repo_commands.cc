@@ -1,5 +1,8 @@
 #include "repo_commands.h"
 
+#include <unistd.h>
+
+#include <cctype>
 #include <filesystem>
 #include <iostream>
 
@@ -7,8 +10,10 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/names.h"
 #include "package/package.h"
 #include "package/sha256.h"
+#include "update/delta.h"
 #include "update/http_fetcher.h"
 #include "update/tuf.h"
 #include "update/updater.h"
@@ -21,7 +26,9 @@ using json = nlohmann::json;
 using tuf::Clock;
 
 struct RepoOptions {
-  std::string dir, package, expires_days_text;
+  std::string dir, package, expires_days_text, delta_from, kind = "model", role;
+  std::vector<std::string> new_root_keys, sign_keys;
+  int64_t version = 0;
   std::vector<std::string> root_keys, targets_keys, snapshot_keys, timestamp_keys;
   int root_threshold = 1, targets_threshold = 1;
   int expires_days = 365, online_expires_days = 7;
@@ -65,15 +72,22 @@ void Write(const fs::path& p, const json& envelope) {
   WriteFileAtomically(p, envelope.dump(1) + "\n");
 }
 
-// The newest N.targets.json in the metadata directory.
-int64_t LatestTargetsVersion(const fs::path& meta) {
+// The newest N.<role>.json in the metadata directory (0: none).
+int64_t LatestVersion(const fs::path& meta, const std::string& role) {
   int64_t version = 0;
+  std::string suffix = "." + role + ".json";
   for (const auto& e : fs::directory_iterator(meta)) {
     std::string n = e.path().filename().string();
-    if (n.size() > 13 && n.substr(n.size() - 13) == ".targets.json") {
+    if (n.size() > suffix.size() &&
+        n.compare(n.size() - suffix.size(), suffix.size(), suffix) == 0 &&
+        std::isdigit(static_cast<unsigned char>(n[0])))
       version = std::max<int64_t>(version, std::stoll(n));
-    }
   }
+  return version;
+}
+
+int64_t LatestTargetsVersion(const fs::path& meta) {
+  int64_t version = LatestVersion(meta, "targets");
   if (version == 0)
     Fail(ErrorCode::kFailedPrecondition,
          meta.string() + " has no targets metadata (repo init first)");
@@ -115,26 +129,137 @@ int RepoInit() {
   return 0;
 }
 
+// Copies `file` into the targets directory under its consistent-snapshot name and returns
+// the TUF target entry for it.
+json AddTargetFile(const fs::path& repo, const fs::path& file, const std::string& target,
+                   json custom) {
+  uint64_t size = 0;
+  std::string sha = Sha256File(file, &size);
+  fs::path dest = repo / "targets" / (sha + "." + target);
+  fs::path tmp = dest.string() + ".tmp";
+  fs::copy_file(file, tmp, fs::copy_options::overwrite_existing);
+  fs::rename(tmp, dest);
+  return {{"length", size}, {"hashes", {{"sha256", sha}}}, {"custom", std::move(custom)}};
+}
+
 int RepoAdd() {
   auto& o = Opts();
   fs::path meta = fs::path(o.dir) / "metadata";
   PackageReport report =
       VerifyPackageFile(o.package, nullptr);  // well-formed; trust is the device's business
-  std::string data = ReadFile(o.package);
-  std::string sha = Sha256Hex(data);
-  std::string name = report.manifest.name + "-" + report.manifest.version + ".opkg";
-  WriteFileAtomically(fs::path(o.dir) / "targets" / (sha + "." + name), data);
+  const auto& m = report.manifest;
+  std::string name = m.name + "-" + m.version + ".opkg";
   int64_t version = LatestTargetsVersion(meta);
   json targets = ReadSigned(meta / (std::to_string(version) + ".targets.json"));
   targets["version"] = version + 1;
   targets["expires"] = Expires(o.expires_days);
-  targets["targets"][name] = {
-      {"length", data.size()},
-      {"hashes", {{"sha256", sha}}},
-      {"custom", {{"name", report.manifest.name}, {"version", report.manifest.version}}}};
+  targets["targets"][name] = AddTargetFile(
+      o.dir, o.package, name, {{"name", m.name}, {"version", m.version}, {"kind", o.kind}});
+  std::string delta_name;
+  if (!o.delta_from.empty()) {
+    PackageReport base = VerifyPackageFile(o.delta_from, nullptr);
+    if (base.manifest.name != m.name || CompareVersions(base.manifest.version, m.version) >= 0)
+      Fail(ErrorCode::kInvalidArgument, "--delta-from must be an older version of " + m.name);
+    delta_name = m.name + "-" + m.version + ".from-" + base.manifest.version + ".opkg.zst";
+    fs::path tmp = fs::path(o.dir) / "targets" / (".delta-" + std::to_string(::getpid()));
+    tuf::MakeDelta(o.delta_from, o.package, tmp);
+    targets["targets"][delta_name] =
+        AddTargetFile(o.dir, tmp, delta_name,
+                      {{"name", m.name},
+                       {"version", m.version},
+                       {"kind", o.kind},
+                       {"delta_from", base.manifest.version},
+                       {"base_sha256", Sha256File(o.delta_from, nullptr)},
+                       {"full_target", name}});
+    fs::remove(tmp);
+  }
   Write(meta / (std::to_string(version + 1) + ".targets.json"),
         tuf::SignEnvelope(targets, Ptrs(LoadKeys(o.targets_keys))));
-  std::cout << "added " << name << " (targets v" << version + 1 << ")\n";
+  std::cout << "added " << name;
+  if (!delta_name.empty())
+    std::cout << " and " << delta_name << " ("
+              << targets["targets"][delta_name]["length"].get<uint64_t>() << " bytes)";
+  std::cout << " (targets v" << version + 1 << ")\n";
+  return 0;
+}
+
+// Adds signatures to an existing root or targets version (keys held by different people
+// sign in turn until the threshold is reached).
+int RepoSign() {
+  auto& o = Opts();
+  if (o.role != "root" && o.role != "targets")
+    Fail(ErrorCode::kInvalidArgument, "--role must be root or targets");
+  fs::path meta = fs::path(o.dir) / "metadata";
+  int64_t version = o.version > 0 ? o.version : LatestVersion(meta, o.role);
+  fs::path file = meta / (std::to_string(version) + "." + o.role + ".json");
+  json envelope = json::parse(ReadFile(file));
+  std::string canonical = tuf::CanonicalJson(envelope["signed"]);
+  for (const auto& key : LoadKeys(o.sign_keys)) {
+    std::string id = tuf::KeyIdOf(key.pub.public_key);
+    json kept = json::array();
+    for (const auto& sig : envelope["signatures"])
+      if (sig["keyid"] != id) kept.push_back(sig);
+    kept.push_back({{"keyid", id}, {"sig", ToHex(Sign(key, canonical))}});
+    envelope["signatures"] = kept;
+  }
+  Write(file, envelope);
+  if (o.role == "root" && version == LatestVersion(meta, "root"))
+    Write(meta / "root.json", envelope);
+  std::cout << file.filename().string() << " now has " << envelope["signatures"].size()
+            << " signature(s)\n";
+  return 0;
+}
+
+// Root version N+1 with new keys or thresholds for any role. It is signed by the current root
+// keys (the client requires the old root's threshold) and by the new root keys (and the new
+// root's own threshold); `repo sign` adds signatures held elsewhere. Changing the targets keys
+// re-signs the latest targets with them; `repo publish` with the new snapshot and timestamp
+// keys makes the rotation visible.
+int RepoRotate() {
+  auto& o = Opts();
+  fs::path meta = fs::path(o.dir) / "metadata";
+  int64_t version = LatestVersion(meta, "root");
+  json root = ReadSigned(meta / (std::to_string(version) + ".root.json"));
+  json keys = root["keys"];
+  auto replace = [&](const std::string& role, const std::vector<std::string>& paths,
+                     int threshold) {
+    if (paths.empty()) return;
+    json ids = json::array();
+    for (const auto& k : LoadKeys(paths)) {
+      std::string id = tuf::KeyIdOf(k.pub.public_key);
+      keys[id] = tuf::KeyJson(k.pub.public_key);
+      ids.push_back(id);
+    }
+    root["roles"][role] = {{"keyids", ids}, {"threshold", threshold}};
+  };
+  replace("root", o.new_root_keys, o.root_threshold);
+  replace("targets", o.targets_keys, o.targets_threshold);
+  replace("snapshot", o.snapshot_keys, 1);
+  replace("timestamp", o.timestamp_keys, 1);
+  // Keys no role uses any more leave the root.
+  json used = json::object();
+  for (const auto& [role, r] : root["roles"].items())
+    for (const auto& id : r["keyids"]) used[id.get<std::string>()] = keys[id.get<std::string>()];
+  root["keys"] = used;
+  root["version"] = version + 1;
+  root["expires"] = Expires(o.expires_days);
+  auto signers = LoadKeys(o.root_keys);
+  auto new_signers = LoadKeys(o.new_root_keys);
+  for (auto& k : new_signers) signers.push_back(std::move(k));
+  json signed_root = tuf::SignEnvelope(root, Ptrs(signers));
+  Write(meta / (std::to_string(version + 1) + ".root.json"), signed_root);
+  Write(meta / "root.json", signed_root);
+  std::cout << "root v" << version + 1 << " written";
+  if (!o.targets_keys.empty()) {
+    int64_t tv = LatestTargetsVersion(meta);
+    json targets = ReadSigned(meta / (std::to_string(tv) + ".targets.json"));
+    targets["version"] = tv + 1;
+    targets["expires"] = Expires(o.expires_days);
+    Write(meta / (std::to_string(tv + 1) + ".targets.json"),
+          tuf::SignEnvelope(targets, Ptrs(LoadKeys(o.targets_keys))));
+    std::cout << "; targets re-signed as v" << tv + 1;
+  }
+  std::cout << " (publish to make it visible)\n";
   return 0;
 }
 
@@ -238,6 +363,31 @@ void AddRepoCommands(CLI::App& app) {
   add->add_option("package", o.package, "Package file")->required()->check(CLI::ExistingFile);
   add->add_option("--targets-key", o.targets_keys, "Targets secret key (repeatable)")->required();
   add->add_option("--expires-days", o.expires_days, "Targets lifetime")->capture_default_str();
+  add->add_option("--delta-from", o.delta_from,
+                  "An older package of the same model: also offer a zstd delta from it")
+      ->check(CLI::ExistingFile);
+  add->add_option("--kind", o.kind, "What the package updates: model or agent")
+      ->check(CLI::IsMember({"model", "agent"}))
+      ->capture_default_str();
+  auto* sign = repo->add_subcommand(
+      "sign", "Add signatures to a root or targets version (threshold signing)");
+  sign->add_option("dir", o.dir, "Repository directory")->required();
+  sign->add_option("--role", o.role, "root or targets")->required();
+  sign->add_option("--version", o.version, "Metadata version (default: the latest)");
+  sign->add_option("--key", o.sign_keys, "Secret key to sign with (repeatable)")->required();
+  auto* rotate = repo->add_subcommand(
+      "rotate", "Write root N+1 with new keys or thresholds (signed by old and new root keys)");
+  rotate->add_option("dir", o.dir, "Repository directory")->required();
+  rotate->add_option("--root-key", o.root_keys, "Current root secret key (repeatable)")->required();
+  rotate->add_option("--new-root-key", o.new_root_keys, "New root secret key (repeatable)");
+  rotate->add_option("--root-threshold", o.root_threshold, "New root threshold")
+      ->capture_default_str();
+  rotate->add_option("--targets-key", o.targets_keys, "New targets secret key (repeatable)");
+  rotate->add_option("--targets-threshold", o.targets_threshold, "New targets threshold")
+      ->capture_default_str();
+  rotate->add_option("--snapshot-key", o.snapshot_keys, "New snapshot secret key");
+  rotate->add_option("--timestamp-key", o.timestamp_keys, "New timestamp secret key");
+  rotate->add_option("--expires-days", o.expires_days, "Root lifetime")->capture_default_str();
   auto* publish =
       repo->add_subcommand("publish", "Sign a new snapshot and timestamp for the latest targets");
   publish->add_option("dir", o.dir, "Repository directory")->required();
@@ -274,6 +424,8 @@ int RunRepoCommand(CLI::App& app) {
   if (repo->got_subcommand("init")) return RepoInit();
   if (repo->got_subcommand("add")) return RepoAdd();
   if (repo->got_subcommand("publish")) return RepoPublish();
+  if (repo->got_subcommand("sign")) return RepoSign();
+  if (repo->got_subcommand("rotate")) return RepoRotate();
   return -1;
 }
 

@@ -58,6 +58,9 @@ int main(int argc, char** argv) {
   std::optional<double> poll_secs;
   std::optional<size_t> max_request;
   std::optional<std::vector<std::string>> providers;
+  std::optional<std::string> update_url, update_root, update_state_dir;
+  std::optional<double> update_interval, update_canary;
+  std::optional<std::vector<std::string>> pinned;
   bool print_config = false, allow_unsigned = false;
   app.add_option("--config", config_file, "JSON config file (keys as in --print-config)")
       ->check(CLI::ExistingFile);
@@ -84,6 +87,19 @@ int main(int argc, char** argv) {
                  "ONNX Runtime threads per inference (default: cores)");
   app.add_option("--execution-providers", providers,
                  "ONNX Runtime execution providers in order of preference");
+  app.add_option(
+      "--update-url", update_url,
+      "Update repository (TUF) URL; serves metadata/ and targets/. Default: updates off");
+  app.add_option(
+      "--update-root", update_root,
+      "The update repository's initial root.json, trusted on first use of the repository");
+  app.add_option("--update-state-dir", update_state_dir,
+                 "Trusted update metadata and downloads (default <model-repository>/.updates)");
+  app.add_option("--update-interval-secs", update_interval,
+                 "Seconds between update checks, jittered by 20% (default 3600)");
+  app.add_option("--update-canary-secs", update_canary,
+                 "Canary window of a model update before it commits (default 30)");
+  app.add_option("--pin-model", pinned, "Model that updates leave alone (repeatable)");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error (default info)");
   app.add_option("--log-format", log_format, "text or json (default text)");
   app.add_flag("--print-config", print_config,
@@ -116,6 +132,12 @@ int main(int argc, char** argv) {
     Override(timeout_ms, config.default_timeout_ms);
     Override(intra_threads, config.intra_op_threads);
     Override(providers, config.execution_providers);
+    Override(update_url, config.update_url);
+    if (update_root) config.update_root = *update_root;
+    if (update_state_dir) config.update_state_dir = *update_state_dir;
+    Override(update_interval, config.update_interval_secs);
+    Override(update_canary, config.update_canary_secs);
+    Override(pinned, config.update_pinned_models);
     Override(log_level, config.log_level);
     Override(log_format, config.log_format);
     if (print_config) {

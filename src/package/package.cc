@@ -294,6 +294,16 @@ void RecordInstalledPackage(const fs::path& version_dir, const std::string& mani
       signatures_text.empty() ? json{{"signatures", json::array()}}.dump() : signatures_text);
 }
 
+void RebuildPackage(const fs::path& version_dir, const fs::path& out) {
+  fs::path record = version_dir / kInstalledPackageDir;
+  std::string manifest_text = ReadFile(record / "manifest.json");
+  std::string signatures_text = ReadFile(record / "signatures.json");
+  PackageManifest manifest = ParsePackageManifestText(manifest_text);
+  std::vector<std::pair<std::string, std::string>> files;
+  for (const auto& f : manifest.files) files.emplace_back(f.path, ReadFile(version_dir / f.path));
+  WriteFileAtomically(out, Assemble(manifest_text, signatures_text, files));
+}
+
 PackageReport VerifyInstalledVersion(const fs::path& version_dir, const TrustPolicy& trust) {
   fs::path record = version_dir / kInstalledPackageDir;
   std::string manifest_text = ReadFile(record / "manifest.json");

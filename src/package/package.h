@@ -69,6 +69,12 @@ inline constexpr const char* kInstalledPackageDir = ".package";
 void RecordInstalledPackage(const std::filesystem::path& version_dir,
                             const std::string& manifest_text, const std::string& signatures_text);
 
+// Writes the package an installed version came from, byte for byte (packages are
+// deterministic: the signed manifest, its signatures, then the files in manifest order), so a
+// device can apply a delta against it without keeping the package. The caller checks the
+// result's hash against the one it expects.
+void RebuildPackage(const std::filesystem::path& version_dir, const std::filesystem::path& out);
+
 // Installs a package into a model repository: verifies it while extracting into a staging
 // directory beside the target (<repo>/<name>/.<version>.staging-<pid>), writes the repository
 // manifest and the .package record, then renames the staging directory into place. A crash

@@ -10,6 +10,7 @@
 #include "runtime/capabilities.h"
 #include "serving/grpc_server.h"
 #include "serving/http_server.h"
+#include "serving/update_service.h"
 
 namespace outpost {
 
@@ -53,6 +54,27 @@ void ApplyConfigJson(const nlohmann::json& j, AgentConfig& c) {
   Take(j, "thread_spinning", c.thread_spinning);
   Take(j, "memory_arena", c.memory_arena);
   Take(j, "execution_providers", c.execution_providers);
+  std::string update_root = c.update_root.string(), update_state = c.update_state_dir.string();
+  Take(j, "update_url", c.update_url);
+  Take(j, "update_root", update_root);
+  Take(j, "update_state_dir", update_state);
+  c.update_root = update_root;
+  c.update_state_dir = update_state;
+  Take(j, "update_interval_secs", c.update_interval_secs);
+  Take(j, "update_jitter", c.update_jitter);
+  Take(j, "update_check_on_start", c.update_check_on_start);
+  Take(j, "update_canary_secs", c.update_canary_secs);
+  Take(j, "update_canary_fraction", c.update_canary_fraction);
+  Take(j, "update_max_error_rate_increase", c.update_max_error_rate_increase);
+  Take(j, "update_probe_budget_ms", c.update_probe_budget_ms);
+  Take(j, "update_probes", c.update_probes);
+  Take(j, "update_windows", c.update_windows);
+  Take(j, "update_max_bytes_per_second", c.update_max_bytes_per_second);
+  Take(j, "update_metered_interfaces", c.update_metered_interfaces);
+  Take(j, "update_pinned_models", c.update_pinned_models);
+  Take(j, "update_min_bytes_per_second", c.update_min_bytes_per_second);
+  Take(j, "update_slow_window_secs", c.update_slow_window_secs);
+  Take(j, "update_download_attempts", c.update_download_attempts);
   Take(j, "log_level", c.log_level);
   Take(j, "log_format", c.log_format);
 }
@@ -75,6 +97,24 @@ nlohmann::json ToJson(const AgentConfig& c) {
           {"thread_spinning", c.thread_spinning},
           {"memory_arena", c.memory_arena},
           {"execution_providers", c.execution_providers},
+          {"update_url", c.update_url},
+          {"update_root", c.update_root.string()},
+          {"update_state_dir", c.update_state_dir.string()},
+          {"update_interval_secs", c.update_interval_secs},
+          {"update_jitter", c.update_jitter},
+          {"update_check_on_start", c.update_check_on_start},
+          {"update_canary_secs", c.update_canary_secs},
+          {"update_canary_fraction", c.update_canary_fraction},
+          {"update_max_error_rate_increase", c.update_max_error_rate_increase},
+          {"update_probe_budget_ms", c.update_probe_budget_ms},
+          {"update_probes", c.update_probes},
+          {"update_windows", c.update_windows},
+          {"update_max_bytes_per_second", c.update_max_bytes_per_second},
+          {"update_metered_interfaces", c.update_metered_interfaces},
+          {"update_pinned_models", c.update_pinned_models},
+          {"update_min_bytes_per_second", c.update_min_bytes_per_second},
+          {"update_slow_window_secs", c.update_slow_window_secs},
+          {"update_download_attempts", c.update_download_attempts},
           {"log_level", c.log_level},
           {"log_format", c.log_format}};
 }
@@ -86,6 +126,7 @@ struct Agent::Parts {
   std::unique_ptr<HttpServer> http;
   std::unique_ptr<GrpcServer> grpc;
   std::unique_ptr<MetricsServer> metrics_server;
+  std::unique_ptr<UpdateService> updates;
 };
 
 Agent::Agent(AgentConfig config) : config_(std::move(config)), parts_(std::make_unique<Parts>()) {
@@ -103,6 +144,49 @@ Agent::Agent(AgentConfig config) : config_(std::move(config)), parts_(std::make_
     Fail(ErrorCode::kInvalidArgument, "repository_poll_secs must be >= 0");
   if (config_.default_timeout_ms <= 0)
     Fail(ErrorCode::kInvalidArgument, "default_timeout_ms must be > 0");
+  if (!config_.update_url.empty()) {
+    if (config_.update_interval_secs <= 0)
+      Fail(ErrorCode::kInvalidArgument, "update_interval_secs must be > 0");
+    if (config_.update_jitter < 0 || config_.update_jitter >= 1)
+      Fail(ErrorCode::kInvalidArgument, "update_jitter must be in [0, 1)");
+    if (config_.update_canary_fraction <= 0 || config_.update_canary_fraction > 1)
+      Fail(ErrorCode::kInvalidArgument, "update_canary_fraction must be in (0, 1]");
+    if (!config_.update_probes.is_object())
+      Fail(ErrorCode::kInvalidArgument, "update_probes must map model names to requests");
+    for (const auto& w : config_.update_windows) tuf::ParseWindow(w);
+    if (config_.update_slow_window_secs < 1 || config_.update_download_attempts < 1)
+      Fail(ErrorCode::kInvalidArgument,
+           "update_slow_window_secs and update_download_attempts must be >= 1");
+  }
+}
+
+UpdateOptions Agent::MakeUpdateOptions() const {
+  const auto& c = config_;
+  UpdateOptions o;
+  o.repository_url = c.update_url;
+  while (!o.repository_url.empty() && o.repository_url.back() == '/') o.repository_url.pop_back();
+  o.root_file = c.update_root;
+  o.state_dir = c.update_state_dir.empty() ? c.model_repository / ".updates" : c.update_state_dir;
+  o.model_repository = c.model_repository;
+  auto ms = [](double secs) {
+    return std::chrono::milliseconds(static_cast<int64_t>(secs * 1000));
+  };
+  o.interval = ms(c.update_interval_secs);
+  o.jitter = c.update_jitter;
+  o.check_on_start = c.update_check_on_start;
+  o.canary = ms(c.update_canary_secs);
+  o.canary_fraction = c.update_canary_fraction;
+  o.max_error_rate_increase = c.update_max_error_rate_increase;
+  o.probe_budget = std::chrono::milliseconds(c.update_probe_budget_ms);
+  for (const auto& [name, request] : c.update_probes.items()) o.probes[name] = request;
+  for (const auto& w : c.update_windows) o.policy.windows.push_back(tuf::ParseWindow(w));
+  o.policy.max_bytes_per_second = c.update_max_bytes_per_second;
+  o.policy.metered_interfaces = c.update_metered_interfaces;
+  o.policy.pinned_models = {c.update_pinned_models.begin(), c.update_pinned_models.end()};
+  o.http.min_bytes_per_second = static_cast<long>(c.update_min_bytes_per_second);
+  o.http.slow_window_s = c.update_slow_window_secs;
+  o.http.attempts = c.update_download_attempts;
+  return o;
 }
 
 Agent::~Agent() { Stop(); }
@@ -143,6 +227,11 @@ BoundPorts Agent::Start() {
                    static_cast<double>(m.scheduler->queue_depth()));
     });
   });
+  if (!config_.update_url.empty()) {
+    p.updates = std::make_unique<UpdateService>(MakeUpdateOptions(), *p.models, *p.service,
+                                                trust_ ? &*trust_ : nullptr, p.metrics);
+    p.updates->RecoverInterruptedTrials();  // before the first scan: nothing serves a trial
+  }
   spdlog::info("loading model repository {}", config_.model_repository.string());
   p.models->Start();
 
@@ -168,10 +257,19 @@ BoundPorts Agent::Start() {
   ho.threads = config_.http_threads;
   ho.serve_metrics = config_.metrics_port == -1;
   ho.install_package = [this](const std::string& bytes) { return InstallUploadedPackage(bytes); };
+  if (p.updates) {
+    ho.update_status = [u = p.updates.get()] { return u->Status(); };
+    ho.update_check = [u = p.updates.get()](bool force) { return u->CheckNow(force); };
+  }
   p.http = std::make_unique<HttpServer>(ho, *p.service, p.metrics, info_);
   ports.http = p.http->Start();
   spdlog::info("HTTP (KServe v2) listening on {}:{}", config_.http_address, ports.http);
   if (config_.metrics_port == -1) ports.metrics = ports.http;
+  if (p.updates) {
+    p.updates->Start();
+    spdlog::info("updates from {} every {} s (jitter {}%)", config_.update_url,
+                 config_.update_interval_secs, config_.update_jitter * 100);
+  }
   return ports;
 }
 
@@ -211,6 +309,7 @@ IndexEntry Agent::InstallUploadedPackage(const std::string& bytes) {
 void Agent::Stop() {
   if (!parts_) return;
   auto& p = *parts_;
+  if (p.updates) p.updates->Stop();
   if (p.http) p.http->Stop();
   if (p.grpc) p.grpc->Stop();
   if (p.metrics_server) p.metrics_server->Stop();

@@ -16,6 +16,8 @@
 
 namespace outpost {
 
+struct UpdateOptions;
+
 struct AgentConfig {
   std::filesystem::path model_repository;
   std::filesystem::path trust_file;    // who may sign models; empty: none (nothing signed loads)
@@ -34,6 +36,25 @@ struct AgentConfig {
   bool thread_spinning = true;  // ORT pool threads spin briefly before sleeping
   bool memory_arena = true;
   std::vector<std::string> execution_providers;
+  // Over-the-air model updates from a TUF repository (update_service.h). Off without a URL.
+  std::string update_url;
+  std::filesystem::path update_root;       // the repository's initial root.json (shipped)
+  std::filesystem::path update_state_dir;  // empty: <model_repository>/.updates
+  double update_interval_secs = 3600;
+  double update_jitter = 0.2;
+  bool update_check_on_start = true;  // a first check soon after start (jittered up to 60 s)
+  double update_canary_secs = 30;
+  double update_canary_fraction = 0.5;
+  double update_max_error_rate_increase = 0.05;
+  int update_probe_budget_ms = 1000;
+  nlohmann::json update_probes = nlohmann::json::object();  // model -> KServe JSON request
+  std::vector<std::string> update_windows;                  // "HH:MM-HH:MM", local time
+  uint64_t update_max_bytes_per_second = 0;
+  std::vector<std::string> update_metered_interfaces;
+  std::vector<std::string> update_pinned_models;
+  double update_min_bytes_per_second = 1024;  // slower than this for a window: slow retrieval
+  int update_slow_window_secs = 10;
+  int update_download_attempts = 8;  // per check; each resumes where the last one stopped
   std::string log_level = "info";
   std::string log_format = "text";  // or "json"
 };
@@ -60,6 +81,7 @@ class Agent {
  private:
   struct Parts;
   IndexEntry InstallUploadedPackage(const std::string& bytes);
+  UpdateOptions MakeUpdateOptions() const;
   AgentConfig config_;
   std::optional<TrustPolicy> trust_;
   ServerInfo info_;

@@ -212,6 +212,20 @@ void HttpServer::Routes() {
       });
     });
   }
+  s.Get("/v2/updates", [this](const httplib::Request&, httplib::Response& res) {
+    Guard(res, [&] {
+      SendJson(res, 200,
+               options_.update_status ? options_.update_status() : json{{"enabled", false}});
+    });
+  });
+  s.Post("/v2/updates/check", [this](const httplib::Request& req, httplib::Response& res) {
+    Guard(res, [&] {
+      if (!options_.update_check)
+        Fail(ErrorCode::kFailedPrecondition, "updates are off (no update_url configured)");
+      bool force = req.get_param_value("force") == "true" || req.get_param_value("force") == "1";
+      SendJson(res, 200, options_.update_check(force));
+    });
+  });
   s.Get("/v2/repository/index", index);
   s.Post("/v2/repository/index", index);
   if (options_.serve_metrics) ServeMetrics(s, metrics_);

@@ -7,6 +7,8 @@
 #include <string>
 #include <thread>
 
+#include <nlohmann/json.hpp>
+
 #include "serving/inference_service.h"
 #include "serving/metrics.h"
 #include "serving/server_info.h"
@@ -27,6 +29,9 @@ struct HttpOptions {
   // POST /v2/repository/packages: installs the uploaded package bytes and returns the new
   // version's repository index entry. Unset: the endpoint answers 404.
   std::function<IndexEntry(const std::string& package)> install_package;
+  // GET /v2/updates and POST /v2/updates/check[?force=true]. Unset: updates are off.
+  std::function<nlohmann::json()> update_status;
+  std::function<nlohmann::json(bool force)> update_check;
 };
 
 class HttpServer {

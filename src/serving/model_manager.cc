@@ -119,9 +119,19 @@ void ModelManager::Reconcile(bool settle) {
     }
     // `replaced` drains here, outside the lock, once the last request holding it returns.
   }
+  std::map<std::string, SlotState> slots;
+  for (const auto& src : scan.versions) {
+    if (slots.count(src.model)) continue;
+    try {
+      if (auto s = ReadSlots(src.dir.parent_path())) slots[src.model] = *s;
+    } catch (const std::exception& e) {
+      spdlog::warn("model {}: {}; serving its highest version", src.model, e.what());
+    }
+  }
   std::vector<std::shared_ptr<ServedModel>> removed;
   {
     std::lock_guard lock(mu_);
+    slots_ = std::move(slots);
     for (auto it = served_.begin(); it != served_.end();) {
       if (!present.count(it->first)) {
         spdlog::info("model {} version {} left the repository: unloading", it->first.first,
@@ -226,12 +236,11 @@ std::shared_ptr<ServedModel> ModelManager::Load(const VersionSource& src) {
 
 // One run on zeros so that the first real request does not pay for lazy initialisation.
 // A model that cannot run on zeros still serves; the failure is logged.
-void ModelManager::Warmup(ServedModel& served) {
+std::vector<Tensor> ZeroInputs(const ModelConfig& config) {
   std::vector<Tensor> inputs;
-  for (const auto& spec : served.config.inputs) {
+  for (const auto& spec : config.inputs) {
     Tensor t{spec.name, spec.dtype, spec.shape, {}};
-    if (auto it = served.config.warmup_shapes.find(spec.name);
-        it != served.config.warmup_shapes.end())
+    if (auto it = config.warmup_shapes.find(spec.name); it != config.warmup_shapes.end())
       t.shape = it->second;
     for (auto& d : t.shape) d = d < 0 ? 1 : d;
     uint64_t count = ElementCount(t.shape, 1u << 26);
@@ -242,8 +251,12 @@ void ModelManager::Warmup(ServedModel& served) {
     }
     inputs.push_back(std::move(t));
   }
+  return inputs;
+}
+
+void ModelManager::Warmup(ServedModel& served) {
   try {
-    served.model->Run(inputs, {});
+    served.model->Run(ZeroInputs(served.config), {});
   } catch (const std::exception& e) {
     spdlog::info("model {} version {}: warm-up on zeros failed (serving anyway): {}",
                  served.config.name, served.config.version, e.what());
@@ -254,12 +267,16 @@ std::shared_ptr<ServedModel> ModelManager::Get(const std::string& name,
                                                const std::string& version) const {
   std::lock_guard lock(mu_);
   if (version.empty()) {
-    std::shared_ptr<ServedModel> best;
-    for (auto it = served_.lower_bound({name, ""}); it != served_.end() && it->first.first == name;
-         ++it) {
-      if (!best || CompareVersions(it->first.second, best->config.version) > 0) best = it->second;
+    if (auto c = canaries_.find(name); c != canaries_.end()) {
+      // Spread evenly: request k goes to the trial when floor(k*f) advances.
+      uint64_t k = c->second.requests++;
+      double f = c->second.fraction;
+      if (static_cast<uint64_t>((k + 1) * f) > static_cast<uint64_t>(k * f)) {
+        if (auto it = served_.find({name, c->second.version}); it != served_.end())
+          return it->second;
+      }
     }
-    if (best) return best;
+    if (auto best = PickDefault(name)) return best;
   } else if (auto it = served_.find({name, version}); it != served_.end()) {
     return it->second;
   }
@@ -276,6 +293,38 @@ std::shared_ptr<ServedModel> ModelManager::Get(const std::string& name,
   if (known)
     Fail(ErrorCode::kUnavailable, what + " is not ready" + (reason.empty() ? "" : ": " + reason));
   Fail(ErrorCode::kNotFound, what + " is not in the repository");
+}
+
+std::shared_ptr<ServedModel> ModelManager::PickDefault(const std::string& name) const {
+  const SlotState* slots = nullptr;
+  if (auto it = slots_.find(name); it != slots_.end()) slots = &it->second;
+  if (slots && !slots->committed.empty()) {
+    if (auto it = served_.find({name, slots->committed}); it != served_.end()) return it->second;
+  }
+  std::shared_ptr<ServedModel> best;
+  for (auto it = served_.lower_bound({name, ""}); it != served_.end() && it->first.first == name;
+       ++it) {
+    const std::string& v = it->first.second;
+    if (slots && (v == slots->trial || slots->HasFailed(v))) continue;
+    if (!best || CompareVersions(v, best->config.version) > 0) best = it->second;
+  }
+  return best;
+}
+
+void ModelManager::SetCanary(const std::string& name, const std::string& version, double fraction) {
+  std::lock_guard lock(mu_);
+  canaries_[name] = Canary{version, std::clamp(fraction, 0.0, 1.0), 0};
+}
+
+void ModelManager::ClearCanary(const std::string& name) {
+  std::lock_guard lock(mu_);
+  canaries_.erase(name);
+}
+
+std::string ModelManager::DefaultVersion(const std::string& name) const {
+  std::lock_guard lock(mu_);
+  auto best = PickDefault(name);
+  return best ? best->config.version : "";
 }
 
 std::vector<std::string> ModelManager::ReadyVersions(const std::string& name) const {

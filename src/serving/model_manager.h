@@ -20,6 +20,7 @@
 #include "serving/model_config.h"
 #include "serving/repository.h"
 #include "serving/scheduler.h"
+#include "serving/slots.h"
 
 namespace outpost {
 
@@ -65,6 +66,9 @@ struct ManagerOptions {
   std::chrono::milliseconds poll_interval{1000};  // 0: load once, never watch
 };
 
+// Inputs of zeros in the model's shapes (free dimensions 1, or the manifest's warm-up shapes).
+std::vector<Tensor> ZeroInputs(const ModelConfig& config);
+
 class ModelManager {
  public:
   ModelManager(ManagerOptions options, MetricsRegistry& metrics);
@@ -87,6 +91,14 @@ class ModelManager {
   // Calls `fn` for every published version, under the manager's lock: keep it short.
   void ForEachServed(const std::function<void(const ServedModel&)>& fn) const;
 
+  // Routing of requests that name no version. By default the model's committed slot (see
+  // slots.h), else its highest ready version that is not on trial. During a canary window,
+  // `fraction` of them go to the trial version instead.
+  void SetCanary(const std::string& name, const std::string& version, double fraction);
+  void ClearCanary(const std::string& name);
+  // The version a request naming no version would get now ("" when none).
+  std::string DefaultVersion(const std::string& name) const;
+
  private:
   struct Source {
     std::string fingerprint;          // of the version being served (or that failed)
@@ -96,7 +108,14 @@ class ModelManager {
   };
   using Key = std::pair<std::string, std::string>;
 
+  struct Canary {
+    std::string version;
+    double fraction = 1.0;
+    uint64_t requests = 0;
+  };
+
   std::shared_ptr<ServedModel> Load(const VersionSource& src);
+  std::shared_ptr<ServedModel> PickDefault(const std::string& name) const;  // under mu_
   void Warmup(ServedModel& served);
 
   ManagerOptions options_;
@@ -105,6 +124,8 @@ class ModelManager {
   std::map<Key, std::shared_ptr<ServedModel>> served_;
   std::map<Key, Source> sources_;
   std::vector<IndexEntry> problems_;
+  std::map<std::string, SlotState> slots_;
+  mutable std::map<std::string, Canary> canaries_;
   bool scanned_ = false;
 
   std::mutex reconcile_mu_;

@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <thread>
 
 #include "core/error.h"
 #include "package/sha256.h"
@@ -19,6 +20,11 @@ struct Transfer {
   bool over_limit = false;
   std::string* memory = nullptr;
   int fd = -1;
+  const std::function<void(uint64_t)>* on_progress = nullptr;
+  uint64_t offset = 0;  // bytes of the file already there before this transfer
+  // Bandwidth cap, enforced here: libcurl 7.88's own limit lets short transfers burst.
+  uint64_t max_rate = 0;
+  std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
 };
 
 size_t OnData(char* data, size_t size, size_t n, void* user) {
@@ -36,6 +42,12 @@ size_t OnData(char* data, size_t size, size_t n, void* user) {
     done += static_cast<size_t>(w);
   }
   t->received += bytes;
+  if (t->max_rate > 0) {
+    // Not reading holds the sender back through TCP flow control.
+    auto due = t->started + std::chrono::microseconds(t->received * 1000000 / t->max_rate);
+    std::this_thread::sleep_until(due);
+  }
+  if (t->on_progress && *t->on_progress) (*t->on_progress)(t->offset + t->received);
   return bytes;
 }
 
@@ -76,7 +88,7 @@ HttpFetcher::HttpFetcher(std::string metadata_base_url, HttpLimits limits)
 
 std::optional<std::string> HttpFetcher::Fetch(const std::string& name, uint64_t max_length) {
   std::string body;
-  Transfer t{max_length, 0, false, &body, -1};
+  Transfer t{max_length, 0, false, &body, -1, nullptr, 0, 0};
   long status = 0;
   CURLcode rc = Get(base_ + "/" + name, t, limits_, 0, status);
   bytes_received_ += t.received;
@@ -99,7 +111,12 @@ void HttpFetcher::Download(const std::string& url, const std::filesystem::path& 
                            uint64_t length, const std::string& sha256) {
   std::filesystem::path part = dest.string() + ".part";
   std::string last_error;
+  auto backoff = limits_.first_backoff;
   for (int attempt = 0; attempt < limits_.attempts; ++attempt) {
+    if (attempt > 0) {
+      std::this_thread::sleep_for(backoff);
+      backoff = std::min<std::chrono::milliseconds>(backoff * 2, std::chrono::seconds(5));
+    }
     std::error_code ec;
     uint64_t have = std::filesystem::exists(part, ec) ? std::filesystem::file_size(part, ec) : 0;
     if (have > length) {
@@ -110,7 +127,14 @@ void HttpFetcher::Download(const std::string& url, const std::filesystem::path& 
       int fd = ::open(part.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
       if (fd < 0)
         Fail(ErrorCode::kInternal, "cannot write " + part.string() + ": " + std::strerror(errno));
-      Transfer t{length - have, 0, false, nullptr, fd};
+      Transfer t{length - have,
+                 0,
+                 false,
+                 nullptr,
+                 fd,
+                 &limits_.on_progress,
+                 have,
+                 limits_.max_bytes_per_second};
       long status = 0;
       CURLcode rc = Get(url, t, limits_, have, status);
       ::fsync(fd);

@@ -3,7 +3,9 @@
 // downloads resume after a dropped connection with Range requests instead of starting over.
 #pragma once
 
+#include <chrono>
 #include <filesystem>
+#include <functional>
 #include <string>
 
 #include "update/updater.h"
@@ -14,7 +16,11 @@ struct HttpLimits {
   long connect_timeout_s = 10;
   long min_bytes_per_second = 1024;  // below this for `slow_window_s`: slow retrieval
   long slow_window_s = 10;
-  int attempts = 5;  // per download, each resuming where the last stopped
+  int attempts = 8;  // per download, each resuming where the last stopped
+  std::chrono::milliseconds first_backoff{200};  // doubles after each failed attempt, up to 5 s
+  uint64_t max_bytes_per_second = 0;             // bandwidth cap for downloads; 0: none
+  // Called as download bytes arrive (the running total of the current file).
+  std::function<void(uint64_t)> on_progress;
 };
 
 class HttpFetcher final : public Fetcher {

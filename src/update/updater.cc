@@ -15,6 +15,7 @@ std::optional<std::string> Updater::Cached(const std::string& role) const {
 }
 
 void Updater::Persist(const std::string& role, const std::string& bytes) {
+  if (Cached(role) == bytes) return;  // unchanged: spare the flash a rewrite
   WriteFileAtomically(dir_ / (role + ".json"), bytes);
 }
 

@@ -60,7 +60,7 @@ def from_raw(data, dtype, shape):
 class Agent:
     """outpostd on free loopback ports, stopped (and checked to have exited cleanly) at close()."""
 
-    def __init__(self, repository, extra_args=(), grpc=True, signed_only=False):
+    def __init__(self, repository, extra_args=(), grpc=True, signed_only=False, env=None):
         """signed_only: production mode; otherwise development mode, for plain fixture directories."""
         self.repository = repository
         self.http_port = free_port()
@@ -71,7 +71,8 @@ class Agent:
         if not signed_only:
             args.append("--allow-unsigned-models")
         self.log = open(self.log_path, "w")
-        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT,
+                                     env=None if env is None else {**os.environ, **env})
         self.wait_ready()
         self._grpc = None
 

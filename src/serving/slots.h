@@ -1,0 +1,32 @@
+// The A/B slot record of one model: which installed version is committed (serves requests
+// that name no version), which one is on trial, which one was committed before (kept for
+// rollback and as a delta base), and which versions failed their trial. It lives in
+// <repository>/<model>/.slots.json, written atomically; a model without one serves its
+// highest ready version, as before updates existed.
+#pragma once
+
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace outpost {
+
+inline constexpr const char* kSlotsFile = ".slots.json";
+
+struct SlotState {
+  std::string committed;
+  std::string previous;
+  std::string trial;
+  int trial_attempts = 0;  // trials of `trial` that a crash or restart interrupted
+  std::vector<std::string> failed;
+  std::string last_failure;  // why the last trial was rolled back
+
+  bool HasFailed(const std::string& version) const;
+};
+
+// nullopt when the model has no slot record. Throws Error(kInvalidArgument) for a corrupt one.
+std::optional<SlotState> ReadSlots(const std::filesystem::path& model_dir);
+void WriteSlots(const std::filesystem::path& model_dir, const SlotState& state);
+
+}  // namespace outpost
