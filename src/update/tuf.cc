@@ -93,7 +93,7 @@ void CheckLengthAndHashes(const std::string& bytes, const MetaInfo& expected,
                           const std::string& what) {
   if (expected.length && bytes.size() != *expected.length) {
     Denied(what + ": " + std::to_string(bytes.size()) + " bytes where " +
-           std::to_string(*expected.length) + " were signed for");
+           std::to_string(*expected.length) + " were signed for (mix-and-match?)");
   }
   if (expected.hashes.empty()) return;
   auto it = expected.hashes.find("sha256");

@@ -248,5 +248,151 @@ class PolicyTest(UpdateTestBase):
         self.assertGreaterEqual(took, 0.8 * os.path.getsize(v2) / cap - 0.5)
 
 
+class AttackTest(UpdateTestBase):
+    """One test per TUF threat: each refused with its own error, the device still serving the
+    committed version, and nothing the attack sent on disk."""
+
+    def setUp(self):
+        super().setUp()
+        self.start()
+        self.assertEqual(self.check()[0], 0)  # trust the current metadata first
+
+    ROLES = ("root.json", "timestamp.json", "snapshot.json", "targets.json")
+
+    def assertRefused(self, fragment, unchanged=ROLES):
+        """`unchanged`: the trusted roles the attack must not alter (those fetched before the
+        refused one were valid, and are kept)."""
+        before = self.disk()
+        rc, status = self.check()
+        self.assertEqual(rc, 1, status)
+        self.assertEqual(status["last_result"], "error")
+        self.assertIn(fragment, status["last_error"])
+        self.assertEqual(self.served(), ("1.0.0", [1, 2, 3, 4]))
+        after = self.disk()
+        self.assertEqual(after[0], before[0], "the model's slots did not change")
+        for role in unchanged:
+            self.assertEqual(after[1].get(role), before[1].get(role), f"{role}: no refused metadata was stored")
+        return status
+
+    def test_arbitrary_package_altered_on_the_server(self):
+        self.repo.add(self.repo.package("2.0.0", 2.0))
+        name, path = next((n, p) for n, p in self.repo.target_files().items() if "2.0.0" in n)
+        with open(path, "r+b") as f:
+            f.seek(3000)
+            b = f.read(1)
+            f.seek(3000)
+            f.write(bytes([b[0] ^ 1]))
+        self.assertRefused("does not match its signed sha256", unchanged=())
+
+    def test_arbitrary_package_signed_by_an_untrusted_key(self):
+        self.repo.add(self.repo.package("2.0.0", 2.0, signer="stranger"))
+        status = self.assertRefused("valid signature(s) from trusted keys, has 0", unchanged=())
+        self.assertEqual(status["events"][-1]["outcome"], "refused")
+
+    def test_rollback_to_an_older_timestamp(self):
+        with open(os.path.join(self.repo.dir, "metadata", "timestamp.json")) as f:
+            old = f.read()
+        self.repo.publish()
+        self.assertEqual(self.check()[0], 0)
+        with open(os.path.join(self.repo.dir, "metadata", "timestamp.json"), "w") as f:
+            f.write(old)  # a mirror replaying yesterday's validly signed timestamp
+        self.assertRefused("(rollback)")
+
+    def test_indefinite_freeze(self):
+        self.repo.publish("--expires-days", "0")  # what a frozen mirror serves once it expires
+        self.assertRefused("(freeze)")
+
+    def test_mix_and_match(self):
+        self.repo.add(self.repo.package("2.0.0", 2.0))
+        meta = os.path.join(self.repo.dir, "metadata")
+        latest = max((n for n in os.listdir(meta) if n.endswith(".targets.json")), key=lambda n: int(n.split(".")[0]))
+        shutil.copy(os.path.join(meta, "1.targets.json"), os.path.join(meta, latest))  # old targets, new name
+        self.assertRefused("(mix-and-match?)", unchanged=("root.json", "targets.json"))
+
+    def test_endless_data(self):
+        self.server.faults["timestamp.json"] = "endless"
+        self.assertRefused("(endless data)")
+
+    def test_slow_retrieval(self):
+        self.agent.close()
+        self.start(update_min_bytes_per_second=4096, update_slow_window_secs=1, update_download_attempts=2)
+        self.repo.add(self.repo.package("2.0.0", 2.0))
+        self.server.faults[".opkg"] = ("trickle", 500)
+        self.assertRefused("(slow retrieval)", unchanged=())
+
+    def test_compromised_timestamp_key_after_rotation(self):
+        must("key", "generate", "timestamp2", "--dir", self.tmp)
+        new_key = os.path.join(self.tmp, "timestamp2.key")
+        must("repo", "rotate", self.repo.dir, "--root-key", self.repo.keys["root"], "--timestamp-key", new_key)
+        self.repo.publish(timestamp_key=new_key)
+        rc, status = self.check()
+        self.assertEqual(rc, 0, status)  # root v2 accepted through the chain, new key in use
+        self.assertTrue(os.path.exists(os.path.join(self.models, ".updates", "metadata", "root.json")))
+        # The thief of the old timestamp key publishes a fresher timestamp: refused.
+        self.repo.publish(timestamp_key=self.repo.keys["timestamp"])
+        self.assertRefused("not a timestamp key")
+
+
+class PowerLossTest(UpdateTestBase):
+    """SIGKILL at every step of an update, then a restart: the agent serves a complete,
+    verified version each time, and the next update still works."""
+
+    STEPS = ["refreshed", "downloading", "downloaded", "trial-recorded", "installed", "loaded",
+             "probed", "canary", "committed"]
+
+    def test_kill_at_every_step(self):
+        pristine = os.path.join(self.tmp, "pristine")
+        shutil.copytree(self.models, pristine)
+        self.repo.add(self.repo.package("2.0.0", 2.0))
+        for step in self.STEPS:
+            with self.subTest(step=step):
+                shutil.rmtree(self.models)
+                shutil.copytree(pristine, self.models)
+                self.start(env={"OUTPOST_TEST_CRASH_AT": step})
+                rc, _ = self.check()
+                self.assertEqual(rc, 3, "the agent died during the check")
+                self.assertEqual(self.agent.proc.wait(timeout=30), -signal.SIGKILL)
+                self.agent.close()
+                self.start()
+                index = self.agent.get_json("/v2/repository/index")[1]
+                ready = [e["version"] for e in index if e["name"] == "scaler" and e["state"] == "READY"]
+                version, data = self.served()
+                self.assertIn(version, ready)  # loaded means verified against the trust file
+                expected = "2.0.0" if step == "committed" else "1.0.0"
+                self.assertEqual((version, data), (expected, [1, 2, 3, 4] if expected == "1.0.0" else [2, 4, 6, 8]))
+                self.assertFalse([e for e in index if e["name"] == "scaler" and e["state"] != "READY"], index)
+                self.assertEqual(self.slots()["trial"], "") if os.path.exists(
+                    os.path.join(self.models, "scaler", ".slots.json")) else None
+                rc, status = self.check()
+                self.assertEqual(rc, 0, status)
+                self.assertEqual(self.served(), ("2.0.0", [2, 4, 6, 8]))
+                self.assertEqual(self.slots()["committed"], "2.0.0")
+                self.assertEqual(self.slots()["failed"], [])
+                self.agent.close()
+                self.agent = None
+
+
+class DegradedNetworkTest(UpdateTestBase):
+    def test_update_through_a_lossy_proxy_resumes_instead_of_restarting(self):
+        v2 = self.repo.package("2.0.0", 2.0, ballast_bytes=1 << 20)
+        self.repo.add(v2)
+        size = os.path.getsize(v2)
+        # 5 ms per 16 KiB chunk, and the first three long responses cut after 200 KiB (two
+        # closed, one reset): the package arrives in four pieces.
+        proxy = FaultProxy(self.server.port, latency=0.005, cut_after=200 * 1024, cuts=3)
+        try:
+            self.start(url=proxy.url)
+            rc, status = self.check()
+        finally:
+            proxy.close()
+        self.assertEqual(rc, 0, status)
+        self.assertEqual(self.served(), ("2.0.0", [2, 4, 6, 8]))
+        self.assertEqual(proxy.cuts, 3)
+        ranges = [r for p, r, _ in self.server.log if p.endswith(".opkg") and r]
+        self.assertEqual(len(ranges), 3, self.server.log)
+        received = status["events"][-1]["bytes_downloaded"]
+        self.assertEqual(received, size, "every byte of the package was fetched exactly once")
+
+
 if __name__ == "__main__":
     unittest.main()
