@@ -68,6 +68,9 @@ Clock::time_point ParseExpiry(const json& s, const std::string& type) {
   in >> std::get_time(&tm, "%Y-%m-%dT%H:%M:%SZ");
   if (in.fail())
     Bad(type + ": expires '" + s["expires"].get<std::string>() + "' is not YYYY-MM-DDTHH:MM:SSZ");
+  // The clock counts nanoseconds in 64 bits (years 1678-2262): refuse what it cannot hold.
+  if (tm.tm_year + 1900 < 1970 || tm.tm_year + 1900 > 2200)
+    Bad(type + ": expires '" + s["expires"].get<std::string>() + "' is out of range (1970-2200)");
   return Clock::from_time_t(timegm(&tm));
 }
 
@@ -205,26 +208,36 @@ std::string FormatExpiry(Clock::time_point t) {
 }
 
 TrustedSet::TrustedSet(const std::string& root_bytes, Clock::time_point now) : now_(now) {
-  Envelope e = ParseEnvelope(root_bytes, "root");
-  root_ = ParseRoot(e.signed_part);
-  VerifyRole(e, root_, "root", "root");  // the trusted root must sign itself
-  accepted_["root"] = root_bytes;
+  try {
+    Envelope e = ParseEnvelope(root_bytes, "root");
+    root_ = ParseRoot(e.signed_part);
+    VerifyRole(e, root_, "root", "root");  // the trusted root must sign itself
+    accepted_["root"] = root_bytes;
+  } catch (const json::exception& e) {
+    // A field of the wrong type deep inside: malformed, like any other parse failure.
+    Bad(std::string("root: malformed metadata: ") + e.what());
+  }
 }
 
 void TrustedSet::UpdateRoot(const std::string& bytes) {
-  if (timestamp_) Bad("root cannot be updated after the timestamp");
-  Envelope e = ParseEnvelope(bytes, "root");
-  Root next = ParseRoot(e.signed_part);
-  // 5.3.4: signed by a threshold of the old root's keys and of the new root's own keys.
-  VerifyRole(e, root_, "root",
-             "root v" + std::to_string(next.version) + " (by the trusted root's keys)");
-  VerifyRole(e, next, "root", "root v" + std::to_string(next.version) + " (by its own keys)");
-  if (next.version != root_.version + 1) {
-    Denied("root: version " + std::to_string(next.version) + " where " +
-           std::to_string(root_.version + 1) + " was expected (rollback or skipped version)");
+  try {
+    if (timestamp_) Bad("root cannot be updated after the timestamp");
+    Envelope e = ParseEnvelope(bytes, "root");
+    Root next = ParseRoot(e.signed_part);
+    // 5.3.4: signed by a threshold of the old root's keys and of the new root's own keys.
+    VerifyRole(e, root_, "root",
+               "root v" + std::to_string(next.version) + " (by the trusted root's keys)");
+    VerifyRole(e, next, "root", "root v" + std::to_string(next.version) + " (by its own keys)");
+    if (next.version != root_.version + 1) {
+      Denied("root: version " + std::to_string(next.version) + " where " +
+             std::to_string(root_.version + 1) + " was expected (rollback or skipped version)");
+    }
+    root_ = std::move(next);
+    accepted_["root"] = bytes;
+  } catch (const json::exception& e) {
+    // A field of the wrong type deep inside: malformed, like any other parse failure.
+    Bad(std::string("root: malformed metadata: ") + e.what());
   }
-  root_ = std::move(next);
-  accepted_["root"] = bytes;
 }
 
 void TrustedSet::CheckRootNotExpired() const {
@@ -233,95 +246,110 @@ void TrustedSet::CheckRootNotExpired() const {
 }
 
 void TrustedSet::UpdateTimestamp(const std::string& bytes, bool from_cache) {
-  if (snapshot_) Bad("timestamp cannot be updated after the snapshot");
-  CheckRootNotExpired();
-  Envelope e = ParseEnvelope(bytes, "timestamp");
-  VerifyRole(e, root_, "timestamp", "timestamp");
-  Timestamp t;
-  t.version = Version(e.signed_part, "timestamp");
-  t.expires = ParseExpiry(e.signed_part, "timestamp");
-  const json& meta = e.signed_part.value("meta", json::object());
-  if (!meta.contains("snapshot.json")) Bad("timestamp: meta has no snapshot.json");
-  t.snapshot = ParseMetaInfo(meta["snapshot.json"], "timestamp meta snapshot.json");
-  if (timestamp_) {
-    if (t.version < timestamp_->version) {
-      Denied("timestamp: version " + std::to_string(t.version) + " is older than the trusted " +
-             std::to_string(timestamp_->version) + " (rollback)");
+  try {
+    if (snapshot_) Bad("timestamp cannot be updated after the snapshot");
+    CheckRootNotExpired();
+    Envelope e = ParseEnvelope(bytes, "timestamp");
+    VerifyRole(e, root_, "timestamp", "timestamp");
+    Timestamp t;
+    t.version = Version(e.signed_part, "timestamp");
+    t.expires = ParseExpiry(e.signed_part, "timestamp");
+    const json& meta = e.signed_part.value("meta", json::object());
+    if (!meta.contains("snapshot.json")) Bad("timestamp: meta has no snapshot.json");
+    t.snapshot = ParseMetaInfo(meta["snapshot.json"], "timestamp meta snapshot.json");
+    if (timestamp_) {
+      if (t.version < timestamp_->version) {
+        Denied("timestamp: version " + std::to_string(t.version) + " is older than the trusted " +
+               std::to_string(timestamp_->version) + " (rollback)");
+      }
+      if (t.snapshot.version < timestamp_->snapshot.version) {
+        Denied("timestamp: names snapshot version " + std::to_string(t.snapshot.version) +
+               ", older than the trusted " + std::to_string(timestamp_->snapshot.version) +
+               " (rollback)");
+      }
     }
-    if (t.snapshot.version < timestamp_->snapshot.version) {
-      Denied("timestamp: names snapshot version " + std::to_string(t.snapshot.version) +
-             ", older than the trusted " + std::to_string(timestamp_->snapshot.version) +
-             " (rollback)");
-    }
+    if (!from_cache) CheckFresh("timestamp", t.version, t.expires, now_);
+    timestamp_ = t;
+    accepted_["timestamp"] = bytes;
+  } catch (const json::exception& e) {
+    // A field of the wrong type deep inside: malformed, like any other parse failure.
+    Bad(std::string("timestamp: malformed metadata: ") + e.what());
   }
-  if (!from_cache) CheckFresh("timestamp", t.version, t.expires, now_);
-  timestamp_ = t;
-  accepted_["timestamp"] = bytes;
 }
 
 void TrustedSet::UpdateSnapshot(const std::string& bytes, bool from_cache) {
-  if (!timestamp_) Bad("snapshot needs a trusted timestamp first");
-  if (targets_) Bad("snapshot cannot be updated after the targets");
-  if (!from_cache) CheckLengthAndHashes(bytes, timestamp_->snapshot, "snapshot");
-  Envelope e = ParseEnvelope(bytes, "snapshot");
-  VerifyRole(e, root_, "snapshot", "snapshot");
-  Snapshot s;
-  s.version = Version(e.signed_part, "snapshot");
-  s.expires = ParseExpiry(e.signed_part, "snapshot");
-  const json& meta = e.signed_part.value("meta", json::object());
-  if (!meta.is_object()) Bad("snapshot: meta must be an object");
-  for (const auto& [name, info] : meta.items())
-    s.meta[name] = ParseMetaInfo(info, "snapshot meta " + name);
-  if (!from_cache && s.version != timestamp_->snapshot.version) {
-    Denied("snapshot: version " + std::to_string(s.version) + " but the timestamp names " +
-           std::to_string(timestamp_->snapshot.version) + " (mix-and-match)");
-  }
-  if (snapshot_) {
-    for (const auto& [name, old] : snapshot_->meta) {
-      auto now = s.meta.find(name);
-      if (now == s.meta.end())
-        Denied("snapshot: " + name + " disappeared from the new snapshot (rollback)");
-      if (now->second.version < old.version) {
-        Denied("snapshot: " + name + " version " + std::to_string(now->second.version) +
-               " is older than the trusted " + std::to_string(old.version) + " (rollback)");
+  try {
+    if (!timestamp_) Bad("snapshot needs a trusted timestamp first");
+    if (targets_) Bad("snapshot cannot be updated after the targets");
+    if (!from_cache) CheckLengthAndHashes(bytes, timestamp_->snapshot, "snapshot");
+    Envelope e = ParseEnvelope(bytes, "snapshot");
+    VerifyRole(e, root_, "snapshot", "snapshot");
+    Snapshot s;
+    s.version = Version(e.signed_part, "snapshot");
+    s.expires = ParseExpiry(e.signed_part, "snapshot");
+    const json& meta = e.signed_part.value("meta", json::object());
+    if (!meta.is_object()) Bad("snapshot: meta must be an object");
+    for (const auto& [name, info] : meta.items())
+      s.meta[name] = ParseMetaInfo(info, "snapshot meta " + name);
+    if (!from_cache && s.version != timestamp_->snapshot.version) {
+      Denied("snapshot: version " + std::to_string(s.version) + " but the timestamp names " +
+             std::to_string(timestamp_->snapshot.version) + " (mix-and-match)");
+    }
+    if (snapshot_) {
+      for (const auto& [name, old] : snapshot_->meta) {
+        auto now = s.meta.find(name);
+        if (now == s.meta.end())
+          Denied("snapshot: " + name + " disappeared from the new snapshot (rollback)");
+        if (now->second.version < old.version) {
+          Denied("snapshot: " + name + " version " + std::to_string(now->second.version) +
+                 " is older than the trusted " + std::to_string(old.version) + " (rollback)");
+        }
       }
     }
+    if (!from_cache) CheckFresh("snapshot", s.version, s.expires, now_);
+    snapshot_ = s;
+    accepted_["snapshot"] = bytes;
+  } catch (const json::exception& e) {
+    // A field of the wrong type deep inside: malformed, like any other parse failure.
+    Bad(std::string("snapshot: malformed metadata: ") + e.what());
   }
-  if (!from_cache) CheckFresh("snapshot", s.version, s.expires, now_);
-  snapshot_ = s;
-  accepted_["snapshot"] = bytes;
 }
 
 void TrustedSet::UpdateTargets(const std::string& bytes) {
-  if (!snapshot_) Bad("targets needs a trusted snapshot first");
-  auto meta = snapshot_->meta.find("targets.json");
-  if (meta == snapshot_->meta.end()) Denied("snapshot does not list targets.json");
-  CheckLengthAndHashes(bytes, meta->second, "targets");
-  Envelope e = ParseEnvelope(bytes, "targets");
-  VerifyRole(e, root_, "targets", "targets");
-  Targets t;
-  t.version = Version(e.signed_part, "targets");
-  t.expires = ParseExpiry(e.signed_part, "targets");
-  if (t.version != meta->second.version) {
-    Denied("targets: version " + std::to_string(t.version) + " but the snapshot names " +
-           std::to_string(meta->second.version) + " (mix-and-match)");
-  }
-  const json& targets = e.signed_part.value("targets", json::object());
-  if (!targets.is_object()) Bad("targets: targets must be an object");
-  for (const auto& [path, info] : targets.items()) {
-    if (!info.is_object() || !info.contains("length") || !info["length"].is_number_unsigned() ||
-        !info.contains("hashes") || !info["hashes"].is_object()) {
-      Bad("targets: '" + path + "' needs length and hashes");
+  try {
+    if (!snapshot_) Bad("targets needs a trusted snapshot first");
+    auto meta = snapshot_->meta.find("targets.json");
+    if (meta == snapshot_->meta.end()) Denied("snapshot does not list targets.json");
+    CheckLengthAndHashes(bytes, meta->second, "targets");
+    Envelope e = ParseEnvelope(bytes, "targets");
+    VerifyRole(e, root_, "targets", "targets");
+    Targets t;
+    t.version = Version(e.signed_part, "targets");
+    t.expires = ParseExpiry(e.signed_part, "targets");
+    if (t.version != meta->second.version) {
+      Denied("targets: version " + std::to_string(t.version) + " but the snapshot names " +
+             std::to_string(meta->second.version) + " (mix-and-match)");
     }
-    TargetInfo ti{info["length"].get<uint64_t>(), {}, info.value("custom", json::object())};
-    for (const auto& [alg, h] : info["hashes"].items()) {
-      if (h.is_string()) ti.hashes[alg] = h.get<std::string>();
+    const json& targets = e.signed_part.value("targets", json::object());
+    if (!targets.is_object()) Bad("targets: targets must be an object");
+    for (const auto& [path, info] : targets.items()) {
+      if (!info.is_object() || !info.contains("length") || !info["length"].is_number_unsigned() ||
+          !info.contains("hashes") || !info["hashes"].is_object()) {
+        Bad("targets: '" + path + "' needs length and hashes");
+      }
+      TargetInfo ti{info["length"].get<uint64_t>(), {}, info.value("custom", json::object())};
+      for (const auto& [alg, h] : info["hashes"].items()) {
+        if (h.is_string()) ti.hashes[alg] = h.get<std::string>();
+      }
+      t.targets[path] = std::move(ti);
     }
-    t.targets[path] = std::move(ti);
+    CheckFresh("targets", t.version, t.expires, now_);
+    targets_ = std::move(t);
+    accepted_["targets"] = bytes;
+  } catch (const json::exception& e) {
+    // A field of the wrong type deep inside: malformed, like any other parse failure.
+    Bad(std::string("targets: malformed metadata: ") + e.what());
   }
-  CheckFresh("targets", t.version, t.expires, now_);
-  targets_ = std::move(t);
-  accepted_["targets"] = bytes;
 }
 
 }  // namespace outpost::tuf

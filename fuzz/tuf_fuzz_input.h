@@ -1,0 +1,87 @@
+// The TUF metadata fuzz input (shared by fuzz/tuf_fuzz.cc and the corpus replay test), which arrives from the network: the first byte picks how
+// the rest is used. 0-2: raw bytes as a new root, a timestamp, or as the trusted root itself
+// (envelope, signature and field parsing a server controls). 3-5: the rest is taken as the
+// *signed* part and signed here with the role's real key, so that the field parsers behind
+// the signature check (reachable only by a key holder, or a bug) are fuzzed too.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "update/tuf.h"
+
+namespace outpost_fuzz {
+
+using outpost::tuf::Clock;
+using json = nlohmann::json;
+
+struct Keys {
+  outpost::SigningKey root = outpost::GenerateSigningKey("root");
+  outpost::SigningKey timestamp = outpost::GenerateSigningKey("timestamp");
+  std::string root_bytes;
+  Keys() {
+    json k = json::object();
+    auto role = [&](const outpost::SigningKey& key) {
+      std::string id = outpost::tuf::KeyIdOf(key.pub.public_key);
+      k[id] = outpost::tuf::KeyJson(key.pub.public_key);
+      return json{{"keyids", {id}}, {"threshold", 1}};
+    };
+    json roles = {{"root", role(root)},
+                  {"targets", role(root)},
+                  {"snapshot", role(root)},
+                  {"timestamp", role(timestamp)}};
+    json signed_root = {{"_type", "root"},         {"spec_version", "1.0.31"},
+                        {"version", 1},            {"expires", "2100-01-01T00:00:00Z"},
+                        {"consistent_snapshot", true}, {"keys", k},
+                        {"roles", roles}};
+    root_bytes = outpost::tuf::SignEnvelope(signed_root, {&root}).dump();
+  }
+};
+
+inline const Keys& K() {
+  static const Keys keys;
+  return keys;
+}
+
+inline void Expected(const outpost::Error& e) {
+  if (e.code() != outpost::ErrorCode::kInvalidArgument &&
+      e.code() != outpost::ErrorCode::kPermissionDenied) {
+    __builtin_trap();
+  }
+}
+
+
+inline void RunTufInput(const uint8_t* data, size_t size) {
+  if (size < 1) return;
+  const Clock::time_point now = Clock::from_time_t(1'800'000'000);
+  std::string rest(reinterpret_cast<const char*>(data) + 1, size - 1);
+  int mode = data[0] % 6;
+  try {
+    if (mode >= 3) {
+      json signed_part = json::parse(rest, nullptr, false);
+      if (signed_part.is_discarded()) return;
+      const outpost::SigningKey& key = mode == 4 ? K().timestamp : K().root;
+      rest = outpost::tuf::SignEnvelope(signed_part, {&key}).dump();
+      mode -= 3;
+    }
+    if (mode == 2) {
+      outpost::tuf::TrustedSet own(rest, now);
+      return;
+    }
+    outpost::tuf::TrustedSet set(K().root_bytes, now);
+    if (mode == 0) {
+      set.UpdateRoot(rest);
+    } else {
+      set.UpdateTimestamp(rest);
+      set.UpdateTimestamp(rest, /*from_cache=*/true);
+    }
+  } catch (const outpost::Error& e) {
+    Expected(e);
+  }
+}
+
+}  // namespace outpost_fuzz
