@@ -122,7 +122,7 @@ int Pack() {
   if (tmpl.is_discarded())
     Fail(ErrorCode::kInvalidArgument, (dir / "manifest.json").string() + ": not valid JSON");
   PackageManifest m = ManifestForDirectory(tmpl, dir);
-  CheckModel(m, dir);
+  if (m.json.value("runtime", "onnx") == "onnx") CheckModel(m, dir);
   fs::path out =
       o.output.empty() ? fs::path(m.name + "-" + m.version + ".opkg") : fs::path(o.output);
   WritePackage(out, m, dir);

@@ -376,6 +376,12 @@ PackageReport InstallPackage(const fs::path& package, const fs::path& repository
     PackageReport r = VerifyPackageFile(package, trust, {}, &staging);
     if (r.manifest.Canonical() != head.manifest.Canonical())
       Denied("the package changed while installing");
+    if (r.manifest.json.value("runtime", "onnx") == "agent") {
+      // An agent build: its entry point runs. Set before the rename, so no half-made slot runs.
+      fs::permissions(staging / r.manifest.model_file,
+                      fs::perms::owner_exec | fs::perms::group_exec | fs::perms::others_exec,
+                      fs::perm_options::add);
+    }
     WriteFileAtomically(staging / "manifest.json", RepositoryManifest(r.manifest).dump(2) + "\n");
     RecordInstalledPackage(staging, r.manifest.Canonical(), r.signatures_text);
     fs::rename(staging, target);

@@ -88,9 +88,10 @@ PackageManifest ParsePackageManifest(const json& j, bool require_files) {
   m.version = Require(j, "version", json::value_t::string, "a string").get<std::string>();
   if (!IsSemanticVersion(m.version))
     Bad("version '" + m.version + "' is not a semantic version (MAJOR.MINOR.PATCH)");
+  // "agent": an outpostd build for the agent's own A/B slots; model_file is its executable.
+  if (!j.value("runtime", json("onnx")).is_string()) Bad("runtime must be \"onnx\" or \"agent\"");
   std::string runtime = j.value("runtime", "onnx");
-  if (!j.value("runtime", json("onnx")).is_string() || runtime != "onnx")
-    Bad("runtime must be \"onnx\"");
+  if (runtime != "onnx" && runtime != "agent") Bad("runtime must be \"onnx\" or \"agent\"");
   m.json["runtime"] = runtime;
   if (j.contains("min_agent_version")) {
     if (!j["min_agent_version"].is_string() ||

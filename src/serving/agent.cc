@@ -2,7 +2,9 @@
 
 #include <spdlog/spdlog.h>
 #include <stdlib.h>
+
 #include <unistd.h>
+#include <cstdlib>
 
 #include "core/atomic_file.h"
 #include "core/error.h"
@@ -183,6 +185,9 @@ UpdateOptions Agent::MakeUpdateOptions() const {
   o.policy.max_bytes_per_second = c.update_max_bytes_per_second;
   o.policy.metered_interfaces = c.update_metered_interfaces;
   o.policy.pinned_models = {c.update_pinned_models.begin(), c.update_pinned_models.end()};
+  // Under outpost-supervisor the agent knows its slots and the version of the build it runs.
+  if (const char* slots = std::getenv("OUTPOST_AGENT_SLOTS")) o.agent_slots = slots;
+  if (const char* version = std::getenv("OUTPOST_AGENT_SLOT_VERSION")) o.agent_version = version;
   o.http.min_bytes_per_second = static_cast<long>(c.update_min_bytes_per_second);
   o.http.slow_window_s = c.update_slow_window_secs;
   o.http.attempts = c.update_download_attempts;

@@ -174,6 +174,8 @@ std::shared_ptr<ServedModel> ModelManager::Load(const VersionSource& src) {
                                              " but installed as " + src.model + "/" + src.version);
     }
     CheckAgentVersion(r.manifest, OUTPOST_VERSION);
+    if (r.manifest.json.value("runtime", "onnx") != "onnx")
+      Fail(ErrorCode::kInvalidArgument, "an agent build (runtime \"agent\"), not a model");
     // The serving settings come from what was signed, not from files beside it.
     manifest.raw = RepositoryManifest(r.manifest);
     manifest.model_file = r.manifest.model_file;

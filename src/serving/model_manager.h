@@ -20,7 +20,7 @@
 #include "serving/model_config.h"
 #include "serving/repository.h"
 #include "serving/scheduler.h"
-#include "serving/slots.h"
+#include "update/slots.h"
 
 namespace outpost {
 

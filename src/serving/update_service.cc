@@ -10,7 +10,7 @@
 #include "core/names.h"
 #include "package/package.h"
 #include "serving/http_codec.h"
-#include "serving/slots.h"
+#include "update/slots.h"
 
 namespace outpost {
 namespace fs = std::filesystem;
@@ -197,6 +197,11 @@ void UpdateService::RunCheck(bool force) {
       if (options_.policy.pinned_models.count(offer.name)) continue;
       UpdateModel(offer);
     }
+    // The agent last: staging it ends this process (the supervisor starts the trial).
+    for (const auto& offer : offers) {
+      if (offer.kind == "agent" && offer.name == "outpostd" && !options_.agent_slots.empty())
+        StageAgent(offer);
+    }
     std::lock_guard lock(mu_);
     state_ = "idle";
     last_result_ = "ok";
@@ -226,26 +231,16 @@ void UpdateService::UpdateModel(const tuf::Offer& offer) {
   spdlog::info("update: model {} {} -> {}", offer.name,
                state.committed.empty() ? "(none)" : state.committed, offer.version);
 
-  SetState("downloading " + offer.name + " " + offer.version);
-  tuf::FetchStats stats;
-  fs::path package = client_->Fetch(
-      offer,
-      [&](const std::string& version, const fs::path& out) {
-        fs::path dir = model_dir / version;
-        if (!IsValidVersionLabel(version) || !fs::exists(dir / kInstalledPackageDir)) return false;
-        RebuildPackage(dir, out);
-        return true;
-      },
-      &stats);
-  ev.bytes = stats.bytes_downloaded;
-  ev.delta = stats.used_delta;
-  metrics_.GetCounter("outpost_update_downloaded_bytes_total", "Bytes fetched for updates.", {})
-      .Add(static_cast<double>(stats.bytes_downloaded));
-  CrashPoint("downloaded");
+  fs::path package = FetchWithBase(offer, model_dir, ev);
 
   // A package for a newer agent waits for the agent's own update; it has not failed.
   try {
-    CheckAgentVersion(VerifyPackageFile(package, trust_).manifest, OUTPOST_VERSION);
+    PackageManifest m = VerifyPackageFile(package, trust_).manifest;
+    if (m.name != offer.name || m.version != offer.version || m.json.value("runtime", "") != "onnx")
+      Fail(ErrorCode::kPermissionDenied, "the package is " + m.name + " " + m.version +
+                                             " (runtime " + m.json.value("runtime", "") +
+                                             "), not the model the repository names");
+    CheckAgentVersion(m, OUTPOST_VERSION);
   } catch (const Error& e) {
     if (e.code() == ErrorCode::kPermissionDenied) {
       std::error_code ec;
@@ -264,6 +259,7 @@ void UpdateService::UpdateModel(const tuf::Offer& offer) {
   SetState("installing " + offer.name + " " + offer.version);
   state.trial_attempts = state.trial == offer.version ? state.trial_attempts + 1 : 1;
   state.trial = offer.version;
+  state.previous.clear();  // its slot takes the trial
   fs::create_directories(model_dir);
   WriteSlots(model_dir, state);
   CrashPoint("trial-recorded");
@@ -314,6 +310,59 @@ void UpdateService::UpdateModel(const tuf::Offer& offer) {
   client_->CleanDownloads();
   ev.seconds = std::chrono::duration<double>(SteadyClock::now() - started).count();
   Record(ev);
+}
+
+// Downloads the offer, as a delta against a version installed under `dir` when one is offered.
+fs::path UpdateService::FetchWithBase(const tuf::Offer& offer, const fs::path& dir, Event& ev) {
+  SetState("downloading " + offer.name + " " + offer.version);
+  tuf::FetchStats stats;
+  fs::path package = client_->Fetch(
+      offer,
+      [&](const std::string& version, const fs::path& out) {
+        fs::path base = dir / version;
+        if (!IsValidVersionLabel(version) || !fs::exists(base / kInstalledPackageDir)) return false;
+        RebuildPackage(base, out);
+        return true;
+      },
+      &stats);
+  ev.bytes = stats.bytes_downloaded;
+  ev.delta = stats.used_delta;
+  metrics_.GetCounter("outpost_update_downloaded_bytes_total", "Bytes fetched for updates.", {})
+      .Add(static_cast<double>(stats.bytes_downloaded));
+  CrashPoint("downloaded");
+  return package;
+}
+
+// Installs a new agent build beside the running one and marks it for trial; the supervisor
+// (outpost-supervisor) starts it when this process exits, commits it once it reports healthy,
+// and otherwise restores this build.
+void UpdateService::StageAgent(const tuf::Offer& offer) {
+  fs::path dir = options_.agent_slots / offer.name;
+  SlotState state;
+  if (auto s = ReadSlots(dir)) state = *s;
+  if (CompareVersions(offer.version, options_.agent_version) <= 0 || state.HasFailed(offer.version))
+    return;
+  Event ev = MakeEvent(offer.name, offer.version, "", "");
+  fs::path package = FetchWithBase(offer, dir, ev);
+  PackageManifest m = VerifyPackageFile(package, trust_).manifest;
+  if (m.name != offer.name || m.version != offer.version || m.json.value("runtime", "") != "agent")
+    Fail(ErrorCode::kPermissionDenied, "the package is " + m.name + " " + m.version +
+                                           ", not the agent build the repository names");
+  if (state.committed.empty()) state.committed = options_.agent_version;
+  state.previous.clear();  // its slot takes the new build
+  WriteSlots(dir, state);
+  RemoveVersionsExcept(dir, {state.committed});
+  InstallPackage(package, options_.agent_slots, trust_);
+  state.trial = offer.version;
+  state.trial_attempts = 0;
+  WriteSlots(dir, state);
+  client_->CleanDownloads();
+  ev.outcome = "staged";
+  ev.reason = "restarting into it: the supervisor commits it once it is healthy";
+  Record(ev);
+  spdlog::warn("update: agent {} staged beside {}; restarting into it", offer.version,
+               state.committed);
+  ::kill(::getpid(), SIGTERM);  // the main thread's orderly shutdown
 }
 
 void UpdateService::Rollback(const fs::path& model_dir, SlotState& state,

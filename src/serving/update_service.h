@@ -41,6 +41,9 @@ struct UpdateOptions {
   double max_error_rate_increase = 0.05;
   std::chrono::milliseconds probe_budget{1000};
   std::map<std::string, nlohmann::json> probes;  // model -> KServe v2 JSON infer request
+  // The agent's own A/B slots (outpost-supervisor's --slots); empty: agent updates are skipped.
+  std::filesystem::path agent_slots;
+  std::string agent_version = OUTPOST_VERSION;  // the running build's slot version
   tuf::UpdatePolicy policy;
   tuf::HttpLimits http;
 };
@@ -73,6 +76,9 @@ class UpdateService {
                          std::string reason);
   void RunCheck(bool force);
   void UpdateModel(const tuf::Offer& offer);
+  void StageAgent(const tuf::Offer& offer);
+  std::filesystem::path FetchWithBase(const tuf::Offer& offer, const std::filesystem::path& dir,
+                                      Event& ev);
   void Rollback(const std::filesystem::path& model_dir, SlotState& state,
                 const std::string& version, const std::string& reason);
   std::optional<std::string> Probe(const std::string& name, const std::string& version);

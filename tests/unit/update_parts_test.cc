@@ -11,7 +11,7 @@
 #include "core/error.h"
 #include "package/package.h"
 #include "package/sha256.h"
-#include "serving/slots.h"
+#include "update/slots.h"
 #include "update/delta.h"
 #include "update/policy.h"
 

@@ -1,8 +1,9 @@
-// The A/B slot record of one model: which installed version is committed (serves requests
-// that name no version), which one is on trial, which one was committed before (kept for
-// rollback and as a delta base), and which versions failed their trial. It lives in
-// <repository>/<model>/.slots.json, written atomically; a model without one serves its
-// highest ready version, as before updates existed.
+// The A/B slot record of one updatable thing: which installed version is committed, which one
+// is on trial, which one was committed before (kept for rollback and as a delta base), and
+// which versions failed their trial. For a model it lives in <repository>/<model>/.slots.json
+// (the committed version serves requests that name no version; a model without a record
+// serves its highest ready version); for the agent itself, in <agent slots>/outpostd/.
+// Written atomically.
 #pragma once
 
 #include <filesystem>

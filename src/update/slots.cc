@@ -1,4 +1,4 @@
-#include "serving/slots.h"
+#include "update/slots.h"
 
 #include <algorithm>
 

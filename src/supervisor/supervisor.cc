@@ -1,0 +1,289 @@
+#include "supervisor/supervisor.h"
+
+#include <curl/curl.h>
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <optional>
+
+#include "core/error.h"
+#include "core/names.h"
+#include "package/package.h"
+#include "update/slots.h"
+
+namespace outpost {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+constexpr const char* kAgentName = "outpostd";
+
+enum class Event { kTimeout, kTerminate, kChild };
+
+// Waits for a blocked signal: termination, a child's exit, or nothing before `timeout`.
+Event WaitEvent(milliseconds timeout) {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGCHLD);
+  timespec ts{static_cast<time_t>(timeout.count() / 1000),
+              static_cast<long>(timeout.count() % 1000) * 1000000};
+  int sig = ::sigtimedwait(&set, nullptr, &ts);
+  if (sig == SIGTERM || sig == SIGINT) return Event::kTerminate;
+  if (sig == SIGCHLD) return Event::kChild;
+  return Event::kTimeout;
+}
+
+bool Healthy(const std::string& url) {
+  CURL* h = curl_easy_init();
+  if (!h) return false;
+  curl_easy_setopt(h, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(h, CURLOPT_NOBODY, 0L);
+  curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 1000L);
+  curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(
+      h, CURLOPT_WRITEFUNCTION, +[](char*, size_t s, size_t n, void*) { return s * n; });
+  long status = 0;
+  bool ok = curl_easy_perform(h) == CURLE_OK &&
+            curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status) == CURLE_OK && status == 200;
+  curl_easy_cleanup(h);
+  return ok;
+}
+
+std::string DescribeStatus(int status) {
+  if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
+  if (WIFSIGNALED(status)) return "was killed by signal " + std::to_string(WTERMSIG(status));
+  return "stopped";
+}
+
+class Supervisor {
+ public:
+  explicit Supervisor(const SupervisorOptions& o)
+      : o_(o), dir_(o.slots / kAgentName), trust_(LoadTrustPolicy(o.trust_file)) {}
+
+  int Run() {
+    milliseconds backoff{1000};
+    while (true) {
+      SlotState state = Load();
+      if (!state.trial.empty()) {
+        if (state.trial_attempts >= 2) {
+          Fail(state, "its trial was interrupted twice");
+          continue;
+        }
+        ++state.trial_attempts;
+        WriteSlots(dir_, state);
+        std::string reason;
+        auto outcome = Trial(state.trial, reason);
+        if (outcome == Outcome::kTerminated) return Stop();
+        if (outcome == Outcome::kFailed) {
+          Fail(state, reason);
+          continue;
+        }
+        state.previous = state.committed;
+        state.committed = state.trial;
+        state.trial.clear();
+        state.trial_attempts = 0;
+        WriteSlots(dir_, state);
+        RemoveOthers(state);
+        spdlog::info("agent {} committed (previous {})", state.committed, state.previous);
+      } else if (!Start(state.committed, /*trial=*/false)) {
+        if (!state.previous.empty() && state.previous != state.committed) {
+          spdlog::error("agent {} cannot start; falling back to {}", state.committed,
+                        state.previous);
+          state.committed = state.previous;
+          WriteSlots(dir_, state);
+          continue;
+        }
+        if (WaitEvent(backoff) == Event::kTerminate) return 0;
+        backoff = std::min(backoff * 2, o_.max_restart_backoff);
+        continue;
+      }
+      // Supervise the running build until it exits or we are told to stop.
+      auto started = Clock::now();
+      int status = 0;
+      while (true) {
+        Event e = WaitEvent(milliseconds(1000));
+        if (e == Event::kTerminate) return Stop();
+        if (Reaped(&status)) break;
+      }
+      if (Load().trial.empty()) {
+        if (Clock::now() - started > std::chrono::seconds(60)) backoff = milliseconds(1000);
+        spdlog::warn("agent {} {}; restarting in {} ms", Load().committed, DescribeStatus(status),
+                     backoff.count());
+        if (WaitEvent(backoff) == Event::kTerminate) return 0;
+        backoff = std::min(backoff * 2, o_.max_restart_backoff);
+      } else {
+        spdlog::info("agent exited to start the staged build {}", Load().trial);
+      }
+    }
+  }
+
+ private:
+  enum class Outcome { kHealthy, kFailed, kTerminated };
+
+  SlotState Load() {
+    SlotState s;
+    if (auto r = ReadSlots(dir_)) s = *r;
+    if (s.committed.empty()) {
+      // First start: the newest installed build.
+      std::error_code ec;
+      for (const auto& e : fs::directory_iterator(dir_, ec)) {
+        std::string v = e.path().filename().string();
+        if (v[0] != '.' && IsValidVersionLabel(v) && v != s.trial &&
+            (s.committed.empty() || CompareVersions(v, s.committed) > 0))
+          s.committed = v;
+      }
+      if (s.committed.empty())
+        outpost::Fail(ErrorCode::kNotFound, "no agent build installed in " + dir_.string());
+      WriteSlots(dir_, s);
+    }
+    return s;
+  }
+
+  // Verifies the build against the trust file, then starts it.
+  bool Start(const std::string& version, bool trial) {
+    fs::path vdir = dir_ / version;
+    fs::path entry;
+    try {
+      PackageReport r = VerifyInstalledVersion(vdir, trust_);
+      if (r.manifest.json.value("runtime", "") != "agent" || r.manifest.version != version)
+        outpost::Fail(ErrorCode::kPermissionDenied, "not an agent build of version " + version);
+      entry = vdir / r.manifest.model_file;
+    } catch (const std::exception& e) {
+      spdlog::error("agent {} refused: {}", version, e.what());
+      return false;
+    }
+    pid_t pid = ::fork();
+    if (pid < 0) return false;
+    if (pid == 0) {
+      sigset_t none;
+      sigemptyset(&none);
+      ::sigprocmask(SIG_SETMASK, &none, nullptr);
+      ::setenv("OUTPOST_AGENT_SLOTS", o_.slots.c_str(), 1);
+      ::setenv("OUTPOST_AGENT_SLOT_VERSION", version.c_str(), 1);
+      if (trial) ::setenv("OUTPOST_AGENT_TRIAL", "1", 1);
+      std::vector<char*> argv;
+      std::string path = entry.string();
+      argv.push_back(path.data());
+      std::vector<std::string> args = o_.agent_args;
+      for (auto& a : args) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      ::execv(path.c_str(), argv.data());
+      ::_exit(127);
+    }
+    child_ = pid;
+    spdlog::info("agent {} started{} (pid {})", version, trial ? " on trial" : "", pid);
+    return true;
+  }
+
+  bool Reaped(int* status) {
+    if (child_ <= 0) return true;
+    pid_t r = ::waitpid(child_, status, WNOHANG);
+    if (r == child_) {
+      child_ = -1;
+      return true;
+    }
+    return false;
+  }
+
+  void Kill() {
+    if (child_ <= 0) return;
+    ::kill(child_, SIGTERM);
+    int status = 0;
+    for (int i = 0; i < 300 && !Reaped(&status); ++i) WaitEvent(milliseconds(100));
+    if (child_ > 0) {
+      ::kill(child_, SIGKILL);
+      ::waitpid(child_, &status, 0);
+      child_ = -1;
+    }
+  }
+
+  int Stop() {
+    Kill();
+    return 0;
+  }
+
+  Outcome Trial(const std::string& version, std::string& reason) {
+    if (!Start(version, /*trial=*/true)) {
+      reason = "it failed verification or could not be started";
+      return Outcome::kFailed;
+    }
+    auto deadline = Clock::now() + o_.trial_timeout;
+    std::optional<Clock::time_point> healthy_since;
+    int status = 0;
+    while (true) {
+      if (WaitEvent(milliseconds(200)) == Event::kTerminate) {
+        Kill();
+        return Outcome::kTerminated;  // the trial stays recorded and runs again next start
+      }
+      if (Reaped(&status)) {
+        reason = "it " + DescribeStatus(status) +
+                 (healthy_since ? " during the stable window" : " before it was healthy");
+        return Outcome::kFailed;
+      }
+      auto now = Clock::now();
+      if (!healthy_since) {
+        if (Healthy(o_.health_url)) {
+          healthy_since = now;
+        } else if (now > deadline) {
+          Kill();
+          reason = "not healthy within " + std::to_string(o_.trial_timeout.count()) + " ms";
+          return Outcome::kFailed;
+        }
+      } else if (now - *healthy_since >= o_.trial_stable) {
+        if (Healthy(o_.health_url)) return Outcome::kHealthy;
+        Kill();
+        reason = "healthy, then not at the end of the stable window";
+        return Outcome::kFailed;
+      }
+    }
+  }
+
+  void Fail(SlotState& state, const std::string& reason) {
+    Kill();
+    std::string version = state.trial;
+    state.failed.push_back(version);
+    state.last_failure = version + ": " + reason;
+    state.trial.clear();
+    state.trial_attempts = 0;
+    WriteSlots(dir_, state);
+    std::error_code ec;
+    if (version != state.committed && version != state.previous) fs::remove_all(dir_ / version, ec);
+    spdlog::error("agent {} rolled back to {}: {}", version, state.committed, reason);
+  }
+
+  void RemoveOthers(const SlotState& state) {
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(dir_, ec)) {
+      std::string v = e.path().filename().string();
+      if (v[0] == '.' || v == state.committed || v == state.previous) continue;
+      fs::remove_all(e.path(), ec);
+    }
+  }
+
+  const SupervisorOptions& o_;
+  fs::path dir_;
+  TrustPolicy trust_;
+  pid_t child_ = -1;
+};
+
+}  // namespace
+
+int RunSupervisor(const SupervisorOptions& options) {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGCHLD);
+  ::sigprocmask(SIG_BLOCK, &set, nullptr);
+  curl_global_init(CURL_GLOBAL_DEFAULT);
+  return Supervisor(options).Run();
+}
+
+}  // namespace outpost

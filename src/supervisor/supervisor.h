@@ -1,0 +1,30 @@
+// outpost-supervisor: runs the committed outpostd build from the agent's A/B slots
+// (<slots>/outpostd/<version>/, installed from signed packages with runtime "agent"), restarts
+// it when it crashes, and takes a staged build through its trial: started in trial mode, it
+// must answer the health URL within the trial timeout and stay up for the stable window, or
+// the previous build is restored and the new one marked failed. A trial that a power loss
+// interrupts is retried once, then refused. Every build is verified against the trust file
+// before it is executed.
+#pragma once
+
+#include <chrono>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace outpost {
+
+struct SupervisorOptions {
+  std::filesystem::path slots;       // holds outpostd/<version>/ and outpostd/.slots.json
+  std::filesystem::path trust_file;  // who may sign agent builds
+  std::string health_url;            // e.g. http://127.0.0.1:8000/v2/health/ready
+  std::chrono::milliseconds trial_timeout{60000};
+  std::chrono::milliseconds trial_stable{10000};
+  std::chrono::milliseconds max_restart_backoff{30000};
+  std::vector<std::string> agent_args;
+};
+
+// Runs until SIGTERM or SIGINT (forwarded to the agent); returns the exit code.
+int RunSupervisor(const SupervisorOptions& options);
+
+}  // namespace outpost

@@ -1,0 +1,146 @@
+"""The agent updating itself: outpost-supervisor runs outpostd from its A/B slots, the agent
+stages a newer signed build from the update repository and exits, the supervisor starts it on
+trial and commits it once healthy, or restores the previous build when it is not."""
+import http.client
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import unittest
+
+from agent import BIN_DIR, free_port
+from update_repo import RepoServer, UpdateRepo, must
+
+LIB_DIR = os.path.join(BIN_DIR, "..", "lib")
+
+
+class AgentUpdateTest(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="outpost-agent-update-")
+        self.repo = UpdateRepo(self.tmp)
+        self.slots = os.path.join(self.tmp, "slots")
+        self.models = os.path.join(self.tmp, "models")
+        os.makedirs(self.models)
+        self.server = RepoServer(self.repo.dir)
+        self.port = free_port()
+        self.supervisor = None
+
+    def tearDown(self):
+        if self.supervisor and self.supervisor.poll() is None:
+            self.supervisor.kill()
+            self.supervisor.wait()
+        self.server.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def build(self, version, broken=False):
+        """A signed agent package: the real outpostd, or a build that exits at once."""
+        src = os.path.join(self.tmp, f"agent-{version}")
+        os.makedirs(os.path.join(src, "bin"))
+        entry = os.path.join(src, "bin", "outpostd")
+        if broken:
+            with open(entry, "w") as f:
+                f.write("#!/bin/sh\necho 'this build cannot start' >&2\nexit 3\n")
+        else:
+            shutil.copy(os.path.join(BIN_DIR, "outpostd"), entry)
+        with open(os.path.join(src, "manifest.json"), "w") as f:
+            json.dump({"name": "outpostd", "version": version, "runtime": "agent", "model_file": "bin/outpostd"}, f)
+        pkg = os.path.join(self.tmp, f"outpostd-{version}.opkg")
+        must("pack", src, "-o", pkg)
+        must("sign", pkg, "--key", self.repo.keys["signer"])
+        return pkg
+
+    def slot_state(self):
+        path = os.path.join(self.slots, "outpostd", ".slots.json")
+        if not os.path.exists(path):
+            return {}
+        with open(path) as f:
+            return json.load(f)
+
+    def healthy(self):
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+            c.request("GET", "/v2/health/ready")
+            return c.getresponse().status == 200
+        except OSError:
+            return False
+
+    def running_build(self):
+        """The slot version of the outpostd the supervisor runs now."""
+        with open(f"/proc/{self.supervisor.pid}/task/{self.supervisor.pid}/children") as f:
+            children = f.read().split()
+        self.assertEqual(len(children), 1, children)
+        exe = os.readlink(f"/proc/{children[0]}/exe")
+        return os.path.basename(os.path.dirname(os.path.dirname(exe)))
+
+    def wait_for(self, predicate, what, timeout=90):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if predicate():
+                return
+            if self.supervisor.poll() is not None:
+                self.fail(f"the supervisor exited with {self.supervisor.returncode} waiting for {what}")
+            time.sleep(0.1)
+        self.fail(f"timed out waiting for {what}; slots: {self.slot_state()}")
+
+    def check(self):
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
+            c.request("POST", "/v2/updates/check")
+            c.getresponse().read()
+        except (OSError, http.client.HTTPException):
+            pass  # the agent may end the connection as it exits into the new build
+
+    def test_new_build_commits_and_a_broken_one_rolls_back(self):
+        must("install", self.build("0.1.0"), "--repository", self.slots, "--trust", self.repo.trust)
+        cfg = os.path.join(self.tmp, "agent.json")
+        with open(cfg, "w") as f:
+            json.dump({"update_url": self.server.url, "update_root": self.repo.root,
+                       "update_check_on_start": False, "update_canary_secs": 0}, f)
+        log = open(os.path.join(self.tmp, "supervisor.log"), "w")
+        self.supervisor = subprocess.Popen(
+            [os.path.join(BIN_DIR, "outpost-supervisor"), "--slots", self.slots, "--trust-file", self.repo.trust,
+             "--health-url", f"http://127.0.0.1:{self.port}/v2/health/ready", "--trial-timeout-secs", "30",
+             "--trial-stable-secs", "1", "--", "--model-repository", self.models, "--http-port", str(self.port),
+             "--grpc-port", "0", "--trust-file", self.repo.trust, "--config", cfg],
+            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "LD_LIBRARY_PATH": LIB_DIR})
+        try:
+            self.wait_for(self.healthy, "the first build")
+            self.assertEqual(self.running_build(), "0.1.0")
+
+            must("repo", "add", self.repo.dir, self.build("0.2.0"), "--kind", "agent",
+                 "--targets-key", self.repo.keys["targets"])
+            self.repo.publish()
+            self.check()
+            self.wait_for(lambda: self.slot_state().get("committed") == "0.2.0" and self.healthy(), "0.2.0 to commit")
+            self.assertEqual(self.running_build(), "0.2.0")
+            self.assertEqual(self.slot_state()["previous"], "0.1.0")
+
+            broken = self.build("0.3.0", broken=True)
+            must("repo", "add", self.repo.dir, broken, "--kind", "agent", "--targets-key", self.repo.keys["targets"])
+            self.repo.publish()
+            self.check()
+            self.wait_for(lambda: "0.3.0" in self.slot_state().get("failed", []) and self.healthy(),
+                          "0.3.0 to roll back")
+            state = self.slot_state()
+            self.assertEqual((state["committed"], state["trial"]), ("0.2.0", ""))
+            self.assertIn("exited with status 3 before it was healthy", state["last_failure"])
+            self.assertEqual(self.running_build(), "0.2.0")
+            # Two slots: 0.3.0 took the one 0.1.0 held, and failed.
+            self.assertEqual(sorted(n for n in os.listdir(os.path.join(self.slots, "outpostd")) if n[0] != "."),
+                             ["0.2.0"])
+            self.assertEqual(state["previous"], "")
+            # The failed build is not staged again.
+            self.check()
+            time.sleep(1)
+            self.assertEqual(self.running_build(), "0.2.0")
+        finally:
+            self.supervisor.send_signal(signal.SIGTERM)
+            self.assertEqual(self.supervisor.wait(timeout=60), 0)
+            log.close()
+
+
+if __name__ == "__main__":
+    unittest.main()
