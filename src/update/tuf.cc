@@ -174,6 +174,17 @@ Root ParseRoot(const json& s) {
   return r;
 }
 
+// Runs `parse`; a field of the wrong type deep inside (a JSON type error) is malformed metadata,
+// refused like any other parse failure.
+template <typename F>
+void AsMetadataError(const char* role, F&& parse) {
+  try {
+    parse();
+  } catch (const json::exception& e) {
+    Bad(std::string(role) + ": malformed metadata: " + e.what());
+  }
+}
+
 }  // namespace
 
 std::string CanonicalJson(const json& j) {
@@ -208,19 +219,16 @@ std::string FormatExpiry(Clock::time_point t) {
 }
 
 TrustedSet::TrustedSet(const std::string& root_bytes, Clock::time_point now) : now_(now) {
-  try {
+  AsMetadataError("root", [&] {
     Envelope e = ParseEnvelope(root_bytes, "root");
     root_ = ParseRoot(e.signed_part);
     VerifyRole(e, root_, "root", "root");  // the trusted root must sign itself
     accepted_["root"] = root_bytes;
-  } catch (const json::exception& e) {
-    // A field of the wrong type deep inside: malformed, like any other parse failure.
-    Bad(std::string("root: malformed metadata: ") + e.what());
-  }
+  });
 }
 
 void TrustedSet::UpdateRoot(const std::string& bytes) {
-  try {
+  AsMetadataError("root", [&] {
     if (timestamp_) Bad("root cannot be updated after the timestamp");
     Envelope e = ParseEnvelope(bytes, "root");
     Root next = ParseRoot(e.signed_part);
@@ -234,10 +242,7 @@ void TrustedSet::UpdateRoot(const std::string& bytes) {
     }
     root_ = std::move(next);
     accepted_["root"] = bytes;
-  } catch (const json::exception& e) {
-    // A field of the wrong type deep inside: malformed, like any other parse failure.
-    Bad(std::string("root: malformed metadata: ") + e.what());
-  }
+  });
 }
 
 void TrustedSet::CheckRootNotExpired() const {
@@ -246,7 +251,7 @@ void TrustedSet::CheckRootNotExpired() const {
 }
 
 void TrustedSet::UpdateTimestamp(const std::string& bytes, bool from_cache) {
-  try {
+  AsMetadataError("timestamp", [&] {
     if (snapshot_) Bad("timestamp cannot be updated after the snapshot");
     CheckRootNotExpired();
     Envelope e = ParseEnvelope(bytes, "timestamp");
@@ -271,14 +276,11 @@ void TrustedSet::UpdateTimestamp(const std::string& bytes, bool from_cache) {
     if (!from_cache) CheckFresh("timestamp", t.version, t.expires, now_);
     timestamp_ = t;
     accepted_["timestamp"] = bytes;
-  } catch (const json::exception& e) {
-    // A field of the wrong type deep inside: malformed, like any other parse failure.
-    Bad(std::string("timestamp: malformed metadata: ") + e.what());
-  }
+  });
 }
 
 void TrustedSet::UpdateSnapshot(const std::string& bytes, bool from_cache) {
-  try {
+  AsMetadataError("snapshot", [&] {
     if (!timestamp_) Bad("snapshot needs a trusted timestamp first");
     if (targets_) Bad("snapshot cannot be updated after the targets");
     if (!from_cache) CheckLengthAndHashes(bytes, timestamp_->snapshot, "snapshot");
@@ -309,14 +311,11 @@ void TrustedSet::UpdateSnapshot(const std::string& bytes, bool from_cache) {
     if (!from_cache) CheckFresh("snapshot", s.version, s.expires, now_);
     snapshot_ = s;
     accepted_["snapshot"] = bytes;
-  } catch (const json::exception& e) {
-    // A field of the wrong type deep inside: malformed, like any other parse failure.
-    Bad(std::string("snapshot: malformed metadata: ") + e.what());
-  }
+  });
 }
 
 void TrustedSet::UpdateTargets(const std::string& bytes) {
-  try {
+  AsMetadataError("targets", [&] {
     if (!snapshot_) Bad("targets needs a trusted snapshot first");
     auto meta = snapshot_->meta.find("targets.json");
     if (meta == snapshot_->meta.end()) Denied("snapshot does not list targets.json");
@@ -346,10 +345,7 @@ void TrustedSet::UpdateTargets(const std::string& bytes) {
     CheckFresh("targets", t.version, t.expires, now_);
     targets_ = std::move(t);
     accepted_["targets"] = bytes;
-  } catch (const json::exception& e) {
-    // A field of the wrong type deep inside: malformed, like any other parse failure.
-    Bad(std::string("targets: malformed metadata: ") + e.what());
-  }
+  });
 }
 
 }  // namespace outpost::tuf
