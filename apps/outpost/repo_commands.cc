@@ -332,8 +332,16 @@ int TufClient(CLI::App& app) {
   std::string base = o.target_base_url;
   while (!base.empty() && base.back() == '/') base.pop_back();
   fs::create_directories(o.target_dir);
-  fetcher.Download(base + "/" + remote, fs::path(o.target_dir) / name.filename(), it->second.length,
-                   sha->second);
+  // One file per target path ("a/b.txt" -> "a%2Fb.txt"), so that paths that share a file
+  // name do not collide, and a target downloaded again lands on the same name.
+  std::string local;
+  for (char c : o.target_name)
+    local += c == '/' ? std::string("%2F") : c == '%' ? "%25" : std::string(1, c);
+  fs::path dest = fs::path(o.target_dir) / local;
+  uint64_t size = 0;
+  if (fs::exists(dest) && Sha256File(dest, &size) == sha->second && size == it->second.length)
+    return 0;  // already here and verified: not fetched again
+  fetcher.Download(base + "/" + remote, dest, it->second.length, sha->second);
   return 0;
 }
 

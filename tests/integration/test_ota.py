@@ -74,6 +74,11 @@ class OtaTest(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         with open(os.path.join(self.tmp, "downloads", "add_mul-1.0.0.opkg"), "rb") as a, open(self.package, "rb") as b:
             self.assertEqual(a.read(), b.read())
+        # Downloaded and verified already: a second download makes no target request.
+        before = os.stat(os.path.join(self.tmp, "downloads", "add_mul-1.0.0.opkg")).st_mtime_ns
+        r = self.client("download")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(os.stat(os.path.join(self.tmp, "downloads", "add_mul-1.0.0.opkg")).st_mtime_ns, before)
 
     def test_tampered_target_is_refused(self):
         target = [n for n in os.listdir(os.path.join(self.repo, "targets"))][0]
