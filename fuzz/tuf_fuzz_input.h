@@ -1,8 +1,9 @@
-// The TUF metadata fuzz input (shared by fuzz/tuf_fuzz.cc and the corpus replay test), which arrives from the network: the first byte picks how
-// the rest is used. 0-2: raw bytes as a new root, a timestamp, or as the trusted root itself
-// (envelope, signature and field parsing a server controls). 3-5: the rest is taken as the
-// *signed* part and signed here with the role's real key, so that the field parsers behind
-// the signature check (reachable only by a key holder, or a bug) are fuzzed too.
+// The TUF metadata fuzz input (shared by fuzz/tuf_fuzz.cc and the corpus replay test), which
+// arrives from the network: the first byte picks how the rest is used. 0-2: raw bytes as a new
+// root, a timestamp, or as the trusted root itself (envelope, signature and field parsing a server
+// controls). 3-5: the rest is taken as the *signed* part and signed here with the role's real key,
+// so that the field parsers behind the signature check (reachable only by a key holder, or a bug)
+// are fuzzed too.
 #pragma once
 
 #include <cstddef>
@@ -34,9 +35,12 @@ struct Keys {
                   {"targets", role(root)},
                   {"snapshot", role(root)},
                   {"timestamp", role(timestamp)}};
-    json signed_root = {{"_type", "root"},         {"spec_version", "1.0.31"},
-                        {"version", 1},            {"expires", "2100-01-01T00:00:00Z"},
-                        {"consistent_snapshot", true}, {"keys", k},
+    json signed_root = {{"_type", "root"},
+                        {"spec_version", "1.0.31"},
+                        {"version", 1},
+                        {"expires", "2100-01-01T00:00:00Z"},
+                        {"consistent_snapshot", true},
+                        {"keys", k},
                         {"roles", roles}};
     root_bytes = outpost::tuf::SignEnvelope(signed_root, {&root}).dump();
   }
@@ -53,7 +57,6 @@ inline void Expected(const outpost::Error& e) {
     __builtin_trap();
   }
 }
-
 
 inline void RunTufInput(const uint8_t* data, size_t size) {
   if (size < 1) return;

@@ -11,9 +11,9 @@
 #include "core/error.h"
 #include "package/package.h"
 #include "package/sha256.h"
-#include "update/slots.h"
 #include "update/delta.h"
 #include "update/policy.h"
+#include "update/slots.h"
 
 namespace outpost {
 namespace {
@@ -22,8 +22,9 @@ namespace fs = std::filesystem;
 
 class TempDir {
  public:
-  TempDir() : path_(fs::temp_directory_path() / ("outpost-unit-" + std::to_string(::getpid()) +
-                                                 "-" + std::to_string(counter_++))) {
+  TempDir()
+      : path_(fs::temp_directory_path() /
+              ("outpost-unit-" + std::to_string(::getpid()) + "-" + std::to_string(counter_++))) {
     fs::create_directories(path_);
   }
   ~TempDir() { fs::remove_all(path_); }
@@ -71,9 +72,9 @@ TEST(Delta, WrongBaseCorruptDeltaAndOverlongOutputAreRefused) {
   EXPECT_FALSE(fs::exists(d.path() / "out.tmp"));
   std::string delta = ReadFile(d.path() / "delta");
   WriteFileAtomically(d.path() / "truncated", delta.substr(0, delta.size() / 2));
-  EXPECT_THROW(tuf::ApplyDelta(d.path() / "old", d.path() / "truncated", d.path() / "out",
-                               new_bytes.size()),
-               Error);
+  EXPECT_THROW(
+      tuf::ApplyDelta(d.path() / "old", d.path() / "truncated", d.path() / "out", new_bytes.size()),
+      Error);
   try {
     tuf::ApplyDelta(d.path() / "old", d.path() / "delta", d.path() / "out", new_bytes.size() - 1);
     FAIL() << "more bytes than were signed for";
@@ -146,7 +147,8 @@ TEST(Package, RebuildGivesTheInstalledPackageByteForByte) {
   SignPackage(d.path() / "m.opkg", GenerateSigningKey("k"));
   InstallPackage(d.path() / "m.opkg", d.path() / "repo", nullptr);
   RebuildPackage(d.path() / "repo" / "m" / "1.0.0", d.path() / "rebuilt.opkg");
-  EXPECT_EQ(Sha256File(d.path() / "rebuilt.opkg", nullptr), Sha256File(d.path() / "m.opkg", nullptr));
+  EXPECT_EQ(Sha256File(d.path() / "rebuilt.opkg", nullptr),
+            Sha256File(d.path() / "m.opkg", nullptr));
 }
 
 }  // namespace
