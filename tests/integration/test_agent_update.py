@@ -35,12 +35,16 @@ class AgentUpdateTest(unittest.TestCase):
         self.server.close()
         shutil.rmtree(self.tmp, ignore_errors=True)
 
-    def build(self, version, broken=False):
-        """A signed agent package: the real outpostd, or a build that exits at once."""
+    def build(self, version, broken=False, hangs=False):
+        """A signed agent package: the real outpostd, a build that exits at once, or one that
+        runs but never becomes healthy."""
         src = os.path.join(self.tmp, f"agent-{version}")
         os.makedirs(os.path.join(src, "bin"))
         entry = os.path.join(src, "bin", "outpostd")
-        if broken:
+        if hangs:
+            with open(entry, "w") as f:
+                f.write("#!/bin/sh\nexec sleep 1000\n")
+        elif broken:
             with open(entry, "w") as f:
                 f.write("#!/bin/sh\necho 'this build cannot start' >&2\nexit 3\n")
         else:
@@ -66,6 +70,25 @@ class AgentUpdateTest(unittest.TestCase):
             return c.getresponse().status == 200
         except OSError:
             return False
+
+    def start_supervisor(self, cfg=None, trial_timeout="30"):
+        args = [os.path.join(BIN_DIR, "outpost-supervisor"), "--slots", self.slots, "--trust-file", self.repo.trust,
+                "--health-url", f"http://127.0.0.1:{self.port}/v2/health/ready", "--trial-timeout-secs", trial_timeout,
+                "--trial-stable-secs", "1", "--", "--model-repository", self.models, "--http-port", str(self.port),
+                "--grpc-port", "0", "--trust-file", self.repo.trust]
+        if cfg:
+            args += ["--config", cfg]
+        self.log = open(os.path.join(self.tmp, "supervisor.log"), "a")
+        self.supervisor = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT,
+                                           env={**os.environ, "LD_LIBRARY_PATH": LIB_DIR})
+
+    def child(self):
+        try:
+            with open(f"/proc/{self.supervisor.pid}/task/{self.supervisor.pid}/children") as f:
+                children = f.read().split()
+            return int(children[0]) if children else None
+        except OSError:
+            return None
 
     def running_build(self):
         """The slot version of the outpostd the supervisor runs now."""
@@ -99,13 +122,7 @@ class AgentUpdateTest(unittest.TestCase):
         with open(cfg, "w") as f:
             json.dump({"update_url": self.server.url, "update_root": self.repo.root,
                        "update_check_on_start": False, "update_canary_secs": 0}, f)
-        log = open(os.path.join(self.tmp, "supervisor.log"), "w")
-        self.supervisor = subprocess.Popen(
-            [os.path.join(BIN_DIR, "outpost-supervisor"), "--slots", self.slots, "--trust-file", self.repo.trust,
-             "--health-url", f"http://127.0.0.1:{self.port}/v2/health/ready", "--trial-timeout-secs", "30",
-             "--trial-stable-secs", "1", "--", "--model-repository", self.models, "--http-port", str(self.port),
-             "--grpc-port", "0", "--trust-file", self.repo.trust, "--config", cfg],
-            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "LD_LIBRARY_PATH": LIB_DIR})
+        self.start_supervisor(cfg)
         try:
             self.wait_for(self.healthy, "the first build")
             self.assertEqual(self.running_build(), "0.1.0")
@@ -139,7 +156,37 @@ class AgentUpdateTest(unittest.TestCase):
         finally:
             self.supervisor.send_signal(signal.SIGTERM)
             self.assertEqual(self.supervisor.wait(timeout=60), 0)
-            log.close()
+            self.log.close()
+
+    def test_trial_interrupted_twice_is_refused(self):
+        """Power lost twice while a build is on trial (supervisor and build SIGKILLed): the
+        third start refuses that build and runs the committed one."""
+        must("install", self.build("0.1.0"), "--repository", self.slots, "--trust", self.repo.trust)
+        must("install", self.build("0.2.0", hangs=True), "--repository", self.slots, "--trust", self.repo.trust)
+        with open(os.path.join(self.slots, "outpostd", ".slots.json"), "w") as f:
+            json.dump({"committed": "0.1.0", "previous": "", "trial": "0.2.0", "trial_attempts": 0,
+                       "failed": [], "last_failure": ""}, f)
+        for attempt in (1, 2):
+            self.start_supervisor(trial_timeout="120")
+            # The build execs sleep(1): its child is the trial once the attempt is recorded.
+            self.wait_for(lambda: self.slot_state().get("trial_attempts") == attempt and self.child() is not None,
+                          f"trial {attempt} to start")
+            child = self.child()
+            self.supervisor.kill()
+            self.supervisor.wait()
+            os.kill(child, signal.SIGKILL)
+        self.start_supervisor()
+        try:
+            self.wait_for(self.healthy, "the committed build after the refused trial")
+            state = self.slot_state()
+            self.assertEqual((state["committed"], state["trial"], state["failed"]), ("0.1.0", "", ["0.2.0"]))
+            self.assertIn("interrupted twice", state["last_failure"])
+            self.assertEqual(self.running_build(), "0.1.0")
+            self.assertFalse(os.path.exists(os.path.join(self.slots, "outpostd", "0.2.0")))
+        finally:
+            self.supervisor.send_signal(signal.SIGTERM)
+            self.assertEqual(self.supervisor.wait(timeout=60), 0)
+            self.log.close()
 
 
 if __name__ == "__main__":
