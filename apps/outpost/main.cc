@@ -11,6 +11,7 @@
 #include "infer_command.h"
 #include "package_commands.h"
 #include "repo_commands.h"
+#include "secret_command.h"
 #include "runtime/capabilities.h"
 #include "update_command.h"
 
@@ -119,12 +120,14 @@ int main(int argc, char** argv) {
   outpost::AddInferCommand(app);
   outpost::AddRepoCommands(app);
   outpost::AddUpdateCommand(app);
+  outpost::AddSecretCommand(app);
   CLI11_PARSE(app, argc, argv);
   try {
     if (int rc = outpost::RunPackageCommand(app); rc >= 0) return rc;
     if (int rc = outpost::RunInferCommand(app); rc >= 0) return rc;
     if (int rc = outpost::RunRepoCommand(app); rc >= 0) return rc;
     if (int rc = outpost::RunUpdateCommand(app); rc >= 0) return rc;
+    if (int rc = outpost::RunSecretCommand(app); rc >= 0) return rc;
     if (*info) return PrintInfo(as_json);
     if (*models) return PrintModels(url, as_json);
     if (*health) return PrintHealth(url, as_json);

@@ -59,6 +59,16 @@ void WriteFileAtomically(const std::filesystem::path& path, std::string_view con
   if (rc != 0) FailErrno("fsync directory", dir);
 }
 
+void RequirePrivateFile(const std::filesystem::path& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0 && (st.st_mode & 077)) {
+    Fail(ErrorCode::kFailedPrecondition, path.string() + " is readable by others (mode " +
+                                             std::to_string((st.st_mode >> 6) & 7) +
+                                             std::to_string((st.st_mode >> 3) & 7) +
+                                             std::to_string(st.st_mode & 7) + "); chmod 600 it");
+  }
+}
+
 std::string ReadFile(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {

@@ -12,6 +12,10 @@ namespace outpost {
 void WriteFileAtomically(const std::filesystem::path& path, std::string_view contents,
                          unsigned mode = 0644);
 
+// Throws Error(kFailedPrecondition) when `path` exists and its group or others may read or
+// write it: what holds a secret must be 0600 (or stricter).
+void RequirePrivateFile(const std::filesystem::path& path);
+
 // Reads a whole file; throws Error(kNotFound / kInternal) with the path in the message.
 std::string ReadFile(const std::filesystem::path& path);
 

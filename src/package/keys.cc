@@ -103,13 +103,7 @@ void SaveSigningKey(const SigningKey& key, const std::filesystem::path& key_path
 }
 
 SigningKey LoadSigningKey(const std::filesystem::path& path) {
-  struct stat st {};
-  if (::stat(path.c_str(), &st) == 0 && (st.st_mode & 077)) {
-    Fail(ErrorCode::kFailedPrecondition, path.string() + " is readable by others (mode " +
-                                             std::to_string((st.st_mode >> 6) & 7) +
-                                             std::to_string((st.st_mode >> 3) & 7) +
-                                             std::to_string(st.st_mode & 7) + "); chmod 600 it");
-  }
+  RequirePrivateFile(path);
   json j = ReadJson(path, "signing key");
   SigningKey k;
   k.pub = PublicFromJson(j, path.string());

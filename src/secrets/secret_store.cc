@@ -1,0 +1,114 @@
+#include "secrets/secret_store.h"
+
+#include <sodium.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+
+#include "core/atomic_file.h"
+#include "core/error.h"
+#include "core/names.h"
+
+namespace outpost {
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr size_t kNonce = crypto_aead_xchacha20poly1305_ietf_NPUBBYTES;
+constexpr size_t kTag = crypto_aead_xchacha20poly1305_ietf_ABYTES;
+constexpr const char* kSuffix = ".secret";
+
+void Wipe(std::string& s) {
+  if (!s.empty()) sodium_memzero(s.data(), s.size());
+}
+
+}  // namespace
+
+SecretValue::~SecretValue() { Wipe(value_); }
+SecretValue::SecretValue(SecretValue&& other) noexcept : value_(std::move(other.value_)) {
+  Wipe(other.value_);
+}
+
+SecretStore::SecretStore(fs::path dir, bool create) : dir_(std::move(dir)) {
+  if (sodium_init() < 0) Fail(ErrorCode::kInternal, "libsodium failed to initialise");
+  fs::path key_path = dir_ / "store.key";
+  if (!fs::exists(key_path)) {
+    if (!create) Fail(ErrorCode::kNotFound, "no secret store in " + dir_.string());
+    fs::create_directories(dir_);
+    fs::permissions(dir_, fs::perms::owner_all, fs::perm_options::replace);
+    std::string key(crypto_aead_xchacha20poly1305_ietf_KEYBYTES, '\0');
+    crypto_aead_xchacha20poly1305_ietf_keygen(reinterpret_cast<unsigned char*>(key.data()));
+    WriteFileAtomically(key_path, key, 0600);
+    Wipe(key);
+  }
+  struct stat st {};
+  if (::stat(dir_.c_str(), &st) == 0 && (st.st_mode & 077))
+    Fail(ErrorCode::kFailedPrecondition,
+         dir_.string() + " is open to group or others; chmod 700 it");
+  RequirePrivateFile(key_path);
+  key_ = ReadFile(key_path);
+  if (key_.size() != crypto_aead_xchacha20poly1305_ietf_KEYBYTES)
+    Fail(ErrorCode::kInvalidArgument, key_path.string() + " is not a secret store key");
+}
+
+SecretStore::~SecretStore() { Wipe(key_); }
+
+fs::path SecretStore::PathOf(const std::string& name) const {
+  if (!IsValidModelName(name))
+    Fail(ErrorCode::kInvalidArgument,
+         "secret name '" + name + "' must match [A-Za-z0-9][A-Za-z0-9_.-]*");
+  return dir_ / (name + kSuffix);
+}
+
+void SecretStore::Set(const std::string& name, const std::string& value) {
+  fs::path path = PathOf(name);
+  std::string out(kNonce + value.size() + kTag, '\0');
+  auto* nonce = reinterpret_cast<unsigned char*>(out.data());
+  randombytes_buf(nonce, kNonce);
+  unsigned long long written = 0;
+  crypto_aead_xchacha20poly1305_ietf_encrypt(
+      nonce + kNonce, &written, reinterpret_cast<const unsigned char*>(value.data()), value.size(),
+      reinterpret_cast<const unsigned char*>(name.data()), name.size(), nullptr, nonce,
+      reinterpret_cast<const unsigned char*>(key_.data()));
+  out.resize(kNonce + written);
+  WriteFileAtomically(path, out, 0600);
+}
+
+SecretValue SecretStore::Get(const std::string& name) const {
+  fs::path path = PathOf(name);
+  if (!fs::exists(path)) Fail(ErrorCode::kNotFound, "no secret named '" + name + "'");
+  RequirePrivateFile(path);
+  std::string data = ReadFile(path);
+  if (data.size() < kNonce + kTag)
+    Fail(ErrorCode::kPermissionDenied, "secret '" + name + "' is truncated");
+  std::string value(data.size() - kNonce - kTag, '\0');
+  unsigned long long n = 0;
+  const auto* in = reinterpret_cast<const unsigned char*>(data.data());
+  if (crypto_aead_xchacha20poly1305_ietf_decrypt(
+          reinterpret_cast<unsigned char*>(value.data()), &n, nullptr, in + kNonce,
+          data.size() - kNonce, reinterpret_cast<const unsigned char*>(name.data()), name.size(),
+          in, reinterpret_cast<const unsigned char*>(key_.data())) != 0) {
+    Fail(ErrorCode::kPermissionDenied,
+         "secret '" + name + "' does not decrypt (altered, renamed, or from another store)");
+  }
+  value.resize(n);
+  return SecretValue(std::move(value));
+}
+
+bool SecretStore::Remove(const std::string& name) {
+  std::error_code ec;
+  return fs::remove(PathOf(name), ec);
+}
+
+std::vector<std::string> SecretStore::List() const {
+  std::vector<std::string> names;
+  for (const auto& e : fs::directory_iterator(dir_)) {
+    std::string n = e.path().filename().string();
+    if (n.size() > 7 && n.compare(n.size() - 7, 7, kSuffix) == 0)
+      names.push_back(n.substr(0, n.size() - 7));
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+}  // namespace outpost
