@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "package/package.h"
 #include "serving/http_codec.h"
+#include "redaction_fuzz_input.h"
 #include "tuf_fuzz_input.h"
 
 namespace outpost {
@@ -60,6 +61,18 @@ TEST(FuzzRegression, PackageCorpus) {
 
 // TUF metadata inputs: each is parsed and refused (or accepted) without crashing; the shared
 // harness traps on any error code other than invalid/denied.
+// Prompt texts: redaction round-trips exactly (the harness traps otherwise).
+TEST(FuzzRegression, RedactionCorpus) {
+  size_t files = 0;
+  for (const auto& e :
+       std::filesystem::directory_iterator(std::string(OUTPOST_FUZZ_CORPUS) + "/redaction")) {
+    std::string data = ReadFile(e.path());
+    ++files;
+    outpost_fuzz::RunRedactionInput(reinterpret_cast<const uint8_t*>(data.data()), data.size());
+  }
+  EXPECT_GT(files, 0u);
+}
+
 TEST(FuzzRegression, TufCorpus) {
   size_t files = 0;
   for (const auto& e :
