@@ -11,8 +11,8 @@
 #include "infer_command.h"
 #include "package_commands.h"
 #include "repo_commands.h"
-#include "secret_command.h"
 #include "runtime/capabilities.h"
+#include "secret_command.h"
 #include "update_command.h"
 
 namespace {

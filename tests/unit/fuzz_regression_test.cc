@@ -8,8 +8,8 @@
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "package/package.h"
-#include "serving/http_codec.h"
 #include "redaction_fuzz_input.h"
+#include "serving/http_codec.h"
 #include "tuf_fuzz_input.h"
 
 namespace outpost {
