@@ -59,30 +59,26 @@ TEST(FuzzRegression, PackageCorpus) {
   EXPECT_GT(files, 0u);
 }
 
-// TUF metadata inputs: each is parsed and refused (or accepted) without crashing; the shared
-// harness traps on any error code other than invalid/denied.
-// Prompt texts: redaction round-trips exactly (the harness traps otherwise).
-TEST(FuzzRegression, RedactionCorpus) {
+// Runs a shared fuzz harness (which traps on a broken property) over every file of a corpus.
+void ReplayCorpus(const char* target, void (*run)(const uint8_t*, size_t)) {
   size_t files = 0;
   for (const auto& e :
-       std::filesystem::directory_iterator(std::string(OUTPOST_FUZZ_CORPUS) + "/redaction")) {
+       std::filesystem::directory_iterator(std::string(OUTPOST_FUZZ_CORPUS) + "/" + target)) {
     std::string data = ReadFile(e.path());
     ++files;
-    outpost_fuzz::RunRedactionInput(reinterpret_cast<const uint8_t*>(data.data()), data.size());
+    run(reinterpret_cast<const uint8_t*>(data.data()), data.size());
   }
   EXPECT_GT(files, 0u);
 }
 
-TEST(FuzzRegression, TufCorpus) {
-  size_t files = 0;
-  for (const auto& e :
-       std::filesystem::directory_iterator(std::string(OUTPOST_FUZZ_CORPUS) + "/tuf")) {
-    std::string data = ReadFile(e.path());
-    ++files;
-    outpost_fuzz::RunTufInput(reinterpret_cast<const uint8_t*>(data.data()), data.size());
-  }
-  EXPECT_GT(files, 0u);
+// Prompt texts: redaction round-trips exactly.
+TEST(FuzzRegression, RedactionCorpus) {
+  ReplayCorpus("redaction", outpost_fuzz::RunRedactionInput);
 }
+
+// TUF metadata: parsed and refused (or accepted), never an error code other than
+// invalid/denied, never a crash.
+TEST(FuzzRegression, TufCorpus) { ReplayCorpus("tuf", outpost_fuzz::RunTufInput); }
 
 }  // namespace
 }  // namespace outpost
