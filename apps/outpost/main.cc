@@ -13,6 +13,7 @@
 #include "repo_commands.h"
 #include "runtime/capabilities.h"
 #include "secret_command.h"
+#include "tokenize_command.h"
 #include "update_command.h"
 
 namespace {
@@ -121,6 +122,7 @@ int main(int argc, char** argv) {
   outpost::AddRepoCommands(app);
   outpost::AddUpdateCommand(app);
   outpost::AddSecretCommand(app);
+  outpost::AddTokenizeCommand(app);
   CLI11_PARSE(app, argc, argv);
   try {
     if (int rc = outpost::RunPackageCommand(app); rc >= 0) return rc;
@@ -128,6 +130,7 @@ int main(int argc, char** argv) {
     if (int rc = outpost::RunRepoCommand(app); rc >= 0) return rc;
     if (int rc = outpost::RunUpdateCommand(app); rc >= 0) return rc;
     if (int rc = outpost::RunSecretCommand(app); rc >= 0) return rc;
+    if (int rc = outpost::RunTokenizeCommand(app); rc >= 0) return rc;
     if (*info) return PrintInfo(as_json);
     if (*models) return PrintModels(url, as_json);
     if (*health) return PrintHealth(url, as_json);
