@@ -346,19 +346,8 @@ const std::unordered_map<std::string, unsigned char>& ByteLevelInverse() {
 class ByteLevelDecoder : public Decoder {
  public:
   void Apply(std::vector<std::string>& tokens) const override {
-    const auto& inverse = ByteLevelInverse();
     std::string bytes;
-    for (const auto& t : tokens) {
-      for (size_t i = 0; i < t.size();) {
-        size_t n = CharLength(t, i);
-        auto it = inverse.find(t.substr(i, n));
-        if (it != inverse.end())
-          bytes += static_cast<char>(it->second);
-        else
-          bytes.append(t, i, n);
-        i += n;
-      }
-    }
+    for (const auto& t : tokens) bytes += ByteLevelDecode(t);
     tokens = {SanitizeUtf8(bytes)};
   }
 };
@@ -580,6 +569,21 @@ std::string ByteLevelEncode(std::string_view bytes) {
   out.reserve(bytes.size() * 2);
   for (unsigned char c : bytes) out += ByteLevelChar(c);
   return out;
+}
+
+std::string ByteLevelDecode(std::string_view t) {
+  const auto& inverse = ByteLevelInverse();
+  std::string bytes;
+  for (size_t i = 0; i < t.size();) {
+    size_t n = CharLength(t, i);
+    auto it = inverse.find(std::string(t.substr(i, n)));
+    if (it != inverse.end())
+      bytes += static_cast<char>(it->second);
+    else
+      bytes.append(t, i, n);
+    i += n;
+  }
+  return bytes;
 }
 
 std::unique_ptr<Normalizer> MakeNormalizer(const json& j) {

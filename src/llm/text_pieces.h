@@ -61,5 +61,7 @@ std::unique_ptr<Decoder> MakeDecoder(const nlohmann::json& j);
 // GPT-2's byte-to-character table: every byte maps to a printable character.
 const std::string& ByteLevelChar(unsigned char byte);
 std::string ByteLevelEncode(std::string_view bytes);
+// The inverse; characters outside the table pass through as they are.
+std::string ByteLevelDecode(std::string_view symbols);
 
 }  // namespace outpost

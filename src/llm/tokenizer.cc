@@ -174,6 +174,12 @@ std::unique_ptr<Tokenizer> Tokenizer::FromJson(std::string_view tokenizer_json,
     t->normalizer_ = MakeNormalizer(j.value("normalizer", json()));
     t->pre_tokenizer_ = MakePreTokenizer(j.value("pre_tokenizer", json()));
     t->decoder_ = MakeDecoder(j.value("decoder", json()));
+    const json decoder = j.value("decoder", json());
+    if (decoder.is_object()) {
+      t->byte_level_ = decoder.value("type", "") == "ByteLevel";
+      for (const auto& d : decoder.value("decoders", json::array()))
+        t->byte_level_ = t->byte_level_ || d.value("type", "") == "ByteLevel";
+    }
     ReadTemplate(j.value("post_processor", json()), t->prefix_ids_, t->suffix_ids_,
                  [&](const std::string& name) {
                    auto id = t->TokenId(name);
@@ -201,6 +207,24 @@ std::optional<int32_t> Tokenizer::TokenId(std::string_view token) const {
 std::string Tokenizer::TokenText(int32_t id) const {
   if (id < 0 || static_cast<size_t>(id) >= id_to_token_.size()) return "";
   return id_to_token_[static_cast<size_t>(id)];
+}
+
+std::string Tokenizer::TokenBytes(int32_t id) const {
+  std::string token = TokenText(id);
+  if (added_by_content_.count(token)) return token;
+  if (byte_level_) return ByteLevelDecode(token);
+  if (token.size() == 6 && token.compare(0, 3, "<0x") == 0 && token[5] == '>')
+    return std::string(1, static_cast<char>(std::stoi(token.substr(3, 2), nullptr, 16)));
+  std::string out;
+  for (size_t i = 0; i < token.size(); ++i) {
+    if (token.compare(i, 3, "\xE2\x96\x81") == 0) {  // SentencePiece's space
+      out += ' ';
+      i += 2;
+    } else {
+      out += token[i];
+    }
+  }
+  return out;
 }
 
 bool Tokenizer::IsSpecial(int32_t id) const {

@@ -36,6 +36,8 @@ class Tokenizer {
 
   std::optional<int32_t> TokenId(std::string_view token) const;
   std::string TokenText(int32_t id) const;  // "" for an unknown id
+  // The bytes a token stands for (byte-level symbols and <0xNN> tokens undone).
+  std::string TokenBytes(int32_t id) const;
   bool IsSpecial(int32_t id) const;
   size_t VocabSize() const { return id_to_token_.size(); }
 
@@ -63,6 +65,7 @@ class Tokenizer {
   std::optional<int32_t> unk_id_;
   bool byte_fallback_ = false, fuse_unk_ = false, ignore_merges_ = false;
   bool clean_up_spaces_ = false;
+  bool byte_level_ = false;  // the decoder maps GPT-2's byte symbols back
   std::string continuing_prefix_, end_of_word_suffix_;
   std::vector<int32_t> prefix_ids_, suffix_ids_;  // the post-processor's single template
   std::unique_ptr<Normalizer> normalizer_;

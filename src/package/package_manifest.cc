@@ -118,7 +118,7 @@ PackageManifest ParsePackageManifest(const json& j, bool require_files) {
     if (!j["serving"].is_object()) Bad("'serving' must be an object");
     OnlyKeys(j["serving"],
              {"max_batch_size", "dynamic_batching", "instance_count", "max_queue_size",
-              "timeout_ms", "warmup"},
+              "timeout_ms", "warmup", "chat_format", "context_length", "max_sequences"},
              "serving");
   }
   if (j.contains("hardware")) {

@@ -7,41 +7,10 @@
 
 #include "core/error.h"
 #include "runtime/model.h"
+#include "runtime/ort_session.h"
 
 namespace outpost {
 namespace {
-
-struct EnvConfig {
-  int intra_op_threads = 0;
-  int inter_op_threads = 1;
-  bool spin = true;
-};
-EnvConfig& PendingEnvConfig() {
-  static EnvConfig config;
-  return config;
-}
-
-// One ORT environment with global thread pools: a device serving many models must not start a
-// thread pool per model.
-Ort::Env& Env() {
-  static Ort::Env env = [] {
-    OrtThreadingOptions* threading = nullptr;
-    Ort::ThrowOnError(Ort::GetApi().CreateThreadingOptions(&threading));
-    Ort::ThrowOnError(
-        Ort::GetApi().SetGlobalIntraOpNumThreads(threading, PendingEnvConfig().intra_op_threads));
-    Ort::ThrowOnError(
-        Ort::GetApi().SetGlobalInterOpNumThreads(threading, PendingEnvConfig().inter_op_threads));
-    // Spinning briefly before sleeping costs idle CPU but saves a wake-up per parallel
-    // operator: on the Silero VAD it cut the agent's added latency from ~230 to ~70 µs.
-    Ort::ThrowOnError(
-        Ort::GetApi().SetGlobalSpinControl(threading, PendingEnvConfig().spin ? 1 : 0));
-    // ORT would print every failed run to stderr itself; the caller reports errors instead.
-    Ort::Env e(threading, ORT_LOGGING_LEVEL_FATAL, "outpost");
-    Ort::GetApi().ReleaseThreadingOptions(threading);
-    return e;
-  }();
-  return env;
-}
 
 std::optional<DataType> FromOnnx(ONNXTensorElementDataType t) {
   switch (t) {
@@ -141,31 +110,8 @@ TensorSpec SpecFromTypeInfo(const std::string& name, const Ort::TypeInfo& info, 
 class OrtModel final : public Model {
  public:
   OrtModel(const std::filesystem::path& path, const RuntimeOptions& options) {
-    Ort::Env& env = Env();  // first: appending a provider needs the environment's logger
-    Ort::SessionOptions so;
-    so.DisablePerSessionThreads();
-    so.SetGraphOptimizationLevel(GraphOptimizationLevel::ORT_ENABLE_ALL);
-    if (!options.memory_arena) so.DisableCpuMemArena();
-    auto available = OnnxRuntimeProviders();
-    for (const auto& ep : options.execution_providers) {
-      if (ep == "CPUExecutionProvider") continue;
-      if (std::find(available.begin(), available.end(), ep) == available.end()) {
-        spdlog::warn("{}: {} is not in this ONNX Runtime build, running on CPU", path.string(), ep);
-        continue;
-      }
-      // A provider compiled into ORT may still lack its library or device here: fall back to CPU.
-      try {
-        if (ep == "CUDAExecutionProvider") {
-          OrtCUDAProviderOptions cuda{};
-          so.AppendExecutionProvider_CUDA(cuda);
-        } else {
-          so.AppendExecutionProvider(ep.substr(0, ep.find("ExecutionProvider")), {});
-        }
-      } catch (const Ort::Exception& e) {
-        spdlog::warn("{}: {} cannot be used, running on CPU: {}", path.string(), ep, e.what());
-      }
-    }
-    session_ = Ort::Session(env, path.c_str(), so);
+    Ort::SessionOptions so = MakeSessionOptions(path, options);
+    session_ = Ort::Session(OrtEnv(), path.c_str(), so);
     Ort::AllocatorWithDefaultOptions alloc;
     for (size_t i = 0; i < session_.GetInputCount(); ++i) {
       auto name = session_.GetInputNameAllocated(i, alloc);
@@ -269,10 +215,6 @@ class OrtModel final : public Model {
 
 }  // namespace
 
-void ConfigureOnnxRuntime(int intra_op_threads, int inter_op_threads, bool spin) {
-  PendingEnvConfig() = {intra_op_threads, std::max(1, inter_op_threads), spin};
-}
-
 std::unique_ptr<Model> LoadOnnxModel(const std::filesystem::path& path,
                                      const RuntimeOptions& options) {
   try {
@@ -281,9 +223,5 @@ std::unique_ptr<Model> LoadOnnxModel(const std::filesystem::path& path,
     Fail(ErrorCode::kInvalidArgument, "cannot load " + path.string() + ": " + e.what());
   }
 }
-
-std::string OnnxRuntimeVersion() { return Ort::GetVersionString(); }
-
-std::vector<std::string> OnnxRuntimeProviders() { return Ort::GetAvailableProviders(); }
 
 }  // namespace outpost

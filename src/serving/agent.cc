@@ -1,4 +1,5 @@
 #include "serving/agent.h"
+#include "serving/chat_service.h"
 
 #include <spdlog/spdlog.h>
 #include <stdlib.h>
@@ -125,6 +126,7 @@ struct Agent::Parts {
   MetricsRegistry metrics;
   std::unique_ptr<ModelManager> models;
   std::unique_ptr<InferenceService> service;
+  std::unique_ptr<ChatService> chat;
   std::unique_ptr<HttpServer> http;
   std::unique_ptr<GrpcServer> grpc;
   std::unique_ptr<MetricsServer> metrics_server;
@@ -223,11 +225,13 @@ BoundPorts Agent::Start() {
   p.models = std::make_unique<ModelManager>(mo, p.metrics);
   p.service = std::make_unique<InferenceService>(
       *p.models, InferenceLimits{std::chrono::milliseconds(config_.default_timeout_ms)});
+  p.chat = std::make_unique<ChatService>(*p.models, p.metrics);
   p.metrics.AddCollector([models = p.models.get()](std::string& out) {
     out +=
         "# HELP outpost_inference_pending_requests Requests waiting in a model's queue.\n"
         "# TYPE outpost_inference_pending_requests gauge\n";
     models->ForEachServed([&](const ServedModel& m) {
+      if (!m.scheduler) return;
       AppendSample(out, "outpost_inference_pending_requests", RenderLabels(m.metrics.labels),
                    static_cast<double>(m.scheduler->queue_depth()));
     });
@@ -261,6 +265,7 @@ BoundPorts Agent::Start() {
   ho.max_body_bytes = config_.max_request_bytes;
   ho.threads = config_.http_threads;
   ho.serve_metrics = config_.metrics_port == -1;
+  ho.chat = p.chat.get();
   ho.install_package = [this](const std::string& bytes) { return InstallUploadedPackage(bytes); };
   if (p.updates) {
     ho.update_status = [u = p.updates.get()] { return u->Status(); };

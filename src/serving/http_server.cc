@@ -126,6 +126,52 @@ HttpServer::HttpServer(HttpOptions options, InferenceService& service, MetricsRe
 
 HttpServer::~HttpServer() { Stop(); }
 
+// OpenAI's errors have their own shape; everything thrown below turns into it here, once.
+template <typename F>
+void GuardOpenAi(httplib::Response& res, F&& f) {
+  auto send = [&](const Error& e) {
+    int status = ErrorStatus(e);
+    if (status == 429 || status == 503) res.set_header("Retry-After", "1");
+    SendJson(res, status, ErrorBody(e));
+  };
+  try {
+    f();
+  } catch (const Error& e) {
+    send(e);
+  } catch (const std::exception& e) {
+    spdlog::error("chat handler failed: {}", e.what());
+    send(Error(ErrorCode::kInternal, e.what()));
+  }
+}
+
+void HttpServer::OpenAiRoutes() {
+  auto& s = *server_;
+  ChatService& chat = *options_.chat;
+  s.Get("/v1/models", [&chat](const httplib::Request&, httplib::Response& res) {
+    GuardOpenAi(res, [&] { SendJson(res, 200, chat.ListModels()); });
+  });
+  s.Post("/v1/chat/completions", [&chat](const httplib::Request& req, httplib::Response& res) {
+    GuardOpenAi(res, [&] {
+      auto prepared =
+          std::make_shared<PreparedChat>(chat.Prepare(ParseChatCompletionRequest(req.body)));
+      for (const auto& [k, v] : prepared->headers) res.set_header(k, v);
+      if (!prepared->request.stream) {
+        SendJson(res, 200, chat.Run(*prepared));
+        return;
+      }
+      res.set_header("Cache-Control", "no-cache");
+      res.set_chunked_content_provider(
+          "text/event-stream", [&chat, prepared](size_t, httplib::DataSink& sink) {
+            chat.RunStream(*prepared, [&sink](const std::string& event) {
+              return sink.is_writable() && sink.write(event.data(), event.size());
+            });
+            sink.done();
+            return true;
+          });
+    });
+  });
+}
+
 void HttpServer::Routes() {
   auto& s = *server_;
   ModelManager& models = service_.models();
@@ -226,6 +272,7 @@ void HttpServer::Routes() {
       SendJson(res, 200, options_.update_check(force));
     });
   });
+  if (options_.chat) OpenAiRoutes();
   s.Get("/v2/repository/index", index);
   s.Post("/v2/repository/index", index);
   if (options_.serve_metrics) ServeMetrics(s, metrics_);

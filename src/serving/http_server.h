@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "serving/chat_service.h"
 #include "serving/inference_service.h"
 #include "serving/metrics.h"
 #include "serving/server_info.h"
@@ -26,6 +27,8 @@ struct HttpOptions {
   int threads = 32;  // one per open connection; keep-alive clients each hold one
   std::chrono::seconds read_timeout{10};
   bool serve_metrics = true;
+  // /v1/models and /v1/chat/completions (OpenAI). Unset: those answer 404.
+  ChatService* chat = nullptr;
   // POST /v2/repository/packages: installs the uploaded package bytes and returns the new
   // version's repository index entry. Unset: the endpoint answers 404.
   std::function<IndexEntry(const std::string& package)> install_package;
@@ -45,6 +48,7 @@ class HttpServer {
 
  private:
   void Routes();
+  void OpenAiRoutes();
   HttpOptions options_;
   InferenceService& service_;
   MetricsRegistry& metrics_;

@@ -83,6 +83,9 @@ InferResponse InferenceService::Infer(InferRequest request,
                                       std::optional<Clock::time_point> deadline) {
   const auto start = Clock::now();
   auto served = models_.Get(request.model_name, request.model_version);
+  if (!served->scheduler)
+    Fail(ErrorCode::kInvalidArgument,
+         "model '" + served->config.name + "' is a chat model: use POST /v1/chat/completions");
   const auto& metrics = served->metrics;
   try {
     ValidateRequest(request, served->config);

@@ -98,9 +98,11 @@ Manifest ParseManifest(const std::string& text) {
   }
   if (!m.raw.is_object()) Bad("must be a JSON object");
   static const std::set<std::string> kKnown = {
-      "name",           "version",        "runtime",    "platform",       "description",
-      "model_file",     "inputs",         "outputs",    "max_batch_size", "dynamic_batching",
-      "instance_count", "max_queue_size", "timeout_ms", "warmup"};
+      "name", "version", "runtime", "platform", "description", "model_file", "inputs", "outputs",
+      "max_batch_size", "dynamic_batching", "instance_count", "max_queue_size", "timeout_ms",
+      "warmup",
+      // chat models
+      "chat_format", "context_length", "max_sequences"};
   for (const auto& [k, v] : m.raw.items()) {
     if (!kKnown.count(k)) Bad("unknown field '" + k + "'");
   }

@@ -196,8 +196,9 @@ std::shared_ptr<ServedModel> ModelManager::Load(const VersionSource& src) {
   if (!IsPathInside(src.dir, model_path))
     Fail(ErrorCode::kInvalidArgument,
          manifest.model_file + " resolves outside its version directory");
-  std::shared_ptr<Model> model = LoadOnnxModel(model_path, options_.runtime);
   auto served = std::make_shared<ServedModel>();
+  if (IsChatModelDir(src.dir)) return LoadChat(src, model_path, manifest, std::move(served));
+  std::shared_ptr<Model> model = LoadOnnxModel(model_path, options_.runtime);
   served->config = BuildModelConfig(src.model, src.version, model_path, model->inputs(),
                                     model->outputs(), manifest);
   served->model = model;
@@ -233,6 +234,36 @@ std::shared_ptr<ServedModel> ModelManager::Load(const VersionSource& src) {
     mm->inference_count->Add(rows);
     mm->batch_size->Observe(rows);
   });
+  return served;
+}
+
+std::shared_ptr<ServedModel> ModelManager::LoadChat(const VersionSource& src,
+                                                    const fs::path& model_path,
+                                                    const Manifest& manifest,
+                                                    std::shared_ptr<ServedModel> served) {
+  const nlohmann::json settings =
+      manifest.raw.is_object() ? manifest.raw : nlohmann::json::object();
+  served->chat = std::make_shared<ChatModel>(model_path, settings, options_.runtime);
+  served->config.name = src.model;
+  served->config.version = src.version;
+  served->config.platform = "onnxruntime_onnx";
+  served->config.model_path = model_path;
+  served->config.description = settings.value("description", "");
+  Labels labels{{"model", src.model}, {"version", src.version}};
+  auto& m = served->metrics;
+  m.registry = &metrics_;
+  m.labels = labels;
+  m.success = &metrics_.GetCounter("outpost_inference_request_success_total",
+                                   "Successful inference requests.", labels);
+  const auto warmup = settings.find("warmup");
+  if (warmup == settings.end() || !warmup->is_boolean() || warmup->get<bool>()) {
+    // One token through the model, so that the first request does not pay for lazy setup.
+    GenerateOptions one;
+    one.max_tokens = 1;
+    one.sampling.temperature = 0;
+    auto ids = served->chat->Tokenize(served->chat->RenderPrompt({{"user", "hi"}}));
+    served->chat->Generate(ids, one, nullptr);
+  }
   return served;
 }
 

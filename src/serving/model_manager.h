@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "llm/chat_model.h"
 #include "package/keys.h"
 #include "runtime/model.h"
 #include "serving/metrics.h"
@@ -40,7 +41,10 @@ struct ModelMetrics {
 
 struct ServedModel {
   ModelConfig config;
-  std::shared_ptr<Model> model;
+  std::shared_ptr<Model> model;  // null for a chat model
+  // A version that ships a tokenizer is a chat model: served by /v1/chat/completions, not by
+  // the KServe protocol (its cache inputs mean nothing to a KServe client).
+  std::shared_ptr<ChatModel> chat;
   ModelMetrics metrics;
   std::unique_ptr<Scheduler> scheduler;  // destroyed first: drains before the model goes
   ~ServedModel() { scheduler.reset(); }
@@ -115,6 +119,10 @@ class ModelManager {
   };
 
   std::shared_ptr<ServedModel> Load(const VersionSource& src);
+  std::shared_ptr<ServedModel> LoadChat(const VersionSource& src,
+                                        const std::filesystem::path& model_path,
+                                        const Manifest& manifest,
+                                        std::shared_ptr<ServedModel> served);
   std::shared_ptr<ServedModel> PickDefault(const std::string& name) const;  // under mu_
   void Warmup(ServedModel& served);
 

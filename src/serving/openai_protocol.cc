@@ -1,0 +1,303 @@
+#include "serving/openai_protocol.h"
+
+#include <chrono>
+#include <cmath>
+#include <random>
+
+namespace outpost {
+namespace {
+
+using json = nlohmann::json;
+
+[[noreturn]] void Bad(const std::string& param, const std::string& message) {
+  throw ApiError(ErrorCode::kInvalidArgument, message, param);
+}
+
+double Number(const json& j, const char* key, double lo, double hi) {
+  const json& v = j.at(key);
+  if (!v.is_number()) Bad(key, std::string("'") + key + "' must be a number");
+  double d = v.get<double>();
+  if (!std::isfinite(d) || d < lo || d > hi)
+    Bad(key, std::string("'") + key + "' must be between " + json(lo).dump() + " and " +
+                 json(hi).dump());
+  return d;
+}
+
+int64_t Integer(const json& j, const char* key, int64_t lo, int64_t hi) {
+  const json& v = j.at(key);
+  if (!v.is_number_integer()) Bad(key, std::string("'") + key + "' must be an integer");
+  int64_t i = v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX)
+                  ? INT64_MAX
+                  : v.get<int64_t>();
+  if (i < lo || i > hi)
+    Bad(key, std::string("'") + key + "' must be between " + std::to_string(lo) + " and " +
+                 std::to_string(hi));
+  return i;
+}
+
+bool Bool(const json& j, const char* key) {
+  const json& v = j.at(key);
+  if (!v.is_boolean()) Bad(key, std::string("'") + key + "' must be a boolean");
+  return v.get<bool>();
+}
+
+bool Present(const json& j, const char* key) { return j.contains(key) && !j.at(key).is_null(); }
+
+// content: a string, or an array of parts of which text parts are joined.
+std::string Content(const json& m, size_t index) {
+  const std::string param = "messages[" + std::to_string(index) + "].content";
+  if (!m.contains("content") || m.at("content").is_null()) {
+    if (m.value("role", "") == "assistant") return "";  // a tool-calling turn
+    Bad(param, "'" + param + "' is required");
+  }
+  const json& c = m.at("content");
+  if (c.is_string()) return c.get<std::string>();
+  if (!c.is_array()) Bad(param, "'" + param + "' must be a string or an array of content parts");
+  std::string out;
+  for (const auto& part : c) {
+    if (!part.is_object() || !part.contains("type") || !part.at("type").is_string())
+      Bad(param, "each part of '" + param + "' needs a 'type'");
+    const std::string type = part.at("type").get<std::string>();
+    if (type != "text")
+      Bad(param, "content parts of type '" + type + "' are not supported (text only)");
+    if (!part.contains("text") || !part.at("text").is_string())
+      Bad(param, "a text part of '" + param + "' needs a string 'text'");
+    out += part.at("text").get<std::string>();
+  }
+  return out;
+}
+
+std::string RandomHex(size_t n) {
+  static thread_local std::mt19937_64 rng{std::random_device{}()};
+  static const char* kHex = "0123456789abcdef";
+  std::string s;
+  for (size_t i = 0; i < n; ++i) s += kHex[rng() % 16];
+  return s;
+}
+
+}  // namespace
+
+ChatCompletionRequest ParseChatCompletionRequest(std::string_view body) {
+  json j;
+  try {
+    j = json::parse(body);
+  } catch (const json::exception& e) {
+    Bad("", std::string("the body is not valid JSON: ") + e.what());
+  }
+  if (!j.is_object()) Bad("", "the body must be a JSON object");
+  ChatCompletionRequest r;
+  if (!j.contains("model") || !j.at("model").is_string() ||
+      j.at("model").get<std::string>().empty())
+    Bad("model", "'model' is required and must be a non-empty string");
+  r.model = j.at("model").get<std::string>();
+
+  if (!j.contains("messages") || !j.at("messages").is_array() || j.at("messages").empty())
+    Bad("messages", "'messages' is required and must be a non-empty array");
+  size_t index = 0;
+  for (const auto& m : j.at("messages")) {
+    const std::string param = "messages[" + std::to_string(index) + "]";
+    if (!m.is_object()) Bad(param, "'" + param + "' must be an object");
+    if (!m.contains("role") || !m.at("role").is_string())
+      Bad(param + ".role", "'" + param + ".role' is required");
+    std::string role = m.at("role").get<std::string>();
+    if (role != "system" && role != "developer" && role != "user" && role != "assistant" &&
+        role != "tool")
+      Bad(param + ".role", "'" + param +
+                               ".role' must be one of system, developer, user, "
+                               "assistant, tool; got '" +
+                               role + "'");
+    r.messages.push_back({role, Content(m, index)});
+    ++index;
+  }
+
+  if (Present(j, "stream")) r.stream = Bool(j, "stream");
+  if (Present(j, "stream_options")) {
+    const json& so = j.at("stream_options");
+    if (!so.is_object()) Bad("stream_options", "'stream_options' must be an object");
+    if (!r.stream) Bad("stream_options", "'stream_options' is only allowed with 'stream': true");
+    if (Present(so, "include_usage")) r.include_usage = Bool(so, "include_usage");
+  }
+  auto& o = r.options;
+  if (Present(j, "max_completion_tokens"))
+    o.max_tokens = static_cast<int>(Integer(j, "max_completion_tokens", 1, 1 << 24));
+  else if (Present(j, "max_tokens"))
+    o.max_tokens = static_cast<int>(Integer(j, "max_tokens", 1, 1 << 24));
+  if ((r.has_temperature = Present(j, "temperature")))
+    o.sampling.temperature = static_cast<float>(Number(j, "temperature", 0, 2));
+  if ((r.has_top_p = Present(j, "top_p")))
+    o.sampling.top_p = static_cast<float>(Number(j, "top_p", 0, 1));
+  if (r.has_top_p && o.sampling.top_p <= 0) Bad("top_p", "'top_p' must be greater than 0");
+  if ((r.has_top_k = Present(j, "top_k")))
+    o.sampling.top_k = static_cast<int>(Integer(j, "top_k", 0, 1 << 20));
+  if ((r.has_min_p = Present(j, "min_p")))
+    o.sampling.min_p = static_cast<float>(Number(j, "min_p", 0, 1));
+  if ((r.has_repetition_penalty = Present(j, "repetition_penalty")))
+    o.sampling.repetition_penalty = static_cast<float>(Number(j, "repetition_penalty", 0.01, 100));
+  if (Present(j, "presence_penalty"))
+    o.sampling.presence_penalty = static_cast<float>(Number(j, "presence_penalty", -2, 2));
+  if (Present(j, "frequency_penalty"))
+    o.sampling.frequency_penalty = static_cast<float>(Number(j, "frequency_penalty", -2, 2));
+  if (Present(j, "seed"))
+    o.sampling.seed = static_cast<uint64_t>(Integer(j, "seed", INT64_MIN, INT64_MAX));
+  if (Present(j, "n") && Integer(j, "n", 1, 128) != 1)
+    Bad("n", "only 'n': 1 is supported (one choice per request)");
+  if (Present(j, "stop")) {
+    const json& s = j.at("stop");
+    if (s.is_string()) {
+      o.stop.push_back(s.get<std::string>());
+    } else if (s.is_array()) {
+      if (s.size() > 4) Bad("stop", "'stop' takes at most 4 sequences");
+      for (const auto& x : s) {
+        if (!x.is_string()) Bad("stop", "'stop' must be a string or an array of strings");
+        o.stop.push_back(x.get<std::string>());
+      }
+    } else {
+      Bad("stop", "'stop' must be a string or an array of strings");
+    }
+  }
+  if (Present(j, "logprobs")) o.logprobs = Bool(j, "logprobs");
+  if (Present(j, "top_logprobs")) {
+    o.top_logprobs = static_cast<int>(Integer(j, "top_logprobs", 0, 20));
+    if (!o.logprobs) Bad("top_logprobs", "'top_logprobs' requires 'logprobs': true");
+  }
+  for (const char* unsupported : {"tools", "functions", "audio"}) {
+    if (Present(j, unsupported) && !(j.at(unsupported).is_array() && j.at(unsupported).empty()))
+      Bad(unsupported, std::string("'") + unsupported + "' is not supported by this server");
+  }
+  if (Present(j, "response_format")) {
+    const json& f = j.at("response_format");
+    if (!f.is_object() || f.value("type", "") != "text")
+      Bad("response_format", "only 'response_format': {\"type\": \"text\"} is supported");
+  }
+  if (Present(j, "metadata")) {
+    if (!j.at("metadata").is_object()) Bad("metadata", "'metadata' must be an object");
+    r.metadata = j.at("metadata");
+  }
+  return r;
+}
+
+void ApplySamplingDefaults(ChatCompletionRequest& r, const SamplingParams& d) {
+  auto& s = r.options.sampling;
+  if (!r.has_temperature) s.temperature = d.temperature;
+  if (!r.has_top_p) s.top_p = d.top_p;
+  if (!r.has_top_k) s.top_k = d.top_k;
+  if (!r.has_min_p) s.min_p = d.min_p;
+  if (!r.has_repetition_penalty) s.repetition_penalty = d.repetition_penalty;
+}
+
+int ErrorStatus(const Error& e) {
+  switch (e.code()) {
+    case ErrorCode::kInvalidArgument:
+      return 400;
+    case ErrorCode::kPermissionDenied:
+      return 403;
+    case ErrorCode::kNotFound:
+      return 404;
+    case ErrorCode::kPayloadTooLarge:
+      return 413;
+    case ErrorCode::kResourceExhausted:
+      return 429;
+    case ErrorCode::kFailedPrecondition:
+      return 409;
+    case ErrorCode::kUnavailable:
+      return 503;
+    case ErrorCode::kDeadlineExceeded:
+      return 504;
+    case ErrorCode::kInternal:
+      return 500;
+  }
+  return 500;
+}
+
+json ErrorBody(const Error& e) {
+  const auto* api = dynamic_cast<const ApiError*>(&e);
+  std::string type = "invalid_request_error";
+  if (e.code() == ErrorCode::kInternal) type = "server_error";
+  if (e.code() == ErrorCode::kUnavailable || e.code() == ErrorCode::kDeadlineExceeded)
+    type = "service_unavailable";
+  if (e.code() == ErrorCode::kResourceExhausted) type = "rate_limit_exceeded";
+  json code = nullptr;
+  if (api && !api->api_code.empty()) code = api->api_code;
+  if (!api && e.code() == ErrorCode::kNotFound) code = "model_not_found";
+  json param = api && !api->param.empty() ? json(api->param) : json(nullptr);
+  return {{"error", {{"message", e.what()}, {"type", type}, {"param", param}, {"code", code}}}};
+}
+
+CompletionIdentity NewCompletionIdentity(const std::string& model) {
+  return {"chatcmpl-" + RandomHex(24),
+          std::chrono::duration_cast<std::chrono::seconds>(
+              std::chrono::system_clock::now().time_since_epoch())
+              .count(),
+          model};
+}
+
+json LogProbsJson(const std::vector<TokenLogProb>& logprobs) {
+  json content = json::array();
+  auto bytes = [](const std::string& s) {
+    json b = json::array();
+    for (unsigned char c : s) b.push_back(static_cast<int>(c));
+    return b;
+  };
+  for (const auto& lp : logprobs) {
+    json top = json::array();
+    for (size_t i = 0; i < lp.top.size(); ++i)
+      top.push_back({{"token", lp.top[i].first},
+                     {"logprob", lp.top[i].second},
+                     {"bytes", bytes(lp.top_bytes[i])}});
+    content.push_back({{"token", lp.token},
+                       {"logprob", lp.logprob},
+                       {"bytes", bytes(lp.bytes)},
+                       {"top_logprobs", top}});
+  }
+  return {{"content", content}, {"refusal", nullptr}};
+}
+
+json UsageJson(int prompt_tokens, int completion_tokens) {
+  return {{"prompt_tokens", prompt_tokens},
+          {"completion_tokens", completion_tokens},
+          {"total_tokens", prompt_tokens + completion_tokens}};
+}
+
+json CompletionBody(const CompletionIdentity& id, const GenerationResult& result, bool logprobs) {
+  json choice = {
+      {"index", 0},
+      {"message", {{"role", "assistant"}, {"content", result.text}, {"refusal", nullptr}}},
+      {"logprobs", logprobs ? LogProbsJson(result.logprobs) : json(nullptr)},
+      {"finish_reason", result.finish_reason}};
+  return {{"id", id.id},
+          {"object", "chat.completion"},
+          {"created", id.created},
+          {"model", id.model},
+          {"system_fingerprint", "outpost-" OUTPOST_VERSION},
+          {"choices", json::array({choice})},
+          {"usage", UsageJson(result.prompt_tokens, result.completion_tokens)}};
+}
+
+json ChunkBody(const CompletionIdentity& id, const json& delta, const json& finish_reason,
+               const json& logprobs) {
+  json choice = {
+      {"index", 0}, {"delta", delta}, {"logprobs", logprobs}, {"finish_reason", finish_reason}};
+  return {{"id", id.id},
+          {"object", "chat.completion.chunk"},
+          {"created", id.created},
+          {"model", id.model},
+          {"system_fingerprint", "outpost-" OUTPOST_VERSION},
+          {"choices", json::array({choice})},
+          {"usage", nullptr}};
+}
+
+json UsageChunkBody(const CompletionIdentity& id, int prompt_tokens, int completion_tokens) {
+  return {{"id", id.id},
+          {"object", "chat.completion.chunk"},
+          {"created", id.created},
+          {"model", id.model},
+          {"system_fingerprint", "outpost-" OUTPOST_VERSION},
+          {"choices", json::array()},
+          {"usage", UsageJson(prompt_tokens, completion_tokens)}};
+}
+
+std::string SseEvent(const json& body) {
+  return "data: " + body.dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n";
+}
+
+}  // namespace outpost
