@@ -8,6 +8,7 @@
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "package/package.h"
+#include "chat_fuzz_input.h"
 #include "redaction_fuzz_input.h"
 #include "serving/http_codec.h"
 #include "tuf_fuzz_input.h"
@@ -79,6 +80,8 @@ TEST(FuzzRegression, RedactionCorpus) {
 // TUF metadata: parsed and refused (or accepted), never an error code other than
 // invalid/denied, never a crash.
 TEST(FuzzRegression, TufCorpus) { ReplayCorpus("tuf", outpost_fuzz::RunTufInput); }
+
+TEST(FuzzRegression, ChatCorpus) { ReplayCorpus("chat", outpost_fuzz::RunChatInput); }
 
 }  // namespace
 }  // namespace outpost
