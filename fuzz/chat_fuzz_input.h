@@ -67,12 +67,12 @@ inline std::unique_ptr<outpost::Tokenizer> MakeFuzzTokenizer(bool sentencepiece)
               {"unk_token", sentencepiece ? json("<unk>") : json(nullptr)}}}};
   if (sentencepiece) {
     j["normalizer"] = {{"type", "Replace"}, {"pattern", {{"String", " "}}}, {"content", space}};
-    j["decoder"] = {{"type", "Sequence"},
-                    {"decoders", json::array({{{"type", "Replace"},
-                                               {"pattern", {{"String", space}}},
-                                               {"content", " "}},
-                                              {{"type", "ByteFallback"}},
-                                              {{"type", "Fuse"}}})}};
+    j["decoder"] = {
+        {"type", "Sequence"},
+        {"decoders",
+         json::array({{{"type", "Replace"}, {"pattern", {{"String", space}}}, {"content", " "}},
+                      {{"type", "ByteFallback"}},
+                      {{"type", "Fuse"}}})}};
   } else {
     j["pre_tokenizer"] = {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", true}};
     j["decoder"] = {{"type", "ByteLevel"}};

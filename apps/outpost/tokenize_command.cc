@@ -51,7 +51,8 @@ void AddTokenizeCommand(CLI::App& app) {
                   "each one's prompt in the model's chat format, with its ids");
   cmd->add_option("--chat-format", o.chat_format,
                   "chatml, llama3, gemma, phi3 or mistral (default: from the chat template)");
-  cmd->add_option("--today", o.today, "The date some formats print (Llama 3.1+), e.g. \"26 Jul 2024\"");
+  cmd->add_option("--today", o.today,
+                  "The date some formats print (Llama 3.1+), e.g. \"26 Jul 2024\"");
   cmd->add_flag("--special", o.special, "Add the tokenizer's special tokens (BOS, ...)");
   cmd->add_flag("--keep-special", o.keep_special, "Keep special tokens when decoding");
 }
@@ -71,11 +72,10 @@ int RunTokenizeCommand(CLI::App& app) {
       if (v.is_string()) return v.get<std::string>();
       return v.is_object() ? v.value("content", "") : "";
     };
-    ChatTemplate t =
-        o.chat_format.empty()
-            ? DetectChatTemplate(config.value("chat_template", ""), token("bos_token"),
-                                 token("eos_token"))
-            : NamedChatTemplate(o.chat_format, token("bos_token"), token("eos_token"));
+    ChatTemplate t = o.chat_format.empty()
+                         ? DetectChatTemplate(config.value("chat_template", ""), token("bos_token"),
+                                              token("eos_token"))
+                         : NamedChatTemplate(o.chat_format, token("bos_token"), token("eos_token"));
     json out = json::array();
     for (const auto& conversation : json::parse(ReadFile(o.chat))) {
       std::vector<ChatMessage> messages;

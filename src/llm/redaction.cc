@@ -195,4 +195,29 @@ std::string Redactor::Restore(std::string_view text, const Redaction& r) {
   return out;
 }
 
+std::string StreamingRestorer::Push(std::string_view piece) {
+  held_.append(piece);
+  // Placeholders are "[" + [A-Z0-9_]+ + "]"; hold from the last "[" that may still become one.
+  size_t keep = held_.size();
+  size_t open = held_.rfind('[');
+  if (open != std::string::npos && held_.find(']', open) == std::string::npos &&
+      held_.size() - open <= 48) {
+    bool could_be = true;
+    for (size_t i = open + 1; i < held_.size(); ++i) {
+      char c = held_[i];
+      could_be = could_be && ((c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_');
+    }
+    if (could_be) keep = open;
+  }
+  std::string out = Redactor::Restore(std::string_view(held_).substr(0, keep), redaction_);
+  held_.erase(0, keep);
+  return out;
+}
+
+std::string StreamingRestorer::Finish() {
+  std::string out = Redactor::Restore(held_, redaction_);
+  held_.clear();
+  return out;
+}
+
 }  // namespace outpost

@@ -45,4 +45,17 @@ class Redactor {
   std::vector<std::unique_ptr<Detector>> detectors_;
 };
 
+// Restores placeholders in an answer that arrives in pieces: text that may be the start of a
+// placeholder ("[EMA", "[EMAIL_1") is held back until it is complete or cannot be one.
+class StreamingRestorer {
+ public:
+  explicit StreamingRestorer(const Redaction& r) : redaction_(r) {}
+  std::string Push(std::string_view piece);
+  std::string Finish();
+
+ private:
+  const Redaction& redaction_;
+  std::string held_;
+};
+
 }  // namespace outpost

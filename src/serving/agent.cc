@@ -1,4 +1,6 @@
 #include "serving/agent.h"
+#include "llm/router.h"
+#include "secrets/secret_store.h"
 #include "serving/chat_service.h"
 
 #include <spdlog/spdlog.h>
@@ -78,6 +80,12 @@ void ApplyConfigJson(const nlohmann::json& j, AgentConfig& c) {
   Take(j, "update_min_bytes_per_second", c.update_min_bytes_per_second);
   Take(j, "update_slow_window_secs", c.update_slow_window_secs);
   Take(j, "update_download_attempts", c.update_download_attempts);
+  Take(j, "chat_router", c.chat_router);
+  Take(j, "chat_cloud", c.chat_cloud);
+  std::string secrets = c.secrets_dir.string();
+  Take(j, "secrets_dir", secrets);
+  c.secrets_dir = secrets;
+  ParseRouterConfig(c.chat_router, c.chat_cloud);  // refuse a bad router config at load time
   Take(j, "log_level", c.log_level);
   Take(j, "log_format", c.log_format);
 }
@@ -118,6 +126,9 @@ nlohmann::json ToJson(const AgentConfig& c) {
           {"update_min_bytes_per_second", c.update_min_bytes_per_second},
           {"update_slow_window_secs", c.update_slow_window_secs},
           {"update_download_attempts", c.update_download_attempts},
+          {"chat_router", c.chat_router},
+          {"chat_cloud", c.chat_cloud},
+          {"secrets_dir", c.secrets_dir.string()},
           {"log_level", c.log_level},
           {"log_format", c.log_format}};
 }
@@ -225,7 +236,18 @@ BoundPorts Agent::Start() {
   p.models = std::make_unique<ModelManager>(mo, p.metrics);
   p.service = std::make_unique<InferenceService>(
       *p.models, InferenceLimits{std::chrono::milliseconds(config_.default_timeout_ms)});
-  p.chat = std::make_unique<ChatService>(*p.models, p.metrics);
+  RouterConfig router = ParseRouterConfig(config_.chat_router, config_.chat_cloud);
+  if (router.state_dir.empty()) router.state_dir = config_.model_repository / ".chat";
+  std::string api_key;
+  if (router.cloud_enabled() && !router.cloud.api_key_secret.empty()) {
+    // Read once at start; the key lives in this process's memory only.
+    api_key = SecretStore(config_.secrets_dir).Get(router.cloud.api_key_secret).reveal();
+  }
+  if (router.cloud_enabled())
+    spdlog::info("chat router: cloud model {} at {} (key: {})", router.cloud.model,
+                 router.cloud.url, api_key.empty() ? "none" : "from the secret store");
+  p.chat =
+      std::make_unique<ChatService>(*p.models, p.metrics, std::move(router), std::move(api_key));
   p.metrics.AddCollector([models = p.models.get()](std::string& out) {
     out +=
         "# HELP outpost_inference_pending_requests Requests waiting in a model's queue.\n"

@@ -55,6 +55,11 @@ struct AgentConfig {
   double update_min_bytes_per_second = 1024;  // slower than this for a window: slow retrieval
   int update_slow_window_secs = 10;
   int update_download_attempts = 8;  // per check; each resumes where the last one stopped
+  // Chat: the router between the device's chat models and a cloud LLM (llm/router.h), and
+  // the encrypted store its API key is read from.
+  nlohmann::json chat_router = nlohmann::json::object();
+  nlohmann::json chat_cloud = nlohmann::json::object();
+  std::filesystem::path secrets_dir = "/var/lib/outpost/secrets";
   std::string log_level = "info";
   std::string log_format = "text";  // or "json"
 };

@@ -1,14 +1,20 @@
-// Chat completions over the models that ship a tokenizer: finds the model, renders and
-// tokenizes the prompt, generates, and counts what it did.
+// Chat completions: the router picks the device's model or the cloud LLM for each request
+// (router.h says why), the local path generates with the ONNX decoder, the cloud path sends a
+// redacted conversation and restores the answer, and a failed cloud falls back to the device
+// with a notice when the request fits there.
 #pragma once
 
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include <nlohmann/json.hpp>
 
+#include "llm/cloud_client.h"
+#include "llm/redaction.h"
+#include "llm/router.h"
 #include "serving/metrics.h"
 #include "serving/model_manager.h"
 #include "serving/openai_protocol.h"
@@ -19,28 +25,48 @@ namespace outpost {
 // so a stream can start with 200.
 struct PreparedChat {
   ChatCompletionRequest request;
-  std::shared_ptr<ServedModel> served;
-  std::vector<int32_t> prompt;
+  std::shared_ptr<ServedModel> served;  // the local model; null when there is none
+  std::vector<int32_t> prompt;          // under the local tokenizer
+  bool fits_local = false;
+  RouteDecision decision;
   CompletionIdentity identity;
   std::map<std::string, std::string> headers;  // X-Outpost-Route and friends
 };
 
 class ChatService {
  public:
-  ChatService(ModelManager& models, MetricsRegistry& metrics);
+  // `api_key` is the cloud's credential from the secret store ("" when none).
+  ChatService(ModelManager& models, MetricsRegistry& metrics, RouterConfig router = {},
+              std::string api_key = "");
 
   nlohmann::json ListModels() const;
-  // Throws ApiError / Error for an unknown model or a prompt that does not fit.
-  PreparedChat Prepare(ChatCompletionRequest request);
+  // `privacy_header` is X-Outpost-Privacy ("" when absent). Throws ApiError / Error for an
+  // unknown model, a prompt that fits nowhere, or a private request that cannot stay local.
+  PreparedChat Prepare(ChatCompletionRequest request, const std::string& privacy_header = "");
+  // Non-streaming; may change chat.headers (a fallback says so).
   nlohmann::json Run(PreparedChat& chat);
   // Writes server-sent events; `write` returns false once the client has gone, which cancels
   // the generation.
   void RunStream(PreparedChat& chat, const std::function<bool(const std::string&)>& write);
 
  private:
-  void Count(const PreparedChat& chat, const GenerationResult& result);
+  struct CloudCall;
+  std::shared_ptr<ServedModel> LocalModelFor(const std::string& name) const;
+  GenerationResult Local(PreparedChat& chat, const std::vector<int32_t>& prompt,
+                         const std::function<void(const TextChunk&)>& on_chunk,
+                         const std::function<bool()>& cancelled);
+  nlohmann::json CloudRequest(const PreparedChat& chat, Redaction& redaction) const;
+  void CountLocal(const PreparedChat& chat, const GenerationResult& result);
+  void CountCloud(const PreparedChat& chat, const std::string& outcome, int prompt_tokens,
+                  int completion_tokens);
+  nlohmann::json Notice(const PreparedChat& chat, const std::string& why) const;
+
   ModelManager& models_;
   MetricsRegistry& metrics_;
+  RouterConfig router_;
+  Redactor redactor_;
+  std::unique_ptr<CloudClient> cloud_;
+  std::unique_ptr<CloudBudget> budget_;
 };
 
 }  // namespace outpost

@@ -152,13 +152,15 @@ void HttpServer::OpenAiRoutes() {
   });
   s.Post("/v1/chat/completions", [&chat](const httplib::Request& req, httplib::Response& res) {
     GuardOpenAi(res, [&] {
-      auto prepared =
-          std::make_shared<PreparedChat>(chat.Prepare(ParseChatCompletionRequest(req.body)));
-      for (const auto& [k, v] : prepared->headers) res.set_header(k, v);
+      auto prepared = std::make_shared<PreparedChat>(chat.Prepare(
+          ParseChatCompletionRequest(req.body), req.get_header_value("X-Outpost-Privacy")));
       if (!prepared->request.stream) {
-        SendJson(res, 200, chat.Run(*prepared));
+        json body = chat.Run(*prepared);
+        for (const auto& [k, v] : prepared->headers) res.set_header(k, v);
+        SendJson(res, 200, body);
         return;
       }
+      for (const auto& [k, v] : prepared->headers) res.set_header(k, v);
       res.set_header("Cache-Control", "no-cache");
       res.set_chunked_content_provider(
           "text/event-stream", [&chat, prepared](size_t, httplib::DataSink& sink) {

@@ -1,0 +1,322 @@
+#include "llm/router.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cctype>
+#include <ctime>
+#include <set>
+
+#include "core/atomic_file.h"
+#include "core/error.h"
+
+namespace outpost {
+namespace {
+
+using json = nlohmann::json;
+
+template <typename T>
+void TakeKey(const json& j, const char* section, const char* key, T& out) {
+  if (!j.contains(key)) return;
+  try {
+    out = j.at(key).get<T>();
+  } catch (const json::exception&) {
+    Fail(ErrorCode::kInvalidArgument,
+         std::string("config: '") + section + "." + key + "' has the wrong type");
+  }
+}
+
+void OnlyKeys(const json& j, const char* section, const std::set<std::string>& keys) {
+  if (j.is_null()) return;
+  if (!j.is_object())
+    Fail(ErrorCode::kInvalidArgument, std::string("config: '") + section + "' must be an object");
+  for (const auto& [k, v] : j.items())
+    if (!keys.count(k))
+      Fail(ErrorCode::kInvalidArgument,
+           std::string("config: unknown key '") + section + "." + k + "'");
+}
+
+std::string Lower(std::string_view s) {
+  std::string out(s);
+  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+size_t Count(std::string_view text, std::string_view needle) {
+  size_t n = 0;
+  for (size_t at = text.find(needle); at != std::string_view::npos;
+       at = text.find(needle, at + needle.size()))
+    ++n;
+  return n;
+}
+
+std::string Today() {
+  std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  localtime_r(&now, &tm);
+  char buf[16];
+  std::strftime(buf, sizeof buf, "%Y-%m-%d", &tm);
+  return buf;
+}
+
+}  // namespace
+
+RouterConfig ParseRouterConfig(const json& r, const json& c) {
+  RouterConfig out;
+  OnlyKeys(r, "chat_router",
+           {"model_alias", "local_model", "difficulty_threshold", "daily_cloud_tokens",
+            "default_privacy", "prefer", "redaction_rules", "state_dir"});
+  OnlyKeys(c, "chat_cloud",
+           {"url", "model", "api_key_secret", "headers", "connect_timeout_ms", "timeout_ms",
+            "first_byte_timeout_ms", "retries", "backoff_ms", "breaker_failures",
+            "breaker_cooldown_secs"});
+  if (r.is_object()) {
+    TakeKey(r, "chat_router", "model_alias", out.model_alias);
+    TakeKey(r, "chat_router", "local_model", out.local_model);
+    TakeKey(r, "chat_router", "difficulty_threshold", out.difficulty_threshold);
+    TakeKey(r, "chat_router", "daily_cloud_tokens", out.daily_cloud_tokens);
+    TakeKey(r, "chat_router", "default_privacy", out.default_privacy);
+    TakeKey(r, "chat_router", "prefer", out.prefer);
+    std::string state = out.state_dir.string();
+    TakeKey(r, "chat_router", "state_dir", state);
+    out.state_dir = state;
+    if (r.contains("redaction_rules")) {
+      const json& rules = r.at("redaction_rules");
+      if (!rules.is_array())
+        Fail(ErrorCode::kInvalidArgument, "config: 'chat_router.redaction_rules' must be an array");
+      for (const auto& rule : rules) {
+        if (!rule.is_object() || !rule.contains("kind") || !rule.contains("pattern"))
+          Fail(ErrorCode::kInvalidArgument,
+               "config: each of 'chat_router.redaction_rules' needs 'kind' and 'pattern'");
+        out.redaction_rules.push_back(
+            {rule.at("kind").get<std::string>(), rule.at("pattern").get<std::string>()});
+      }
+    }
+  }
+  if (out.default_privacy != "standard" && out.default_privacy != "private")
+    Fail(ErrorCode::kInvalidArgument,
+         "config: 'chat_router.default_privacy' must be \"standard\" or \"private\"");
+  if (out.prefer != "local" && out.prefer != "cloud")
+    Fail(ErrorCode::kInvalidArgument,
+         "config: 'chat_router.prefer' must be \"local\" or \"cloud\"");
+  if (c.is_object()) {
+    auto& k = out.cloud;
+    TakeKey(c, "chat_cloud", "url", k.url);
+    TakeKey(c, "chat_cloud", "model", k.model);
+    TakeKey(c, "chat_cloud", "api_key_secret", k.api_key_secret);
+    if (c.contains("headers")) {
+      if (!c.at("headers").is_object())
+        Fail(ErrorCode::kInvalidArgument, "config: 'chat_cloud.headers' must be an object");
+      for (const auto& [name, value] : c.at("headers").items()) {
+        if (!value.is_string())
+          Fail(ErrorCode::kInvalidArgument,
+               "config: 'chat_cloud.headers." + name + "' must be a string");
+        std::string lower = Lower(name);
+        if (lower == "authorization" || lower == "api-key" || lower == "x-api-key")
+          Fail(ErrorCode::kInvalidArgument,
+               "config: credentials do not belong in 'chat_cloud.headers': store the key with "
+               "`outpost secret set NAME` and name it in 'chat_cloud.api_key_secret'");
+        k.headers.emplace_back(name, value.get<std::string>());
+      }
+    }
+    TakeKey(c, "chat_cloud", "connect_timeout_ms", k.connect_timeout_ms);
+    TakeKey(c, "chat_cloud", "timeout_ms", k.timeout_ms);
+    TakeKey(c, "chat_cloud", "first_byte_timeout_ms", k.first_byte_timeout_ms);
+    TakeKey(c, "chat_cloud", "retries", k.retries);
+    TakeKey(c, "chat_cloud", "backoff_ms", k.backoff_ms);
+    TakeKey(c, "chat_cloud", "breaker_failures", k.breaker_failures);
+    TakeKey(c, "chat_cloud", "breaker_cooldown_secs", k.breaker_cooldown_secs);
+    if (!k.url.empty() && k.url.rfind("http://", 0) != 0 && k.url.rfind("https://", 0) != 0)
+      Fail(ErrorCode::kInvalidArgument, "config: 'chat_cloud.url' must be an http(s) URL");
+    if (k.retries < 0 || k.breaker_failures < 1 || k.timeout_ms < 1 || k.connect_timeout_ms < 1)
+      Fail(ErrorCode::kInvalidArgument,
+           "config: 'chat_cloud' timeouts and counts must be positive");
+  }
+  Redactor check(out.redaction_rules);  // a bad pattern is a config error now, not per request
+  return out;
+}
+
+json ToJson(const RouterConfig& c) {
+  json rules = json::array();
+  for (const auto& r : c.redaction_rules)
+    rules.push_back({{"kind", r.kind}, {"pattern", r.pattern}});
+  json headers = json::object();
+  for (const auto& [k, v] : c.cloud.headers) headers[k] = v;
+  return {{"chat_router",
+           {{"model_alias", c.model_alias},
+            {"local_model", c.local_model},
+            {"difficulty_threshold", c.difficulty_threshold},
+            {"daily_cloud_tokens", c.daily_cloud_tokens},
+            {"default_privacy", c.default_privacy},
+            {"prefer", c.prefer},
+            {"redaction_rules", rules},
+            {"state_dir", c.state_dir.string()}}},
+          {"chat_cloud",
+           {{"url", c.cloud.url},
+            {"model", c.cloud.model},
+            {"api_key_secret", c.cloud.api_key_secret},
+            {"headers", headers},
+            {"connect_timeout_ms", c.cloud.connect_timeout_ms},
+            {"timeout_ms", c.cloud.timeout_ms},
+            {"first_byte_timeout_ms", c.cloud.first_byte_timeout_ms},
+            {"retries", c.cloud.retries},
+            {"backoff_ms", c.cloud.backoff_ms},
+            {"breaker_failures", c.cloud.breaker_failures},
+            {"breaker_cooldown_secs", c.cloud.breaker_cooldown_secs}}}};
+}
+
+Difficulty EstimateDifficulty(const std::vector<ChatMessage>& messages, int prompt_tokens) {
+  Difficulty d;
+  std::string last;  // the latest user turn says most about what is asked now
+  for (auto it = messages.rbegin(); it != messages.rend(); ++it)
+    if (it->role == "user") {
+      last = Lower(it->content);
+      break;
+    }
+  auto fire = [&](const char* signal, double weight) {
+    d.score += weight;
+    d.signals.emplace_back(signal);
+  };
+  if (prompt_tokens > 1500)
+    fire("long", 0.35);
+  else if (prompt_tokens > 400)
+    fire("medium_length", 0.15);
+  static const char* kCode[] = {"```",         "def ",      "class ",  "#include",
+                                "function ",   "=>",        "};",      "select ",
+                                "stack trace", "traceback", "compile", "refactor"};
+  int code = 0;
+  for (const char* k : kCode) code += Count(last, k) > 0;
+  if (code >= 2)
+    fire("code", 0.35);
+  else if (code == 1)
+    fire("code_hint", 0.15);
+  static const char* kMaths[] = {"prove",  "integral",    "derivative", "equation",  "theorem",
+                                 "matrix", "probability", "\\frac",     "solve for", "∑",
+                                 "∫"};
+  int maths = 0;
+  for (const char* k : kMaths) maths += Count(last, k) > 0;
+  size_t operators = 0;
+  for (char ch : last) operators += ch == '=' || ch == '^' || ch == '*' || ch == '/';
+  if (maths >= 1 || operators >= 6) fire("maths", 0.3);
+  static const char* kSteps[] = {"step by step", "first,",      "then ",         "finally",
+                                 "compare",      "analyze",     "analyse",       "plan ",
+                                 "design ",      "explain why", "pros and cons", "trade-off"};
+  int steps = 0;
+  for (const char* k : kSteps) steps += Count(last, k) > 0;
+  size_t numbered = Count(last, "\n1.") + Count(last, "\n2.") + Count(last, "\n3.");
+  if (steps >= 2 || numbered >= 2)
+    fire("multi_step", 0.3);
+  else if (steps == 1)
+    fire("instruction_hint", 0.1);
+  if (Count(last, "?") >= 3) fire("several_questions", 0.15);
+  d.score = std::min(1.0, d.score);
+  return d;
+}
+
+std::string_view RouteName(Route r) {
+  switch (r) {
+    case Route::kLocal:
+      return "local";
+    case Route::kCloud:
+      return "cloud";
+    case Route::kRefuse:
+      return "refuse";
+  }
+  return "?";
+}
+
+RouteDecision DecideRoute(const RouterConfig& config, const RouteInputs& in) {
+  const bool fits_local =
+      in.has_local && in.prompt_tokens < in.local_context &&
+      (in.max_tokens == 0 || in.prompt_tokens + in.max_tokens <= in.local_context);
+  const bool cloud_usable = in.cloud_configured && in.cloud_allowed && in.budget_left;
+  // Why the cloud cannot take it, when it cannot.
+  auto no_cloud = [&]() -> std::string {
+    if (!in.cloud_configured) return "cloud_not_configured";
+    if (!in.cloud_allowed) return "cloud_unavailable";
+    return "cloud_budget_exhausted";
+  };
+  auto local_or_refuse = [&](const std::string& why) -> RouteDecision {
+    if (fits_local) return {Route::kLocal, why};
+    return {Route::kRefuse, why};
+  };
+
+  if (in.private_request) return local_or_refuse("private");
+  if (in.forced == "local") return local_or_refuse("forced_local");
+  if (in.forced == "cloud") {
+    if (cloud_usable) return {Route::kCloud, "forced_cloud"};
+    return local_or_refuse(no_cloud());
+  }
+  if (!in.has_local) {
+    if (cloud_usable) return {Route::kCloud, "no_local_model"};
+    return {Route::kRefuse, no_cloud()};
+  }
+  if (in.prompt_tokens >= in.local_context) {
+    if (cloud_usable) return {Route::kCloud, "context_exceeds_local"};
+    return {Route::kRefuse, no_cloud()};
+  }
+  if (in.max_tokens > 0 && in.prompt_tokens + in.max_tokens > in.local_context) {
+    if (cloud_usable) return {Route::kCloud, "max_tokens_exceeds_local"};
+    return {Route::kRefuse, no_cloud()};
+  }
+  if (in.difficulty >= config.difficulty_threshold) {
+    if (cloud_usable) return {Route::kCloud, "difficult"};
+    return {Route::kLocal, no_cloud()};
+  }
+  if (config.prefer == "cloud" && cloud_usable) return {Route::kCloud, "preferred_cloud"};
+  return {Route::kLocal, "routine"};
+}
+
+CloudBudget::CloudBudget(std::filesystem::path state_dir, uint64_t daily_limit)
+    : limit_(daily_limit) {
+  if (state_dir.empty()) return;
+  file_ = state_dir / "cloud_budget.json";
+  try {
+    if (std::filesystem::exists(file_)) {
+      json j = json::parse(ReadFile(file_));
+      day_ = j.value("day", "");
+      spent_ = j.value("tokens", uint64_t{0});
+    }
+  } catch (const std::exception& e) {
+    // A damaged record must not unlock more spending than allowed: count the day as spent.
+    spdlog::warn("cloud budget record {} unreadable ({}); today's budget counts as spent",
+                 file_.string(), e.what());
+    day_ = Today();
+    spent_ = limit_;
+  }
+}
+
+void CloudBudget::Roll() {
+  std::string today = Today();
+  if (today != day_) {
+    day_ = today;
+    spent_ = 0;
+  }
+}
+
+bool CloudBudget::HasRoom() {
+  std::lock_guard lock(mu_);
+  Roll();
+  return limit_ == 0 || spent_ < limit_;
+}
+
+void CloudBudget::Spend(uint64_t tokens) {
+  std::lock_guard lock(mu_);
+  Roll();
+  spent_ += tokens;
+  if (file_.empty()) return;
+  try {
+    std::filesystem::create_directories(file_.parent_path());
+    WriteFileAtomically(file_, json{{"day", day_}, {"tokens", spent_}}.dump());
+  } catch (const std::exception& e) {
+    spdlog::warn("cannot record the cloud budget in {}: {}", file_.string(), e.what());
+  }
+}
+
+uint64_t CloudBudget::SpentToday() {
+  std::lock_guard lock(mu_);
+  Roll();
+  return spent_;
+}
+
+}  // namespace outpost
