@@ -308,5 +308,60 @@ class ChatTest(unittest.TestCase):
             self.assertRegex(text, name + r'\{[^}]*model="tiny"')
 
 
+class SignedChatPackageTest(unittest.TestCase):
+    """A chat model as a signed package: tokenizer files are covered by the signature."""
+
+    def test_signed_chat_package_serves_and_tampering_is_refused(self):
+        tmp = tempfile.mkdtemp(prefix="outpost-chatpkg-")
+        try:
+            run = lambda *a: subprocess.run([OUTPOST, *a], capture_output=True, text=True)  # noqa: E731
+            self.assertEqual(run("key", "generate", "alice", "--dir", tmp).returncode, 0)
+            with open(os.path.join(tmp, "alice.pub")) as f:
+                pub = json.load(f)["public"]
+            trust = os.path.join(tmp, "trust.json")
+            with open(trust, "w") as f:
+                json.dump({"threshold": 1, "keys": [{"public": pub, "name": "alice"}], "revoked": []}, f)
+            src = os.path.join(tmp, "src")
+            make_variant(tmp, "src-build", [])
+            shutil.copytree(os.path.join(tmp, "src-build", "1"), src)
+            os.remove(os.path.join(src, "reference.json"))
+            with open(os.path.join(src, "manifest.json"), "w") as f:
+                json.dump({"format_version": 1, "name": "tinychat", "version": "1.0.0",
+                           "model_file": "model.onnx",
+                           "serving": {"context_length": 256, "max_sequences": 2}}, f)
+            pkg = os.path.join(tmp, "tinychat.opkg")
+            self.assertEqual(run("pack", src, "-o", pkg).returncode, 0)
+            self.assertEqual(run("sign", pkg, "--key", os.path.join(tmp, "alice.key")).returncode, 0)
+            repo = os.path.join(tmp, "repo")
+            r = run("install", pkg, "--repository", repo, "--trust", trust)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            agent = Agent(repo, ["--trust-file", trust, "--repository-poll-secs", "0.1"], grpc=False,
+                          signed_only=True)
+            try:
+                status, _, raw = agent.request("POST", "/v1/chat/completions", json.dumps(
+                    {"model": "tinychat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}))
+                self.assertEqual(status, 200, raw)
+                # the manifest's context_length (256) is what the router and the limits use
+                status, _, raw = agent.request("POST", "/v1/chat/completions", json.dumps(
+                    {"model": "tinychat", "messages": [{"role": "user", "content": "word " * 300}]}))
+                self.assertEqual(status, 400, raw)
+                self.assertIn("256", json.loads(raw)["error"]["message"])
+                # a tokenizer edited after installation no longer matches the signature
+                with open(os.path.join(repo, "tinychat", "1.0.0", "tokenizer.json"), "a") as f:
+                    f.write(" ")
+                deadline = time.time() + 30
+                while time.time() < deadline:
+                    _, index = agent.get_json("/v2/repository/index")
+                    entry = [e for e in index if e["name"] == "tinychat"][0]
+                    if "kept the previous files" in entry.get("reason", ""):
+                        break
+                    time.sleep(0.1)
+                self.assertIn("tokenizer.json", entry["reason"])
+            finally:
+                agent.close()
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 if __name__ == "__main__":
     unittest.main()
