@@ -1,6 +1,7 @@
 #include "core/names.h"
 
 #include <charconv>
+#include <ctime>
 #include <vector>
 
 namespace outpost {
@@ -69,6 +70,14 @@ bool IsPathInside(const std::filesystem::path& root, const std::filesystem::path
   if (ec) return false;
   auto [ri, pi] = std::mismatch(r.begin(), r.end(), p.begin(), p.end());
   return ri == r.end();
+}
+
+std::string FormatLocalNow(const char* format) {
+  std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  localtime_r(&now, &tm);
+  char buf[64];
+  return std::string(buf, std::strftime(buf, sizeof buf, format, &tm));
 }
 
 }  // namespace outpost

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <filesystem>
+#include <string>
 #include <string_view>
 
 namespace outpost {
@@ -17,5 +18,8 @@ int CompareVersions(std::string_view a, std::string_view b);
 
 // True when `path`, once symlinks are resolved, lies inside `root` (also resolved).
 bool IsPathInside(const std::filesystem::path& root, const std::filesystem::path& path);
+
+// The local date (or time) now, in a strftime format.
+std::string FormatLocalNow(const char* format);
 
 }  // namespace outpost

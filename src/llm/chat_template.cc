@@ -1,8 +1,7 @@
 #include "llm/chat_template.h"
 
-#include <ctime>
-
 #include "core/error.h"
+#include "core/names.h"
 
 namespace outpost {
 namespace {
@@ -46,15 +45,6 @@ std::string ChatMLDefaultSystem(std::string_view jinja) {
   return "";
 }
 
-std::string Today() {
-  std::time_t now = std::time(nullptr);
-  std::tm tm{};
-  localtime_r(&now, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%d %b %Y", &tm);
-  return buf;
-}
-
 void CheckRole(const ChatMessage& m) {
   if (m.role != "system" && m.role != "user" && m.role != "assistant" && m.role != "tool" &&
       m.role != "developer")
@@ -86,8 +76,9 @@ std::string RenderLlama3(const ChatTemplate& t, const std::vector<ChatMessage>& 
       system = Trim(msgs[0].content);
       first = 1;
     }
-    std::string date =
-        !today.empty() ? std::string(today) : (t.today_from_clock ? Today() : "26 Jul 2024");
+    std::string date = !today.empty()
+                           ? std::string(today)
+                           : (t.today_from_clock ? FormatLocalNow("%d %b %Y") : "26 Jul 2024");
     out +=
         "<|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: December "
         "2023\nToday Date: " +

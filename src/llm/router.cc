@@ -4,11 +4,11 @@
 
 #include <algorithm>
 #include <cctype>
-#include <ctime>
 #include <set>
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/names.h"
 
 namespace outpost {
 namespace {
@@ -50,14 +50,7 @@ size_t Count(std::string_view text, std::string_view needle) {
   return n;
 }
 
-std::string Today() {
-  std::time_t now = std::time(nullptr);
-  std::tm tm{};
-  localtime_r(&now, &tm);
-  char buf[16];
-  std::strftime(buf, sizeof buf, "%Y-%m-%d", &tm);
-  return buf;
-}
+std::string Today() { return FormatLocalNow("%Y-%m-%d"); }
 
 }  // namespace
 

@@ -154,18 +154,20 @@ PreparedChat ChatService::Prepare(ChatCompletionRequest request,
     if (!chat.served && !cloud_)
       throw ApiError(ErrorCode::kNotFound, "no chat model is available on this device", "model",
                      "model_not_found");
-    std::string why =
-        chat.decision.reason == "private"
-            ? "a private request stays on the device, and " +
-                  ContextError(in.local_context, in.prompt_tokens, in.max_tokens)
-            : (chat.served ? ContextError(in.local_context, in.prompt_tokens, in.max_tokens) + "; "
-                           : std::string()) +
-                  "the cloud LLM cannot take it (" + chat.decision.reason + ")";
+    // What does not fit locally: the messages themselves, or the room max_tokens asks for.
+    const bool prompt_fits = chat.served && in.prompt_tokens < in.local_context;
+    std::string why;
+    if (chat.served) why = ContextError(in.local_context, in.prompt_tokens, in.max_tokens);
+    if (chat.decision.reason == "private")
+      why = "a private request stays on the device, and " + why;
+    else if (cloud_)
+      why += (why.empty() ? "" : "; ") + std::string("the cloud LLM cannot take it (") +
+             chat.decision.reason + ")";
     throw ApiError(chat.decision.reason == "cloud_unavailable" ? ErrorCode::kUnavailable
                    : chat.decision.reason == "cloud_budget_exhausted"
                        ? ErrorCode::kResourceExhausted
                        : ErrorCode::kInvalidArgument,
-                   why, "messages", "context_length_exceeded");
+                   why, prompt_fits ? "max_tokens" : "messages", "context_length_exceeded");
   }
   chat.identity = NewCompletionIdentity(
       chat.decision.route == Route::kCloud ? router_.cloud.model : chat.served->config.name);

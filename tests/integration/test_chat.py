@@ -5,7 +5,6 @@ weights in the Optimum ONNX layout) next to a numpy forward pass of the same net
 decoding through the agent must match the numpy reference token for token, with the KV cache
 and without it. Every body and stream chunk is validated against the OpenAI OpenAPI schemas.
 """
-import argparse
 import concurrent.futures
 import http.client
 import json
@@ -13,45 +12,20 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 import unittest
 
 from agent import BIN_DIR, Agent
+from chat_helpers import ChatClientMixin, make_variant, tiny_llm
 from openai_schema import OpenAiSchemas
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../fixtures"))
-import tiny_llm  # noqa: E402
 
 OUTPOST = os.path.join(BIN_DIR, "outpost")
 VARIANTS = {"tiny": [], "tiny-nocache": ["--no-past"], "tiny-fp16": ["--weights", "fp16"],
             "tiny-int8": ["--weights", "int8"], "tiny-int4": ["--weights", "int4"]}
 
 
-def make_variant(repo, name, flags):
-    parser = argparse.ArgumentParser()
-    for a in ("--hidden", "--layers", "--heads", "--ffn", "--vocab", "--seed"):
-        parser.add_argument(a, type=int)
-    parser.add_argument("--weights", default="fp32")
-    parser.add_argument("--no-past", action="store_true")
-    parser.add_argument("--save-weights", action="store_true")
-    args = parser.parse_args(["--hidden", "32", "--layers", "2", "--heads", "4", "--ffn", "64",
-                              "--vocab", "0", "--seed", "1", *flags])
-    tiny_llm.write(os.path.join(repo, name, "1"), args)
-
-
-def parse_sse(raw):
-    events = []
-    for block in raw.decode().split("\n\n"):
-        if not block.strip():
-            continue
-        assert block.startswith("data: "), block
-        events.append(block[len("data: "):])
-    return events
-
-
-class ChatTest(unittest.TestCase):
+class ChatTest(ChatClientMixin, unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.tmp = tempfile.mkdtemp(prefix="outpost-chat-")
@@ -80,27 +54,6 @@ class ChatTest(unittest.TestCase):
         shutil.rmtree(cls.tmp, ignore_errors=True)
 
     # --- helpers ---------------------------------------------------------------------
-    def chat(self, body, expect=200):
-        status, headers, raw = self.agent.request("POST", "/v1/chat/completions", json.dumps(body),
-                                                  {"Content-Type": "application/json"}, timeout=120)
-        parsed = json.loads(raw)
-        self.assertEqual(status, expect, parsed)
-        self.schemas.validate(parsed, "CreateChatCompletionResponse" if status == 200 else "ErrorResponse")
-        return parsed, headers
-
-    def stream(self, body):
-        status, headers, raw = self.agent.request("POST", "/v1/chat/completions",
-                                                  json.dumps({**body, "stream": True}),
-                                                  {"Content-Type": "application/json"}, timeout=120)
-        self.assertEqual(status, 200, raw)
-        self.assertTrue(headers["Content-Type"].startswith("text/event-stream"))
-        events = parse_sse(raw)
-        self.assertEqual(events[-1], "[DONE]")
-        chunks = [json.loads(e) for e in events[:-1]]
-        for c in chunks:
-            self.schemas.validate(c, "CreateChatCompletionStreamResponse")
-        return chunks
-
     def prompt_ids(self, messages):
         prompt = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages)
         prompt += "<|im_start|>assistant\n"
@@ -144,7 +97,7 @@ class ChatTest(unittest.TestCase):
     def test_stream_carries_the_same_tokens(self):
         messages = [{"role": "user", "content": "hello world"}]
         expected = self.reference(messages, 24)
-        chunks = self.stream({"model": "tiny", "messages": messages, "max_tokens": 24,
+        chunks, _, _ = self.stream({"model": "tiny", "messages": messages, "max_tokens": 24,
                               "temperature": 0, "logprobs": True,
                               "stream_options": {"include_usage": True}})
         self.assertEqual(chunks[0]["choices"][0]["delta"], {"role": "assistant", "content": ""})
@@ -199,7 +152,7 @@ class ChatTest(unittest.TestCase):
                              "temperature": 0, "stop": ["never appears", stop]})
         self.assertEqual(body["choices"][0]["message"]["content"], full[:full.index(stop)])
         self.assertEqual(body["choices"][0]["finish_reason"], "stop")
-        chunks = self.stream({"model": "tiny", "messages": messages, "max_tokens": 40,
+        chunks, _, _ = self.stream({"model": "tiny", "messages": messages, "max_tokens": 40,
                               "temperature": 0, "stop": stop})
         streamed = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
         self.assertEqual(streamed, full[:full.index(stop)])
@@ -245,7 +198,8 @@ class ChatTest(unittest.TestCase):
         body = json.loads(raw)
         self.assertEqual(status, 200)
         self.schemas.validate(body, "ListModelsResponse")
-        self.assertEqual(sorted(m["id"] for m in body["data"]), sorted(VARIANTS))
+        # the device's chat models, and the router's alias that lets it pick
+        self.assertEqual(sorted(m["id"] for m in body["data"]), sorted([*VARIANTS, "outpost"]))
 
     def test_errors_are_in_the_openai_shape(self):
         ok = {"model": "tiny", "messages": [{"role": "user", "content": "hi"}]}

@@ -10,7 +10,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -19,7 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from agent import BIN_DIR, Agent
 from openai_schema import OpenAiSchemas
-from test_chat import make_variant, parse_sse
+from chat_helpers import ChatClientMixin, make_variant
 
 OUTPOST = os.path.join(BIN_DIR, "outpost")
 API_KEY = "sk-test-0123456789abcdef"
@@ -110,7 +109,7 @@ class FakeCloud:
         self.server.shutdown()
 
 
-class RouterTest(unittest.TestCase):
+class RouterTest(ChatClientMixin, unittest.TestCase):
     def setUp(self):
         self.tmp = tempfile.mkdtemp(prefix="outpost-router-")
         self.repo = os.path.join(self.tmp, "repo")
@@ -141,23 +140,6 @@ class RouterTest(unittest.TestCase):
         with open(path, "w") as f:
             json.dump(config, f)
         self.agent = Agent(self.repo, extra_args=["--config", path], grpc=False)
-
-    def chat(self, body, expect=200, headers=None):
-        status, h, raw = self.agent.request("POST", "/v1/chat/completions", json.dumps(body),
-                                            {"Content-Type": "application/json", **(headers or {})})
-        parsed = json.loads(raw)
-        self.assertEqual(status, expect, parsed)
-        self.schemas.validate(parsed, "CreateChatCompletionResponse" if status == 200 else "ErrorResponse")
-        return parsed, h
-
-    def stream(self, body):
-        status, h, raw = self.agent.request("POST", "/v1/chat/completions",
-                                            json.dumps({**body, "stream": True}),
-                                            {"Content-Type": "application/json"})
-        self.assertEqual(status, 200, raw)
-        events = parse_sse(raw)
-        chunks = [json.loads(e) for e in events if e != "[DONE]"]
-        return chunks, h, events
 
     def metric(self, pattern):
         _, _, raw = self.agent.request("GET", "/metrics")
