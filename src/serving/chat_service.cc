@@ -288,7 +288,7 @@ json ChatService::CloudRequest(const PreparedChat& chat, Redaction& redaction) c
   return body;
 }
 
-json ChatService::Run(PreparedChat& chat) {
+json ChatService::Run(PreparedChat& chat, const std::function<bool()>& cancelled) {
   if (chat.decision.route == Route::kCloud) {
     Redaction redaction;
     json request = CloudRequest(chat, redaction);
@@ -315,13 +315,13 @@ json ChatService::Run(PreparedChat& chat) {
       chat.headers["X-Outpost-Route"] = "local";
       chat.headers["X-Outpost-Route-Reason"] = "cloud_failed_fallback";
       chat.identity.model = chat.served->config.name;
-      GenerationResult result = Local(chat, chat.prompt, nullptr, nullptr);
+      GenerationResult result = Local(chat, chat.prompt, nullptr, cancelled);
       json body = CompletionBody(chat.identity, result, chat.request.options.logprobs);
       body["outpost"] = notice;
       return body;
     }
   }
-  GenerationResult result = Local(chat, chat.prompt, nullptr, nullptr);
+  GenerationResult result = Local(chat, chat.prompt, nullptr, cancelled);
   return CompletionBody(chat.identity, result, chat.request.options.logprobs);
 }
 

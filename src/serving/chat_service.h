@@ -43,8 +43,9 @@ class ChatService {
   // `privacy_header` is X-Outpost-Privacy ("" when absent). Throws ApiError / Error for an
   // unknown model, a prompt that fits nowhere, or a private request that cannot stay local.
   PreparedChat Prepare(ChatCompletionRequest request, const std::string& privacy_header = "");
-  // Non-streaming; may change chat.headers (a fallback says so).
-  nlohmann::json Run(PreparedChat& chat);
+  // Non-streaming; may change chat.headers (a fallback says so). `cancelled` (may be null) is
+  // polled during local generation.
+  nlohmann::json Run(PreparedChat& chat, const std::function<bool()>& cancelled = nullptr);
   // Writes server-sent events; `write` returns false once the client has gone, which cancels
   // the generation.
   void RunStream(PreparedChat& chat, const std::function<bool(const std::string&)>& write);

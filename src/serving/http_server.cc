@@ -154,13 +154,41 @@ void HttpServer::OpenAiRoutes() {
     GuardOpenAi(res, [&] {
       auto prepared = std::make_shared<PreparedChat>(chat.Prepare(
           ParseChatCompletionRequest(req.body), req.get_header_value("X-Outpost-Privacy")));
-      if (!prepared->request.stream) {
+      if (!prepared->request.stream && prepared->decision.route != Route::kLocal) {
         json body = chat.Run(*prepared);
         for (const auto& [k, v] : prepared->headers) res.set_header(k, v);
         SendJson(res, 200, body);
         return;
       }
       for (const auto& [k, v] : prepared->headers) res.set_header(k, v);
+      if (!prepared->request.stream) {
+        // A local answer is sent chunked, led by whitespace JSON allows: writing a space now
+        // and then is how a client that has gone away is noticed, and its generation stopped.
+        res.set_chunked_content_provider("application/json", [&chat, prepared](
+                                                                 size_t, httplib::DataSink& sink) {
+          bool gone = false;
+          auto last = std::chrono::steady_clock::now();
+          auto cancelled = [&] {
+            auto now = std::chrono::steady_clock::now();
+            if (!gone && now - last > std::chrono::milliseconds(100)) {
+              last = now;
+              gone = !(sink.is_writable() && sink.write(" ", 1));
+            }
+            return gone;
+          };
+          std::string body;
+          try {
+            body =
+                chat.Run(*prepared, cancelled).dump(-1, ' ', false, json::error_handler_t::replace);
+          } catch (const Error& e) {
+            body = ErrorBody(e).dump();  // the 200 is gone already; say it in the body
+          }
+          if (!gone) sink.write(body.data(), body.size());
+          sink.done();
+          return true;
+        });
+        return;
+      }
       res.set_header("Cache-Control", "no-cache");
       res.set_chunked_content_provider(
           "text/event-stream", [&chat, prepared](size_t, httplib::DataSink& sink) {

@@ -177,20 +177,23 @@ class ChatTest(ChatClientMixin, unittest.TestCase):
                           raw.decode())
             return float(m.group(1)) if m else 0.0
 
-        before = cancelled_count()
-        conn = http.client.HTTPConnection("127.0.0.1", self.agent.http_port, timeout=30)
-        conn.request("POST", "/v1/chat/completions", json.dumps(
-            {"model": "tiny-nocache", "messages": [{"role": "user", "content": "go on"}],
-             "max_tokens": 1900, "temperature": 0, "stream": True}), {"Content-Type": "application/json"})
-        r = conn.getresponse()
-        self.assertEqual(r.status, 200)
-        r.fp.readline()  # the first event has arrived: generation is under way
-        conn.sock.close()
-        conn.close()
-        deadline = time.time() + 60
-        while time.time() < deadline and cancelled_count() == before:
-            time.sleep(0.1)
-        self.assertEqual(cancelled_count(), before + 1)
+        for stream in (True, False):
+            with self.subTest(stream=stream):
+                before = cancelled_count()
+                conn = http.client.HTTPConnection("127.0.0.1", self.agent.http_port, timeout=30)
+                conn.request("POST", "/v1/chat/completions", json.dumps(
+                    {"model": "tiny-nocache", "messages": [{"role": "user", "content": "go on"}],
+                     "max_tokens": 1900, "temperature": 0, "stream": stream}),
+                    {"Content-Type": "application/json"})
+                r = conn.getresponse()
+                self.assertEqual(r.status, 200)
+                r.fp.readline()  # the first bytes have arrived: generation is under way
+                conn.sock.close()
+                conn.close()
+                deadline = time.time() + 60
+                while time.time() < deadline and cancelled_count() == before:
+                    time.sleep(0.1)
+                self.assertEqual(cancelled_count(), before + 1)
 
     # --- the API surface -------------------------------------------------------------
     def test_models_lists_chat_models(self):
