@@ -68,7 +68,7 @@ PackageManifest ParsePackageManifest(const json& j, bool require_files) {
   static const std::set<std::string> kTop = {
       "format_version",    "name",       "version",   "description", "runtime",
       "min_agent_version", "model_file", "files",     "inputs",      "outputs",
-      "serving",           "hardware",   "provenance"};
+      "serving",           "hardware",   "provenance", "monitoring"};
   if (format > kPackageFormatVersion) {
     for (const auto& [k, v] : j.items()) {
       if (!kTop.count(k)) {
@@ -207,7 +207,7 @@ void CheckAgentVersion(const PackageManifest& m, const std::string& agent_versio
 
 nlohmann::json RepositoryManifest(const PackageManifest& m) {
   json out = {{"name", m.name}, {"model_file", m.model_file}};
-  for (const char* key : {"description", "inputs", "outputs"}) {
+  for (const char* key : {"description", "inputs", "outputs", "monitoring"}) {
     if (m.json.contains(key)) out[key] = m.json[key];
   }
   if (m.json.contains("serving")) {

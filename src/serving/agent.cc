@@ -2,6 +2,8 @@
 #include "llm/router.h"
 #include "secrets/secret_store.h"
 #include "serving/chat_service.h"
+#include "telemetry/otlp_shipper.h"
+#include "telemetry/outbox.h"
 
 #include <spdlog/spdlog.h>
 #include <stdlib.h>
@@ -29,6 +31,20 @@ void Take(const nlohmann::json& j, const char* key, T& out) {
   } catch (const nlohmann::json::exception&) {
     Fail(ErrorCode::kInvalidArgument, std::string("config: '") + key + "' has the wrong type");
   }
+}
+
+// The configured id, else the machine id, else the host name.
+std::string DeviceId(const std::string& configured) {
+  if (!configured.empty()) return configured;
+  try {
+    std::string id = ReadFile("/etc/machine-id");
+    while (!id.empty() && (id.back() == '\n' || id.back() == ' ')) id.pop_back();
+    if (!id.empty()) return id;
+  } catch (const std::exception&) {
+  }
+  char host[256] = {};
+  gethostname(host, sizeof host - 1);
+  return host;
 }
 
 }  // namespace
@@ -80,6 +96,12 @@ void ApplyConfigJson(const nlohmann::json& j, AgentConfig& c) {
   Take(j, "update_min_bytes_per_second", c.update_min_bytes_per_second);
   Take(j, "update_slow_window_secs", c.update_slow_window_secs);
   Take(j, "update_download_attempts", c.update_download_attempts);
+  Take(j, "device_id", c.device_id);
+  Take(j, "telemetry_otlp_url", c.telemetry_otlp_url);
+  std::string telemetry_dir = c.telemetry_dir.string();
+  Take(j, "telemetry_dir", telemetry_dir);
+  c.telemetry_dir = telemetry_dir;
+  Take(j, "telemetry_max_bytes", c.telemetry_max_bytes);
   Take(j, "chat_router", c.chat_router);
   Take(j, "chat_cloud", c.chat_cloud);
   std::string secrets = c.secrets_dir.string();
@@ -126,6 +148,10 @@ nlohmann::json ToJson(const AgentConfig& c) {
           {"update_min_bytes_per_second", c.update_min_bytes_per_second},
           {"update_slow_window_secs", c.update_slow_window_secs},
           {"update_download_attempts", c.update_download_attempts},
+          {"device_id", c.device_id},
+          {"telemetry_otlp_url", c.telemetry_otlp_url},
+          {"telemetry_dir", c.telemetry_dir.string()},
+          {"telemetry_max_bytes", c.telemetry_max_bytes},
           {"chat_router", c.chat_router},
           {"chat_cloud", c.chat_cloud},
           {"secrets_dir", c.secrets_dir.string()},
@@ -142,6 +168,8 @@ struct Agent::Parts {
   std::unique_ptr<GrpcServer> grpc;
   std::unique_ptr<MetricsServer> metrics_server;
   std::unique_ptr<UpdateService> updates;
+  std::unique_ptr<Outbox> outbox;  // telemetry waiting for the link
+  std::unique_ptr<OtlpShipper> shipper;
 };
 
 Agent::Agent(AgentConfig config) : config_(std::move(config)), parts_(std::make_unique<Parts>()) {
@@ -233,6 +261,57 @@ BoundPorts Agent::Start() {
   });
   mo.poll_interval =
       std::chrono::milliseconds(static_cast<int64_t>(config_.repository_poll_secs * 1000));
+  if (!config_.telemetry_otlp_url.empty()) {
+    std::filesystem::path dir = config_.telemetry_dir.empty()
+                                    ? config_.model_repository / ".telemetry"
+                                    : config_.telemetry_dir;
+    p.outbox = std::make_unique<Outbox>(dir / "outbox.db", config_.telemetry_max_bytes);
+    ShipperOptions so;
+    so.endpoint = config_.telemetry_otlp_url;
+    so.device_id = DeviceId(config_.device_id);
+    p.shipper = std::make_unique<OtlpShipper>(*p.outbox, so);
+    p.metrics.AddCollector([outbox = p.outbox.get()](std::string& out) {
+      auto st = outbox->Stats();
+      out +=
+          "# HELP outpost_telemetry_outbox_items Telemetry items waiting to be shipped.\n"
+          "# TYPE outpost_telemetry_outbox_items gauge\n";
+      AppendSample(out, "outpost_telemetry_outbox_items", "", static_cast<double>(st.items));
+      out +=
+          "# HELP outpost_telemetry_dropped_total Telemetry items dropped, by reason.\n"
+          "# TYPE outpost_telemetry_dropped_total counter\n";
+      for (const auto& [reason, n] : st.dropped)
+        AppendSample(out, "outpost_telemetry_dropped_total", RenderLabels({{"reason", reason}}),
+                     static_cast<double>(n));
+      out +=
+          "# HELP outpost_telemetry_shipped_items_total Telemetry items delivered.\n"
+          "# TYPE outpost_telemetry_shipped_items_total counter\n";
+      AppendSample(out, "outpost_telemetry_shipped_items_total", "",
+                   static_cast<double>(st.shipped_items));
+    });
+  }
+  mo.on_drift = [&p](const DriftEvent& e) {
+    spdlog::warn(
+        "drift model={} version={} tensor={} test={} statistic={:.4g} threshold={:.4g} "
+        "window={}",
+        e.model, e.version, e.tensor, e.test, e.statistic, e.threshold, e.window);
+    p.metrics
+        .GetCounter(
+            "outpost_model_drift_events_total", "Drift tests past their threshold.",
+            {{"model", e.model}, {"version", e.version}, {"tensor", e.tensor}, {"test", e.test}})
+        .Add();
+    if (p.outbox) {
+      nlohmann::json attributes = {{"model", e.model},         {"version", e.version},
+                                   {"tensor", e.tensor},       {"test", e.test},
+                                   {"statistic", e.statistic}, {"threshold", e.threshold},
+                                   {"window", e.window},       {"evidence", e.evidence.dump()}};
+      p.outbox->Append(
+          "drift", /*priority=*/1,
+          EventPayload("WARN",
+                       "drift detected in " + e.model + "/" + e.tensor + " (" + e.test + ")",
+                       attributes));
+      if (p.shipper) p.shipper->Wake();
+    }
+  };
   p.models = std::make_unique<ModelManager>(mo, p.metrics);
   p.service = std::make_unique<InferenceService>(
       *p.models, InferenceLimits{std::chrono::milliseconds(config_.default_timeout_ms)});
@@ -265,6 +344,7 @@ BoundPorts Agent::Start() {
   }
   spdlog::info("loading model repository {}", config_.model_repository.string());
   p.models->Start();
+  if (p.shipper) p.shipper->Start();
 
   // HTTP opens last: it is what answers /v2/health/ready, so "ready" means every listener is up.
   BoundPorts ports;
@@ -288,6 +368,16 @@ BoundPorts Agent::Start() {
   ho.threads = config_.http_threads;
   ho.serve_metrics = config_.metrics_port == -1;
   ho.chat = p.chat.get();
+  ho.monitoring_status = [models = p.models.get()] {
+    nlohmann::json out = nlohmann::json::array();
+    models->ForEachServed([&](const ServedModel& m) {
+      if (m.monitor)
+        out.push_back({{"model", m.config.name},
+                       {"version", m.config.version},
+                       {"tensors", m.monitor->Status()}});
+    });
+    return out;
+  };
   ho.install_package = [this](const std::string& bytes) { return InstallUploadedPackage(bytes); };
   if (p.updates) {
     ho.update_status = [u = p.updates.get()] { return u->Status(); };
@@ -342,6 +432,7 @@ void Agent::Stop() {
   if (!parts_) return;
   auto& p = *parts_;
   if (p.updates) p.updates->Stop();
+  if (p.shipper) p.shipper->Stop();
   if (p.http) p.http->Stop();
   if (p.grpc) p.grpc->Stop();
   if (p.metrics_server) p.metrics_server->Stop();

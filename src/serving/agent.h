@@ -55,6 +55,11 @@ struct AgentConfig {
   double update_min_bytes_per_second = 1024;  // slower than this for a window: slow retrieval
   int update_slow_window_secs = 10;
   int update_download_attempts = 8;  // per check; each resumes where the last one stopped
+  // Telemetry: events (drift, ...) wait in an on-disk outbox and go to an OTLP/HTTP collector.
+  std::string device_id;                // empty: /etc/machine-id, else the host name
+  std::string telemetry_otlp_url;       // empty: telemetry off
+  std::filesystem::path telemetry_dir;  // empty: <model_repository>/.telemetry
+  uint64_t telemetry_max_bytes = 64u << 20;
   // Chat: the router between the device's chat models and a cloud LLM (llm/router.h), and
   // the encrypted store its API key is read from.
   nlohmann::json chat_router = nlohmann::json::object();

@@ -303,6 +303,10 @@ void HttpServer::Routes() {
     });
   });
   if (options_.chat) OpenAiRoutes();
+  if (options_.monitoring_status)
+    s.Get("/v2/monitoring", [this](const httplib::Request&, httplib::Response& res) {
+      Guard(res, [&] { SendJson(res, 200, options_.monitoring_status()); });
+    });
   s.Get("/v2/repository/index", index);
   s.Post("/v2/repository/index", index);
   if (options_.serve_metrics) ServeMetrics(s, metrics_);

@@ -29,6 +29,8 @@ struct HttpOptions {
   bool serve_metrics = true;
   // /v1/models and /v1/chat/completions (OpenAI). Unset: those answer 404.
   ChatService* chat = nullptr;
+  // GET /v2/monitoring: the drift monitors' state. Unset: 404.
+  std::function<nlohmann::json()> monitoring_status;
   // POST /v2/repository/packages: installs the uploaded package bytes and returns the new
   // version's repository index entry. Unset: the endpoint answers 404.
   std::function<IndexEntry(const std::string& package)> install_package;

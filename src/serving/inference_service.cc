@@ -107,10 +107,12 @@ InferResponse InferenceService::Infer(InferRequest request,
         if (t.name == spec.name) inputs.push_back(std::move(t));
       }
     }
+    if (served->monitor) served->monitor->Observe(inputs);
     InferTimings timings;
     InferResponse response;
     response.outputs =
         served->scheduler->Infer(std::move(inputs), std::move(outputs), until, &timings);
+    if (served->monitor) served->monitor->Observe(response.outputs);
     response.model_name = served->config.name;
     response.model_version = served->config.version;
     response.id = std::move(request.id);

@@ -102,7 +102,9 @@ Manifest ParseManifest(const std::string& text) {
       "max_batch_size", "dynamic_batching", "instance_count", "max_queue_size", "timeout_ms",
       "warmup",
       // chat models
-      "chat_format", "context_length", "max_sequences"};
+      "chat_format", "context_length", "max_sequences",
+      // drift monitoring (monitoring/model_monitor.h)
+      "monitoring"};
   for (const auto& [k, v] : m.raw.items()) {
     if (!kKnown.count(k)) Bad("unknown field '" + k + "'");
   }

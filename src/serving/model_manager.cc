@@ -224,6 +224,18 @@ std::shared_ptr<ServedModel> ModelManager::Load(const VersionSource& src) {
                              "Time from decoded request to encoded response.", labels, latency);
   m.batch_size = &metrics_.GetHistogram("outpost_inference_batch_size", "Rows per model execution.",
                                         labels, MetricsRegistry::BatchBuckets());
+  if (manifest.raw.is_object() && manifest.raw.contains("monitoring")) {
+    MonitorSpec spec = ParseMonitorSpec(manifest.raw["monitoring"]);
+    for (const auto& f : spec.features) {
+      auto named = [&](const TensorSpec& t) { return t.name == f.tensor; };
+      if (std::none_of(served->config.inputs.begin(), served->config.inputs.end(), named) &&
+          std::none_of(served->config.outputs.begin(), served->config.outputs.end(), named))
+        Fail(ErrorCode::kInvalidArgument,
+             "manifest: monitoring: the model has no input or output '" + f.tensor + "'");
+    }
+    served->monitor =
+        std::make_shared<ModelMonitor>(src.model, src.version, std::move(spec), options_.on_drift);
+  }
   if (served->config.warmup) Warmup(*served);
   const auto& c = served->config;
   SchedulerOptions so{c.instance_count, c.max_queue_size, c.max_batch_size, c.dynamic_batching,

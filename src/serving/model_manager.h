@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "llm/chat_model.h"
+#include "monitoring/model_monitor.h"
 #include "package/keys.h"
 #include "runtime/model.h"
 #include "serving/metrics.h"
@@ -45,6 +46,8 @@ struct ServedModel {
   // A version that ships a tokenizer is a chat model: served by /v1/chat/completions, not by
   // the KServe protocol (its cache inputs mean nothing to a KServe client).
   std::shared_ptr<ChatModel> chat;
+  // Drift monitoring of chosen inputs and outputs, when the manifest asks for it.
+  std::shared_ptr<ModelMonitor> monitor;
   ModelMetrics metrics;
   std::unique_ptr<Scheduler> scheduler;  // destroyed first: drains before the model goes
   ~ServedModel() { scheduler.reset(); }
@@ -68,6 +71,8 @@ struct ManagerOptions {
   bool allow_unsigned = false;
   RuntimeOptions runtime;
   std::chrono::milliseconds poll_interval{1000};  // 0: load once, never watch
+  // Where monitors report drift (may be null).
+  std::function<void(const DriftEvent&)> on_drift;
 };
 
 // Inputs of zeros in the model's shapes (free dimensions 1, or the manifest's warm-up shapes).

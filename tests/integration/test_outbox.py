@@ -30,6 +30,7 @@ class OtlpReceiver:
 
     def __init__(self, seed=1):
         self.events = {}  # device -> [k, ...] in arrival order
+        self.records = []  # (device, attributes, body) of every record, once
         self.priorities = {}
         self.seen = set()
         self.duplicates = 0
@@ -63,9 +64,11 @@ class OtlpReceiver:
                         rx.seen.add(batch)
                         for rec in rl["scopeLogs"][0]["logRecords"]:
                             ra = {a["key"]: a["value"] for a in rec["attributes"]}
-                            k = int(ra["k"]["intValue"])
-                            rx.events.setdefault(device, []).append(k)
-                            rx.priorities[k] = int(ra["outpost.priority"]["intValue"])
+                            rx.records.append((device, ra, rec["body"].get("stringValue", "")))
+                            if "k" in ra:
+                                k = int(ra["k"]["intValue"])
+                                rx.events.setdefault(device, []).append(k)
+                                rx.priorities[k] = int(ra["outpost.priority"]["intValue"])
                     lose = rx.rng.random() < rx.lose_answers
                 if lose:
                     self.close_connection = True

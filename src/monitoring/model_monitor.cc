@@ -1,0 +1,271 @@
+#include "monitoring/model_monitor.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "core/error.h"
+
+namespace outpost {
+namespace {
+
+using json = nlohmann::json;
+
+[[noreturn]] void Bad(const std::string& what) {
+  Fail(ErrorCode::kInvalidArgument, "manifest: monitoring: " + what);
+}
+
+template <typename T>
+void ForEach(const Tensor& t, const std::function<void(double)>& f) {
+  const size_t n = t.data.size() / sizeof(T);
+  for (size_t i = 0; i < n; ++i) {
+    T v;
+    std::memcpy(&v, t.data.data() + i * sizeof(T), sizeof(T));
+    f(static_cast<double>(v));
+  }
+}
+
+bool Visit(const Tensor& t, const std::function<void(double)>& f) {
+  switch (t.dtype) {
+    case DataType::kFp32:
+      ForEach<float>(t, f);
+      return true;
+    case DataType::kFp64:
+      ForEach<double>(t, f);
+      return true;
+    case DataType::kInt32:
+      ForEach<int32_t>(t, f);
+      return true;
+    case DataType::kInt64:
+      ForEach<int64_t>(t, f);
+      return true;
+    case DataType::kUint8:
+      ForEach<uint8_t>(t, f);
+      return true;
+    default:
+      return false;
+  }
+}
+
+}  // namespace
+
+std::optional<double> TensorMean(const Tensor& t) {
+  double sum = 0;
+  size_t n = 0;
+  if (!Visit(t,
+             [&](double v) {
+               sum += v;
+               ++n;
+             }) ||
+      n == 0)
+    return std::nullopt;
+  return sum / static_cast<double>(n);
+}
+
+std::optional<int> TensorArgmax(const Tensor& t) {
+  // The first row's predicted class (the last dimension indexes classes).
+  const int64_t classes = t.shape.empty() ? 0 : t.shape.back();
+  if (classes <= 0) return std::nullopt;
+  int best = -1, i = 0;
+  double best_v = -INFINITY;
+  if (!Visit(t, [&](double v) {
+        if (i < classes && v > best_v) {
+          best_v = v;
+          best = i;
+        }
+        ++i;
+      }))
+    return std::nullopt;
+  return best >= 0 ? std::optional<int>(best) : std::nullopt;
+}
+
+MonitorSpec ParseMonitorSpec(const json& j) {
+  MonitorSpec spec;
+  if (!j.is_object()) Bad("must be an object");
+  for (const auto& [k, v] : j.items())
+    if (k != "tensors" && k != "window" && k != "psi_threshold" && k != "ks_alpha" &&
+        k != "js_threshold" && k != "page_hinkley")
+      Bad("unknown field '" + k + "'");
+  try {
+    spec.window = j.value("window", spec.window);
+    spec.psi_threshold = j.value("psi_threshold", spec.psi_threshold);
+    spec.ks_alpha = j.value("ks_alpha", spec.ks_alpha);
+    spec.js_threshold = j.value("js_threshold", spec.js_threshold);
+    if (j.contains("page_hinkley")) {
+      spec.ph_delta = j["page_hinkley"].value("delta", spec.ph_delta);
+      spec.ph_threshold = j["page_hinkley"].value("threshold", spec.ph_threshold);
+    }
+    if (spec.window < 50) Bad("'window' must be at least 50");
+    if (!j.contains("tensors") || !j["tensors"].is_object() || j["tensors"].empty())
+      Bad("'tensors' must name at least one input or output");
+    for (const auto& [name, t] : j["tensors"].items()) {
+      FeatureSpec f;
+      f.tensor = name;
+      const std::string type = t.value("type", "continuous");
+      if (type != "continuous" && type != "categorical")
+        Bad("'" + name + ".type' must be continuous or categorical");
+      f.categorical = type == "categorical";
+      f.reference_size = t.value("reference_size", f.reference_size);
+      if (f.reference_size < 50) Bad("'" + name + ".reference_size' must be at least 50");
+      if (t.contains("reference")) {
+        const json& r = t["reference"];
+        if (r.contains("mean")) f.mean = r["mean"].get<double>();
+        if (r.contains("std")) f.stddev = r["std"].get<double>();
+        f.edges = r.value("edges", std::vector<double>{});
+        f.fractions = r.value("fractions", std::vector<double>{});
+        if (f.mean.has_value() != f.stddev.has_value() || (f.stddev && !(*f.stddev > 0)))
+          Bad("'" + name + ".reference' needs both 'mean' and a positive 'std'");
+        if (!f.categorical && !f.edges.empty() && f.fractions.size() != f.edges.size() + 1)
+          Bad("'" + name + ".reference.fractions' needs one more entry than 'edges'");
+      }
+      spec.features.push_back(std::move(f));
+    }
+  } catch (const json::exception& e) {
+    Bad(e.what());
+  }
+  return spec;
+}
+
+struct ModelMonitor::Feature {
+  FeatureSpec spec;
+  std::mutex mu;
+  std::vector<double> reference;  // first N values, when the manifest gave none (bounded)
+  std::vector<double> expected;   // reference bin fractions (continuous) or class fractions
+  std::vector<double> edges;
+  std::optional<PageHinkley> ph;
+  std::vector<double> window;  // current window's values (bounded by spec.window)
+  std::vector<double> counts;  // categorical: current window's class counts
+  uint64_t seen = 0, events = 0;
+  json last;  // the latest statistics, for Status()
+};
+
+ModelMonitor::ModelMonitor(std::string model, std::string version, MonitorSpec spec,
+                           std::function<void(const DriftEvent&)> on_event)
+    : model_(std::move(model)),
+      version_(std::move(version)),
+      spec_(std::move(spec)),
+      on_event_(std::move(on_event)) {
+  for (const auto& f : spec_.features) {
+    auto feature = std::make_unique<Feature>();
+    feature->spec = f;
+    if (!f.categorical && f.mean)
+      feature->ph.emplace(*f.mean, *f.stddev, spec_.ph_delta, spec_.ph_threshold);
+    if (!f.categorical && !f.edges.empty()) {
+      feature->edges = f.edges;
+      feature->expected = f.fractions;
+    }
+    if (f.categorical && !f.fractions.empty()) feature->expected = f.fractions;
+    feature->window.reserve(static_cast<size_t>(spec_.window));
+    features_.push_back(std::move(feature));
+  }
+}
+
+ModelMonitor::~ModelMonitor() = default;
+
+void ModelMonitor::Observe(const std::vector<Tensor>& tensors) {
+  for (auto& fp : features_) {
+    Feature& f = *fp;
+    const Tensor* t = nullptr;
+    for (const auto& x : tensors)
+      if (x.name == f.spec.tensor) t = &x;
+    if (!t) continue;
+    std::optional<double> value;
+    if (f.spec.categorical) {
+      if (auto c = TensorArgmax(*t)) value = *c;
+    } else {
+      value = TensorMean(*t);
+    }
+    if (!value || !std::isfinite(*value)) continue;
+    std::vector<DriftEvent> events;
+    {
+      std::lock_guard lock(f.mu);
+      ++f.seen;
+      const bool has_reference = f.spec.categorical ? !f.expected.empty() : f.ph.has_value();
+      if (!has_reference) {
+        f.reference.push_back(*value);
+        if (static_cast<int>(f.reference.size()) < f.spec.reference_size) continue;
+        if (f.spec.categorical) {
+          const int classes = t->shape.empty() ? 0 : static_cast<int>(t->shape.back());
+          f.expected.assign(static_cast<size_t>(std::max(classes, 1)), 0.0);
+          for (double c : f.reference)
+            if (c >= 0 && c < static_cast<double>(f.expected.size()))
+              f.expected[static_cast<size_t>(c)] += 1;
+          for (auto& e : f.expected) e /= static_cast<double>(f.reference.size());
+        } else {
+          double mean = 0, sq = 0;
+          for (double v : f.reference) mean += v;
+          mean /= static_cast<double>(f.reference.size());
+          for (double v : f.reference) sq += (v - mean) * (v - mean);
+          double sd = std::sqrt(sq / static_cast<double>(f.reference.size()));
+          f.ph.emplace(mean, sd > 0 ? sd : 1e-9, spec_.ph_delta, spec_.ph_threshold);
+          f.edges = QuantileEdges(f.reference, 10);
+          f.expected = BinFractions(f.edges, f.reference);
+        }
+        continue;
+      }
+      auto event = [&](const std::string& test, double statistic, double threshold, json evidence) {
+        DriftEvent e{model_,    version_,  f.spec.tensor,   test,
+                     statistic, threshold, f.window.size(), std::move(evidence)};
+        ++f.events;
+        events.push_back(std::move(e));
+      };
+      if (f.ph && f.ph->Add(*value)) {
+        const uint64_t run = f.ph->change_start();
+        event("page_hinkley", spec_.ph_threshold, spec_.ph_threshold,
+              {{"change_began_at_sample", run}, {"value", *value}});
+      }
+      if (f.spec.categorical) {
+        if (f.counts.size() < f.expected.size()) f.counts.resize(f.expected.size(), 0.0);
+        if (*value < static_cast<double>(f.counts.size()))
+          f.counts[static_cast<size_t>(*value)] += 1;
+      }
+      f.window.push_back(*value);
+      if (static_cast<int>(f.window.size()) < spec_.window) continue;
+      if (f.spec.categorical) {
+        double js = JensenShannon(f.expected, f.counts);
+        f.last = {{"jensen_shannon", js}};
+        if (js > spec_.js_threshold)
+          event("jensen_shannon", js, spec_.js_threshold,
+                {{"expected", f.expected}, {"observed", f.counts}});
+        f.counts.assign(f.counts.size(), 0.0);
+      } else {
+        auto actual = BinFractions(f.edges, f.window);
+        double psi = PopulationStabilityIndex(f.expected, actual);
+        double mean = 0;
+        for (double v : f.window) mean += v;
+        mean /= static_cast<double>(f.window.size());
+        f.last = {{"psi", psi}, {"window_mean", mean}};
+        if (psi > spec_.psi_threshold)
+          event("psi", psi, spec_.psi_threshold,
+                {{"expected", f.expected}, {"observed", actual}, {"window_mean", mean}});
+        if (!f.reference.empty()) {
+          auto ks = TwoSampleKs(f.reference, f.window);
+          f.last["ks_p_value"] = ks.p_value;
+          if (ks.p_value < spec_.ks_alpha)
+            event("ks", ks.statistic, spec_.ks_alpha,
+                  {{"p_value", ks.p_value}, {"window_mean", mean}});
+        }
+      }
+      f.window.clear();
+    }
+    for (const auto& e : events)
+      if (on_event_) on_event_(e);
+  }
+}
+
+json ModelMonitor::Status() const {
+  json out = json::array();
+  for (const auto& fp : features_) {
+    std::lock_guard lock(fp->mu);
+    out.push_back(
+        {{"tensor", fp->spec.tensor},
+         {"type", fp->spec.categorical ? "categorical" : "continuous"},
+         {"observed", fp->seen},
+         {"reference_ready", fp->spec.categorical ? !fp->expected.empty() : fp->ph.has_value()},
+         {"drift_events", fp->events},
+         {"last_window", fp->last}});
+  }
+  return out;
+}
+
+}  // namespace outpost

@@ -1,0 +1,92 @@
+"""Drift monitoring end to end: a model whose manifest monitors an input and an output, a
+reference taken from the first requests, then a shifted input stream. The shift must raise
+drift events (metric, /v2/monitoring, log) that reach an OTLP receiver through the outbox;
+the in-control stream before it must raise none."""
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+import unittest
+
+import numpy as np
+
+from agent import FIXTURES, Agent
+from test_outbox import OtlpReceiver
+
+
+class DriftTest(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="outpost-drift-")
+        self.repo = os.path.join(self.tmp, "repo")
+        shutil.copytree(os.path.join(FIXTURES, "add_mul", "1"), os.path.join(self.repo, "add_mul", "1"))
+        with open(os.path.join(self.repo, "add_mul", "1", "manifest.json"), "w") as f:
+            json.dump({"monitoring": {"window": 200, "tensors": {
+                "a": {"reference_size": 200}, "sum": {"reference_size": 200}}}}, f)
+        self.rx = OtlpReceiver()
+        config = os.path.join(self.tmp, "config.json")
+        with open(config, "w") as f:
+            json.dump({"telemetry_otlp_url": self.rx.url, "device_id": "drift-test-device",
+                       "telemetry_dir": os.path.join(self.tmp, "telemetry")}, f)
+        self.agent = Agent(self.repo, ["--config", config], grpc=False)
+
+    def tearDown(self):
+        self.agent.close()
+        self.rx.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def drift_events(self):
+        _, _, raw = self.agent.request("GET", "/metrics")
+        return sum(float(v) for v in re.findall(
+            r'(?m)^outpost_model_drift_events_total\{[^}]*model="add_mul"[^}]*\} (\S+)$', raw.decode()))
+
+    def send(self, rng, n, shift):
+        for _ in range(n):
+            a = (rng.standard_normal((1, 4)) + shift).astype(np.float32)
+            b = rng.standard_normal((1, 4)).astype(np.float32)
+            status, body = self.agent.infer_json("add_mul", {"a": a, "b": b})
+            self.assertEqual(status, 200, body)
+
+    def test_shift_raises_drift_events_that_reach_the_collector(self):
+        rng = np.random.default_rng(5)
+        self.send(rng, 600, 0.0)  # 200 for the reference, two quiet windows
+        self.assertEqual(self.drift_events(), 0, "false alarm on an in-control stream")
+        status, mon = self.agent.get_json("/v2/monitoring")
+        self.assertEqual(status, 200)
+        tensors = {t["tensor"]: t for t in mon[0]["tensors"]}
+        self.assertTrue(tensors["a"]["reference_ready"])
+        self.assertLess(tensors["a"]["last_window"]["psi"], 0.25)
+        self.send(rng, 400, 1.0)
+        self.assertGreater(self.drift_events(), 0)
+        _, mon = self.agent.get_json("/v2/monitoring")
+        tensors = {t["tensor"]: t for t in mon[0]["tensors"]}
+        self.assertGreater(tensors["a"]["drift_events"], 0)
+        self.assertGreater(tensors["a"]["last_window"]["psi"], 0.25)
+        deadline = time.time() + 20
+        drift = []
+        while time.time() < deadline and not drift:
+            drift = [r for r in self.rx.records if r[1]["outpost.kind"]["stringValue"] == "drift"]
+            time.sleep(0.1)
+        self.assertTrue(drift, "no drift event reached the OTLP receiver")
+        device, attrs, body = drift[0]
+        self.assertEqual(device, "drift-test-device")
+        self.assertEqual(attrs["model"]["stringValue"], "add_mul")
+        self.assertIn(attrs["tensor"]["stringValue"], ("a", "sum"))
+        self.assertIn(attrs["test"]["stringValue"], ("page_hinkley", "psi", "ks"))
+        self.assertIn("drift detected", body)
+
+    def test_bad_monitoring_manifest_is_refused_with_the_reason(self):
+        with open(os.path.join(self.repo, "add_mul", "1", "manifest.json"), "w") as f:
+            json.dump({"monitoring": {"tensors": {"nope": {}}}}, f)
+        deadline = time.time() + 20
+        reason = ""
+        while time.time() < deadline and "nope" not in reason:
+            _, index = self.agent.get_json("/v2/repository/index")
+            reason = index[0].get("reason", "")
+            time.sleep(0.1)
+        self.assertIn("no input or output 'nope'", reason)
+
+
+if __name__ == "__main__":
+    unittest.main()
