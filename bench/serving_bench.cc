@@ -28,6 +28,7 @@
 #include <random>
 #include <thread>
 
+#include "core/atomic_file.h"
 #include "grpc_service.grpc.pb.h"
 
 extern char** environ;
@@ -236,17 +237,11 @@ struct AgentProcess {
   AgentProcess(const std::string& bin, const std::string& repo, int http_port, int grpc_port,
                const std::vector<std::string>& extra = {})
       : http(http_port), grpc(grpc_port) {
-    std::vector<std::string> args = {bin,
-                                     "--model-repository",
-                                     repo,
-                                     "--http-port",
-                                     std::to_string(http_port),
-                                     "--grpc-port",
-                                     std::to_string(grpc_port),
-                                     "--log-level",
-                                     "warn",
-                                     "--repository-poll-secs",
-                                     "0"};
+    std::vector<std::string> args = {
+        bin, "--model-repository", repo, "--http-port", std::to_string(http_port), "--grpc-port",
+        std::to_string(grpc_port), "--log-level", "warn", "--repository-poll-secs", "0",
+        // the fixtures are plain directories, not signed packages
+        "--allow-unsigned-models"};
     args.insert(args.end(), extra.begin(), extra.end());
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
@@ -293,7 +288,7 @@ int main(int argc, char** argv) {
   double seconds = 1.5;
   std::vector<int> concurrencies = {1, 4, 16};
   std::vector<std::string> modes = {"json", "binary", "grpc"};
-  bool batching = true;
+  bool batching = true, monitoring = true;
   std::vector<std::string> agent_args;
   app.add_option("--fixtures", fixtures, "Test model repository (tests/fixtures/make_models.py)")
       ->required();
@@ -303,6 +298,7 @@ int main(int argc, char** argv) {
   app.add_option("--concurrency", concurrencies, "Client concurrencies");
   app.add_option("--modes", modes, "Agent modes to measure besides direct: json binary grpc");
   app.add_option("--batching", batching, "Measure dynamic batching (true/false)");
+  app.add_option("--monitoring", monitoring, "Measure drift monitoring's overhead (true/false)");
   app.add_option("--agent-arg", agent_args,
                  "Extra outpostd flag (repeatable), e.g. --agent-arg=--intra-op-threads=1");
   CLI11_PARSE(app, argc, argv);
@@ -329,6 +325,14 @@ int main(int argc, char** argv) {
     }
   }
 
+  // The same dense model once more, with drift monitors on its input and output.
+  std::filesystem::copy(repo + "/dense", repo + "/dense_monitored",
+                        std::filesystem::copy_options::recursive);
+  for (const auto& v : std::filesystem::directory_iterator(repo + "/dense_monitored"))
+    if (v.is_directory())
+      outpost::WriteFileAtomically(
+          v.path() / "manifest.json",
+          R"({"monitoring": {"window": 1000, "tensors": {"x": {}, "y": {}}}})");
   printf("serving_bench: %d cores, ORT %s, %.1f s per cell\n\n", hw,
          Ort::GetVersionString().c_str(), seconds);
   printf("%-22s %-7s %3s %10s %10s %10s %10s %8s %6s\n", "workload", "mode", "c", "p50_us",
@@ -355,6 +359,35 @@ int main(int argc, char** argv) {
                                                    : HttpCaller(agent.http, w, mode == "binary");
                            }),
                    base);
+        }
+      }
+    }
+    if (monitoring) {
+      printf(
+          "\nDrift monitoring (input x and output y of dense64 [1,64]; medians of 3 "
+          "alternating rounds; +p50 and x_rps against the same model unmonitored):\n");
+      Workload off{"dense64 unmonitored", "dense", {{"x", "FP32", {1, 64}, RandomFloats(64, 1)}}};
+      Workload on{
+          "dense64 monitored", "dense_monitored", {{"x", "FP32", {1, 64}, RandomFloats(64, 1)}}};
+      for (const char* mode : {"binary", "grpc"}) {
+        for (int c : {1, 16}) {
+          auto caller = [&](const Workload& w) {
+            return std::string(mode) == "grpc" ? GrpcCaller(agent.grpc, w)
+                                               : HttpCaller(agent.http, w, true);
+          };
+          std::vector<Result> offs, ons;
+          for (int round = 0; round < 3; ++round) {
+            offs.push_back(Measure(c, seconds, [&] { return caller(off); }));
+            ons.push_back(Measure(c, seconds, [&] { return caller(on); }));
+          }
+          auto median = [](std::vector<Result> v) {
+            std::sort(v.begin(), v.end(),
+                      [](const Result& a, const Result& b) { return a.rps < b.rps; });
+            return v[1];
+          };
+          Result a = median(offs), b = median(ons);
+          PrintRow(off.label, mode, c, a, a);
+          PrintRow(on.label, mode, c, b, a);
         }
       }
     }
