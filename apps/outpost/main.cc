@@ -99,6 +99,36 @@ int PrintHealth(const std::string& url, bool as_json) {
   return live && ready ? 0 : 1;
 }
 
+// The agent's components (GET /v2/health): exit 0 when ready.
+int PrintStatus(const std::string& url, bool as_json) {
+  int status = 0;
+  json report = Get(url, "/v2/health", &status);
+  if (status != 200) {
+    std::cerr << "outpost: the agent answered " << status << "\n";
+    return 1;
+  }
+  if (as_json) {
+    std::cout << report.dump(2) << "\n";
+    return report.value("ready", false) ? 0 : 1;
+  }
+  std::cout << "ready          " << (report.value("ready", false) ? "yes" : "no") << "\n";
+  for (const auto& [name, c] : report["components"].items()) {
+    std::string state = c.value("state", "?");
+    std::string detail = c.value("detail", "");
+    printf("%-14s %-9s %s\n", name.c_str(), state.c_str(), detail.c_str());
+  }
+  const json& r = report["resources"];
+  printf("resources      cpu %.0f %%, memory %s of %s available, disk %s free",
+         r.value("cpu_busy", 0.0) * 100,
+         Bytes(r.value("memory_available_bytes", uint64_t{0})).c_str(),
+         Bytes(r.value("memory_total_bytes", uint64_t{0})).c_str(),
+         Bytes(r.value("disk_free_bytes", uint64_t{0})).c_str());
+  if (r.contains("temperature_c") && r["temperature_c"].is_number())
+    printf(", %.0f °C", r["temperature_c"].get<double>());
+  printf("%s\n", r.value("throttled", false) ? ", throttled" : "");
+  return report.value("ready", false) ? 0 : 1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -117,6 +147,10 @@ int main(int argc, char** argv) {
       "health", "Ask a running agent whether it is live and ready (exit 0 when both)");
   health->add_option("--url", url, "Agent URL")->capture_default_str();
   health->add_flag("--json", as_json, "Print JSON");
+  auto* status = app.add_subcommand(
+      "status", "A running agent's health by component, and the device's resources");
+  status->add_option("--url", url, "Agent URL")->capture_default_str();
+  status->add_flag("--json", as_json, "Print JSON");
   outpost::AddPackageCommands(app);
   outpost::AddInferCommand(app);
   outpost::AddRepoCommands(app);
@@ -134,6 +168,7 @@ int main(int argc, char** argv) {
     if (*info) return PrintInfo(as_json);
     if (*models) return PrintModels(url, as_json);
     if (*health) return PrintHealth(url, as_json);
+    if (*status) return PrintStatus(url, as_json);
   } catch (const std::exception& e) {
     std::cerr << "outpost: " << e.what() << "\n";
     return 1;

@@ -5,9 +5,11 @@
 #include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
 
+#include <atomic>
 #include <filesystem>
 #include <iostream>
 #include <optional>
+#include <thread>
 
 #include "core/atomic_file.h"
 #include "core/error.h"
@@ -161,6 +163,21 @@ int main(int argc, char** argv) {
     agent.Start();
 #ifdef OUTPOST_HAVE_SYSTEMD
     sd_notify(0, "READY=1");
+    // With WatchdogSec= set, systemd restarts the agent when these pings stop. A ping follows a
+    // full health report, so an agent wedged on its own locks stops pinging.
+    uint64_t watchdog_usec = 0;
+    std::thread watchdog;
+    std::atomic<bool> stopping{false};
+    if (sd_watchdog_enabled(0, &watchdog_usec) > 0) {
+      watchdog = std::thread([&] {
+        while (!stopping) {
+          agent.Health();
+          sd_notify(0, "WATCHDOG=1");
+          for (uint64_t waited = 0; waited < watchdog_usec / 2 && !stopping; waited += 100000)
+            std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        }
+      });
+    }
 #endif
     spdlog::info("outpostd {} ready", OUTPOST_VERSION);
     int sig = 0;
@@ -168,6 +185,8 @@ int main(int argc, char** argv) {
     spdlog::info("signal {}: shutting down", sig);
 #ifdef OUTPOST_HAVE_SYSTEMD
     sd_notify(0, "STOPPING=1");
+    stopping = true;
+    if (watchdog.joinable()) watchdog.join();
 #endif
     agent.Stop();
     return 0;

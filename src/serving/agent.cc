@@ -1,4 +1,6 @@
 #include "serving/agent.h"
+#include "health/health.h"
+#include "health/resources.h"
 #include "llm/router.h"
 #include "secrets/secret_store.h"
 #include "serving/chat_service.h"
@@ -96,6 +98,7 @@ void ApplyConfigJson(const nlohmann::json& j, AgentConfig& c) {
   Take(j, "update_min_bytes_per_second", c.update_min_bytes_per_second);
   Take(j, "update_slow_window_secs", c.update_slow_window_secs);
   Take(j, "update_download_attempts", c.update_download_attempts);
+  Take(j, "health", c.health);
   Take(j, "device_id", c.device_id);
   Take(j, "telemetry_otlp_url", c.telemetry_otlp_url);
   std::string telemetry_dir = c.telemetry_dir.string();
@@ -148,6 +151,7 @@ nlohmann::json ToJson(const AgentConfig& c) {
           {"update_min_bytes_per_second", c.update_min_bytes_per_second},
           {"update_slow_window_secs", c.update_slow_window_secs},
           {"update_download_attempts", c.update_download_attempts},
+          {"health", c.health},
           {"device_id", c.device_id},
           {"telemetry_otlp_url", c.telemetry_otlp_url},
           {"telemetry_dir", c.telemetry_dir.string()},
@@ -168,6 +172,15 @@ struct Agent::Parts {
   std::unique_ptr<GrpcServer> grpc;
   std::unique_ptr<MetricsServer> metrics_server;
   std::unique_ptr<UpdateService> updates;
+  HealthRegistry health;
+  std::unique_ptr<ResourceReader> resources;
+  std::unique_ptr<LoadShedder> shedder;
+  std::thread resource_thread;
+  std::mutex resource_mu;
+  std::condition_variable resource_cv;
+  bool resource_stop = false;
+  ResourceSample last_sample;
+  std::string shed_reason;
   std::unique_ptr<Outbox> outbox;  // telemetry waiting for the link
   std::unique_ptr<OtlpShipper> shipper;
 };
@@ -344,6 +357,7 @@ BoundPorts Agent::Start() {
   }
   spdlog::info("loading model repository {}", config_.model_repository.string());
   p.models->Start();
+  StartHealth();
   if (p.shipper) p.shipper->Start();
 
   // HTTP opens last: it is what answers /v2/health/ready, so "ready" means every listener is up.
@@ -368,6 +382,7 @@ BoundPorts Agent::Start() {
   ho.threads = config_.http_threads;
   ho.serve_metrics = config_.metrics_port == -1;
   ho.chat = p.chat.get();
+  ho.health = [this] { return Health(); };
   ho.monitoring_status = [models = p.models.get()] {
     nlohmann::json out = nlohmann::json::array();
     models->ForEachServed([&](const ServedModel& m) {
@@ -428,11 +443,159 @@ IndexEntry Agent::InstallUploadedPackage(const std::string& bytes) {
   }
 }
 
+void Agent::StartHealth() {
+  auto& p = *parts_;
+  const auto& h = config_.health;
+  for (const auto& [k, v] : h.items())
+    if (k != "proc_root" && k != "sys_root" && k != "poll_secs" &&
+        k != "min_memory_available_fraction" && k != "max_temperature_c" &&
+        k != "min_disk_free_bytes")
+      Fail(ErrorCode::kInvalidArgument, "config: unknown key 'health." + k + "'");
+  SheddingLimits limits;
+  limits.min_memory_available_fraction =
+      h.value("min_memory_available_fraction", limits.min_memory_available_fraction);
+  limits.max_temperature_c = h.value("max_temperature_c", limits.max_temperature_c);
+  limits.min_disk_free_bytes = h.value("min_disk_free_bytes", limits.min_disk_free_bytes);
+  const double poll = h.value("poll_secs", 5.0);
+  p.resources = std::make_unique<ResourceReader>(
+      h.value("proc_root", "/proc"), h.value("sys_root", "/sys"), config_.model_repository);
+  p.shedder = std::make_unique<LoadShedder>(limits);
+  auto sample = [&p] {
+    ResourceSample s = p.resources->Read();
+    std::string reason = p.shedder->Update(s);
+    std::string before;
+    {
+      std::lock_guard lock(p.resource_mu);
+      before = p.shed_reason;
+      p.last_sample = s;
+      p.shed_reason = reason;
+    }
+    if (before != reason) {
+      if (reason.empty())
+        spdlog::warn("load shedding off: resources are back within their limits");
+      else
+        spdlog::error("load shedding on: {}; new requests are refused until it passes", reason);
+      if (p.outbox)
+        p.outbox->Append(
+            "health", 1,
+            EventPayload(reason.empty() ? "INFO" : "ERROR",
+                         reason.empty() ? "load shedding off" : "load shedding on: " + reason,
+                         {{"shedding", !reason.empty()}}));
+    }
+  };
+  sample();
+  p.resource_thread = std::thread([&p, sample, poll] {
+    for (;;) {
+      std::unique_lock lock(p.resource_mu);
+      if (p.resource_cv.wait_for(lock, std::chrono::duration<double>(poll),
+                                 [&] { return p.resource_stop; }))
+        return;
+      lock.unlock();
+      sample();
+    }
+  });
+  auto shed = [&p] {
+    std::lock_guard lock(p.resource_mu);
+    return p.shed_reason;
+  };
+  p.service->SetShedding(shed);
+  p.chat->SetShedding(shed);
+  p.metrics.AddCollector([&p](std::string& out) {
+    ResourceSample s;
+    bool shedding;
+    {
+      std::lock_guard lock(p.resource_mu);
+      s = p.last_sample;
+      shedding = !p.shed_reason.empty();
+    }
+    auto gauge = [&](const char* name, const char* help, double v) {
+      out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " gauge\n";
+      AppendSample(out, name, "", v);
+    };
+    gauge("outpost_device_cpu_busy_ratio", "CPU busy since the previous sample (0..1).",
+          s.cpu_busy);
+    gauge("outpost_device_memory_available_bytes", "Memory available.",
+          static_cast<double>(s.memory_available));
+    gauge("outpost_device_disk_free_bytes", "Free space on the model repository's file system.",
+          static_cast<double>(s.disk_free));
+    if (s.temperature_c)
+      gauge("outpost_device_temperature_celsius", "Hottest thermal zone.", *s.temperature_c);
+    gauge("outpost_device_throttled", "1 while a CPU is throttled for heat.", s.throttled ? 1 : 0);
+    gauge("outpost_load_shedding", "1 while new requests are refused to protect the device.",
+          shedding ? 1 : 0);
+  });
+
+  p.health.Register("runtime", true, [] {
+    return ComponentHealth{HealthState::kOk, "ONNX Runtime " + OnnxRuntimeVersion()};
+  });
+  p.health.Register("models", true, [&p] {
+    int ready = 0, failed = 0;
+    for (const auto& e : p.models->Index()) {
+      ready += e.state == VersionState::kReady;
+      failed += e.state == VersionState::kUnavailable;
+    }
+    if (!p.models->IsReady())
+      return ComponentHealth{HealthState::kFailed, "the repository is still loading"};
+    std::string detail =
+        std::to_string(ready) + " ready, " + std::to_string(failed) + " not loaded";
+    return ComponentHealth{failed ? HealthState::kDegraded : HealthState::kOk, detail};
+  });
+  p.health.Register("resources", true, [&p] {
+    std::lock_guard lock(p.resource_mu);
+    if (!p.shed_reason.empty())
+      return ComponentHealth{HealthState::kFailed, "shedding load: " + p.shed_reason};
+    if (p.last_sample.throttled)
+      return ComponentHealth{HealthState::kDegraded, "CPU throttled for heat"};
+    return ComponentHealth{HealthState::kOk, ""};
+  });
+  p.health.Register("storage", false, [this, &p] {
+    if (::access(config_.model_repository.c_str(), R_OK) != 0)
+      return ComponentHealth{HealthState::kFailed, "the model repository is not readable"};
+    if (p.outbox) {
+      auto st = p.outbox->Stats();
+      uint64_t dropped = 0;
+      for (const auto& [k, n] : st.dropped) dropped += n;
+      if (dropped)
+        return ComponentHealth{HealthState::kDegraded,
+                               "telemetry outbox dropped " + std::to_string(dropped) + " items"};
+    }
+    return ComponentHealth{HealthState::kOk, ""};
+  });
+  p.health.Register("update_client", false, [&p] {
+    if (!p.updates) return ComponentHealth{HealthState::kOk, "off"};
+    auto s = p.updates->Status();
+    std::string err = s.value("last_error", "");
+    if (!err.empty()) return ComponentHealth{HealthState::kDegraded, err};
+    return ComponentHealth{HealthState::kOk, s.value("last_result", "")};
+  });
+  p.health.Register("cloud_link", false, [&p] {
+    std::string state = p.chat->CloudLinkState();
+    if (state.empty()) return ComponentHealth{HealthState::kOk, "not configured"};
+    return ComponentHealth{state == "closed" ? HealthState::kOk : HealthState::kDegraded,
+                           "circuit " + state};
+  });
+  p.health.Register("clock", false, ClockHealth);
+}
+
+nlohmann::json Agent::Health() {
+  auto& p = *parts_;
+  auto report = p.health.Report();
+  std::lock_guard lock(p.resource_mu);
+  report["resources"] = ToJson(p.last_sample);
+  return report;
+}
+
 void Agent::Stop() {
   if (!parts_) return;
   auto& p = *parts_;
   if (p.updates) p.updates->Stop();
   if (p.shipper) p.shipper->Stop();
+  {
+    std::lock_guard lock(p.resource_mu);
+    p.resource_stop = true;
+  }
+  p.resource_cv.notify_all();
+  if (p.resource_thread.joinable()) p.resource_thread.join();
   if (p.http) p.http->Stop();
   if (p.grpc) p.grpc->Stop();
   if (p.metrics_server) p.metrics_server->Stop();

@@ -55,6 +55,9 @@ struct AgentConfig {
   double update_min_bytes_per_second = 1024;  // slower than this for a window: slow retrieval
   int update_slow_window_secs = 10;
   int update_download_attempts = 8;  // per check; each resumes where the last one stopped
+  // Health: resource polling and load shedding; keys proc_root, sys_root, poll_secs,
+  // min_memory_available_fraction, max_temperature_c, min_disk_free_bytes.
+  nlohmann::json health = nlohmann::json::object();
   // Telemetry: events (drift, ...) wait in an on-disk outbox and go to an OTLP/HTTP collector.
   std::string device_id;                // empty: /etc/machine-id, else the host name
   std::string telemetry_otlp_url;       // empty: telemetry off
@@ -87,11 +90,14 @@ class Agent {
   // Loads the repository, then opens the listeners. Throws Error if a listener cannot bind.
   BoundPorts Start();
   void Stop();
+  // The components' health (health/health.h); the watchdog pings systemd while it answers.
+  nlohmann::json Health();
 
  private:
   struct Parts;
   IndexEntry InstallUploadedPackage(const std::string& bytes);
   UpdateOptions MakeUpdateOptions() const;
+  void StartHealth();
   AgentConfig config_;
   std::optional<TrustPolicy> trust_;
   ServerInfo info_;

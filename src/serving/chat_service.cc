@@ -58,6 +58,11 @@ ChatService::ChatService(ModelManager& models, MetricsRegistry& metrics, RouterC
   }
 }
 
+std::string ChatService::CloudLinkState() const {
+  if (!cloud_) return "";
+  return std::string(BreakerStateName(cloud_->breaker().state()));
+}
+
 json ChatService::ListModels() const {
   json data = json::array();
   std::set<std::string> seen;
@@ -106,6 +111,10 @@ std::shared_ptr<ServedModel> ChatService::LocalModelFor(const std::string& name)
 
 PreparedChat ChatService::Prepare(ChatCompletionRequest request,
                                   const std::string& privacy_header) {
+  if (shed_reason_) {
+    if (std::string why = shed_reason_(); !why.empty())
+      throw ApiError(ErrorCode::kUnavailable, "shedding load: " + why);
+  }
   PreparedChat chat;
   chat.served = LocalModelFor(request.model);
   const bool names_cloud = !chat.served && cloud_ && request.model == router_.cloud.model;

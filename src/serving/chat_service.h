@@ -40,6 +40,10 @@ class ChatService {
               std::string api_key = "");
 
   nlohmann::json ListModels() const;
+  // While `reason` returns non-empty, requests are refused (503): load shedding.
+  void SetShedding(std::function<std::string()> reason) { shed_reason_ = std::move(reason); }
+  // The cloud link's circuit, for health: "" when no cloud is configured.
+  std::string CloudLinkState() const;
   // `privacy_header` is X-Outpost-Privacy ("" when absent). Throws ApiError / Error for an
   // unknown model, a prompt that fits nowhere, or a private request that cannot stay local.
   PreparedChat Prepare(ChatCompletionRequest request, const std::string& privacy_header = "");
@@ -68,6 +72,7 @@ class ChatService {
   Redactor redactor_;
   std::unique_ptr<CloudClient> cloud_;
   std::unique_ptr<CloudBudget> budget_;
+  std::function<std::string()> shed_reason_;
 };
 
 }  // namespace outpost

@@ -208,9 +208,32 @@ void HttpServer::Routes() {
   s.Get("/v2/health/live", [](const httplib::Request&, httplib::Response& res) {
     SendJson(res, 200, {{"live", true}});
   });
-  s.Get("/v2/health/ready", [&models](const httplib::Request&, httplib::Response& res) {
-    bool ready = models.IsReady();
-    SendJson(res, ready ? 200 : 503, {{"ready", ready}});
+  s.Get("/v2/health/ready", [this, &models](const httplib::Request&, httplib::Response& res) {
+    if (!options_.health) {
+      bool ready = models.IsReady();
+      SendJson(res, ready ? 200 : 503, {{"ready", ready}});
+      return;
+    }
+    Guard(res, [&] {
+      // KServe's form ({"ready": bool}); when not ready, the failed components say why
+      // (GET /v2/health has everything).
+      json report = options_.health();
+      bool ready = report["ready"].get<bool>() && models.IsReady();
+      json body = {{"ready", ready}};
+      if (!ready) {
+        json why = json::array();
+        for (const auto& [name, c] : report["components"].items())
+          if (c["state"] == "failed") why.push_back(name + ": " + c["detail"].get<std::string>());
+        body["failed"] = why;
+      }
+      SendJson(res, ready ? 200 : 503, body);
+    });
+  });
+  s.Get("/v2/health", [this](const httplib::Request&, httplib::Response& res) {
+    Guard(res, [&] {
+      if (!options_.health) Fail(ErrorCode::kNotFound, "health is not reported");
+      SendJson(res, 200, options_.health());
+    });
   });
   s.Get("/v2", [this](const httplib::Request&, httplib::Response& res) {
     SendJson(res, 200,

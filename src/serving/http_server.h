@@ -29,6 +29,8 @@ struct HttpOptions {
   bool serve_metrics = true;
   // /v1/models and /v1/chat/completions (OpenAI). Unset: those answer 404.
   ChatService* chat = nullptr;
+  // GET /v2/health and the components in /v2/health/ready. Unset: ready = models ready.
+  std::function<nlohmann::json()> health;
   // GET /v2/monitoring: the drift monitors' state. Unset: 404.
   std::function<nlohmann::json()> monitoring_status;
   // POST /v2/repository/packages: installs the uploaded package bytes and returns the new

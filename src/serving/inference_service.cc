@@ -82,6 +82,10 @@ void ValidateRequest(const InferRequest& request, const ModelConfig& config) {
 InferResponse InferenceService::Infer(InferRequest request,
                                       std::optional<Clock::time_point> deadline) {
   const auto start = Clock::now();
+  if (shed_reason_) {
+    if (std::string why = shed_reason_(); !why.empty())
+      Fail(ErrorCode::kUnavailable, "shedding load: " + why);
+  }
   auto served = models_.Get(request.model_name, request.model_version);
   if (!served->scheduler)
     Fail(ErrorCode::kInvalidArgument,

@@ -2,6 +2,9 @@
 // against its schema, runs it through the scheduler, and records the figures.
 #pragma once
 
+#include <functional>
+#include <string>
+
 #include <chrono>
 
 #include "serving/inference.h"
@@ -24,10 +27,13 @@ class InferenceService {
                       std::optional<Clock::time_point> deadline = std::nullopt);
 
   ModelManager& models() { return models_; }
+  // While `reason` returns non-empty, requests are refused (kUnavailable): load shedding.
+  void SetShedding(std::function<std::string()> reason) { shed_reason_ = std::move(reason); }
 
  private:
   ModelManager& models_;
   InferenceLimits limits_;
+  std::function<std::string()> shed_reason_;
 };
 
 // Checks inputs and requested outputs against the model's declared schema. Throws
