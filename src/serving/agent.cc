@@ -2,6 +2,7 @@
 #include "health/health.h"
 #include "health/resources.h"
 #include "llm/router.h"
+#include "monitoring/anomaly.h"
 #include "secrets/secret_store.h"
 #include "serving/chat_service.h"
 #include "telemetry/otlp_shipper.h"
@@ -181,6 +182,8 @@ struct Agent::Parts {
   bool resource_stop = false;
   ResourceSample last_sample;
   std::string shed_reason;
+  std::map<std::string, AnomalyDetector> anomalies;  // the resource thread's own
+  InferenceService::Totals last_totals;
   std::unique_ptr<Outbox> outbox;  // telemetry waiting for the link
   std::unique_ptr<OtlpShipper> shipper;
 };
@@ -483,8 +486,83 @@ void Agent::StartHealth() {
                          {{"shedding", !reason.empty()}}));
     }
   };
+  // Anomalies in the device's own figures, per sampling interval.
+  auto figures = [&p] {
+    std::map<std::string, double> f;
+    ResourceSample s;
+    {
+      std::lock_guard lock(p.resource_mu);
+      s = p.last_sample;
+    }
+    if (s.temperature_c) f["temperature_c"] = *s.temperature_c;
+    auto t = p.service->totals();
+    const uint64_t n = t.requests - p.last_totals.requests;
+    if (n > 0) {
+      f["latency_ms"] = static_cast<double>(t.latency_ns - p.last_totals.latency_ns) / 1e6 /
+                        static_cast<double>(n - (t.failures - p.last_totals.failures) + 1e-9);
+      f["error_rate"] =
+          static_cast<double>(t.failures - p.last_totals.failures) / static_cast<double>(n);
+    }
+    p.last_totals = t;
+    double queued = 0;
+    p.models->ForEachServed([&](const ServedModel& m) {
+      if (m.scheduler) queued += static_cast<double>(m.scheduler->queue_depth());
+    });
+    f["queue_depth"] = queued;
+    return f;
+  };
+  auto watch = [&p, figures] {
+    std::vector<std::tuple<std::string, double, AnomalyVerdict>> changes;
+    auto values = figures();
+    {
+      std::lock_guard lock(p.resource_mu);
+      for (const auto& [name, value] : values) {
+        // Floors in each figure's own units, so that an idle device's zeros do not make one
+        // queued request or one error an anomaly.
+        AnomalyOptions o;
+        if (name == "temperature_c") o.min_scale = 0.5;
+        if (name == "latency_ms") o.min_scale = 0.05, o.relative_floor = 0.1;
+        if (name == "error_rate") o.min_scale = 0.02;
+        if (name == "queue_depth") o.min_scale = 2;
+        auto v = p.anomalies.try_emplace(name, o).first->second.Add(value);
+        if (v.change != AnomalyVerdict::Change::kNone) changes.emplace_back(name, value, v);
+      }
+    }
+    for (const auto& [name, value, v] : changes) {
+      const bool started = v.change == AnomalyVerdict::Change::kStarted;
+      if (started) {
+        spdlog::warn("anomaly figure={} value={:.4g} median={:.4g} z={:.1f}", name, value, v.median,
+                     v.z);
+        p.metrics
+            .GetCounter("outpost_anomaly_events_total",
+                        "The device's own figures leaving their robust baseline.",
+                        {{"figure", name}})
+            .Add();
+      } else {
+        spdlog::info("anomaly over figure={} value={:.4g}", name, value);
+      }
+      if (p.outbox)
+        p.outbox->Append("anomaly", 1,
+                         EventPayload(started ? "WARN" : "INFO",
+                                      (started ? "anomaly in " : "anomaly over in ") + name,
+                                      {{"figure", name},
+                                       {"value", value},
+                                       {"median", v.median},
+                                       {"z", v.z},
+                                       {"started", started}}));
+    }
+  };
+  p.metrics.AddCollector([&p](std::string& out) {
+    out +=
+        "# HELP outpost_anomaly_active 1 while a figure is outside its baseline.\n"
+        "# TYPE outpost_anomaly_active gauge\n";
+    std::lock_guard lock(p.resource_mu);
+    for (const auto& [name, d] : p.anomalies)
+      AppendSample(out, "outpost_anomaly_active", RenderLabels({{"figure", name}}),
+                   d.anomalous() ? 1 : 0);
+  });
   sample();
-  p.resource_thread = std::thread([&p, sample, poll] {
+  p.resource_thread = std::thread([&p, sample, watch, poll] {
     for (;;) {
       std::unique_lock lock(p.resource_mu);
       if (p.resource_cv.wait_for(lock, std::chrono::duration<double>(poll),
@@ -492,6 +570,7 @@ void Agent::StartHealth() {
         return;
       lock.unlock();
       sample();
+      watch();
     }
   });
   auto shed = [&p] {

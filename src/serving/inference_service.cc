@@ -123,13 +123,22 @@ InferResponse InferenceService::Infer(InferRequest request,
     metrics.success->Add();
     metrics.queue->Observe(Seconds(timings.queue));
     metrics.compute->Observe(Seconds(timings.compute));
-    metrics.request->Observe(Seconds(Clock::now() - start));
+    const auto took = Clock::now() - start;
+    metrics.request->Observe(Seconds(took));
+    requests_.fetch_add(1, std::memory_order_relaxed);
+    latency_ns_.fetch_add(
+        static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(took).count()),
+        std::memory_order_relaxed);
     return response;
   } catch (const Error& e) {
     metrics.Failure(FailureReason(e.code())).Add();
+    requests_.fetch_add(1, std::memory_order_relaxed);
+    failures_.fetch_add(1, std::memory_order_relaxed);
     throw;
   } catch (const std::exception& e) {
     metrics.Failure("internal").Add();
+    requests_.fetch_add(1, std::memory_order_relaxed);
+    failures_.fetch_add(1, std::memory_order_relaxed);
     throw Error(ErrorCode::kInternal, e.what());
   }
 }

@@ -2,6 +2,7 @@
 // against its schema, runs it through the scheduler, and records the figures.
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <string>
 
@@ -27,6 +28,11 @@ class InferenceService {
                       std::optional<Clock::time_point> deadline = std::nullopt);
 
   ModelManager& models() { return models_; }
+  // Every request so far: for figures per interval (anomaly detection).
+  struct Totals {
+    uint64_t requests = 0, failures = 0, latency_ns = 0;
+  };
+  Totals totals() const { return {requests_.load(), failures_.load(), latency_ns_.load()}; }
   // While `reason` returns non-empty, requests are refused (kUnavailable): load shedding.
   void SetShedding(std::function<std::string()> reason) { shed_reason_ = std::move(reason); }
 
@@ -34,6 +40,7 @@ class InferenceService {
   ModelManager& models_;
   InferenceLimits limits_;
   std::function<std::string()> shed_reason_;
+  std::atomic<uint64_t> requests_{0}, failures_{0}, latency_ns_{0};
 };
 
 // Checks inputs and requested outputs against the model's declared schema. Throws

@@ -108,6 +108,32 @@ class HealthTest(unittest.TestCase):
         self.set_figures(available_kb=8_000_000)
         self.wait_ready(True)
 
+    def metric(self, pattern):
+        _, _, raw = self.agent.request("GET", "/metrics")
+        m = re.search(r"(?m)^" + re.escape(pattern) + r" (\S+)$", raw.decode())
+        return float(m.group(1)) if m else 0.0
+
+    def test_anomaly_in_the_device_figures(self):
+        with open(self.config, "w") as f:
+            json.dump({"health": {"proc_root": self.proc, "sys_root": self.sys, "poll_secs": 0.03,
+                                  "max_temperature_c": 80}}, f)
+        self.agent = Agent(self.repo, ["--config", self.config], grpc=False)
+        time.sleep(3.0)  # a baseline of steady 50 °C (30 samples warm it up; ~100 are taken)
+        self.assertEqual(self.metric('outpost_anomaly_events_total{figure="temperature_c"}'), 0)
+        self.set_figures(temp_c=62)  # hot for this device, though not hot enough to shed load
+        deadline = time.time() + 10
+        while time.time() < deadline and self.metric('outpost_anomaly_active{figure="temperature_c"}') == 0:
+            time.sleep(0.05)
+        self.assertEqual(self.metric('outpost_anomaly_active{figure="temperature_c"}'), 1)
+        self.assertEqual(self.metric('outpost_anomaly_events_total{figure="temperature_c"}'), 1)
+        self.assertEqual(self.infer()[0], 200)  # an anomaly is reported, not shed
+        self.set_figures(temp_c=50)
+        deadline = time.time() + 10
+        while time.time() < deadline and self.metric('outpost_anomaly_active{figure="temperature_c"}') == 1:
+            time.sleep(0.05)
+        self.assertEqual(self.metric('outpost_anomaly_active{figure="temperature_c"}'), 0)
+        self.assertIn("anomaly figure=temperature_c", self.agent.logs())
+
     def test_systemd_readiness_and_watchdog(self):
         sock_path = os.path.join(self.tmp, "notify.sock")
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)

@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "drift_simulation.h"
+#include "monitoring/anomaly.h"
 #include "monitoring/drift.h"
 
 namespace outpost {
@@ -92,6 +93,53 @@ TEST(Drift, HalfSigmaShiftIsFoundWithin1000SamplesAndNoDriftStaysQuiet) {
     EXPECT_LT(quiet_alarms, runs / 100) << "reference_n " << reference_n;
     EXPECT_LT(false_alarms, runs / 100);
   }
+}
+
+}  // namespace
+}  // namespace outpost
+
+namespace outpost {
+namespace {
+
+TEST(Anomaly, NoiseStaysQuietASpikeRunIsAnEventAndItEnds) {
+  std::mt19937_64 rng(3);
+  std::normal_distribution<double> noise(50, 0.5);
+  AnomalyDetector d;
+  int started = 0, ended = 0;
+  for (int i = 0; i < 5000; ++i) {
+    auto v = d.Add(noise(rng));
+    started += v.change == AnomalyVerdict::Change::kStarted;
+  }
+  EXPECT_EQ(started, 0) << "false alarms on plain noise";
+  EXPECT_EQ(d.Add(70).change, AnomalyVerdict::Change::kNone);  // one sample is not enough
+  EXPECT_EQ(d.Add(71).change, AnomalyVerdict::Change::kNone);
+  auto third = d.Add(70.5);
+  EXPECT_EQ(third.change, AnomalyVerdict::Change::kStarted);
+  EXPECT_GT(third.z, 6);
+  EXPECT_NEAR(third.median, 50, 0.3);
+  for (int i = 0; i < 10; ++i) ended += d.Add(70).change == AnomalyVerdict::Change::kEnded;
+  EXPECT_EQ(ended, 0);
+  EXPECT_EQ(d.Add(50.1).change, AnomalyVerdict::Change::kEnded);
+  // A single blip (below `consecutive`) raises nothing and does not move the baseline.
+  for (int i = 0; i < 3; ++i)
+    started += d.Add(i == 1 ? 200 : 50).change == AnomalyVerdict::Change::kStarted;
+  EXPECT_EQ(started, 0);
+}
+
+TEST(Anomaly, ALastingShiftBecomesTheNewNormal) {
+  AnomalyDetector d({.window = 50, .warmup = 20});
+  std::mt19937_64 rng(4);
+  std::normal_distribution<double> noise(0, 1);
+  for (int i = 0; i < 200; ++i) d.Add(noise(rng));
+  bool started = false, ended = false;
+  for (int i = 0; i < 200; ++i) {
+    auto v = d.Add(100 + noise(rng));
+    started |= v.change == AnomalyVerdict::Change::kStarted;
+    ended |= v.change == AnomalyVerdict::Change::kEnded;
+  }
+  EXPECT_TRUE(started);
+  EXPECT_TRUE(ended);
+  EXPECT_FALSE(d.anomalous());
 }
 
 }  // namespace
