@@ -5,6 +5,7 @@
 #include "monitoring/anomaly.h"
 #include "secrets/secret_store.h"
 #include "serving/chat_service.h"
+#include "serving/telemetry_summary.h"
 #include "telemetry/otlp_shipper.h"
 #include "telemetry/outbox.h"
 
@@ -106,6 +107,8 @@ void ApplyConfigJson(const nlohmann::json& j, AgentConfig& c) {
   Take(j, "telemetry_dir", telemetry_dir);
   c.telemetry_dir = telemetry_dir;
   Take(j, "telemetry_max_bytes", c.telemetry_max_bytes);
+  Take(j, "telemetry_summary_secs", c.telemetry_summary_secs);
+  Take(j, "telemetry_noise_epsilon", c.telemetry_noise_epsilon);
   Take(j, "chat_router", c.chat_router);
   Take(j, "chat_cloud", c.chat_cloud);
   std::string secrets = c.secrets_dir.string();
@@ -157,6 +160,8 @@ nlohmann::json ToJson(const AgentConfig& c) {
           {"telemetry_otlp_url", c.telemetry_otlp_url},
           {"telemetry_dir", c.telemetry_dir.string()},
           {"telemetry_max_bytes", c.telemetry_max_bytes},
+          {"telemetry_summary_secs", c.telemetry_summary_secs},
+          {"telemetry_noise_epsilon", c.telemetry_noise_epsilon},
           {"chat_router", c.chat_router},
           {"chat_cloud", c.chat_cloud},
           {"secrets_dir", c.secrets_dir.string()},
@@ -562,7 +567,27 @@ void Agent::StartHealth() {
                    d.anomalous() ? 1 : 0);
   });
   sample();
-  p.resource_thread = std::thread([&p, sample, watch, poll] {
+  auto summaries = std::make_shared<SummaryBuilder>(config_.telemetry_noise_epsilon);
+  auto next_summary = std::make_shared<std::chrono::steady_clock::time_point>(
+      std::chrono::steady_clock::now() +
+      std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+          std::chrono::duration<double>(config_.telemetry_summary_secs)));
+  auto summarize = [this, &p, summaries, next_summary] {
+    if (!p.outbox || config_.telemetry_summary_secs <= 0) return;
+    auto now = std::chrono::steady_clock::now();
+    if (now < *next_summary) return;
+    *next_summary = now + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                              std::chrono::duration<double>(config_.telemetry_summary_secs));
+    nlohmann::json resources;
+    {
+      std::lock_guard lock(p.resource_mu);
+      resources = ToJson(p.last_sample);
+    }
+    auto attributes = summaries->Next(*p.models, p.service->totals().failures, resources);
+    p.outbox->Append("summary", 0, EventPayload("INFO", "summary", attributes));
+    if (p.shipper) p.shipper->Wake();
+  };
+  p.resource_thread = std::thread([&p, sample, watch, summarize, poll] {
     for (;;) {
       std::unique_lock lock(p.resource_mu);
       if (p.resource_cv.wait_for(lock, std::chrono::duration<double>(poll),
@@ -571,6 +596,7 @@ void Agent::StartHealth() {
       lock.unlock();
       sample();
       watch();
+      summarize();
     }
   });
   auto shed = [&p] {

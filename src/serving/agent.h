@@ -63,6 +63,8 @@ struct AgentConfig {
   std::string telemetry_otlp_url;       // empty: telemetry off
   std::filesystem::path telemetry_dir;  // empty: <model_repository>/.telemetry
   uint64_t telemetry_max_bytes = 64u << 20;
+  double telemetry_summary_secs = 60;  // aggregates per interval; 0: none
+  double telemetry_noise_epsilon = 0;  // > 0: Laplace noise on counts (differential privacy)
   // Chat: the router between the device's chat models and a cloud LLM (llm/router.h), and
   // the encrypted store its API key is read from.
   nlohmann::json chat_router = nlohmann::json::object();

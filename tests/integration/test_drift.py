@@ -90,3 +90,42 @@ class DriftTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class SummaryTest(unittest.TestCase):
+    """Aggregates only: per-interval summaries reach the collector and add up exactly."""
+
+    def test_summaries_count_every_inference(self):
+        tmp = tempfile.mkdtemp(prefix="outpost-summary-")
+        rx = OtlpReceiver()
+        try:
+            repo = os.path.join(tmp, "repo")
+            shutil.copytree(os.path.join(FIXTURES, "add_mul", "1"), os.path.join(repo, "add_mul", "1"))
+            config = os.path.join(tmp, "config.json")
+            with open(config, "w") as f:
+                json.dump({"telemetry_otlp_url": rx.url, "telemetry_summary_secs": 0.3,
+                           "telemetry_dir": os.path.join(tmp, "telemetry"), "health": {"poll_secs": 0.1}}, f)
+            agent = Agent(repo, ["--config", config], grpc=False)
+            try:
+                rng = np.random.default_rng(1)
+                for _ in range(50):
+                    a = rng.standard_normal((1, 4)).astype(np.float32)
+                    self.assertEqual(agent.infer_json("add_mul", {"a": a, "b": a})[0], 200)
+                key = "model.add_mul/1.inferences"
+                deadline = time.time() + 20
+                total = 0
+                while time.time() < deadline:
+                    summaries = [r[1] for r in rx.records if r[1]["outpost.kind"]["stringValue"] == "summary"]
+                    total = sum(int(s[key]["intValue"]) for s in summaries if key in s)
+                    if total >= 50:
+                        break
+                    time.sleep(0.1)
+                self.assertEqual(total, 50)
+                self.assertIn("device.memory_available_bytes", summaries[0])
+                self.assertFalse(any("data" in k or "input" in k for s in summaries for k in s),
+                                 "raw inputs must not leave the device")
+            finally:
+                agent.close()
+        finally:
+            rx.close()
+            shutil.rmtree(tmp, ignore_errors=True)

@@ -8,6 +8,7 @@
 #include "drift_simulation.h"
 #include "monitoring/anomaly.h"
 #include "monitoring/drift.h"
+#include "serving/telemetry_summary.h"
 
 namespace outpost {
 namespace {
@@ -140,6 +141,29 @@ TEST(Anomaly, ALastingShiftBecomesTheNewNormal) {
   EXPECT_TRUE(started);
   EXPECT_TRUE(ended);
   EXPECT_FALSE(d.anomalous());
+}
+
+}  // namespace
+}  // namespace outpost
+
+namespace outpost {
+namespace {
+
+TEST(Privacy, LaplaceNoiseOnCountsHasTheRightSpread) {
+  std::mt19937_64 rng(11);
+  EXPECT_EQ(NoisyCount(42, 0, rng), 42);  // off
+  const double epsilon = 0.5;
+  double sum = 0, sq = 0;
+  const int n = 20000;
+  for (int i = 0; i < n; ++i) {
+    double d = static_cast<double>(NoisyCount(1000, epsilon, rng)) - 1000;
+    sum += d;
+    sq += d * d;
+  }
+  EXPECT_NEAR(sum / n, 0, 0.1);
+  // Laplace(b = 1/epsilon) has variance 2 b^2 = 8 (rounding adds ~1/12).
+  EXPECT_NEAR(sq / n, 8.0 + 1.0 / 12, 0.4);
+  for (int i = 0; i < 1000; ++i) EXPECT_GE(NoisyCount(0, epsilon, rng), 0);
 }
 
 }  // namespace
