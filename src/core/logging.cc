@@ -52,12 +52,26 @@ class JsonEscapedMessage final : public spdlog::custom_flag_formatter {
 
 }  // namespace
 
-void InitLogging(const std::string& level, bool json) {
+spdlog::level::level_enum ParseLevel(const std::string& level) {
   auto parsed = spdlog::level::from_str(level);
   if (parsed == spdlog::level::off && level != "off") {
     Fail(ErrorCode::kInvalidArgument,
          "unknown log level '" + level + "' (trace, debug, info, warn, error, off)");
   }
+  return parsed;
+}
+
+void SetLogLevel(const std::string& level) {
+  spdlog::default_logger()->set_level(ParseLevel(level));
+}
+
+std::string LogLevel() {
+  auto name = spdlog::level::to_string_view(spdlog::default_logger()->level());
+  return std::string(name.data(), name.size());
+}
+
+void InitLogging(const std::string& level, bool json) {
+  auto parsed = ParseLevel(level);
   auto logger = spdlog::stdout_logger_mt("outpost");
   if (json) {
     auto formatter = std::make_unique<spdlog::pattern_formatter>(spdlog::pattern_time_type::utc);

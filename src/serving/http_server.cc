@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include "core/error.h"
+#include "core/logging.h"
 #include "serving/http_codec.h"
 
 namespace outpost {
@@ -326,6 +327,22 @@ void HttpServer::Routes() {
     });
   });
   if (options_.chat) OpenAiRoutes();
+  // Log level at run time: GET says it, PUT {"level": "debug"} changes it (until restart).
+  s.Get("/v2/logging", [](const httplib::Request&, httplib::Response& res) {
+    SendJson(res, 200, {{"level", LogLevel()}});
+  });
+  s.Put("/v2/logging", [](const httplib::Request& req, httplib::Response& res) {
+    Guard(res, [&] {
+      json body = json::parse(req.body, nullptr, false);
+      if (!body.is_object() || !body.contains("level") || !body["level"].is_string())
+        Fail(ErrorCode::kInvalidArgument,
+             "expected {\"level\": \"trace|debug|info|warn|error|off\"}");
+      std::string before = LogLevel();
+      SetLogLevel(body["level"].get<std::string>());
+      spdlog::warn("log level changed from {} to {}", before, LogLevel());
+      SendJson(res, 200, {{"level", LogLevel()}});
+    });
+  });
   if (options_.monitoring_status)
     s.Get("/v2/monitoring", [this](const httplib::Request&, httplib::Response& res) {
       Guard(res, [&] { SendJson(res, 200, options_.monitoring_status()); });

@@ -134,6 +134,17 @@ class HealthTest(unittest.TestCase):
         self.assertEqual(self.metric('outpost_anomaly_active{figure="temperature_c"}'), 0)
         self.assertIn("anomaly figure=temperature_c", self.agent.logs())
 
+    def test_log_level_changes_at_run_time(self):
+        self.agent = Agent(self.repo, ["--config", self.config], grpc=False)
+        self.assertEqual(self.agent.get_json("/v2/logging"), (200, {"level": "info"}))
+        status, _, raw = self.agent.request("PUT", "/v2/logging", json.dumps({"level": "debug"}))
+        self.assertEqual((status, json.loads(raw)), (200, {"level": "debug"}))
+        self.assertEqual(self.agent.get_json("/v2/logging"), (200, {"level": "debug"}))
+        status, _, raw = self.agent.request("PUT", "/v2/logging", json.dumps({"level": "loud"}))
+        self.assertEqual(status, 400)
+        self.assertIn("unknown log level 'loud'", json.loads(raw)["error"])
+        self.assertIn("log level changed from info to debug", self.agent.logs())
+
     def test_systemd_readiness_and_watchdog(self):
         sock_path = os.path.join(self.tmp, "notify.sock")
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
