@@ -84,7 +84,7 @@ MonitorSpec ParseMonitorSpec(const json& j) {
   if (!j.is_object()) Bad("must be an object");
   for (const auto& [k, v] : j.items())
     if (k != "tensors" && k != "window" && k != "psi_threshold" && k != "ks_alpha" &&
-        k != "js_threshold" && k != "page_hinkley")
+        k != "js_threshold" && k != "page_hinkley" && k != "capture")
       Bad("unknown field '" + k + "'");
   try {
     spec.window = j.value("window", spec.window);
@@ -96,6 +96,13 @@ MonitorSpec ParseMonitorSpec(const json& j) {
       spec.ph_threshold = j["page_hinkley"].value("threshold", spec.ph_threshold);
     }
     if (spec.window < 50) Bad("'window' must be at least 50");
+    if (j.contains("capture")) {
+      spec.capture_samples = j["capture"].value("samples", 10);
+      spec.capture_max_bytes = j["capture"].value("max_bytes", size_t{64 << 10});
+      if (spec.capture_samples < 0 || spec.capture_samples > 1000)
+        Bad("'capture.samples' must be 0..1000");
+      if (spec.capture_max_bytes > (16u << 20)) Bad("'capture.max_bytes' must be at most 16 MiB");
+    }
     if (!j.contains("tensors") || !j["tensors"].is_object() || j["tensors"].empty())
       Bad("'tensors' must name at least one input or output");
     for (const auto& [name, t] : j["tensors"].items()) {
@@ -140,11 +147,13 @@ struct ModelMonitor::Feature {
 };
 
 ModelMonitor::ModelMonitor(std::string model, std::string version, MonitorSpec spec,
-                           std::function<void(const DriftEvent&)> on_event)
+                           std::function<void(const DriftEvent&)> on_event,
+                           std::function<void(const std::vector<Tensor>&)> on_capture)
     : model_(std::move(model)),
       version_(std::move(version)),
       spec_(std::move(spec)),
-      on_event_(std::move(on_event)) {
+      on_event_(std::move(on_event)),
+      on_capture_(std::move(on_capture)) {
   for (const auto& f : spec_.features) {
     auto feature = std::make_unique<Feature>();
     feature->spec = f;
@@ -250,7 +259,33 @@ void ModelMonitor::Observe(const std::vector<Tensor>& tensors) {
     }
     for (const auto& e : events)
       if (on_event_) on_event_(e);
+    // One capture per loaded version, at its first drift: a long drift must not turn into
+    // a stream of inputs leaving the device.
+    if (!events.empty() && on_capture_ && spec_.capture_samples > 0 &&
+        !capture_started_.exchange(true)) {
+      capture_bytes_left_ = spec_.capture_max_bytes;
+      capture_left_ = spec_.capture_samples;
+    }
   }
+}
+
+void ModelMonitor::ObserveInputs(const std::vector<Tensor>& inputs) {
+  Observe(inputs);
+  if (capture_left_.load(std::memory_order_relaxed) <= 0) return;
+  size_t bytes = 0;
+  for (const auto& t : inputs) bytes += t.data.size();
+  // Claim one sample and its bytes; a sample that does not fit ends the capture.
+  if (capture_left_.fetch_sub(1) <= 0) {
+    capture_left_ = 0;
+    return;
+  }
+  size_t left = capture_bytes_left_.load();
+  if (bytes > left) {
+    capture_left_ = 0;
+    return;
+  }
+  capture_bytes_left_ -= bytes;
+  on_capture_(inputs);
 }
 
 json ModelMonitor::Status() const {

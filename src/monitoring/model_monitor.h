@@ -7,6 +7,7 @@
 // its threshold yields a DriftEvent with its evidence.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -48,6 +49,10 @@ struct MonitorSpec {
   double ks_alpha = 0.001;
   double js_threshold = 0.1;
   double ph_delta = 0.25, ph_threshold = 32;
+  // After the first drift event, the inputs of the next `capture_samples` requests are offered
+  // for retraining (only where the device also allows captures), up to `capture_max_bytes`.
+  int capture_samples = 0;
+  size_t capture_max_bytes = 64 << 10;
 };
 
 // Parses the manifest's "monitoring" object; throws Error(kInvalidArgument) naming the field.
@@ -56,11 +61,14 @@ MonitorSpec ParseMonitorSpec(const nlohmann::json& j);
 class ModelMonitor {
  public:
   ModelMonitor(std::string model, std::string version, MonitorSpec spec,
-               std::function<void(const DriftEvent&)> on_event);
+               std::function<void(const DriftEvent&)> on_event,
+               std::function<void(const std::vector<Tensor>&)> on_capture = nullptr);
   ~ModelMonitor();
   // One request's tensors (inputs before the run, outputs after). Cheap: a mean or an argmax
   // per monitored tensor and a few additions under a short lock.
   void Observe(const std::vector<Tensor>& tensors);
+  // A request's inputs: observed, and captured while a capture is under way.
+  void ObserveInputs(const std::vector<Tensor>& inputs);
   nlohmann::json Status() const;
 
  private:
@@ -68,6 +76,10 @@ class ModelMonitor {
   std::string model_, version_;
   MonitorSpec spec_;
   std::function<void(const DriftEvent&)> on_event_;
+  std::function<void(const std::vector<Tensor>&)> on_capture_;
+  std::atomic<int> capture_left_{0};
+  std::atomic<size_t> capture_bytes_left_{0};
+  std::atomic<bool> capture_started_{false};
   std::vector<std::unique_ptr<Feature>> features_;
 };
 

@@ -1,27 +1,31 @@
 #include "serving/agent.h"
-#include "health/health.h"
-#include "health/resources.h"
-#include "llm/router.h"
-#include "monitoring/anomaly.h"
-#include "secrets/secret_store.h"
-#include "serving/chat_service.h"
-#include "serving/telemetry_summary.h"
-#include "telemetry/otlp_shipper.h"
-#include "telemetry/outbox.h"
 
+#include <sodium.h>
 #include <spdlog/spdlog.h>
 #include <stdlib.h>
-
 #include <unistd.h>
+
 #include <cstdlib>
+#include <cstring>
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "health/health.h"
+#include "health/resources.h"
+#include "llm/redaction.h"
+#include "llm/router.h"
+#include "monitoring/anomaly.h"
 #include "package/package.h"
 #include "runtime/capabilities.h"
+#include "secrets/secret_store.h"
+#include "serving/chat_service.h"
 #include "serving/grpc_server.h"
 #include "serving/http_server.h"
+#include "serving/telemetry_summary.h"
 #include "serving/update_service.h"
+#include "telemetry/otlp_shipper.h"
+#include "telemetry/outbox.h"
+#include "telemetry/webhook.h"
 
 namespace outpost {
 
@@ -109,6 +113,8 @@ void ApplyConfigJson(const nlohmann::json& j, AgentConfig& c) {
   Take(j, "telemetry_max_bytes", c.telemetry_max_bytes);
   Take(j, "telemetry_summary_secs", c.telemetry_summary_secs);
   Take(j, "telemetry_noise_epsilon", c.telemetry_noise_epsilon);
+  Take(j, "monitoring_webhook_url", c.monitoring_webhook_url);
+  Take(j, "monitoring_captures_allowed", c.monitoring_captures_allowed);
   Take(j, "chat_router", c.chat_router);
   Take(j, "chat_cloud", c.chat_cloud);
   std::string secrets = c.secrets_dir.string();
@@ -162,6 +168,8 @@ nlohmann::json ToJson(const AgentConfig& c) {
           {"telemetry_max_bytes", c.telemetry_max_bytes},
           {"telemetry_summary_secs", c.telemetry_summary_secs},
           {"telemetry_noise_epsilon", c.telemetry_noise_epsilon},
+          {"monitoring_webhook_url", c.monitoring_webhook_url},
+          {"monitoring_captures_allowed", c.monitoring_captures_allowed},
           {"chat_router", c.chat_router},
           {"chat_cloud", c.chat_cloud},
           {"secrets_dir", c.secrets_dir.string()},
@@ -191,6 +199,8 @@ struct Agent::Parts {
   InferenceService::Totals last_totals;
   std::unique_ptr<Outbox> outbox;  // telemetry waiting for the link
   std::unique_ptr<OtlpShipper> shipper;
+  std::unique_ptr<WebhookSender> webhook;
+  Redactor redactor;
 };
 
 Agent::Agent(AgentConfig config) : config_(std::move(config)), parts_(std::make_unique<Parts>()) {
@@ -310,6 +320,46 @@ BoundPorts Agent::Start() {
                    static_cast<double>(st.shipped_items));
     });
   }
+  if (!config_.monitoring_webhook_url.empty())
+    p.webhook = std::make_unique<WebhookSender>(config_.monitoring_webhook_url);
+  if (config_.monitoring_captures_allowed && p.outbox) {
+    mo.on_capture = [&p](const std::string& model, const std::string& version,
+                         const std::vector<Tensor>& inputs) {
+      nlohmann::json tensors = nlohmann::json::array();
+      for (const auto& t : inputs) {
+        nlohmann::json j = {
+            {"name", t.name}, {"datatype", DataTypeName(t.dtype)}, {"shape", t.shape}};
+        if (t.dtype == DataType::kBytes) {
+          // Text may carry personal data: each element is redacted before it is kept.
+          nlohmann::json values = nlohmann::json::array();
+          size_t at = 0;
+          while (at + 4 <= t.data.size()) {
+            uint32_t n;
+            std::memcpy(&n, t.data.data() + at, 4);
+            at += 4;
+            std::string value = t.data.substr(at, n);
+            at += n;
+            values.push_back(p.redactor.Redact(value).text);
+          }
+          j["data"] = values;
+        } else {
+          std::string b64(sodium_base64_ENCODED_LEN(t.data.size(), sodium_base64_VARIANT_ORIGINAL),
+                          '\0');
+          sodium_bin2base64(b64.data(), b64.size(),
+                            reinterpret_cast<const unsigned char*>(t.data.data()), t.data.size(),
+                            sodium_base64_VARIANT_ORIGINAL);
+          b64.resize(std::strlen(b64.c_str()));
+          j["raw_base64"] = b64;
+        }
+        tensors.push_back(std::move(j));
+      }
+      p.outbox->Append(
+          "capture", 0,
+          EventPayload("INFO", "input capture after drift",
+                       {{"model", model}, {"version", version}, {"tensors", tensors.dump()}}));
+      if (p.shipper) p.shipper->Wake();
+    };
+  }
   mo.on_drift = [&p](const DriftEvent& e) {
     spdlog::warn(
         "drift model={} version={} tensor={} test={} statistic={:.4g} threshold={:.4g} "
@@ -320,6 +370,18 @@ BoundPorts Agent::Start() {
             "outpost_model_drift_events_total", "Drift tests past their threshold.",
             {{"model", e.model}, {"version", e.version}, {"tensor", e.tensor}, {"test", e.test}})
         .Add();
+    if (p.webhook)
+      p.webhook->Post(nlohmann::json{
+          {"event", "drift"},
+          {"model", e.model},
+          {"version", e.version},
+          {"tensor", e.tensor},
+          {"test", e.test},
+          {"statistic", e.statistic},
+          {"threshold", e.threshold},
+          {"window", e.window},
+          {"evidence",
+           e.evidence}}.dump());
     if (p.outbox) {
       nlohmann::json attributes = {{"model", e.model},         {"version", e.version},
                                    {"tensor", e.tensor},       {"test", e.test},

@@ -64,7 +64,11 @@ struct AgentConfig {
   std::filesystem::path telemetry_dir;  // empty: <model_repository>/.telemetry
   uint64_t telemetry_max_bytes = 64u << 20;
   double telemetry_summary_secs = 60;  // aggregates per interval; 0: none
-  double telemetry_noise_epsilon = 0;  // > 0: Laplace noise on counts (differential privacy)
+  double telemetry_noise_epsilon = 0;
+  // Drift: a webhook told of every event; captures of inputs for retraining (off unless the
+  // device allows them here *and* the model's manifest asks; BYTES are redacted, size capped).
+  std::string monitoring_webhook_url;
+  bool monitoring_captures_allowed = false;  // > 0: Laplace noise on counts (differential privacy)
   // Chat: the router between the device's chat models and a cloud LLM (llm/router.h), and
   // the encrypted store its API key is read from.
   nlohmann::json chat_router = nlohmann::json::object();

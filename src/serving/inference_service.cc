@@ -111,7 +111,7 @@ InferResponse InferenceService::Infer(InferRequest request,
         if (t.name == spec.name) inputs.push_back(std::move(t));
       }
     }
-    if (served->monitor) served->monitor->Observe(inputs);
+    if (served->monitor) served->monitor->ObserveInputs(inputs);
     InferTimings timings;
     InferResponse response;
     response.outputs =

@@ -233,8 +233,12 @@ std::shared_ptr<ServedModel> ModelManager::Load(const VersionSource& src) {
         Fail(ErrorCode::kInvalidArgument,
              "manifest: monitoring: the model has no input or output '" + f.tensor + "'");
     }
-    served->monitor =
-        std::make_shared<ModelMonitor>(src.model, src.version, std::move(spec), options_.on_drift);
+    std::function<void(const std::vector<Tensor>&)> capture;
+    if (options_.on_capture)
+      capture = [f = options_.on_capture, model = src.model, version = src.version](
+                    const std::vector<Tensor>& inputs) { f(model, version, inputs); };
+    served->monitor = std::make_shared<ModelMonitor>(src.model, src.version, std::move(spec),
+                                                     options_.on_drift, std::move(capture));
   }
   if (served->config.warmup) Warmup(*served);
   const auto& c = served->config;

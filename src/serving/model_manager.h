@@ -73,6 +73,11 @@ struct ManagerOptions {
   std::chrono::milliseconds poll_interval{1000};  // 0: load once, never watch
   // Where monitors report drift (may be null).
   std::function<void(const DriftEvent&)> on_drift;
+  // Where a monitor's captures go; unset: the device does not allow captures, whatever the
+  // manifests ask.
+  std::function<void(const std::string& model, const std::string& version,
+                     const std::vector<Tensor>& inputs)>
+      on_capture;
 };
 
 // Inputs of zeros in the model's shapes (free dimensions 1, or the manifest's warm-up shapes).

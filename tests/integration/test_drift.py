@@ -92,6 +92,52 @@ if __name__ == "__main__":
     unittest.main()
 
 
+class CaptureTest(unittest.TestCase):
+    """After drift: the webhook hears of it, and (with consent on both sides) a few inputs are
+    captured, capped in number and bytes."""
+
+    def test_webhook_and_capped_capture(self):
+        tmp = tempfile.mkdtemp(prefix="outpost-capture-")
+        rx = OtlpReceiver()
+        try:
+            repo = os.path.join(tmp, "repo")
+            shutil.copytree(os.path.join(FIXTURES, "add_mul", "1"), os.path.join(repo, "add_mul", "1"))
+            with open(os.path.join(repo, "add_mul", "1", "manifest.json"), "w") as f:
+                json.dump({"monitoring": {"window": 100, "capture": {"samples": 5, "max_bytes": 96},
+                                          "tensors": {"a": {"reference_size": 100}}}}, f)
+            config = os.path.join(tmp, "config.json")
+            with open(config, "w") as f:
+                json.dump({"telemetry_otlp_url": rx.url, "telemetry_dir": os.path.join(tmp, "t"),
+                           "monitoring_webhook_url": rx.url + "/hook",
+                           "monitoring_captures_allowed": True}, f)
+            agent = Agent(repo, ["--config", config], grpc=False)
+            try:
+                rng = np.random.default_rng(2)
+                for shift in [0.0] * 200 + [2.0] * 200:
+                    a = (rng.standard_normal((1, 4)) + shift).astype(np.float32)
+                    self.assertEqual(agent.infer_json("add_mul", {"a": a, "b": a})[0], 200)
+                deadline = time.time() + 20
+                captures = []
+                while time.time() < deadline and (not rx.hooks or not captures):
+                    captures = [r for r in rx.records if r[1]["outpost.kind"]["stringValue"] == "capture"]
+                    time.sleep(0.1)
+                time.sleep(1.0)  # anything more would have arrived by now
+                captures = [r for r in rx.records if r[1]["outpost.kind"]["stringValue"] == "capture"]
+                self.assertTrue(rx.hooks, "the webhook heard nothing")
+                self.assertEqual(rx.hooks[0]["event"], "drift")
+                self.assertEqual(rx.hooks[0]["model"], "add_mul")
+                # 96 bytes allow three requests of two 16-byte tensors, though 5 were asked for
+                self.assertEqual(len(captures), 3)
+                tensors = json.loads(captures[0][1]["tensors"]["stringValue"])
+                self.assertEqual({t["name"] for t in tensors}, {"a", "b"})
+                self.assertEqual(tensors[0]["shape"], [1, 4])
+            finally:
+                agent.close()
+        finally:
+            rx.close()
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 class SummaryTest(unittest.TestCase):
     """Aggregates only: per-interval summaries reach the collector and add up exactly."""
 

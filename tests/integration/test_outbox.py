@@ -31,6 +31,7 @@ class OtlpReceiver:
     def __init__(self, seed=1):
         self.events = {}  # device -> [k, ...] in arrival order
         self.records = []  # (device, attributes, body) of every record, once
+        self.hooks = []  # webhook bodies
         self.priorities = {}
         self.seen = set()
         self.duplicates = 0
@@ -50,6 +51,10 @@ class OtlpReceiver:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 if rx.down:
                     return self.answer(503)
+                if self.path == "/hook":  # a plain webhook
+                    with rx.lock:
+                        rx.hooks.append(json.loads(body))
+                    return self.answer(200)
                 assert self.path == "/v1/logs", self.path
                 req = json.loads(body)
                 rl = req["resourceLogs"][0]
