@@ -186,6 +186,8 @@ void ModelMonitor::Observe(const std::vector<Tensor>& tensors) {
     }
     if (!value || !std::isfinite(*value)) continue;
     std::vector<DriftEvent> events;
+    std::vector<double> full_window, full_counts;
+    size_t counted_in_lock = 0;
     {
       std::lock_guard lock(f.mu);
       ++f.seen;
@@ -216,6 +218,7 @@ void ModelMonitor::Observe(const std::vector<Tensor>& tensors) {
         DriftEvent e{model_,    version_,  f.spec.tensor,   test,
                      statistic, threshold, f.window.size(), std::move(evidence)};
         ++f.events;
+        ++counted_in_lock;
         events.push_back(std::move(e));
       };
       if (f.ph && f.ph->Add(*value)) {
@@ -230,32 +233,50 @@ void ModelMonitor::Observe(const std::vector<Tensor>& tensors) {
       }
       f.window.push_back(*value);
       if (static_cast<int>(f.window.size()) < spec_.window) continue;
+      // The window is full: take it, and run the tests outside the lock, so that other
+      // requests are not held up while they sort and sum.
+      full_window.swap(f.window);
+      f.window.reserve(static_cast<size_t>(spec_.window));
       if (f.spec.categorical) {
-        double js = JensenShannon(f.expected, f.counts);
-        f.last = {{"jensen_shannon", js}};
-        if (js > spec_.js_threshold)
-          event("jensen_shannon", js, spec_.js_threshold,
-                {{"expected", f.expected}, {"observed", f.counts}});
+        full_counts = f.counts;
         f.counts.assign(f.counts.size(), 0.0);
+      }
+    }
+    if (!full_window.empty()) {
+      // The reference (edges, expected fractions, sample) no longer changes once it is set.
+      json last;
+      auto window_event = [&](const std::string& test, double statistic, double threshold,
+                              json evidence) {
+        events.push_back(DriftEvent{model_, version_, f.spec.tensor, test, statistic, threshold,
+                                    full_window.size(), std::move(evidence)});
+      };
+      if (f.spec.categorical) {
+        double js = JensenShannon(f.expected, full_counts);
+        last = {{"jensen_shannon", js}};
+        if (js > spec_.js_threshold)
+          window_event("jensen_shannon", js, spec_.js_threshold,
+                       {{"expected", f.expected}, {"observed", full_counts}});
       } else {
-        auto actual = BinFractions(f.edges, f.window);
+        auto actual = BinFractions(f.edges, full_window);
         double psi = PopulationStabilityIndex(f.expected, actual);
         double mean = 0;
-        for (double v : f.window) mean += v;
-        mean /= static_cast<double>(f.window.size());
-        f.last = {{"psi", psi}, {"window_mean", mean}};
+        for (double v : full_window) mean += v;
+        mean /= static_cast<double>(full_window.size());
+        last = {{"psi", psi}, {"window_mean", mean}};
         if (psi > spec_.psi_threshold)
-          event("psi", psi, spec_.psi_threshold,
-                {{"expected", f.expected}, {"observed", actual}, {"window_mean", mean}});
+          window_event("psi", psi, spec_.psi_threshold,
+                       {{"expected", f.expected}, {"observed", actual}, {"window_mean", mean}});
         if (!f.reference.empty()) {
-          auto ks = TwoSampleKs(f.reference, f.window);
-          f.last["ks_p_value"] = ks.p_value;
+          auto ks = TwoSampleKs(f.reference, full_window);
+          last["ks_p_value"] = ks.p_value;
           if (ks.p_value < spec_.ks_alpha)
-            event("ks", ks.statistic, spec_.ks_alpha,
-                  {{"p_value", ks.p_value}, {"window_mean", mean}});
+            window_event("ks", ks.statistic, spec_.ks_alpha,
+                         {{"p_value", ks.p_value}, {"window_mean", mean}});
         }
       }
-      f.window.clear();
+      std::lock_guard lock(f.mu);
+      f.last = std::move(last);
+      f.events += events.size() - counted_in_lock;
     }
     for (const auto& e : events)
       if (on_event_) on_event_(e);
