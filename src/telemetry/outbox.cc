@@ -45,6 +45,17 @@ std::string ColumnText(sqlite3_stmt* s, int i) {
            : std::string();
 }
 
+// Columns seq, kind, priority, created, payload.
+OutboxItem ReadItem(sqlite3_stmt* s) {
+  OutboxItem it;
+  it.seq = sqlite3_column_int64(s, 0);
+  it.kind = ColumnText(s, 1);
+  it.priority = sqlite3_column_int(s, 2);
+  it.created_unix_nanos = sqlite3_column_int64(s, 3);
+  it.payload = ColumnText(s, 4);
+  return it;
+}
+
 int64_t NowNanos() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
              std::chrono::system_clock::now().time_since_epoch())
@@ -198,14 +209,8 @@ std::optional<OutboxBatch> Outbox::NextBatch(size_t max_items, size_t max_bytes)
   OutboxBatch batch;
   auto load = [&](Stmt& s) {
     while (s.Step() == SQLITE_ROW) {
-      OutboxItem it;
-      it.seq = sqlite3_column_int64(s.get(), 0);
-      it.kind = ColumnText(s.get(), 1);
-      it.priority = sqlite3_column_int(s.get(), 2);
-      it.created_unix_nanos = sqlite3_column_int64(s.get(), 3);
-      it.payload = ColumnText(s.get(), 4);
+      batch.items.push_back(ReadItem(s.get()));
       batch.id = ColumnText(s.get(), 5);
-      batch.items.push_back(std::move(it));
     }
   };
   {
@@ -220,12 +225,7 @@ std::optional<OutboxBatch> Outbox::NextBatch(size_t max_items, size_t max_bytes)
   std::vector<OutboxItem> items;
   size_t bytes = 0;
   while (s.Step() == SQLITE_ROW) {
-    OutboxItem it;
-    it.seq = sqlite3_column_int64(s.get(), 0);
-    it.kind = ColumnText(s.get(), 1);
-    it.priority = sqlite3_column_int(s.get(), 2);
-    it.created_unix_nanos = sqlite3_column_int64(s.get(), 3);
-    it.payload = ColumnText(s.get(), 4);
+    OutboxItem it = ReadItem(s.get());
     if (!items.empty() && bytes + it.payload.size() > max_bytes) break;
     bytes += it.payload.size();
     items.push_back(std::move(it));

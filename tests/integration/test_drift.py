@@ -92,6 +92,19 @@ if __name__ == "__main__":
     unittest.main()
 
 
+def start_add_mul(tmp, config, manifest=None):
+    """An agent serving a copy of add_mul (with `manifest`) under `config` in `tmp`."""
+    repo = os.path.join(tmp, "repo")
+    shutil.copytree(os.path.join(FIXTURES, "add_mul", "1"), os.path.join(repo, "add_mul", "1"))
+    if manifest is not None:
+        with open(os.path.join(repo, "add_mul", "1", "manifest.json"), "w") as f:
+            json.dump(manifest, f)
+    path = os.path.join(tmp, "config.json")
+    with open(path, "w") as f:
+        json.dump(config, f)
+    return Agent(repo, ["--config", path], grpc=False)
+
+
 class CaptureTest(unittest.TestCase):
     """After drift: the webhook hears of it, and (with consent on both sides) a few inputs are
     captured, capped in number and bytes."""
@@ -100,17 +113,11 @@ class CaptureTest(unittest.TestCase):
         tmp = tempfile.mkdtemp(prefix="outpost-capture-")
         rx = OtlpReceiver()
         try:
-            repo = os.path.join(tmp, "repo")
-            shutil.copytree(os.path.join(FIXTURES, "add_mul", "1"), os.path.join(repo, "add_mul", "1"))
-            with open(os.path.join(repo, "add_mul", "1", "manifest.json"), "w") as f:
-                json.dump({"monitoring": {"window": 100, "capture": {"samples": 5, "max_bytes": 96},
-                                          "tensors": {"a": {"reference_size": 100}}}}, f)
-            config = os.path.join(tmp, "config.json")
-            with open(config, "w") as f:
-                json.dump({"telemetry_otlp_url": rx.url, "telemetry_dir": os.path.join(tmp, "t"),
-                           "monitoring_webhook_url": rx.url + "/hook",
-                           "monitoring_captures_allowed": True}, f)
-            agent = Agent(repo, ["--config", config], grpc=False)
+            agent = start_add_mul(
+                tmp, {"telemetry_otlp_url": rx.url, "telemetry_dir": os.path.join(tmp, "t"),
+                      "monitoring_webhook_url": rx.url + "/hook", "monitoring_captures_allowed": True},
+                {"monitoring": {"window": 100, "capture": {"samples": 5, "max_bytes": 96},
+                                "tensors": {"a": {"reference_size": 100}}}})
             try:
                 rng = np.random.default_rng(2)
                 for shift in [0.0] * 200 + [2.0] * 200:
@@ -145,13 +152,9 @@ class SummaryTest(unittest.TestCase):
         tmp = tempfile.mkdtemp(prefix="outpost-summary-")
         rx = OtlpReceiver()
         try:
-            repo = os.path.join(tmp, "repo")
-            shutil.copytree(os.path.join(FIXTURES, "add_mul", "1"), os.path.join(repo, "add_mul", "1"))
-            config = os.path.join(tmp, "config.json")
-            with open(config, "w") as f:
-                json.dump({"telemetry_otlp_url": rx.url, "telemetry_summary_secs": 0.3,
-                           "telemetry_dir": os.path.join(tmp, "telemetry"), "health": {"poll_secs": 0.1}}, f)
-            agent = Agent(repo, ["--config", config], grpc=False)
+            agent = start_add_mul(tmp, {"telemetry_otlp_url": rx.url, "telemetry_summary_secs": 0.3,
+                                        "telemetry_dir": os.path.join(tmp, "telemetry"),
+                                        "health": {"poll_secs": 0.1}})
             try:
                 rng = np.random.default_rng(1)
                 for _ in range(50):
