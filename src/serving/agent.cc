@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 
@@ -195,6 +196,7 @@ struct Agent::Parts {
   bool resource_stop = false;
   ResourceSample last_sample;
   std::string shed_reason;
+  std::atomic<bool> shedding{false};  // read on every request: no lock unless it is set
   std::map<std::string, AnomalyDetector> anomalies;  // the resource thread's own
   InferenceService::Totals last_totals;
   std::unique_ptr<Outbox> outbox;  // telemetry waiting for the link
@@ -539,6 +541,7 @@ void Agent::StartHealth() {
       before = p.shed_reason;
       p.last_sample = s;
       p.shed_reason = reason;
+      p.shedding.store(!reason.empty(), std::memory_order_relaxed);
     }
     if (before != reason) {
       if (reason.empty())
@@ -662,6 +665,7 @@ void Agent::StartHealth() {
     }
   });
   auto shed = [&p] {
+    if (!p.shedding.load(std::memory_order_relaxed)) return std::string();
     std::lock_guard lock(p.resource_mu);
     return p.shed_reason;
   };
