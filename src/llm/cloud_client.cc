@@ -6,6 +6,8 @@
 #include <chrono>
 #include <thread>
 
+#include "core/curl_global.h"
+
 namespace outpost {
 namespace {
 
@@ -122,7 +124,7 @@ CloudClient::CloudClient(CloudConfig config, std::string api_key)
       breaker_(
           config_.breaker_failures,
           std::chrono::milliseconds(static_cast<int64_t>(config_.breaker_cooldown_secs * 1000))) {
-  curl_global_init(CURL_GLOBAL_DEFAULT);
+  EnsureCurlInitialised();
 }
 
 json CloudClient::Complete(json request, const std::function<void(const json&)>& on_event,

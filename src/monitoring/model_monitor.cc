@@ -15,8 +15,10 @@ using json = nlohmann::json;
   Fail(ErrorCode::kInvalidArgument, "manifest: monitoring: " + what);
 }
 
-template <typename T>
-void ForEach(const Tensor& t, const std::function<void(double)>& f) {
+// Calls f(double) for each element; false for a datatype that is not numeric. A template,
+// not std::function: it runs for every element of every monitored tensor of every request.
+template <typename T, typename F>
+void ForEach(const Tensor& t, F&& f) {
   const size_t n = t.data.size() / sizeof(T);
   for (size_t i = 0; i < n; ++i) {
     T v;
@@ -25,7 +27,8 @@ void ForEach(const Tensor& t, const std::function<void(double)>& f) {
   }
 }
 
-bool Visit(const Tensor& t, const std::function<void(double)>& f) {
+template <typename F>
+bool Visit(const Tensor& t, F&& f) {
   switch (t.dtype) {
     case DataType::kFp32:
       ForEach<float>(t, f);

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <optional>
 
+#include "core/curl_global.h"
 #include "core/error.h"
 #include "core/names.h"
 #include "package/package.h"
@@ -282,7 +283,7 @@ int RunSupervisor(const SupervisorOptions& options) {
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGCHLD);
   ::sigprocmask(SIG_BLOCK, &set, nullptr);
-  curl_global_init(CURL_GLOBAL_DEFAULT);
+  EnsureCurlInitialised();
   return Supervisor(options).Run();
 }
 

@@ -5,6 +5,8 @@
 
 #include <random>
 
+#include "core/curl_global.h"
+
 namespace outpost {
 namespace {
 
@@ -79,7 +81,7 @@ std::string OtlpLogsBody(const OutboxBatch& batch, const ShipperOptions& options
 
 OtlpShipper::OtlpShipper(Outbox& outbox, ShipperOptions options)
     : outbox_(outbox), options_(std::move(options)) {
-  curl_global_init(CURL_GLOBAL_DEFAULT);
+  EnsureCurlInitialised();
 }
 
 OtlpShipper::~OtlpShipper() { Stop(); }

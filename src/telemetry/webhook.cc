@@ -5,6 +5,8 @@
 
 #include <chrono>
 
+#include "core/curl_global.h"
+
 namespace outpost {
 namespace {
 
@@ -14,7 +16,7 @@ size_t Ignore(char*, size_t size, size_t n, void*) { return size * n; }
 
 WebhookSender::WebhookSender(std::string url, size_t max_queue)
     : url_(std::move(url)), max_queue_(max_queue) {
-  curl_global_init(CURL_GLOBAL_DEFAULT);
+  EnsureCurlInitialised();
   thread_ = std::thread([this] {
     for (;;) {
       std::string body;

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <thread>
 
+#include "core/curl_global.h"
 #include "core/error.h"
 #include "package/sha256.h"
 
@@ -59,8 +60,7 @@ struct Easy {
 // Runs one GET; returns the curl code and fills `status`.
 CURLcode Get(const std::string& url, Transfer& t, const HttpLimits& limits, uint64_t resume_from,
              long& status) {
-  static const bool init = curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK;
-  if (!init) Fail(ErrorCode::kInternal, "libcurl failed to initialise");
+  EnsureCurlInitialised();
   Easy e;
   curl_easy_setopt(e.h, CURLOPT_URL, url.c_str());
   curl_easy_setopt(e.h, CURLOPT_WRITEFUNCTION, OnData);
