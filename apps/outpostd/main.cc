@@ -2,7 +2,6 @@
 #include <signal.h>
 #include <unistd.h>
 
-#include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
 
 #include <atomic>
@@ -179,10 +178,12 @@ int main(int argc, char** argv) {
       });
     }
 #endif
-    spdlog::info("outpostd {} ready", OUTPOST_VERSION);
+    outpost::Log(outpost::LogSeverity::kInfo, "agent", "ready",
+                 std::string("outpostd ") + OUTPOST_VERSION + " ready");
     int sig = 0;
     sigwait(&signals, &sig);
-    spdlog::info("signal {}: shutting down", sig);
+    outpost::Log(outpost::LogSeverity::kInfo, "agent", "stopping",
+                 "signal " + std::to_string(sig) + ": shutting down", {{"signal", sig}});
 #ifdef OUTPOST_HAVE_SYSTEMD
     sd_notify(0, "STOPPING=1");
     stopping = true;

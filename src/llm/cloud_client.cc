@@ -1,12 +1,13 @@
 #include "llm/cloud_client.h"
 
 #include <curl/curl.h>
-#include <spdlog/spdlog.h>
+#include <fmt/format.h>
 
 #include <chrono>
 #include <thread>
 
 #include "core/curl_global.h"
+#include "core/logging.h"
 
 namespace outpost {
 namespace {
@@ -234,8 +235,10 @@ json CloudClient::Complete(json request, const std::function<void(const json&)>&
         std::min<int64_t>(4000, static_cast<int64_t>(config_.backoff_ms) << attempt));
     if (!t.retry_after.empty() && std::isdigit(static_cast<unsigned char>(t.retry_after[0])))
       wait = std::chrono::milliseconds(std::min<int64_t>(10000, std::stoll(t.retry_after) * 1000));
-    spdlog::warn("cloud: {} (attempt {} of {}); retrying in {} ms", last_error, attempt + 1,
-                 config_.retries + 1, wait.count());
+    Log(LogSeverity::kWarn, "router", "cloud_retry",
+        fmt::format("cloud: {} (attempt {} of {}); retrying in {} ms", last_error, attempt + 1,
+                    config_.retries + 1, wait.count()),
+        {{"attempt", attempt + 1}, {"wait_ms", wait.count()}});
     for (auto until = Clock::now() + wait; Clock::now() < until;) {
       if (cancelled && cancelled())
         throw CloudError(ErrorCode::kUnavailable, "cancelled", last_status, false);

@@ -1,6 +1,6 @@
 #include "llm/router.h"
 
-#include <spdlog/spdlog.h>
+#include <fmt/format.h>
 
 #include <algorithm>
 #include <cctype>
@@ -8,6 +8,7 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/logging.h"
 #include "core/names.h"
 
 namespace outpost {
@@ -272,8 +273,9 @@ CloudBudget::CloudBudget(std::filesystem::path state_dir, uint64_t daily_limit)
     }
   } catch (const std::exception& e) {
     // A damaged record must not unlock more spending than allowed: count the day as spent.
-    spdlog::warn("cloud budget record {} unreadable ({}); today's budget counts as spent",
-                 file_.string(), e.what());
+    Log(LogSeverity::kWarn, "router", "budget_unreadable",
+        fmt::format("cloud budget record {} unreadable ({}); today's budget counts as spent",
+                    file_.string(), e.what()));
     day_ = Today();
     spent_ = limit_;
   }
@@ -302,7 +304,8 @@ void CloudBudget::Spend(uint64_t tokens) {
     std::filesystem::create_directories(file_.parent_path());
     WriteFileAtomically(file_, json{{"day", day_}, {"tokens", spent_}}.dump());
   } catch (const std::exception& e) {
-    spdlog::warn("cannot record the cloud budget in {}: {}", file_.string(), e.what());
+    Log(LogSeverity::kWarn, "router", "budget_not_recorded",
+        fmt::format("cannot record the cloud budget in {}: {}", file_.string(), e.what()));
   }
 }
 

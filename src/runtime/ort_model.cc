@@ -1,5 +1,4 @@
 #include <onnxruntime_cxx_api.h>
-#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <cstring>

@@ -1,8 +1,10 @@
 #include "runtime/ort_session.h"
 
-#include <spdlog/spdlog.h>
+#include <fmt/format.h>
 
 #include <algorithm>
+
+#include "core/logging.h"
 
 namespace outpost {
 namespace {
@@ -54,7 +56,10 @@ Ort::SessionOptions MakeSessionOptions(const std::filesystem::path& path,
   for (const auto& ep : options.execution_providers) {
     if (ep == "CPUExecutionProvider") continue;
     if (std::find(available.begin(), available.end(), ep) == available.end()) {
-      spdlog::warn("{}: {} is not in this ONNX Runtime build, running on CPU", path.string(), ep);
+      Log(LogSeverity::kWarn, "runtime", "provider_missing",
+          fmt::format("{}: {} is not in this ONNX Runtime build, running on CPU", path.string(),
+                      ep),
+          {{"model_file", path.string()}, {"provider", ep}});
       continue;
     }
     // A provider compiled into ORT may still lack its library or device here: fall back to CPU.
@@ -66,7 +71,9 @@ Ort::SessionOptions MakeSessionOptions(const std::filesystem::path& path,
         so.AppendExecutionProvider(ep.substr(0, ep.find("ExecutionProvider")), {});
       }
     } catch (const Ort::Exception& e) {
-      spdlog::warn("{}: {} cannot be used, running on CPU: {}", path.string(), ep, e.what());
+      Log(LogSeverity::kWarn, "runtime", "provider_failed",
+          fmt::format("{}: {} cannot be used, running on CPU: {}", path.string(), ep, e.what()),
+          {{"model_file", path.string()}, {"provider", ep}});
     }
   }
   return so;

@@ -1,7 +1,8 @@
 #include "serving/agent.h"
 
+#include <fmt/chrono.h>
+#include <fmt/format.h>
 #include <sodium.h>
-#include <spdlog/spdlog.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -11,6 +12,7 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/logging.h"
 #include "health/health.h"
 #include "health/resources.h"
 #include "llm/redaction.h"
@@ -31,6 +33,17 @@
 namespace outpost {
 
 namespace {
+
+// A webhook body is the event as the log has it, time included.
+std::string WebhookBody(const LogEvent& e) {
+  nlohmann::json body = e.ToJson();
+  const auto now = std::chrono::system_clock::now();
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch());
+  body["time"] = fmt::format("{:%Y-%m-%dT%H:%M:%S}.{:03d}Z",
+                             fmt::gmtime(std::chrono::system_clock::to_time_t(now)),
+                             static_cast<int>(ms.count() % 1000));
+  return body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
 
 template <typename T>
 void Take(const nlohmann::json& j, const char* key, T& out) {
@@ -203,6 +216,18 @@ struct Agent::Parts {
   std::unique_ptr<OtlpShipper> shipper;
   std::unique_ptr<WebhookSender> webhook;
   Redactor redactor;
+
+  // An event the operator should hear of from afar: logged, kept in the outbox for the
+  // collector (same schema) and, where asked, posted to the monitoring webhook.
+  void Emit(const LogEvent& e, const std::string& kind, int priority, bool to_webhook = false) {
+    Log(e);
+    if (to_webhook && webhook) webhook->Post(WebhookBody(e));
+    if (outbox) {
+      outbox->Append(kind, priority,
+                     e.ToJson().dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+      if (shipper) shipper->Wake();
+    }
+  }
 };
 
 Agent::Agent(AgentConfig config) : config_(std::move(config)), parts_(std::make_unique<Parts>()) {
@@ -283,7 +308,8 @@ BoundPorts Agent::Start() {
   mo.trust = trust_;
   mo.allow_unsigned = config_.allow_unsigned_models;
   if (mo.allow_unsigned)
-    spdlog::warn("development mode: models without a trusted signature are served");
+    Log(LogSeverity::kWarn, "agent", "development_mode",
+        "development mode: models without a trusted signature are served");
   info_.unsigned_models_allowed = mo.allow_unsigned;
   p.metrics.AddCollector([allowed = mo.allow_unsigned](std::string& out) {
     out +=
@@ -355,47 +381,34 @@ BoundPorts Agent::Start() {
         }
         tensors.push_back(std::move(j));
       }
-      p.outbox->Append(
-          "capture", 0,
-          EventPayload("INFO", "input capture after drift",
-                       {{"model", model}, {"version", version}, {"tensors", tensors.dump()}}));
-      if (p.shipper) p.shipper->Wake();
+      p.Emit({LogSeverity::kInfo,
+              "monitoring",
+              "capture",
+              "input capture after drift in " + model + "/" + version,
+              {{"model", model}, {"version", version}, {"tensors", tensors.dump()}}},
+             "capture", 0);
     };
   }
   mo.on_drift = [&p](const DriftEvent& e) {
-    spdlog::warn(
-        "drift model={} version={} tensor={} test={} statistic={:.4g} threshold={:.4g} "
-        "window={}",
-        e.model, e.version, e.tensor, e.test, e.statistic, e.threshold, e.window);
     p.metrics
         .GetCounter(
             "outpost_model_drift_events_total", "Drift tests past their threshold.",
             {{"model", e.model}, {"version", e.version}, {"tensor", e.tensor}, {"test", e.test}})
         .Add();
-    if (p.webhook)
-      p.webhook->Post(nlohmann::json{
-          {"event", "drift"},
-          {"model", e.model},
-          {"version", e.version},
-          {"tensor", e.tensor},
-          {"test", e.test},
-          {"statistic", e.statistic},
-          {"threshold", e.threshold},
-          {"window", e.window},
-          {"evidence",
-           e.evidence}}.dump());
-    if (p.outbox) {
-      nlohmann::json attributes = {{"model", e.model},         {"version", e.version},
-                                   {"tensor", e.tensor},       {"test", e.test},
-                                   {"statistic", e.statistic}, {"threshold", e.threshold},
-                                   {"window", e.window},       {"evidence", e.evidence.dump()}};
-      p.outbox->Append(
-          "drift", /*priority=*/1,
-          EventPayload("WARN",
-                       "drift detected in " + e.model + "/" + e.tensor + " (" + e.test + ")",
-                       attributes));
-      if (p.shipper) p.shipper->Wake();
-    }
+    p.Emit({LogSeverity::kWarn,
+            "monitoring",
+            "drift",
+            fmt::format("drift detected in {}/{} {}: {} {:.4g} past {:.4g}", e.model, e.version,
+                        e.tensor, e.test, e.statistic, e.threshold),
+            {{"model", e.model},
+             {"version", e.version},
+             {"tensor", e.tensor},
+             {"test", e.test},
+             {"statistic", e.statistic},
+             {"threshold", e.threshold},
+             {"window", e.window},
+             {"evidence", e.evidence}}},
+           "drift", /*priority=*/1, /*to_webhook=*/true);
   };
   p.models = std::make_unique<ModelManager>(mo, p.metrics);
   p.service = std::make_unique<InferenceService>(
@@ -408,8 +421,9 @@ BoundPorts Agent::Start() {
     api_key = SecretStore(config_.secrets_dir).Get(router.cloud.api_key_secret).reveal();
   }
   if (router.cloud_enabled())
-    spdlog::info("chat router: cloud model {} at {} (key: {})", router.cloud.model,
-                 router.cloud.url, api_key.empty() ? "none" : "from the secret store");
+    Log(LogSeverity::kInfo, "router", "cloud_configured",
+        fmt::format("chat router: cloud model {} at {} (key: {})", router.cloud.model,
+                    router.cloud.url, api_key.empty() ? "none" : "from the secret store"));
   p.chat =
       std::make_unique<ChatService>(*p.models, p.metrics, std::move(router), std::move(api_key));
   p.metrics.AddCollector([models = p.models.get()](std::string& out) {
@@ -427,7 +441,8 @@ BoundPorts Agent::Start() {
                                                 trust_ ? &*trust_ : nullptr, p.metrics);
     p.updates->RecoverInterruptedTrials();  // before the first scan: nothing serves a trial
   }
-  spdlog::info("loading model repository {}", config_.model_repository.string());
+  Log(LogSeverity::kInfo, "serving", "repository_loading",
+      "loading model repository " + config_.model_repository.string());
   p.models->Start();
   StartHealth();
   if (p.shipper) p.shipper->Start();
@@ -439,13 +454,17 @@ BoundPorts Agent::Start() {
         GrpcOptions{config_.grpc_address, config_.grpc_port, config_.max_request_bytes}, *p.service,
         info_);
     ports.grpc = p.grpc->Start();
-    spdlog::info("gRPC (KServe v2) listening on {}:{}", config_.grpc_address, ports.grpc);
+    Log(LogSeverity::kInfo, "serving", "listening",
+        fmt::format("gRPC (KServe v2) listening on {}:{}", config_.grpc_address, ports.grpc),
+        {{"protocol", "grpc"}, {"address", config_.grpc_address}, {"port", ports.grpc}});
   }
   if (config_.metrics_port > 0) {
     p.metrics_server =
         std::make_unique<MetricsServer>(config_.metrics_address, config_.metrics_port, p.metrics);
     ports.metrics = p.metrics_server->Start();
-    spdlog::info("metrics listening on {}:{}", config_.metrics_address, ports.metrics);
+    Log(LogSeverity::kInfo, "serving", "listening",
+        fmt::format("metrics listening on {}:{}", config_.metrics_address, ports.metrics),
+        {{"protocol", "metrics"}, {"address", config_.metrics_address}, {"port", ports.metrics}});
   }
   HttpOptions ho;
   ho.address = config_.http_address;
@@ -472,12 +491,15 @@ BoundPorts Agent::Start() {
   }
   p.http = std::make_unique<HttpServer>(ho, *p.service, p.metrics, info_);
   ports.http = p.http->Start();
-  spdlog::info("HTTP (KServe v2) listening on {}:{}", config_.http_address, ports.http);
+  Log(LogSeverity::kInfo, "serving", "listening",
+      fmt::format("HTTP (KServe v2) listening on {}:{}", config_.http_address, ports.http),
+      {{"protocol", "http"}, {"address", config_.http_address}, {"port", ports.http}});
   if (config_.metrics_port == -1) ports.metrics = ports.http;
   if (p.updates) {
     p.updates->Start();
-    spdlog::info("updates from {} every {} s (jitter {}%)", config_.update_url,
-                 config_.update_interval_secs, config_.update_jitter * 100);
+    Log(LogSeverity::kInfo, "update", "polling",
+        fmt::format("updates from {} every {} s (jitter {}%)", config_.update_url,
+                    config_.update_interval_secs, config_.update_jitter * 100));
   }
   return ports;
 }
@@ -502,7 +524,9 @@ IndexEntry Agent::InstallUploadedPackage(const std::string& bytes) {
     PackageReport r = InstallPackage(incoming, config_.model_repository,
                                      trust_ && !config_.allow_unsigned_models ? &*trust_ : nullptr);
     std::filesystem::remove(incoming);
-    spdlog::info("installed package {} {} from an upload", r.manifest.name, r.manifest.version);
+    Log(LogSeverity::kInfo, "update", "package_uploaded",
+        fmt::format("installed package {} {} from an upload", r.manifest.name, r.manifest.version),
+        {{"model", r.manifest.name}, {"version", r.manifest.version}});
     p.models->Reconcile(/*settle=*/false);
     for (const auto& e : p.models->Index()) {
       if (e.name == r.manifest.name && e.version == r.manifest.version) return e;
@@ -545,15 +569,19 @@ void Agent::StartHealth() {
     }
     if (before != reason) {
       if (reason.empty())
-        spdlog::warn("load shedding off: resources are back within their limits");
+        p.Emit({LogSeverity::kWarn,
+                "health",
+                "load_shedding_off",
+                "load shedding off: resources are back within their limits",
+                {{"shedding", false}}},
+               "health", 1);
       else
-        spdlog::error("load shedding on: {}; new requests are refused until it passes", reason);
-      if (p.outbox)
-        p.outbox->Append(
-            "health", 1,
-            EventPayload(reason.empty() ? "INFO" : "ERROR",
-                         reason.empty() ? "load shedding off" : "load shedding on: " + reason,
-                         {{"shedding", !reason.empty()}}));
+        p.Emit({LogSeverity::kError,
+                "health",
+                "load_shedding_on",
+                "load shedding on: " + reason + "; new requests are refused until it passes",
+                {{"shedding", true}, {"reason", reason}}},
+               "health", 1);
     }
   };
   // Anomalies in the device's own figures, per sampling interval.
@@ -601,25 +629,23 @@ void Agent::StartHealth() {
     for (const auto& [name, value, v] : changes) {
       const bool started = v.change == AnomalyVerdict::Change::kStarted;
       if (started) {
-        spdlog::warn("anomaly figure={} value={:.4g} median={:.4g} z={:.1f}", name, value, v.median,
-                     v.z);
         p.metrics
             .GetCounter("outpost_anomaly_events_total",
                         "The device's own figures leaving their robust baseline.",
                         {{"figure", name}})
             .Add();
-      } else {
-        spdlog::info("anomaly over figure={} value={:.4g}", name, value);
       }
-      if (p.outbox)
-        p.outbox->Append("anomaly", 1,
-                         EventPayload(started ? "WARN" : "INFO",
-                                      (started ? "anomaly in " : "anomaly over in ") + name,
-                                      {{"figure", name},
-                                       {"value", value},
-                                       {"median", v.median},
-                                       {"z", v.z},
-                                       {"started", started}}));
+      p.Emit({started ? LogSeverity::kWarn : LogSeverity::kInfo,
+              "health",
+              started ? "anomaly" : "anomaly_over",
+              fmt::format("{} {}: {:.4g} (baseline median {:.4g}, z {:.1f})",
+                          started ? "anomaly in" : "anomaly over in", name, value, v.median, v.z),
+              {{"figure", name},
+               {"value", value},
+               {"median", v.median},
+               {"z", v.z},
+               {"started", started}}},
+             "anomaly", 1);
     }
   };
   p.metrics.AddCollector([&p](std::string& out) {
@@ -649,7 +675,10 @@ void Agent::StartHealth() {
       resources = ToJson(p.last_sample);
     }
     auto attributes = summaries->Next(*p.models, p.service->totals().failures, resources);
-    p.outbox->Append("summary", 0, EventPayload("INFO", "summary", attributes));
+    LogEvent summary{LogSeverity::kDebug, "telemetry", "summary", "telemetry summary",
+                     std::move(attributes)};
+    Log(summary);
+    p.outbox->Append("summary", 0, summary.ToJson().dump());
     if (p.shipper) p.shipper->Wake();
   };
   p.resource_thread = std::thread([&p, sample, watch, summarize, poll] {

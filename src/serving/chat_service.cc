@@ -1,8 +1,10 @@
 #include "serving/chat_service.h"
 
-#include <spdlog/spdlog.h>
+#include <fmt/format.h>
 
 #include <set>
+
+#include "core/logging.h"
 
 namespace outpost {
 namespace {
@@ -156,9 +158,14 @@ PreparedChat ChatService::Prepare(ChatCompletionRequest request,
       .GetCounter("outpost_router_decisions_total", "Chat requests by route and reason.",
                   {{"route", route}, {"reason", chat.decision.reason}})
       .Add();
-  spdlog::info("chat route={} reason={} model={} prompt_tokens={} difficulty={:.2f} private={}",
-               route, chat.decision.reason, request.model, in.prompt_tokens, in.difficulty,
-               in.private_request);
+  Log(LogSeverity::kInfo, "router", "route",
+      fmt::format("chat routed {} ({})", route, chat.decision.reason),
+      {{"route", route},
+       {"reason", chat.decision.reason},
+       {"model", request.model},
+       {"prompt_tokens", in.prompt_tokens},
+       {"difficulty", in.difficulty},
+       {"private", in.private_request}});
   if (chat.decision.route == Route::kRefuse) {
     if (!chat.served && !cloud_)
       throw ApiError(ErrorCode::kNotFound, "no chat model is available on this device", "model",
@@ -228,11 +235,16 @@ void ChatService::CountLocal(const PreparedChat& chat, const GenerationResult& r
                       "Mean time per generated token after the first, per request.", labels,
                       TokenTimeBuckets())
         .Observe((result.total_s - result.time_to_first_token_s) / (result.completion_tokens - 1));
-  spdlog::info(
-      "chat {} model={} route=local prompt_tokens={} completion_tokens={} finish={} "
-      "ttft_ms={:.1f} total_ms={:.1f}",
-      chat.identity.id, chat.served->config.name, result.prompt_tokens, result.completion_tokens,
-      result.finish_reason, result.time_to_first_token_s * 1e3, result.total_s * 1e3);
+  Log(LogSeverity::kInfo, "runtime", "generation",
+      fmt::format("chat {} generated {} tokens locally ({})", chat.identity.id,
+                  result.completion_tokens, result.finish_reason),
+      {{"completion_id", chat.identity.id},
+       {"model", chat.served->config.name},
+       {"prompt_tokens", result.prompt_tokens},
+       {"completion_tokens", result.completion_tokens},
+       {"finish_reason", result.finish_reason},
+       {"ttft_ms", result.time_to_first_token_s * 1e3},
+       {"total_ms", result.total_s * 1e3}});
 }
 
 void ChatService::CountCloud(const PreparedChat& chat, const std::string& outcome,
@@ -251,8 +263,12 @@ void ChatService::CountCloud(const PreparedChat& chat, const std::string& outcom
       .Add(completion_tokens);
   if (budget_ && prompt_tokens + completion_tokens > 0)
     budget_->Spend(static_cast<uint64_t>(prompt_tokens + completion_tokens));
-  spdlog::info("chat {} route=cloud outcome={} prompt_tokens={} completion_tokens={}",
-               chat.identity.id, outcome, prompt_tokens, completion_tokens);
+  Log(LogSeverity::kInfo, "router", "cloud_answer",
+      fmt::format("chat {} answered by the cloud ({})", chat.identity.id, outcome),
+      {{"completion_id", chat.identity.id},
+       {"outcome", outcome},
+       {"prompt_tokens", prompt_tokens},
+       {"completion_tokens", completion_tokens}});
 }
 
 json ChatService::CloudRequest(const PreparedChat& chat, Redaction& redaction) const {
@@ -320,7 +336,9 @@ json ChatService::Run(PreparedChat& chat, const std::function<bool()>& cancelled
                        std::string("the cloud LLM is unavailable (") + e.what() +
                            ") and the request does not fit the device's model");
       json notice = Notice(chat, e.what());
-      spdlog::warn("chat {}: {}", chat.identity.id, notice["notice"].get<std::string>());
+      Log(LogSeverity::kWarn, "router", "cloud_fallback",
+          "chat " + chat.identity.id + ": " + notice["notice"].get<std::string>(),
+          {{"completion_id", chat.identity.id}});
       chat.headers["X-Outpost-Route"] = "local";
       chat.headers["X-Outpost-Route-Reason"] = "cloud_failed_fallback";
       chat.identity.model = chat.served->config.name;
@@ -414,7 +432,9 @@ void ChatService::RunStream(PreparedChat& chat,
     written += restorer.Finish();
     if (chat.served && chat.fits_local) {
       json notice = Notice(chat, e.what());
-      spdlog::warn("chat {}: {}", chat.identity.id, notice["notice"].get<std::string>());
+      Log(LogSeverity::kWarn, "router", "cloud_fallback",
+          "chat " + chat.identity.id + ": " + notice["notice"].get<std::string>(),
+          {{"completion_id", chat.identity.id}});
       return local(written, notice);
     }
     json error = ErrorBody(

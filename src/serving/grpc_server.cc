@@ -1,11 +1,12 @@
 #include "serving/grpc_server.h"
 
+#include <fmt/format.h>
 #include <grpcpp/grpcpp.h>
-#include <spdlog/spdlog.h>
 
 #include <limits>
 
 #include "core/error.h"
+#include "core/logging.h"
 #include "grpc_service.grpc.pb.h"
 
 namespace outpost {
@@ -44,9 +45,36 @@ grpc::Status Guard(F&& f) {
   } catch (const Error& e) {
     return grpc::Status(GrpcCode(e.code()), e.what());
   } catch (const std::exception& e) {
-    spdlog::error("grpc handler failed: {}", e.what());
+    Log(LogSeverity::kError, "serving", "handler_failed",
+        std::string("grpc handler failed: ") + e.what());
     return grpc::Status(grpc::StatusCode::INTERNAL, e.what());
   }
+}
+
+// The request id of a call: the client's x-request-id metadata when it is a safe token, else a
+// new one; sent back in the initial metadata and set for the handling thread's log events.
+// The call ends in a "request" event at debug level.
+template <typename F>
+grpc::Status Traced(grpc::ServerContext* ctx, const char* method, F&& f) {
+  const auto start = std::chrono::steady_clock::now();
+  std::string_view client;
+  const auto& metadata = ctx->client_metadata();
+  if (auto it = metadata.find("x-request-id"); it != metadata.end())
+    client = std::string_view(it->second.data(), it->second.size());
+  RequestIdScope scope(AcceptRequestId(client));
+  ctx->AddInitialMetadata("x-request-id", CurrentRequestId());
+  grpc::Status status = Guard(std::forward<F>(f));
+  if (LogEnabled(LogSeverity::kDebug)) {
+    const double ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+    Log(LogSeverity::kDebug, "serving", "request",
+        std::string(method) + " " + std::to_string(status.error_code()),
+        {{"protocol", "grpc"},
+         {"method", method},
+         {"status", static_cast<int>(status.error_code())},
+         {"duration_ms", ms}});
+  }
+  return status;
 }
 
 template <typename T, typename Repeated>
@@ -243,7 +271,7 @@ class GrpcServer::Impl final : public inference::GRPCInferenceService::Service {
 
   grpc::Status ModelInfer(grpc::ServerContext* ctx, const inference::ModelInferRequest* req,
                           inference::ModelInferResponse* res) override {
-    return Guard([&] {
+    return Traced(ctx, "ModelInfer", [&] {
       // The request is ours to take apart: move the raw contents instead of copying them.
       auto& mutable_req = const_cast<inference::ModelInferRequest&>(*req);
       InferRequest request = FromProto(mutable_req);

@@ -1,7 +1,7 @@
 #include "serving/http_server.h"
 
+#include <fmt/format.h>
 #include <httplib.h>
-#include <spdlog/spdlog.h>
 
 #include "core/error.h"
 #include "core/logging.h"
@@ -56,7 +56,8 @@ void Guard(httplib::Response& res, F&& f) {
   } catch (const Error& e) {
     SendError(res, e.code(), e.what());
   } catch (const std::exception& e) {
-    spdlog::error("http handler failed: {}", e.what());
+    Log(LogSeverity::kError, "serving", "handler_failed",
+        std::string("http handler failed: ") + e.what());
     SendError(res, ErrorCode::kInternal, e.what());
   }
 }
@@ -94,6 +95,37 @@ void SetupCommon(httplib::Server& s) {
   });
 }
 
+// Every request gets an id: the client's X-Request-Id when it is a safe token, else a new one.
+// It is sent back, set for the log events of the handling thread (and carried by the
+// scheduler to the runtime's), and ends the request in a "request" event at debug level.
+thread_local Clock::time_point t_request_start;
+
+void TraceRequests(httplib::Server& s) {
+  s.set_pre_routing_handler([](const httplib::Request& req, httplib::Response& res) {
+    t_request_start = Clock::now();
+    std::string id = AcceptRequestId(req.get_header_value("X-Request-Id"));
+    res.set_header("X-Request-Id", id);
+    SetCurrentRequestId(std::move(id));
+    return httplib::Server::HandlerResponse::Unhandled;
+  });
+  s.set_logger([](const httplib::Request& req, const httplib::Response& res) {
+    if (LogEnabled(LogSeverity::kDebug) && !CurrentRequestId().empty()) {
+      const double ms =
+          std::chrono::duration<double, std::milli>(Clock::now() - t_request_start).count();
+      Log(LogSeverity::kDebug, "serving", "request",
+          req.method + " " + req.path + " " + std::to_string(res.status),
+          {{"protocol", "http"},
+           {"method", req.method},
+           {"path", req.path},
+           {"status", res.status},
+           {"duration_ms", ms},
+           {"request_bytes", req.body.size()},
+           {"response_bytes", res.body.size()}});
+    }
+    SetCurrentRequestId({});
+  });
+}
+
 void ServeMetrics(httplib::Server& s, MetricsRegistry& metrics) {
   s.Get("/metrics", [&metrics](const httplib::Request&, httplib::Response& res) {
     res.set_content(metrics.Render(), "text/plain; version=0.0.4; charset=utf-8");
@@ -122,6 +154,7 @@ HttpServer::HttpServer(HttpOptions options, InferenceService& service, MetricsRe
   // reconnect constantly and lose requests sent into the closing socket.
   server_->set_keep_alive_max_count(1u << 30);
   SetupCommon(*server_);
+  TraceRequests(*server_);
   Routes();
 }
 
@@ -140,7 +173,8 @@ void GuardOpenAi(httplib::Response& res, F&& f) {
   } catch (const Error& e) {
     send(e);
   } catch (const std::exception& e) {
-    spdlog::error("chat handler failed: {}", e.what());
+    Log(LogSeverity::kError, "serving", "handler_failed",
+        std::string("chat handler failed: ") + e.what());
     send(Error(ErrorCode::kInternal, e.what()));
   }
 }
@@ -339,7 +373,9 @@ void HttpServer::Routes() {
              "expected {\"level\": \"trace|debug|info|warn|error|off\"}");
       std::string before = LogLevel();
       SetLogLevel(body["level"].get<std::string>());
-      spdlog::warn("log level changed from {} to {}", before, LogLevel());
+      Log(LogSeverity::kWarn, "agent", "log_level_changed",
+          "log level changed from " + before + " to " + LogLevel(),
+          {{"from", before}, {"to", LogLevel()}});
       SendJson(res, 200, {{"level", LogLevel()}});
     });
   });

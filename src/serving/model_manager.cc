@@ -1,12 +1,13 @@
 #include "serving/model_manager.h"
 
+#include <fmt/format.h>
 #include <malloc.h>
-#include <spdlog/spdlog.h>
 
 #include <set>
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/logging.h"
 #include "core/names.h"
 #include "package/package.h"
 #include "serving/repository.h"
@@ -48,7 +49,8 @@ void ModelManager::Start() {
       try {
         Reconcile(/*settle=*/true);
       } catch (const std::exception& e) {
-        spdlog::error("repository scan failed: {}", e.what());
+        Log(LogSeverity::kError, "serving", "repository_scan_failed",
+            std::string("repository scan failed: ") + e.what());
       }
       lock.lock();
     }
@@ -112,10 +114,14 @@ void ModelManager::Reconcile(bool settle) {
       }
     }
     if (loaded) {
-      spdlog::info("model {} version {} is ready{}", src.model, src.version,
-                   replaced ? " (replaced the previous files)" : "");
+      Log(LogSeverity::kInfo, "serving", "model_ready",
+          fmt::format("model {} version {} is ready{}", src.model, src.version,
+                      replaced ? " (replaced the previous files)" : ""),
+          {{"model", src.model}, {"version", src.version}});
     } else {
-      spdlog::warn("model {} version {} not loaded: {}", src.model, src.version, reason);
+      Log(LogSeverity::kWarn, "serving", "model_not_loaded",
+          fmt::format("model {} version {} not loaded: {}", src.model, src.version, reason),
+          {{"model", src.model}, {"version", src.version}, {"reason", reason}});
     }
     // `replaced` drains here, outside the lock, once the last request holding it returns.
   }
@@ -125,7 +131,9 @@ void ModelManager::Reconcile(bool settle) {
     try {
       if (auto s = ReadSlots(src.dir.parent_path())) slots[src.model] = *s;
     } catch (const std::exception& e) {
-      spdlog::warn("model {}: {}; serving its highest version", src.model, e.what());
+      Log(LogSeverity::kWarn, "serving", "slots_unreadable",
+          fmt::format("model {}: {}; serving its highest version", src.model, e.what()),
+          {{"model", src.model}});
     }
   }
   std::vector<std::shared_ptr<ServedModel>> removed;
@@ -134,8 +142,10 @@ void ModelManager::Reconcile(bool settle) {
     slots_ = std::move(slots);
     for (auto it = served_.begin(); it != served_.end();) {
       if (!present.count(it->first)) {
-        spdlog::info("model {} version {} left the repository: unloading", it->first.first,
-                     it->first.second);
+        Log(LogSeverity::kInfo, "serving", "model_unloading",
+            fmt::format("model {} version {} left the repository: unloading", it->first.first,
+                        it->first.second),
+            {{"model", it->first.first}, {"version", it->first.second}});
         removed.push_back(std::move(it->second));
         it = served_.erase(it);
       } else {
@@ -150,7 +160,9 @@ void ModelManager::Reconcile(bool settle) {
         return e.name == p.model && e.version == p.version && e.reason == p.reason;
       });
       if (!known)
-        spdlog::warn("repository entry '{}' {} not served: {}", p.model, p.version, p.reason);
+        Log(LogSeverity::kWarn, "serving", "entry_not_served",
+            fmt::format("repository entry '{}' {} not served: {}", p.model, p.version, p.reason),
+            {{"model", p.model}, {"version", p.version}, {"reason", p.reason}});
     }
     problems_ = std::move(problems);
     scanned_ = true;
@@ -242,8 +254,8 @@ std::shared_ptr<ServedModel> ModelManager::Load(const VersionSource& src) {
   }
   if (served->config.warmup) Warmup(*served);
   const auto& c = served->config;
-  SchedulerOptions so{c.instance_count, c.max_queue_size, c.max_batch_size, c.dynamic_batching,
-                      c.max_queue_delay};
+  SchedulerOptions so{c.instance_count,  c.max_queue_size, c.max_batch_size, c.dynamic_batching,
+                      c.max_queue_delay, c.name,           c.version};
   ModelMetrics* mm = &served->metrics;
   served->scheduler = std::make_unique<Scheduler>(model, so, [mm](int rows) {
     mm->execution_count->Add();
@@ -307,8 +319,10 @@ void ModelManager::Warmup(ServedModel& served) {
   try {
     served.model->Run(ZeroInputs(served.config), {});
   } catch (const std::exception& e) {
-    spdlog::info("model {} version {}: warm-up on zeros failed (serving anyway): {}",
-                 served.config.name, served.config.version, e.what());
+    Log(LogSeverity::kInfo, "runtime", "warmup_failed",
+        fmt::format("model {} version {}: warm-up on zeros failed (serving anyway): {}",
+                    served.config.name, served.config.version, e.what()),
+        {{"model", served.config.name}, {"version", served.config.version}});
   }
 }
 

@@ -4,6 +4,7 @@
 #include <future>
 
 #include "core/error.h"
+#include "core/logging.h"
 
 namespace outpost {
 
@@ -12,6 +13,7 @@ struct Scheduler::Job {
   std::vector<std::string> outputs;
   Clock::time_point enqueued;
   Clock::time_point deadline;
+  std::string request_id;  // the caller's, for the worker thread's log events
   int rows = 0;
   std::atomic<bool> abandoned{false};
   std::promise<std::vector<Tensor>> promise;
@@ -78,6 +80,7 @@ std::vector<Tensor> Scheduler::Infer(std::vector<Tensor> inputs, std::vector<std
   job->inputs = std::move(inputs);
   job->outputs = std::move(outputs);
   job->deadline = deadline;
+  job->request_id = CurrentRequestId();
   job->rows = (options_.dynamic_batching && !job->inputs.empty() && !job->inputs[0].shape.empty())
                   ? static_cast<int>(job->inputs[0].shape[0])
                   : 1;
@@ -179,17 +182,44 @@ void Scheduler::Execute(std::vector<std::shared_ptr<Job>>& batch) {
   if (batch.empty()) return;
   if (batch.size() == 1) {
     auto& job = *batch[0];
+    RequestIdScope scope(job.request_id);
     try {
       auto out = model_->Run(job.inputs, job.outputs);
       job.timings = {start - job.enqueued, Clock::now() - start, job.rows};
+      LogExecution(batch, job.timings.compute, job.rows, nullptr);
       if (observer_) observer_(job.rows);
       job.promise.set_value(std::move(out));
+    } catch (const std::exception& e) {
+      LogExecution(batch, Clock::now() - start, job.rows, &e);
+      job.promise.set_exception(std::current_exception());
     } catch (...) {
       job.promise.set_exception(std::current_exception());
     }
     return;
   }
   ExecuteBatched(batch);
+}
+
+// One event per execution: at debug level when it ran, at error level when the runtime
+// failed; either way naming every request that was in it.
+void Scheduler::LogExecution(const std::vector<std::shared_ptr<Job>>& batch, Clock::duration took,
+                             int rows, const std::exception* failure) {
+  const auto severity = failure ? LogSeverity::kError : LogSeverity::kDebug;
+  if (!LogEnabled(severity)) return;
+  nlohmann::json ids = nlohmann::json::array();
+  for (const auto& j : batch) ids.push_back(j->request_id);
+  nlohmann::json fields = {{"model", options_.model},
+                           {"version", options_.version},
+                           {"rows", rows},
+                           {"requests", batch.size()},
+                           {"request_ids", std::move(ids)},
+                           {"compute_ms", std::chrono::duration<double, std::milli>(took).count()}};
+  if (failure) fields["error"] = failure->what();
+  std::string message = "model " + options_.model + " version " + options_.version +
+                        (failure ? std::string(" failed to run: ") + failure->what()
+                                 : " ran " + std::to_string(rows) + " rows");
+  Log(severity, "runtime", failure ? "execution_failed" : "execution", std::move(message),
+      std::move(fields));
 }
 
 void Scheduler::ExecuteBatched(std::vector<std::shared_ptr<Job>>& batch) {
@@ -222,12 +252,16 @@ void Scheduler::ExecuteBatched(std::vector<std::shared_ptr<Job>>& batch) {
       }
       row += batch[b]->rows;
     }
+    LogExecution(batch, compute, total_rows, nullptr);
     if (observer_) observer_(total_rows);
     for (size_t b = 0; b < batch.size(); ++b) {
       batch[b]->timings = {start - batch[b]->enqueued, compute, total_rows};
       batch[b]->promise.set_value(std::move(parts[b]));
     }
     return;
+  } catch (const std::exception& e) {
+    LogExecution(batch, Clock::now() - start, total_rows, &e);
+    for (auto& j : batch) j->promise.set_exception(std::current_exception());
   } catch (...) {
     for (auto& j : batch) j->promise.set_exception(std::current_exception());
   }

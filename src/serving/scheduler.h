@@ -28,6 +28,7 @@ struct SchedulerOptions {
   int max_batch_size = 0;  // > 0 with dynamic_batching: batch along dimension 0
   bool dynamic_batching = false;
   std::chrono::microseconds max_queue_delay{500};
+  std::string model, version;  // for the runtime's log events
 };
 
 struct InferTimings {
@@ -62,6 +63,8 @@ class Scheduler {
   std::vector<std::shared_ptr<Job>> TakeBatch(std::unique_lock<std::mutex>& lock);
   void Execute(std::vector<std::shared_ptr<Job>>& batch);
   void ExecuteBatched(std::vector<std::shared_ptr<Job>>& batch);
+  void LogExecution(const std::vector<std::shared_ptr<Job>>& batch, Clock::duration took, int rows,
+                    const std::exception* failure);
 
   std::shared_ptr<Model> model_;
   SchedulerOptions options_;

@@ -1,12 +1,13 @@
 #include "serving/update_service.h"
 
+#include <fmt/format.h>
 #include <signal.h>
-#include <spdlog/spdlog.h>
 
 #include <cstdlib>
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/logging.h"
 #include "core/names.h"
 #include "package/package.h"
 #include "serving/http_codec.h"
@@ -24,7 +25,7 @@ namespace {
 void CrashPoint(const char* step) {
   static const char* at = std::getenv("OUTPOST_TEST_CRASH_AT");
   if (at && std::string_view(at) == step) {
-    spdlog::default_logger()->flush();
+    FlushLog();
     ::raise(SIGKILL);
   }
 }
@@ -48,7 +49,9 @@ void RemoveVersionsExcept(const fs::path& model_dir, const std::vector<std::stri
     if (n.empty() || n[0] == '.' || !e.is_directory()) continue;
     if (std::find(keep.begin(), keep.end(), n) != keep.end()) continue;
     fs::remove_all(e.path(), ec);
-    if (ec) spdlog::warn("cannot remove {}: {}", e.path().string(), ec.message());
+    if (ec)
+      Log(LogSeverity::kWarn, "update", "cleanup_failed",
+          fmt::format("cannot remove {}: {}", e.path().string(), ec.message()));
   }
 }
 
@@ -100,7 +103,7 @@ void UpdateService::RecoverInterruptedTrials() {
     try {
       s = ReadSlots(e.path());
     } catch (const std::exception& ex) {
-      spdlog::error("{}", ex.what());
+      Log(LogSeverity::kError, "update", "slots_unreadable", ex.what());
       continue;
     }
     if (!s || s->trial.empty()) continue;
@@ -114,8 +117,10 @@ void UpdateService::RecoverInterruptedTrials() {
     s->trial.clear();
     WriteSlots(e.path(), *s);  // first: from here on nothing routes to the trial version
     if (version != s->committed && version != s->previous) fs::remove_all(e.path() / version, ec);
-    spdlog::warn("model {}: rolled back to {}: {} {}", e.path().filename().string(),
-                 s->committed.empty() ? "nothing" : s->committed, version, reason);
+    Log(LogSeverity::kWarn, "update", "model_rolled_back",
+        fmt::format("model {}: rolled back to {}: {} {}", e.path().filename().string(),
+                    s->committed.empty() ? "nothing" : s->committed, version, reason),
+        {{"model", e.path().filename().string()}, {"version", version}, {"reason", reason}});
     Record(MakeEvent(e.path().filename().string(), version, "rolled_back", reason));
   }
 }
@@ -184,7 +189,7 @@ void UpdateService::RunCheck(bool force) {
       last_error_ = *why;
       PersistStatus();
       counter("blocked").Add();
-      spdlog::info("update check skipped: {}", *why);
+      Log(LogSeverity::kInfo, "update", "check_skipped", "update check skipped: " + *why);
       return;
     }
   }
@@ -215,7 +220,8 @@ void UpdateService::RunCheck(bool force) {
     last_error_ = e.what();
     PersistStatus();
     counter("error").Add();
-    spdlog::error("update check failed: {}", e.what());
+    Log(LogSeverity::kError, "update", "check_failed",
+        std::string("update check failed: ") + e.what());
   }
 }
 
@@ -228,8 +234,10 @@ void UpdateService::UpdateModel(const tuf::Offer& offer) {
   if (state.HasFailed(offer.version)) return;  // reported when it failed; wait for a newer one
   auto started = SteadyClock::now();
   Event ev = MakeEvent(offer.name, offer.version, "", "");
-  spdlog::info("update: model {} {} -> {}", offer.name,
-               state.committed.empty() ? "(none)" : state.committed, offer.version);
+  Log(LogSeverity::kInfo, "update", "model_update_started",
+      fmt::format("update: model {} {} -> {}", offer.name,
+                  state.committed.empty() ? "(none)" : state.committed, offer.version),
+      {{"model", offer.name}, {"version", offer.version}, {"from", state.committed}});
 
   fs::path package = FetchWithBase(offer, model_dir, ev);
 
@@ -249,7 +257,9 @@ void UpdateService::UpdateModel(const tuf::Offer& offer) {
     ev.outcome = e.code() == ErrorCode::kFailedPrecondition ? "deferred" : "refused";
     ev.reason = e.what();
     Record(ev);
-    spdlog::error("update: model {} {} {}: {}", offer.name, offer.version, ev.outcome, e.what());
+    Log(LogSeverity::kError, "update", "model_update_failed",
+        fmt::format("update: model {} {} {}: {}", offer.name, offer.version, ev.outcome, e.what()),
+        {{"model", offer.name}, {"version", offer.version}, {"outcome", ev.outcome}});
     if (e.code() == ErrorCode::kFailedPrecondition) return;
     throw;
   }
@@ -304,7 +314,9 @@ void UpdateService::UpdateModel(const tuf::Offer& offer) {
     metrics_
         .GetCounter("outpost_update_commits_total", "Updates committed.", {{"model", offer.name}})
         .Add();
-    spdlog::info("update: model {} {} committed", offer.name, offer.version);
+    Log(LogSeverity::kInfo, "update", "model_committed",
+        fmt::format("update: model {} {} committed", offer.name, offer.version),
+        {{"model", offer.name}, {"version", offer.version}});
     ev.outcome = "committed";
   }
   client_->CleanDownloads();
@@ -360,8 +372,10 @@ void UpdateService::StageAgent(const tuf::Offer& offer) {
   ev.outcome = "staged";
   ev.reason = "restarting into it: the supervisor commits it once it is healthy";
   Record(ev);
-  spdlog::warn("update: agent {} staged beside {}; restarting into it", offer.version,
-               state.committed);
+  Log(LogSeverity::kWarn, "update", "agent_staged",
+      fmt::format("update: agent {} staged beside {}; restarting into it", offer.version,
+                  state.committed),
+      {{"version", offer.version}, {"committed", state.committed}});
   ::kill(::getpid(), SIGTERM);  // the main thread's orderly shutdown
 }
 
@@ -380,8 +394,10 @@ void UpdateService::Rollback(const fs::path& model_dir, SlotState& state,
       .GetCounter("outpost_update_rollbacks_total", "Trials rolled back.",
                   {{"model", model_dir.filename().string()}})
       .Add();
-  spdlog::error("update: model {} {} rolled back (serving {}): {}", model_dir.filename().string(),
-                version, state.committed.empty() ? "nothing" : state.committed, reason);
+  Log(LogSeverity::kError, "update", "model_rolled_back",
+      fmt::format("update: model {} {} rolled back (serving {}): {}", model_dir.filename().string(),
+                  version, state.committed.empty() ? "nothing" : state.committed, reason),
+      {{"model", model_dir.filename().string()}, {"version", version}, {"reason", reason}});
 }
 
 std::optional<std::string> UpdateService::Probe(const std::string& name,
@@ -501,7 +517,8 @@ void UpdateService::PersistStatus() const {
   try {
     WriteFileAtomically(options_.state_dir / "status.json", StatusLocked().dump(2) + "\n");
   } catch (const std::exception& e) {
-    spdlog::warn("cannot write the update status: {}", e.what());
+    Log(LogSeverity::kWarn, "update", "status_not_written",
+        std::string("cannot write the update status: ") + e.what());
   }
 }
 

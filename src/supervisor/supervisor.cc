@@ -1,8 +1,8 @@
 #include "supervisor/supervisor.h"
 
 #include <curl/curl.h>
+#include <fmt/format.h>
 #include <signal.h>
-#include <spdlog/spdlog.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -11,6 +11,7 @@
 
 #include "core/curl_global.h"
 #include "core/error.h"
+#include "core/logging.h"
 #include "core/names.h"
 #include "package/package.h"
 #include "update/slots.h"
@@ -92,11 +93,15 @@ class Supervisor {
         state.trial_attempts = 0;
         WriteSlots(dir_, state);
         RemoveOthers(state);
-        spdlog::info("agent {} committed (previous {})", state.committed, state.previous);
+        Log(LogSeverity::kInfo, "supervisor", "agent_committed",
+            fmt::format("agent {} committed (previous {})", state.committed, state.previous),
+            {{"version", state.committed}, {"previous", state.previous}});
       } else if (!Start(state.committed, /*trial=*/false)) {
         if (!state.previous.empty() && state.previous != state.committed) {
-          spdlog::error("agent {} cannot start; falling back to {}", state.committed,
-                        state.previous);
+          Log(LogSeverity::kError, "supervisor", "agent_fallback",
+              fmt::format("agent {} cannot start; falling back to {}", state.committed,
+                          state.previous),
+              {{"version", state.committed}, {"previous", state.previous}});
           state.committed = state.previous;
           WriteSlots(dir_, state);
           continue;
@@ -115,12 +120,15 @@ class Supervisor {
       }
       if (Load().trial.empty()) {
         if (Clock::now() - started > std::chrono::seconds(60)) backoff = milliseconds(1000);
-        spdlog::warn("agent {} {}; restarting in {} ms", Load().committed, DescribeStatus(status),
-                     backoff.count());
+        Log(LogSeverity::kWarn, "supervisor", "agent_exited",
+            fmt::format("agent {} {}; restarting in {} ms", Load().committed,
+                        DescribeStatus(status), backoff.count()),
+            {{"version", Load().committed}, {"backoff_ms", backoff.count()}});
         if (WaitEvent(backoff) == Event::kTerminate) return 0;
         backoff = std::min(backoff * 2, o_.max_restart_backoff);
       } else {
-        spdlog::info("agent exited to start the staged build {}", Load().trial);
+        Log(LogSeverity::kInfo, "supervisor", "agent_trial",
+            "agent exited to start the staged build " + Load().trial, {{"version", Load().trial}});
       }
     }
   }
@@ -157,7 +165,8 @@ class Supervisor {
         outpost::Fail(ErrorCode::kPermissionDenied, "not an agent build of version " + version);
       entry = vdir / r.manifest.model_file;
     } catch (const std::exception& e) {
-      spdlog::error("agent {} refused: {}", version, e.what());
+      Log(LogSeverity::kError, "supervisor", "agent_refused",
+          fmt::format("agent {} refused: {}", version, e.what()), {{"version", version}});
       return false;
     }
     pid_t pid = ::fork();
@@ -179,7 +188,9 @@ class Supervisor {
       ::_exit(127);
     }
     child_ = pid;
-    spdlog::info("agent {} started{} (pid {})", version, trial ? " on trial" : "", pid);
+    Log(LogSeverity::kInfo, "supervisor", "agent_started",
+        fmt::format("agent {} started{} (pid {})", version, trial ? " on trial" : "", pid),
+        {{"version", version}, {"trial", trial}, {"pid", pid}});
     return true;
   }
 
@@ -256,7 +267,9 @@ class Supervisor {
     WriteSlots(dir_, state);
     std::error_code ec;
     if (version != state.committed && version != state.previous) fs::remove_all(dir_ / version, ec);
-    spdlog::error("agent {} rolled back to {}: {}", version, state.committed, reason);
+    Log(LogSeverity::kError, "supervisor", "agent_rolled_back",
+        fmt::format("agent {} rolled back to {}: {}", version, state.committed, reason),
+        {{"version", version}, {"committed", state.committed}, {"reason", reason}});
   }
 
   void RemoveOthers(const SlotState& state) {

@@ -1,23 +1,33 @@
 #include "telemetry/otlp_shipper.h"
 
 #include <curl/curl.h>
-#include <spdlog/spdlog.h>
+#include <fmt/format.h>
 
+#include <algorithm>
 #include <random>
 
 #include "core/curl_global.h"
+#include "core/logging.h"
 
 namespace outpost {
 namespace {
 
 using json = nlohmann::json;
 
+json Attributes(const json& object);
+
 json AnyValue(const json& v) {
   if (v.is_boolean()) return {{"boolValue", v.get<bool>()}};
   if (v.is_number_integer()) return {{"intValue", std::to_string(v.get<int64_t>())}};
   if (v.is_number()) return {{"doubleValue", v.get<double>()}};
   if (v.is_string()) return {{"stringValue", v.get<std::string>()}};
-  return {{"stringValue", v.dump()}};
+  if (v.is_object()) return {{"kvlistValue", {{"values", Attributes(v)}}}};
+  if (v.is_array()) {
+    json values = json::array();
+    for (const auto& e : v) values.push_back(AnyValue(e));
+    return {{"arrayValue", {{"values", values}}}};
+  }
+  return json::object();  // null: OTLP's empty AnyValue
 }
 
 json Attributes(const json& object) {
@@ -27,12 +37,37 @@ json Attributes(const json& object) {
   return out;
 }
 
-int SeverityNumber(const std::string& s) {
-  if (s == "DEBUG") return 5;
-  if (s == "INFO") return 9;
-  if (s == "WARN") return 13;
-  if (s == "ERROR") return 17;
+// OTLP's SeverityNumber for our levels (and the upper-case names outboxes of 0.1 held).
+int SeverityNumber(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(), ::tolower);
+  if (s == "trace") return 1;
+  if (s == "debug") return 5;
+  if (s == "info") return 9;
+  if (s == "warn") return 13;
+  if (s == "error") return 17;
   return 0;
+}
+
+struct Record {
+  std::string severity, body;
+  json attributes;
+};
+
+// An outbox payload is a LogEvent's JSON (core/logging.h); rows written by agents before the
+// event schema hold {"severity", "body", "attributes"} and still ship.
+Record ToRecord(const std::string& payload) {
+  json event = json::parse(payload, nullptr, false);
+  if (event.is_discarded() || !event.is_object()) return {"info", payload, json::object()};
+  if (event.contains("severity") && event.contains("body"))
+    return {event.value("severity", "INFO"), event.value("body", ""),
+            event.value("attributes", json::object())};
+  Record r{event.value("level", "info"), event.value("msg", ""), json::object()};
+  for (auto& [key, value] : event.items()) {
+    if (key == "level" || key == "msg") continue;
+    // OpenTelemetry's semantic convention names the event's kind "event.name".
+    r.attributes[key == "event" ? "event.name" : key] = std::move(value);
+  }
+  return r;
 }
 
 // The answer (partial-success details at most) is kept short, for the log.
@@ -44,27 +79,20 @@ size_t KeepAnswer(char* data, size_t size, size_t n, void* body) {
 
 }  // namespace
 
-std::string EventPayload(const std::string& severity, const std::string& body,
-                         const json& attributes) {
-  return json{{"severity", severity}, {"body", body}, {"attributes", attributes}}.dump();
-}
-
 std::string OtlpLogsBody(const OutboxBatch& batch, const ShipperOptions& options) {
   json records = json::array();
   for (const auto& item : batch.items) {
-    json event = json::parse(item.payload, nullptr, false);
-    if (event.is_discarded() || !event.is_object()) event = {{"body", item.payload}};
-    json attributes = Attributes(event.value("attributes", json::object()));
+    Record record = ToRecord(item.payload);
+    json attributes = Attributes(record.attributes);
     attributes.push_back({{"key", "outpost.kind"}, {"value", {{"stringValue", item.kind}}}});
     attributes.push_back(
         {{"key", "outpost.seq"}, {"value", {{"intValue", std::to_string(item.seq)}}}});
     attributes.push_back(
         {{"key", "outpost.priority"}, {"value", {{"intValue", std::to_string(item.priority)}}}});
-    const std::string severity = event.value("severity", "INFO");
     records.push_back({{"timeUnixNano", std::to_string(item.created_unix_nanos)},
-                       {"severityText", severity},
-                       {"severityNumber", SeverityNumber(severity)},
-                       {"body", {{"stringValue", event.value("body", "")}}},
+                       {"severityText", record.severity},
+                       {"severityNumber", SeverityNumber(record.severity)},
+                       {"body", {{"stringValue", record.body}}},
                        {"attributes", attributes}});
   }
   json resource = {
@@ -117,9 +145,13 @@ bool OtlpShipper::ShipOnce() {
   if (rc != CURLE_OK || status / 100 != 2) {
     ++failures_;
     if (rc != CURLE_OK)
-      spdlog::debug("telemetry: batch {} not delivered: {}", batch->id, curl_easy_strerror(rc));
+      Log(LogSeverity::kDebug, "telemetry", "batch_not_delivered",
+          fmt::format("batch {} not delivered: {}", batch->id, curl_easy_strerror(rc)),
+          {{"batch_id", batch->id}});
     else
-      spdlog::debug("telemetry: batch {} refused with {}: {}", batch->id, status, answer);
+      Log(LogSeverity::kDebug, "telemetry", "batch_refused",
+          fmt::format("batch {} refused with {}: {}", batch->id, status, answer),
+          {{"batch_id", batch->id}, {"status", status}});
     return false;
   }
   outbox_.Ack(batch->id);
@@ -139,7 +171,7 @@ void OtlpShipper::Start() {
       try {
         sent = ShipOnce();
       } catch (const std::exception& e) {
-        spdlog::warn("telemetry: {}", e.what());
+        Log(LogSeverity::kWarn, "telemetry", "shipper_failed", e.what());
       }
       std::chrono::milliseconds wait;
       if (sent) {

@@ -28,10 +28,8 @@ struct ShipperOptions {
   int max_backoff_ms = 60000;
 };
 
-// An event as the outbox holds it: {"severity": "...", "body": "...", "attributes": {...}}.
-std::string EventPayload(const std::string& severity, const std::string& body,
-                         const nlohmann::json& attributes);
-// The OTLP/JSON body for a batch.
+// The OTLP/JSON body for a batch. Each item's payload is a LogEvent's JSON (core/logging.h):
+// "msg" becomes the record's body, "level" its severity, everything else its attributes.
 std::string OtlpLogsBody(const OutboxBatch& batch, const ShipperOptions& options);
 
 class OtlpShipper {

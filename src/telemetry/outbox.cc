@@ -1,12 +1,13 @@
 #include "telemetry/outbox.h"
 
-#include <spdlog/spdlog.h>
+#include <fmt/format.h>
 #include <sqlite3.h>
 
 #include <chrono>
 #include <random>
 
 #include "core/error.h"
+#include "core/logging.h"
 
 namespace outpost {
 namespace {
@@ -147,8 +148,10 @@ bool Outbox::Append(std::string_view kind, int priority, std::string_view payloa
     if (!stored) ++unpersisted_drops_[reason];  // written with the next successful append
     // The first drop of a kind is worth a warning; a flood of them is not worth a disk.
     if (++drops_logged_[reason] == 1 || (drops_logged_[reason] & (drops_logged_[reason] - 1)) == 0)
-      spdlog::warn("outbox: dropped an item ({}); {} so far in this run", reason,
-                   drops_logged_[reason]);
+      Log(LogSeverity::kWarn, "telemetry", "outbox_dropped",
+          fmt::format("outbox: dropped an item ({}); {} so far in this run", reason,
+                      drops_logged_[reason]),
+          {{"reason", reason}, {"dropped", drops_logged_[reason]}});
   };
   if (payload.size() > max_bytes_) {
     count_drop("too_large");

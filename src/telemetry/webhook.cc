@@ -1,11 +1,12 @@
 #include "telemetry/webhook.h"
 
 #include <curl/curl.h>
-#include <spdlog/spdlog.h>
+#include <fmt/format.h>
 
 #include <chrono>
 
 #include "core/curl_global.h"
+#include "core/logging.h"
 
 namespace outpost {
 namespace {
@@ -40,7 +41,8 @@ WebhookSender::WebhookSender(std::string url, size_t max_queue)
         ++delivered_;
       } else {
         ++dropped_;
-        spdlog::warn("webhook {}: an event was not delivered after 3 attempts", url_);
+        Log(LogSeverity::kWarn, "telemetry", "webhook_failed",
+            "webhook " + url_ + ": an event was not delivered after 3 attempts");
       }
     }
   });

@@ -1,11 +1,12 @@
 #include "update/update_client.h"
 
-#include <spdlog/spdlog.h>
+#include <fmt/format.h>
 
 #include <map>
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/logging.h"
 #include "core/names.h"
 #include "package/sha256.h"
 #include "update/delta.h"
@@ -139,8 +140,10 @@ fs::path UpdateClient::Fetch(const Offer& offer,
     fs::remove(base_file, ec);
     fs::remove(delta_file, ec);
     if (!st.delta_fallback_reason.empty())
-      spdlog::warn("update {} {}: fetching the whole package: {}", offer.name, offer.version,
-                   st.delta_fallback_reason);
+      Log(LogSeverity::kWarn, "update", "delta_fallback",
+          fmt::format("update {} {}: fetching the whole package: {}", offer.name, offer.version,
+                      st.delta_fallback_reason),
+          {{"package", offer.name}, {"version", offer.version}});
   }
   if (!st.used_delta) Download(offer.target, offer.full, full);
   st.bytes_downloaded = fetcher_.bytes_received() - before;

@@ -79,8 +79,8 @@ class CliTest(unittest.TestCase):
         agent = Agent(self.repo, ["--log-format", "json"])
         self.assertEqual(agent.close(), 0)
         lines = [json.loads(line) for line in agent.logs().splitlines()]
-        self.assertTrue(any('bad"name\\x' in e["msg"] and e["level"] == "warning" for e in lines), lines)
-        self.assertTrue(all({"time", "level", "msg"} <= set(e) for e in lines))
+        self.assertTrue(any('bad"name\\x' in e["msg"] and e["level"] == "warn" for e in lines), lines)
+        self.assertTrue(all({"time", "level", "component", "event", "msg"} <= set(e) for e in lines))
 
     def test_unusable_execution_provider_falls_back_to_cpu(self):
         agent = Agent(self.repo, ["--execution-providers", "NopeExecutionProvider", "CUDAExecutionProvider"])

@@ -132,7 +132,8 @@ class HealthTest(unittest.TestCase):
         while time.time() < deadline and self.metric('outpost_anomaly_active{figure="temperature_c"}') == 1:
             time.sleep(0.05)
         self.assertEqual(self.metric('outpost_anomaly_active{figure="temperature_c"}'), 0)
-        self.assertIn("anomaly figure=temperature_c", self.agent.logs())
+        self.assertIn("anomaly in temperature_c", self.agent.logs())
+        self.assertIn("anomaly over in temperature_c", self.agent.logs())
 
     def test_log_level_changes_at_run_time(self):
         self.agent = Agent(self.repo, ["--config", self.config], grpc=False)

@@ -12,6 +12,7 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include "core/logging.h"
 #include "telemetry/otlp_shipper.h"
 
 int main(int argc, char** argv) {
@@ -52,8 +53,13 @@ int main(int argc, char** argv) {
   int64_t failed = 0;
   for (int64_t k = outbox.Counter("produced") + 1; k <= events; ++k) {
     int priority = high_every && k % high_every == 0 ? 1 : 0;
-    auto payload = outpost::EventPayload("INFO", "event " + std::to_string(k),
-                                         {{"k", k}, {"device", device}, {"pad", filler}});
+    auto payload = outpost::LogEvent{outpost::LogSeverity::kInfo,
+                                     "telemetry",
+                                     "test_event",
+                                     "event " + std::to_string(k),
+                                     {{"k", k}, {"device", device}, {"pad", filler}}}
+                       .ToJson()
+                       .dump();
     if (!outbox.Append("event", priority, payload, std::make_pair(std::string("produced"), k)))
       ++failed;
     if (ship) shipper.Wake();
