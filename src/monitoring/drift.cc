@@ -32,6 +32,8 @@ bool PageHinkley::Add(double x) {
   down_ = std::max(0.0, down_ - z - delta_);
   if (up_ > threshold_ || down_ > threshold_) {
     change_start_ = up_ > threshold_ ? up_start_ : down_start_;
+    alarm_samples_ = n_;
+    alarm_statistic_ = std::max(up_, down_);
     up_ = down_ = 0;
     n_ = 0;
     return true;

@@ -20,16 +20,21 @@ class PageHinkley {
   // Adds one value; true when this value raised the alarm (the sums restart afterwards).
   bool Add(double x);
   double up() const { return up_; }
+  double mean() const { return mean_; }
   double down() const { return down_; }
   uint64_t samples() const { return n_; }
   // Index (1-based, since the last alarm) of the sample where the change most likely began.
   uint64_t change_start() const { return change_start_; }
+  // Samples the detector had seen (since the previous alarm) when it last raised one.
+  uint64_t alarm_samples() const { return alarm_samples_; }
+  // The cumulative sum (in standard deviations) that crossed the threshold at the last alarm.
+  double alarm_statistic() const { return alarm_statistic_; }
   void Reset();
 
  private:
   double mean_, inv_sd_, delta_, threshold_;
-  double up_ = 0, down_ = 0;
-  uint64_t n_ = 0, up_start_ = 0, down_start_ = 0, change_start_ = 0;
+  double up_ = 0, down_ = 0, alarm_statistic_ = 0;
+  uint64_t n_ = 0, up_start_ = 0, down_start_ = 0, change_start_ = 0, alarm_samples_ = 0;
 };
 
 // Fractions of `values` in the bins [edges[i-1], edges[i]) with open-ended first and last bins

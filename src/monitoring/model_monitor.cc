@@ -5,9 +5,14 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "core/logging.h"
 
 namespace outpost {
 namespace {
+
+// Classes a categorical monitor counts; a wider output (a vocabulary) is counted in its first
+// 65,536 classes only.
+constexpr size_t kMaxClasses = 65536;
 
 using json = nlohmann::json;
 
@@ -82,6 +87,21 @@ std::optional<int> TensorArgmax(const Tensor& t) {
   return best >= 0 ? std::optional<int>(best) : std::nullopt;
 }
 
+// An integer field within [min, max]; a float or an out-of-range number is refused before any
+// conversion (converting 1e300 to int would be undefined behaviour).
+int64_t IntegerField(const json& object, const char* key, int64_t fallback, int64_t min,
+                     int64_t max, const std::string& where) {
+  if (!object.is_object() || !object.contains(key)) return fallback;
+  const json& v = object[key];
+  const bool in_range =
+      (v.is_number_unsigned() && v.get<uint64_t>() <= static_cast<uint64_t>(max)) ||
+      (v.is_number_integer() && !v.is_number_unsigned());
+  if (!in_range || v.get<int64_t>() < min || v.get<int64_t>() > max)
+    Bad("'" + where + "' must be an integer in " + std::to_string(min) + ".." +
+        std::to_string(max));
+  return v.get<int64_t>();
+}
+
 MonitorSpec ParseMonitorSpec(const json& j) {
   MonitorSpec spec;
   if (!j.is_object()) Bad("must be an object");
@@ -90,7 +110,9 @@ MonitorSpec ParseMonitorSpec(const json& j) {
         k != "js_threshold" && k != "page_hinkley" && k != "capture")
       Bad("unknown field '" + k + "'");
   try {
-    spec.window = j.value("window", spec.window);
+    // Bounds keep a monitor's memory small whatever a manifest says (a window and a reference
+    // of 100,000 values are 800 KB each).
+    spec.window = static_cast<int>(IntegerField(j, "window", spec.window, 50, 100000, "window"));
     spec.psi_threshold = j.value("psi_threshold", spec.psi_threshold);
     spec.ks_alpha = j.value("ks_alpha", spec.ks_alpha);
     spec.js_threshold = j.value("js_threshold", spec.js_threshold);
@@ -98,35 +120,68 @@ MonitorSpec ParseMonitorSpec(const json& j) {
       spec.ph_delta = j["page_hinkley"].value("delta", spec.ph_delta);
       spec.ph_threshold = j["page_hinkley"].value("threshold", spec.ph_threshold);
     }
-    if (spec.window < 50) Bad("'window' must be at least 50");
+    auto positive = [](double v, double max) { return std::isfinite(v) && v > 0 && v <= max; };
+    if (!positive(spec.psi_threshold, 100)) Bad("'psi_threshold' must be in (0, 100]");
+    if (!positive(spec.ks_alpha, 1)) Bad("'ks_alpha' must be in (0, 1]");
+    if (!positive(spec.js_threshold, 1)) Bad("'js_threshold' must be in (0, 1]");
+    if (!positive(spec.ph_delta, 1e3) || !positive(spec.ph_threshold, 1e6))
+      Bad("'page_hinkley' needs a positive 'delta' (at most 1000) and 'threshold' (at most 1e6)");
     if (j.contains("capture")) {
-      spec.capture_samples = j["capture"].value("samples", 10);
-      spec.capture_max_bytes = j["capture"].value("max_bytes", size_t{64 << 10});
-      if (spec.capture_samples < 0 || spec.capture_samples > 1000)
-        Bad("'capture.samples' must be 0..1000");
-      if (spec.capture_max_bytes > (16u << 20)) Bad("'capture.max_bytes' must be at most 16 MiB");
+      spec.capture_samples =
+          static_cast<int>(IntegerField(j["capture"], "samples", 10, 0, 1000, "capture.samples"));
+      spec.capture_max_bytes = static_cast<size_t>(
+          IntegerField(j["capture"], "max_bytes", 64 << 10, 0, 16 << 20, "capture.max_bytes"));
     }
     if (!j.contains("tensors") || !j["tensors"].is_object() || j["tensors"].empty())
       Bad("'tensors' must name at least one input or output");
     for (const auto& [name, t] : j["tensors"].items()) {
       FeatureSpec f;
       f.tensor = name;
+      if (!t.is_object()) Bad("'" + name + "' must be an object");
+      for (const auto& [k, v] : t.items())
+        if (k != "type" && k != "reference_size" && k != "reference")
+          Bad("unknown field '" + name + "." + k + "'");
       const std::string type = t.value("type", "continuous");
       if (type != "continuous" && type != "categorical")
         Bad("'" + name + ".type' must be continuous or categorical");
       f.categorical = type == "categorical";
-      f.reference_size = t.value("reference_size", f.reference_size);
-      if (f.reference_size < 50) Bad("'" + name + ".reference_size' must be at least 50");
+      f.reference_size = static_cast<int>(IntegerField(t, "reference_size", f.reference_size, 50,
+                                                       100000, name + ".reference_size"));
       if (t.contains("reference")) {
         const json& r = t["reference"];
+        if (!r.is_object()) Bad("'" + name + ".reference' must be an object");
+        for (const auto& [k, v] : r.items())
+          if (k != "mean" && k != "std" && k != "edges" && k != "fractions")
+            Bad("unknown field '" + name + ".reference." + k + "'");
         if (r.contains("mean")) f.mean = r["mean"].get<double>();
         if (r.contains("std")) f.stddev = r["std"].get<double>();
         f.edges = r.value("edges", std::vector<double>{});
         f.fractions = r.value("fractions", std::vector<double>{});
-        if (f.mean.has_value() != f.stddev.has_value() || (f.stddev && !(*f.stddev > 0)))
+        // A continuous reference is whole: mean and std for the streaming test, and bins
+        // (edges with their fractions) for PSI if it has them. A categorical one is the
+        // fractions of its classes.
+        if (f.categorical && (f.mean || f.stddev || !f.edges.empty() || f.fractions.empty()))
+          Bad("'" + name + ".reference' of a categorical tensor is its class 'fractions' only");
+        if (!f.categorical && (!f.mean || !f.stddev || !(*f.stddev > 0)))
           Bad("'" + name + ".reference' needs both 'mean' and a positive 'std'");
+        if (!f.categorical && f.edges.empty() != f.fractions.empty())
+          Bad("'" + name + ".reference' needs 'edges' and 'fractions' together");
+        if (f.mean && !(std::isfinite(*f.mean) && std::isfinite(*f.stddev)))
+          Bad("'" + name + ".reference' needs finite 'mean' and 'std'");
         if (!f.categorical && !f.edges.empty() && f.fractions.size() != f.edges.size() + 1)
           Bad("'" + name + ".reference.fractions' needs one more entry than 'edges'");
+        if (f.edges.size() > 1000 || f.fractions.size() > kMaxClasses)
+          Bad("'" + name + ".reference' has too many bins");
+        for (size_t i = 0; i < f.edges.size(); ++i)
+          if (!std::isfinite(f.edges[i]) || (i > 0 && !(f.edges[i] > f.edges[i - 1])))
+            Bad("'" + name + ".reference.edges' must be finite and increasing");
+        double total = 0;
+        for (double p : f.fractions) {
+          if (!(p >= 0 && p <= 1)) Bad("'" + name + ".reference.fractions' must be in [0, 1]");
+          total += p;
+        }
+        if (!f.fractions.empty() && std::abs(total - 1) > 1e-3)
+          Bad("'" + name + ".reference.fractions' must add up to 1");
       }
       spec.features.push_back(std::move(f));
     }
@@ -199,8 +254,9 @@ void ModelMonitor::Observe(const std::vector<Tensor>& tensors) {
         f.reference.push_back(*value);
         if (static_cast<int>(f.reference.size()) < f.spec.reference_size) continue;
         if (f.spec.categorical) {
-          const int classes = t->shape.empty() ? 0 : static_cast<int>(t->shape.back());
-          f.expected.assign(static_cast<size_t>(std::max(classes, 1)), 0.0);
+          const int64_t classes = std::min<int64_t>(t->shape.empty() ? 0 : t->shape.back(),
+                                                    static_cast<int64_t>(kMaxClasses));
+          f.expected.assign(static_cast<size_t>(std::max<int64_t>(classes, 1)), 0.0);
           for (double c : f.reference)
             if (c >= 0 && c < static_cast<double>(f.expected.size()))
               f.expected[static_cast<size_t>(c)] += 1;
@@ -217,17 +273,20 @@ void ModelMonitor::Observe(const std::vector<Tensor>& tensors) {
         }
         continue;
       }
-      auto event = [&](const std::string& test, double statistic, double threshold, json evidence) {
-        DriftEvent e{model_,    version_,  f.spec.tensor,   test,
-                     statistic, threshold, f.window.size(), std::move(evidence)};
+      if (f.ph && f.ph->Add(*value)) {
+        // The streaming test's "window" is the samples it saw since its previous alarm.
+        events.push_back(DriftEvent{model_,
+                                    version_,
+                                    f.spec.tensor,
+                                    "page_hinkley",
+                                    f.ph->alarm_statistic(),
+                                    spec_.ph_threshold,
+                                    f.ph->alarm_samples(),
+                                    {{"change_began_at_sample", f.ph->change_start()},
+                                     {"value", *value},
+                                     {"reference_mean", f.ph->mean()}}});
         ++f.events;
         ++counted_in_lock;
-        events.push_back(std::move(e));
-      };
-      if (f.ph && f.ph->Add(*value)) {
-        const uint64_t run = f.ph->change_start();
-        event("page_hinkley", spec_.ph_threshold, spec_.ph_threshold,
-              {{"change_began_at_sample", run}, {"value", *value}});
       }
       if (f.spec.categorical) {
         if (f.counts.size() < f.expected.size()) f.counts.resize(f.expected.size(), 0.0);
@@ -235,14 +294,16 @@ void ModelMonitor::Observe(const std::vector<Tensor>& tensors) {
           f.counts[static_cast<size_t>(*value)] += 1;
       }
       f.window.push_back(*value);
-      if (static_cast<int>(f.window.size()) < spec_.window) continue;
-      // The window is full: take it, and run the tests outside the lock, so that other
-      // requests are not held up while they sort and sum.
-      full_window.swap(f.window);
-      f.window.reserve(static_cast<size_t>(spec_.window));
-      if (f.spec.categorical) {
-        full_counts = f.counts;
-        f.counts.assign(f.counts.size(), 0.0);
+      // A full window is taken, and its tests run outside the lock, so that other requests
+      // are not held up while they sort and sum. (No `continue` from here on: a Page-Hinkley
+      // event of this sample is delivered below.)
+      if (static_cast<int>(f.window.size()) >= spec_.window) {
+        full_window.swap(f.window);
+        f.window.reserve(static_cast<size_t>(spec_.window));
+        if (f.spec.categorical) {
+          full_counts = f.counts;
+          f.counts.assign(f.counts.size(), 0.0);
+        }
       }
     }
     if (!full_window.empty()) {
@@ -260,15 +321,19 @@ void ModelMonitor::Observe(const std::vector<Tensor>& tensors) {
           window_event("jensen_shannon", js, spec_.js_threshold,
                        {{"expected", f.expected}, {"observed", full_counts}});
       } else {
-        auto actual = BinFractions(f.edges, full_window);
-        double psi = PopulationStabilityIndex(f.expected, actual);
         double mean = 0;
         for (double v : full_window) mean += v;
         mean /= static_cast<double>(full_window.size());
-        last = {{"psi", psi}, {"window_mean", mean}};
-        if (psi > spec_.psi_threshold)
-          window_event("psi", psi, spec_.psi_threshold,
-                       {{"expected", f.expected}, {"observed", actual}, {"window_mean", mean}});
+        last = {{"window_mean", mean}};
+        // PSI needs reference bins: given by the manifest or taken from the first requests.
+        if (!f.expected.empty()) {
+          auto actual = BinFractions(f.edges, full_window);
+          double psi = PopulationStabilityIndex(f.expected, actual);
+          last["psi"] = psi;
+          if (psi > spec_.psi_threshold)
+            window_event("psi", psi, spec_.psi_threshold,
+                         {{"expected", f.expected}, {"observed", actual}, {"window_mean", mean}});
+        }
         if (!f.reference.empty()) {
           auto ks = TwoSampleKs(f.reference, full_window);
           last["ks_p_value"] = ks.p_value;

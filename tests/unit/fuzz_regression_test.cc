@@ -5,10 +5,11 @@
 #include <cstring>
 #include <filesystem>
 
+#include "chat_fuzz_input.h"
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "monitoring_fuzz_input.h"
 #include "package/package.h"
-#include "chat_fuzz_input.h"
 #include "redaction_fuzz_input.h"
 #include "serving/http_codec.h"
 #include "tuf_fuzz_input.h"
@@ -82,6 +83,10 @@ TEST(FuzzRegression, RedactionCorpus) {
 TEST(FuzzRegression, TufCorpus) { ReplayCorpus("tuf", outpost_fuzz::RunTufInput); }
 
 TEST(FuzzRegression, ChatCorpus) { ReplayCorpus("chat", outpost_fuzz::RunChatInput); }
+
+TEST(FuzzRegression, MonitoringCorpus) {
+  ReplayCorpus("monitoring", outpost_fuzz::RunMonitoringInput);
+}
 
 }  // namespace
 }  // namespace outpost
