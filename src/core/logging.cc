@@ -133,9 +133,15 @@ const std::string& CurrentRequestId() { return t_request_id; }
 void SetCurrentRequestId(std::string id) { t_request_id = std::move(id); }
 
 std::string NewRequestId() {
-  thread_local std::mt19937_64 rng{std::random_device{}()};
+  // A counter from a random start, mixed by SplitMix64's finalizer: unique within the process
+  // and unguessable enough for correlation, without a generator per thread (gRPC starts
+  // threads as load comes, and seeding one per thread showed in profiles).
+  static std::atomic<uint64_t> counter{std::random_device{}() * 0x9e3779b97f4a7c15ull};
+  uint64_t v = counter.fetch_add(0x9e3779b97f4a7c15ull, std::memory_order_relaxed);
+  v = (v ^ (v >> 30)) * 0xbf58476d1ce4e5b9ull;
+  v = (v ^ (v >> 27)) * 0x94d049bb133111ebull;
+  v ^= v >> 31;
   static constexpr char kHex[] = "0123456789abcdef";
-  uint64_t v = rng();
   std::string id(16, '0');
   for (int i = 15; i >= 0; --i, v >>= 4) id[static_cast<size_t>(i)] = kHex[v & 15];
   return id;
