@@ -17,10 +17,13 @@ enum class ErrorCode {
   kPayloadTooLarge,     // over a configured size limit
   kFailedPrecondition,  // the server's state does not allow it
   kPermissionDenied,    // not signed by enough trusted keys, or not what was signed
+  kUnauthenticated,     // the caller could not be identified (no valid credentials)
   kInternal,            // a bug or a runtime failure that is not the caller's fault
 };
 
 std::string_view ErrorCodeName(ErrorCode code);
+// The HTTP status every HTTP front end answers an Error with.
+int HttpStatusOf(ErrorCode code);
 
 class Error : public std::runtime_error {
  public:

@@ -30,6 +30,8 @@ grpc::StatusCode GrpcCode(ErrorCode code) {
       return grpc::StatusCode::FAILED_PRECONDITION;
     case ErrorCode::kPermissionDenied:
       return grpc::StatusCode::PERMISSION_DENIED;
+    case ErrorCode::kUnauthenticated:
+      return grpc::StatusCode::UNAUTHENTICATED;
     case ErrorCode::kInternal:
       return grpc::StatusCode::INTERNAL;
   }

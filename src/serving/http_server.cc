@@ -12,30 +12,6 @@ namespace {
 
 using json = nlohmann::json;
 
-int HttpStatus(ErrorCode code) {
-  switch (code) {
-    case ErrorCode::kInvalidArgument:
-      return 400;
-    case ErrorCode::kNotFound:
-      return 404;
-    case ErrorCode::kUnavailable:
-      return 503;
-    case ErrorCode::kResourceExhausted:
-      return 503;
-    case ErrorCode::kDeadlineExceeded:
-      return 504;
-    case ErrorCode::kPayloadTooLarge:
-      return 413;
-    case ErrorCode::kFailedPrecondition:
-      return 409;
-    case ErrorCode::kPermissionDenied:
-      return 403;
-    case ErrorCode::kInternal:
-      return 500;
-  }
-  return 500;
-}
-
 void SendJson(httplib::Response& res, int status, const json& body) {
   res.status = status;
   res.set_content(body.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
@@ -45,7 +21,7 @@ void SendJson(httplib::Response& res, int status, const json& body) {
 void SendError(httplib::Response& res, ErrorCode code, const std::string& message) {
   if (code == ErrorCode::kResourceExhausted || code == ErrorCode::kUnavailable)
     res.set_header("Retry-After", "1");
-  SendJson(res, HttpStatus(code), {{"error", message}});
+  SendJson(res, HttpStatusOf(code), {{"error", message}});
 }
 
 // Runs a handler and converts what it throws, once, to an HTTP error.

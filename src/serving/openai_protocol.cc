@@ -191,6 +191,8 @@ int ErrorStatus(const Error& e) {
       return 400;
     case ErrorCode::kPermissionDenied:
       return 403;
+    case ErrorCode::kUnauthenticated:
+      return 401;
     case ErrorCode::kNotFound:
       return 404;
     case ErrorCode::kPayloadTooLarge:

@@ -1,0 +1,158 @@
+// outpost-fleet: the fleet server, and the local commands that need its database (the first
+// operator token, audit verification, schema migration). Exit codes: 0 success, 1 failure,
+// 2 bad usage.
+#include <signal.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+
+#include <fmt/format.h>
+
+#include <iostream>
+#include <thread>
+
+#include "core/error.h"
+#include "core/logging.h"
+#include "fleet/fleet_http.h"
+#include "fleet/schema.h"
+
+namespace {
+
+using namespace outpost;
+using namespace outpost::fleet;
+
+std::string DefaultDatabase() {
+  const char* env = std::getenv("OUTPOST_FLEET_DB");
+  return env && *env ? env : "sqlite:outpost-fleet.db";
+}
+
+std::string DefaultReplica() {
+  char host[256] = {};
+  gethostname(host, sizeof host - 1);
+  return std::string(host) + "-" + std::to_string(getpid());
+}
+
+int Serve(const std::string& db_url, FleetOptions options, FleetServerOptions server_options,
+          int pool) {
+  // Blocked before any thread starts (the webhook sender's too), so only sigwait sees them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  auto db = Database::Open(db_url, pool);
+  Migrate(*db);
+  Fleet fleet(*db, options);
+  FleetServer server(fleet, server_options);
+  server.Bind();
+  Log(LogSeverity::kInfo, "fleet", "listening",
+      fmt::format("outpost-fleet {} serving on {}:{} ({}, replica {})", OUTPOST_VERSION,
+                  server_options.host, server.port(),
+                  db->dialect() == Dialect::kPostgres ? "PostgreSQL" : "SQLite", options.replica),
+      {{"port", server.port()}});
+  std::thread waiter([&] {
+    int sig = 0;
+    sigwait(&signals, &sig);
+    Log(LogSeverity::kInfo, "fleet", "stopping", "stopping on signal " + std::to_string(sig));
+    server.Stop();
+  });
+  server.Serve();
+  if (waiter.joinable()) {
+    pthread_kill(waiter.native_handle(), SIGTERM);
+    waiter.join();
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "outpost-fleet: enrollment, desired state, staged rollouts, telemetry and audit for a fleet "
+      "of Outpost devices"};
+  app.require_subcommand(1);
+  std::string db_url = DefaultDatabase(), log_level = "info", log_format = "text";
+  app.add_option("--db", db_url,
+                 "Database: sqlite:PATH (default sqlite:outpost-fleet.db, or $OUTPOST_FLEET_DB) or "
+                 "postgresql://...");
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error");
+  app.add_option("--log-format", log_format, "text or json");
+
+  auto* serve = app.add_subcommand("serve", "Run the server");
+  FleetOptions options;
+  options.replica = DefaultReplica();
+  FleetServerOptions server_options;
+  int tick_ms = 1000, pool = 16;
+  serve->add_option("--host", server_options.host, "Address to listen on (default 127.0.0.1)");
+  serve->add_option("--port", server_options.port, "Port (default 8500; 0 picks a free one)");
+  serve->add_option("--threads", server_options.threads, "HTTP worker threads (default 16)");
+  serve->add_option("--db-connections", pool, "Database connections (default 16)");
+  serve->add_option("--replica", options.replica, "This replica's name (default host-pid)");
+  serve->add_option("--rollout-tick-ms", tick_ms,
+                    "How often rollouts are evaluated (default 1000)");
+  serve->add_option("--poll-secs", server_options.poll_secs,
+                    "How long devices wait between polls (default 60)");
+  serve->add_option("--drift-webhook", options.drift_webhook_url,
+                    "Forward drift events here as retraining triggers");
+  serve->add_option("--repository-url", options.repository_url,
+                    "The update repository devices fetch packages from");
+
+  auto* token = app.add_subcommand("token", "Operator tokens, made on the server itself");
+  token->require_subcommand(1);
+  auto* create = token->add_subcommand("create", "Make a token (printed once)");
+  std::string name = "admin", scope = "admin";
+  bool as_json = false;
+  create->add_option("--name", name, "Who or what the token is for");
+  create->add_option("--scope", scope, "read, write or admin (default admin)");
+  create->add_flag("--json", as_json, "Print JSON");
+
+  auto* audit = app.add_subcommand("audit", "The audit log");
+  audit->require_subcommand(1);
+  auto* verify = audit->add_subcommand("verify", "Check the hash chain end to end");
+  verify->add_flag("--json", as_json, "Print JSON");
+  app.add_subcommand("migrate", "Create or upgrade the database schema");
+
+  CLI11_PARSE(app, argc, argv);
+  try {
+    InitLogging(log_level, log_format == "json");
+    if (serve->parsed()) {
+      server_options.rollout_tick = std::chrono::milliseconds(tick_ms);
+      return Serve(db_url, options, server_options, pool);
+    }
+    auto db = Database::Open(db_url, 2);
+    Migrate(*db);
+    if (create->parsed()) {
+      nlohmann::json t = Fleet::CreateTokenDirect(*db, name, ParseScope(scope), "local:" + name);
+      if (as_json) {
+        std::cout << t.dump(2) << "\n";
+      } else {
+        std::cout << t["token"].get<std::string>() << "\n";
+        std::cerr << "token " << t["id"].get<std::string>() << " (" << scope
+                  << "): keep it secret, it is not shown again\n";
+      }
+      return 0;
+    }
+    if (verify->parsed()) {
+      AuditVerdict v = Fleet::VerifyAudit(*db);
+      if (as_json) {
+        std::cout << nlohmann::json({{"ok", v.ok},
+                                     {"entries", v.entries},
+                                     {"head_hash", v.head_hash},
+                                     {"first_bad_seq", v.first_bad_seq},
+                                     {"problem", v.problem}})
+                         .dump(2)
+                  << "\n";
+      } else if (v.ok) {
+        std::cout << "audit log intact: " << v.entries << " entries, head " << v.head_hash << "\n";
+      } else {
+        std::cout << "audit log BROKEN: " << v.problem << "\n";
+      }
+      return v.ok ? 0 : 1;
+    }
+    std::cout << "schema at version " << kSchemaVersion << "\n";
+    return 0;
+  } catch (const Error& e) {
+    std::cerr << "outpost-fleet: " << e.what() << "\n";
+    return 1;
+  }
+}

@@ -1,0 +1,134 @@
+// The fleet server's logic, over a Database shared by any number of stateless replicas:
+// operators and their tokens, device enrollment and identity, inventory, deployments and the
+// desired state they resolve to, staged rollouts, telemetry intake and the audit trail.
+// Every change is one transaction that also appends its audit entry. Nothing here knows HTTP.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "fleet/audit.h"
+#include "fleet/database.h"
+#include "fleet/desired_state.h"
+#include "fleet/identity.h"
+
+namespace outpost {
+class WebhookSender;
+}
+
+namespace outpost::fleet {
+
+using json = nlohmann::json;
+using Millis = int64_t;  // Unix milliseconds
+
+// The authenticated caller of one request.
+struct Caller {
+  std::string actor;  // "token:<name>" or "device:<id>"
+  std::string source;
+  Scope scope = Scope::kRead;
+  std::string device_id;  // devices only
+  std::string tags_json;  // devices only: their tags when the request was accepted
+};
+
+struct FleetOptions {
+  std::string replica;            // names this server in rollout steps and logs
+  std::string drift_webhook_url;  // retraining triggers: drift events are forwarded
+  Millis max_enrollment_token_ms = 30LL * 24 * 3600 * 1000;
+  std::string repository_url;  // given to devices with their desired state
+};
+
+// The signature headers of a device request.
+struct DeviceSignature {
+  std::string device_id;
+  std::string time_ms;
+  std::string signature_hex;
+};
+
+class Fleet {
+ public:
+  Fleet(Database& db, FleetOptions options);
+  ~Fleet();
+
+  static Millis Now();
+
+  // --- operators ---------------------------------------------------------------------------
+  // Throws Error(kUnauthenticated) for a missing, unknown or revoked token, kPermissionDenied for
+  // one whose scope is below `needed`.
+  Caller AuthenticateOperator(std::string_view authorization, const std::string& source,
+                              Scope needed);
+  // The first token, made by the server's own command line (actor "local").
+  static json CreateTokenDirect(Database& db, const std::string& name, Scope scope,
+                                const std::string& actor);
+  json CreateToken(const Caller& caller, const json& body);
+  json ListTokens();
+  void RevokeToken(const Caller& caller, const std::string& id);
+
+  // --- devices -----------------------------------------------------------------------------
+  json CreateEnrollmentToken(const Caller& caller, const json& body);
+  json Enroll(const json& body, const std::string& source);
+  // Checks a device request's signature, freshness, order and the device's standing; records
+  // it as seen. Throws Error(kUnauthenticated), or kPermissionDenied for a revoked device.
+  Caller AuthenticateDevice(const DeviceSignature& sig, std::string_view method,
+                            std::string_view path_and_query, std::string_view body,
+                            const std::string& source);
+  json ListDevices(const std::vector<std::pair<std::string, std::string>>& tag_filter,
+                   const std::string& after, int64_t limit);
+  json GetDevice(const std::string& id);
+  json SetDeviceTags(const Caller& caller, const std::string& id, const json& body);
+  void RevokeDevice(const Caller& caller, const std::string& id);
+  json Report(const Caller& device, const json& body);
+  DesiredState DesiredFor(const Caller& device);
+  json DesiredStateBody(const DesiredState& state) const;
+
+  // --- deployments and rollouts ------------------------------------------------------------
+  json PutDeployment(const Caller& caller, const std::string& name, const json& body);
+  json ListDeployments();
+  json GetDeployment(const std::string& name);
+  void DeleteDeployment(const Caller& caller, const std::string& name);
+  json StartRollout(const Caller& caller, const std::string& deployment, const json& body);
+  json ListRollouts(const std::string& deployment);
+  json GetRollout(int64_t id);
+  json ActOnRollout(const Caller& caller, int64_t id, const std::string& action);
+  // Evaluates every running rollout once (any replica may; each step is taken once, under the
+  // rollout's row lock). Returns the number of steps taken.
+  int TickRollouts();
+
+  // --- telemetry ---------------------------------------------------------------------------
+  json IntakeOtlpLogs(const Caller& device, const json& body, const std::string& batch_id);
+  json ListEvents(const std::string& model, const std::string& version, int64_t limit);
+
+  // --- audit -------------------------------------------------------------------------------
+  json ListAudit(int64_t after, int64_t limit);
+  AuditVerdict VerifyAudit();
+  static AuditVerdict VerifyAudit(Database& db);
+
+  Database& db() { return db_; }
+  const FleetOptions& options() const { return options_; }
+
+ private:
+  void Audit(SqlConnection& c, const Caller& caller, std::string action, std::string target,
+             json detail);
+  void BumpGeneration(SqlConnection& c);
+  std::shared_ptr<const std::vector<DeploymentView>> Deployments();
+  json RolloutJson(const SqlRow& r) const;
+  bool EvaluateRollout(SqlConnection& c, int64_t id);
+
+  Database& db_;
+  FleetOptions options_;
+  std::unique_ptr<WebhookSender> drift_webhook_;
+
+  std::mutex cache_mu_;
+  int64_t cached_generation_ = -1;
+  Millis cache_checked_ms_ = 0;
+  std::shared_ptr<const std::vector<DeploymentView>> cached_;
+};
+
+}  // namespace outpost::fleet
