@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.parse
 
@@ -90,9 +91,9 @@ class Postgres:
 
 
 class FleetServer:
-    def __init__(self, db_url, extra_args=()):
+    def __init__(self, db_url, extra_args=(), port=None):
         self.db_url = db_url
-        self.port = free_port()
+        self.port = port or free_port()
         self.log_path = tempfile.mktemp(prefix="outpost-fleet-", suffix=".log")
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen(
@@ -177,10 +178,18 @@ class Device:
                 "X-Outpost-Signature": (key or self.key).sign(message).hex()}
 
     def request_full(self, method, path, body=None, extra=None, **sign):
+        """A connection lost mid-request is retried, signed afresh: the server may have
+        accepted the first attempt, and would refuse its signature a second time."""
         data = b"" if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
-        headers = self.signed_headers(method, path, data, **sign)
-        headers.update(extra or {})
-        return self.server.request(method, path, data if body is not None else None, headers)
+        for attempt in range(3):
+            headers = self.signed_headers(method, path, data, **sign)
+            headers.update(extra or {})
+            try:
+                return self.server.request(method, path, data if body is not None else None, headers)
+            except (ConnectionError, http.client.HTTPException):
+                if attempt == 2:
+                    raise
+                time.sleep(0.2)
 
     def request(self, method, path, body=None, extra=None, **sign):
         status, parsed, _ = self.request_full(method, path, body, extra, **sign)
@@ -197,6 +206,34 @@ class Device:
         return self.request("POST", "/api/v1/device/report", {
             "agent_version": "0.1.0", "models": models or {},
             "health": {"ready": healthy, **health}, "deployments": deployments or {}})
+
+
+class Balancer:
+    """Spreads requests over replicas like a load balancer: round robin, skipping one that
+    refuses connections."""
+
+    def __init__(self, replicas):
+        self.replicas = replicas
+        self.next = 0
+        self.lock = threading.Lock()
+
+    def request(self, method, path, body=None, headers=None):
+        with self.lock:
+            start = self.next
+            self.next += 1
+        last = None
+        for i in range(len(self.replicas)):
+            replica = self.replicas[(start + i) % len(self.replicas)]
+            try:
+                return replica.request(method, path, body, headers)
+            except ConnectionRefusedError as e:  # never sent: the next replica may take it
+                last = e
+        raise last
+
+
+def rollout_bucket(deployment, device_id):
+    """The server's rollout bucket of a device (fleet/desired_state.cc)."""
+    return int(hashlib.sha256(f"{deployment}\n{device_id}".encode()).hexdigest()[:8], 16) % 10000
 
 
 def quote(s):
