@@ -8,6 +8,7 @@
 #include <iostream>
 
 #include "core/error.h"
+#include "fleet_command.h"
 #include "infer_command.h"
 #include "package_commands.h"
 #include "repo_commands.h"
@@ -157,6 +158,7 @@ int main(int argc, char** argv) {
   outpost::AddUpdateCommand(app);
   outpost::AddSecretCommand(app);
   outpost::AddTokenizeCommand(app);
+  outpost::AddFleetCommand(app);
   CLI11_PARSE(app, argc, argv);
   try {
     if (int rc = outpost::RunPackageCommand(app); rc >= 0) return rc;
@@ -165,6 +167,7 @@ int main(int argc, char** argv) {
     if (int rc = outpost::RunUpdateCommand(app); rc >= 0) return rc;
     if (int rc = outpost::RunSecretCommand(app); rc >= 0) return rc;
     if (int rc = outpost::RunTokenizeCommand(app); rc >= 0) return rc;
+    if (int rc = outpost::RunFleetCommand(app); rc >= 0) return rc;
     if (*info) return PrintInfo(as_json);
     if (*models) return PrintModels(url, as_json);
     if (*health) return PrintHealth(url, as_json);

@@ -15,6 +15,7 @@
 #include "core/logging.h"
 #include "core/names.h"
 #include "fleet/fleet.h"
+#include "fleet/json_fields.h"
 
 namespace outpost::fleet {
 
@@ -92,7 +93,7 @@ json ToJson(const RolloutRow& o) {
 }
 
 double Fraction(const json& spec, const char* key, double fallback) {
-  double v = spec.value(key, fallback);
+  double v = Field(spec, key, fallback);
   if (!(v >= 0.0 && v <= 1.0))
     Fail(ErrorCode::kInvalidArgument, std::string(key) + " must be between 0 and 1");
   return v;
@@ -118,14 +119,14 @@ RolloutRow ParseRolloutSpec(const json& spec) {
     o.waves.push_back(prev);
   }
   if (o.waves.back() != 100) Fail(ErrorCode::kInvalidArgument, "the last wave must be 100");
-  double soak = spec.value("soak_secs", 300.0);
+  double soak = Field(spec, "soak_secs", 300.0);
   if (!(soak >= 0 && soak <= 30 * 24 * 3600))
     Fail(ErrorCode::kInvalidArgument, "rollout.soak_secs must be 0..2592000");
   o.soak_ms = static_cast<Millis>(soak * 1000);
   o.max_failure_rate = Fraction(spec, "max_failure_rate", 0.05);
   o.min_success_rate = Fraction(spec, "min_success_rate", 0.9);
   o.max_error_rate = Fraction(spec, "max_error_rate", 0.0);
-  o.max_latency_ms = spec.value("max_latency_ms", 0.0);
+  o.max_latency_ms = Field(spec, "max_latency_ms", 0.0);
   if (!(o.max_latency_ms >= 0)) Fail(ErrorCode::kInvalidArgument, "max_latency_ms must be >= 0");
   return o;
 }
@@ -165,6 +166,12 @@ std::vector<DeploymentView> LoadViews(SqlConnection& c) {
         json::parse(r.Text(2)).get<std::map<std::string, std::string>>();
   }
   return views;
+}
+
+double NumberOr(const json& j, const char* key) {
+  if (!j.is_object()) return 0;
+  auto it = j.find(key);
+  return it != j.end() && it->is_number() ? it->get<double>() : 0;
 }
 
 // What the devices of a rollout's current wave report.
@@ -207,8 +214,9 @@ WaveProgress MeasureWave(SqlConnection& c, const RolloutRow& o,
       why = s->second.second;
     } else {
       json health = json::parse(r.Text(3), nullptr, false);
-      double error_rate = health.is_object() ? health.value("error_rate", 0.0) : 0.0;
-      double latency = health.is_object() ? health.value("latency_p99_ms", 0.0) : 0.0;
+      // Checked when reported (ParseDeviceReport); an older row that fails counts as 0.
+      double error_rate = NumberOr(health, "error_rate"),
+             latency = NumberOr(health, "latency_p99_ms");
       if (r.Int(2) == 0) {
         why = "unhealthy";
       } else if (o.max_error_rate > 0 && error_rate > o.max_error_rate) {
@@ -295,12 +303,10 @@ json Fleet::PutDeployment(const Caller& caller, const std::string& name, const j
   for (const auto& [k, v] : body.items())
     if (k != "selector" && k != "priority" && k != "layered" && k != "packages" && k != "rollout")
       Fail(ErrorCode::kInvalidArgument, "deployment: unknown field '" + k + "'");
-  Selector selector = Selector::Parse(body.value("selector", json::object()));
-  if (body.contains("priority") && !body["priority"].is_number_integer())
-    Fail(ErrorCode::kInvalidArgument, "priority must be an integer");
-  int64_t priority = body.value("priority", int64_t{0});
-  bool layered = body.value("layered", false);
-  Packages packages = ParsePackages(body.value("packages", json()));
+  Selector selector = Selector::Parse(Field(body, "selector", json::object()));
+  int64_t priority = Field(body, "priority", int64_t{0});
+  bool layered = Field(body, "layered", false);
+  Packages packages = ParsePackages(Field(body, "packages", json()));
   std::optional<RolloutRow> rollout;
   if (body.contains("rollout")) rollout = ParseRolloutSpec(body["rollout"]);
   json packages_json = packages;

@@ -2,7 +2,9 @@
 #include <fmt/format.h>
 
 #include "core/logging.h"
+#include "fleet/device_input.h"
 #include "fleet/fleet.h"
+#include "fleet/json_fields.h"
 #include "package/keys.h"
 #include "package/sha256.h"
 
@@ -43,26 +45,17 @@ void WriteTags(SqlConnection& c, const std::string& id, const Tags& tags) {
     c.Query("INSERT INTO device_tags (device_id, key, value) VALUES (?, ?, ?)", {id, k, v});
 }
 
-// A bounded JSON object from a device (capabilities, health, models).
-json DeviceObject(const json& body, const char* key, size_t max_bytes) {
-  if (!body.contains(key)) return json::object();
-  const json& v = body[key];
-  if (!v.is_object()) Fail(ErrorCode::kInvalidArgument, std::string(key) + " must be an object");
-  if (v.dump().size() > max_bytes)
-    Fail(ErrorCode::kPayloadTooLarge, fmt::format("{} is over {} bytes", key, max_bytes));
-  return v;
-}
-
 }  // namespace
 
 json Fleet::CreateEnrollmentToken(const Caller& caller, const json& body) {
-  Tags tags = ParseTags(body.value("tags", json::object()));
-  int64_t uses = body.value("uses", 1);
-  Millis ttl = body.value("expires_in_secs", int64_t{24 * 3600}) * 1000;
-  if (uses < 1 || uses > 100000) Fail(ErrorCode::kInvalidArgument, "uses must be 1..100000");
-  if (ttl <= 0 || ttl > options_.max_enrollment_token_ms)
+  Tags tags = ParseTags(Field(body, "tags", json::object()));
+  int64_t uses = Field(body, "uses", int64_t{1});
+  int64_t ttl_secs = Field(body, "expires_in_secs", int64_t{24 * 3600});
+  if (ttl_secs <= 0 || ttl_secs > options_.max_enrollment_token_ms / 1000)
     Fail(ErrorCode::kInvalidArgument,
          fmt::format("expires_in_secs must be 1..{}", options_.max_enrollment_token_ms / 1000));
+  Millis ttl = ttl_secs * 1000;
+  if (uses < 1 || uses > 100000) Fail(ErrorCode::kInvalidArgument, "uses must be 1..100000");
   std::string id = NewId("enr_"), secret = NewSecret("oet_");
   Millis expires = Now() + ttl;
   json tags_json = tags;
@@ -80,15 +73,16 @@ json Fleet::CreateEnrollmentToken(const Caller& caller, const json& body) {
 
 json Fleet::Enroll(const json& body, const std::string& source) {
   if (!body.is_object()) Fail(ErrorCode::kInvalidArgument, "enrollment body must be an object");
-  std::string token = body.value("token", ""), key_hex = body.value("public_key", ""),
-              sig_hex = body.value("signature", "");
+  std::string token = Field(body, "token", ""), key_hex = Field(body, "public_key", ""),
+              sig_hex = Field(body, "signature", "");
   std::string key = FromHex(key_hex, "public_key");
   if (key.size() != 32) Fail(ErrorCode::kInvalidArgument, "public_key must be 32 bytes (hex)");
   PublicKey pub{"", key, "device"};
   if (!VerifySignature(pub, EnrollmentSigningString(token, key_hex), FromHex(sig_hex, "signature")))
     Fail(ErrorCode::kUnauthenticated, "the enrollment signature does not match the public key");
-  json caps = DeviceObject(body, "capabilities", 16384);
-  std::string agent_version = body.value("agent_version", "");
+  json caps = BoundedObject(body, "capabilities", 16384);
+  std::string agent_version = Field(body, "agent_version", "");
+  if (agent_version.size() > 64) Fail(ErrorCode::kInvalidArgument, "agent_version is too long");
   std::string id = NewId("dev_");
   json tags_json;
   db_.Transact([&](SqlConnection& c) {
@@ -205,7 +199,7 @@ json Fleet::GetDevice(const std::string& id) {
 }
 
 json Fleet::SetDeviceTags(const Caller& caller, const std::string& id, const json& body) {
-  Tags tags = ParseTags(body.value("tags", json::object()));
+  Tags tags = ParseTags(Field(body, "tags", json::object()));
   db_.Transact([&](SqlConnection& c) {
     auto rows = c.Query("SELECT tags FROM devices WHERE id = ?", {id});
     if (rows.empty()) Fail(ErrorCode::kNotFound, "no device " + id);
@@ -228,37 +222,15 @@ void Fleet::RevokeDevice(const Caller& caller, const std::string& id) {
 }
 
 json Fleet::Report(const Caller& device, const json& body) {
-  if (!body.is_object()) Fail(ErrorCode::kInvalidArgument, "a report must be an object");
-  json caps = DeviceObject(body, "capabilities", 16384);
-  json models = DeviceObject(body, "models", 16384);
-  json health = DeviceObject(body, "health", 16384);
-  json deployments = DeviceObject(body, "deployments", 65536);
-  std::string agent_version = body.value("agent_version", "");
-  bool healthy = health.value("ready", true);
-  struct Status {
-    std::string deployment, status, reason;
-    int64_t revision;
-  };
-  std::vector<Status> statuses;
-  for (const auto& [name, s] : deployments.items()) {
-    if (!s.is_object() || !s.contains("revision") || !s["revision"].is_number_integer())
-      Fail(ErrorCode::kInvalidArgument, "deployments." + name + " needs an integer revision");
-    std::string st = s.value("status", "");
-    if (st != "installed" && st != "failed" && st != "installing")
-      Fail(ErrorCode::kInvalidArgument,
-           "deployments." + name + ".status must be installed, failed or installing");
-    std::string reason = s.value("reason", "");
-    if (reason.size() > 1024) reason.resize(1024);
-    statuses.push_back({name, st, reason, s["revision"].get<int64_t>()});
-  }
+  DeviceReport report = ParseDeviceReport(body);
   Millis now = Now();
   db_.Transact([&](SqlConnection& c) {
     c.Query(
         "UPDATE devices SET agent_version = ?, models = ?, health = ?, healthy = ?, reported_ms = "
         "?, capabilities = CASE WHEN ? = '{}' THEN capabilities ELSE ? END WHERE id = ?",
-        {agent_version, models.dump(), health.dump(), healthy, now, caps.dump(), caps.dump(),
-         device.device_id});
-    for (const auto& s : statuses)
+        {report.agent_version, report.models.dump(), report.health.dump(), report.healthy, now,
+         report.capabilities.dump(), report.capabilities.dump(), device.device_id});
+    for (const auto& s : report.deployments)
       c.Query(
           "INSERT INTO device_status (device_id, deployment, revision, status, reason, "
           "updated_ms) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (device_id, deployment) DO UPDATE "

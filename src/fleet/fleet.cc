@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "core/logging.h"
+#include "fleet/json_fields.h"
 #include "telemetry/webhook.h"
 
 namespace outpost::fleet {
@@ -86,8 +87,8 @@ json Fleet::CreateTokenDirect(Database& db, const std::string& name, Scope scope
 }
 
 json Fleet::CreateToken(const Caller& caller, const json& body) {
-  Scope scope = ParseScope(body.value("scope", "read"));
-  std::string name = body.value("name", "");
+  Scope scope = ParseScope(Field(body, "scope", "read"));
+  std::string name = Field(body, "name", "");
   json out;
   db_.Transact([&](SqlConnection& c) {
     out = InsertToken(c, name, scope, caller.actor);

@@ -5,121 +5,33 @@
 // events are forwarded to the retraining webhook.
 #include <fmt/format.h>
 
-#include "core/names.h"
+#include "fleet/device_input.h"
 #include "fleet/fleet.h"
 #include "telemetry/webhook.h"
 
 namespace outpost::fleet {
 
-namespace {
-
-// OTLP's AnyValue, back to plain JSON.
-json PlainValue(const json& v) {
-  if (!v.is_object()) return nullptr;
-  if (v.contains("stringValue")) return v["stringValue"];
-  if (v.contains("boolValue")) return v["boolValue"];
-  if (v.contains("doubleValue")) return v["doubleValue"];
-  if (v.contains("intValue")) {
-    const json& i = v["intValue"];
-    if (i.is_string()) {
-      try {
-        return std::stoll(i.get<std::string>());
-      } catch (const std::exception&) {
-        return i;
-      }
-    }
-    return i;
-  }
-  if (v.contains("arrayValue")) {
-    json out = json::array();
-    for (const auto& e : v["arrayValue"].value("values", json::array()))
-      out.push_back(PlainValue(e));
-    return out;
-  }
-  if (v.contains("kvlistValue")) {
-    json out = json::object();
-    for (const auto& kv : v["kvlistValue"].value("values", json::array()))
-      if (kv.contains("key") && kv["key"].is_string())
-        out[kv["key"].get<std::string>()] = PlainValue(kv.value("value", json::object()));
-    return out;
-  }
-  return nullptr;
-}
-
-json PlainAttributes(const json& attributes) {
-  json out = json::object();
-  if (!attributes.is_array()) return out;
-  for (const auto& kv : attributes)
-    if (kv.is_object() && kv.contains("key") && kv["key"].is_string())
-      out[kv["key"].get<std::string>()] = PlainValue(kv.value("value", json::object()));
-  return out;
-}
-
-bool Kept(const std::string& event) {
-  return event == "drift" || event == "anomaly" || event == "anomaly_over" ||
-         event == "load_shed" || event == "capture";
-}
-
-struct Event {
-  int64_t time_ms;
-  std::string event, model, version;
-  json body;
-};
-
-}  // namespace
-
 json Fleet::IntakeOtlpLogs(const Caller& device, const json& body, const std::string& batch_id) {
-  if (!body.is_object() || !body.contains("resourceLogs") || !body["resourceLogs"].is_array())
-    Fail(ErrorCode::kInvalidArgument, "not an OTLP logs request: resourceLogs is missing");
-  std::string id = batch_id;
-  std::vector<Event> events;
-  int64_t records = 0;
-  for (const auto& rl : body["resourceLogs"]) {
-    json resource =
-        PlainAttributes(rl.value("resource", json::object()).value("attributes", json()));
-    if (id.empty() && resource.contains("outpost.batch.id") &&
-        resource["outpost.batch.id"].is_string())
-      id = resource["outpost.batch.id"];
-    for (const auto& sl : rl.value("scopeLogs", json::array())) {
-      for (const auto& rec : sl.value("logRecords", json::array())) {
-        ++records;
-        json attrs = PlainAttributes(rec.value("attributes", json()));
-        std::string event = attrs.value("event.name", "");
-        if (!Kept(event)) continue;
-        int64_t time_ms = 0;
-        if (rec.contains("timeUnixNano") && rec["timeUnixNano"].is_string()) {
-          try {
-            time_ms = std::stoll(rec["timeUnixNano"].get<std::string>()) / 1000000;
-          } catch (const std::exception&) {
-          }
-        }
-        std::string model = attrs.value("model", ""), version = attrs.value("version", "");
-        if (!model.empty() && !IsValidModelName(model)) model.clear();
-        if (!version.empty() && !IsValidVersionLabel(version)) version.clear();
-        attrs["body"] = PlainValue(rec.value("body", json::object()));
-        events.push_back({time_ms, event, model, version, std::move(attrs)});
-      }
-    }
-  }
-  if (id.empty() || id.size() > 200)
-    Fail(ErrorCode::kInvalidArgument, "a telemetry batch needs an id (Idempotency-Key)");
+  OtlpBatch batch = ParseOtlpLogs(body, batch_id);
   bool duplicate = false;
   Millis now = Now();
   db_.Transact([&](SqlConnection& c) {
-    duplicate = c.Query(
-                     "INSERT INTO telemetry_batches (batch_id, device_id, received_ms, records) "
-                     "VALUES (?, ?, ?, ?) ON CONFLICT (batch_id) DO NOTHING RETURNING batch_id",
-                     {device.device_id + "/" + id, device.device_id, now, records})
-                    .empty();
+    duplicate =
+        c.Query(
+             "INSERT INTO telemetry_batches (batch_id, device_id, received_ms, records) "
+             "VALUES (?, ?, ?, ?) ON CONFLICT (batch_id) DO NOTHING RETURNING batch_id",
+             {device.device_id + "/" + batch.batch_id, device.device_id, now, batch.records})
+            .empty();
     if (duplicate) return;
-    for (const auto& e : events)
+    for (const auto& e : batch.events)
       c.Query(
           "INSERT INTO fleet_events (device_id, time_ms, received_ms, event, model, version, "
           "body) VALUES (?, ?, ?, ?, ?, ?, ?)",
-          {device.device_id, e.time_ms, now, e.event, e.model, e.version, e.body.dump()});
+          {device.device_id, e.time_ms, now, e.event, e.model, e.version,
+           e.body.dump(-1, ' ', false, json::error_handler_t::replace)});
   });
   if (!duplicate && drift_webhook_)
-    for (const auto& e : events)
+    for (const auto& e : batch.events)
       if (e.event == "drift")
         drift_webhook_->Post(json({{"event", "retraining_trigger"},
                                    {"device_id", device.device_id},
@@ -128,10 +40,10 @@ json Fleet::IntakeOtlpLogs(const Caller& device, const json& body, const std::st
                                    {"time_ms", e.time_ms},
                                    {"drift", e.body}})
                                  .dump());
-  return {{"batch_id", id},
+  return {{"batch_id", batch.batch_id},
           {"duplicate", duplicate},
-          {"records", records},
-          {"events", duplicate ? 0 : events.size()}};
+          {"records", batch.records},
+          {"events", duplicate ? 0 : batch.events.size()}};
 }
 
 json Fleet::ListEvents(const std::string& model, const std::string& version, int64_t limit) {

@@ -6,11 +6,13 @@ import json
 import os
 import shutil
 import sqlite3
+import subprocess
 import tempfile
 import threading
 import time
 import unittest
 
+from agent import BIN_DIR
 from fleet import Device, FleetServer, Postgres, fleet_cli, make_token
 
 
@@ -341,6 +343,60 @@ class FleetTests:
         self.assertEqual(received[0]["model"], "dense64")
         status, body = d.request("POST", path, {"not": "otlp"})
         self.assertEqual(status, 400)
+
+    # --- the operator's command line -------------------------------------------------------
+
+    def cli(self, *args, token=None):
+        env = {**os.environ, "OUTPOST_FLEET_URL": f"http://127.0.0.1:{self.server.port}",
+               "OUTPOST_FLEET_TOKEN": token or self.admin}
+        return subprocess.run([os.path.join(BIN_DIR, "outpost"), "fleet", *args], env=env,
+                              capture_output=True, text=True, timeout=60)
+
+    def test_operator_cli(self):
+        out = self.cli("enroll-token", "--tag", "site=berlin", "--uses", "2")
+        self.assertEqual(out.returncode, 0, out.stderr)
+        token = out.stdout.strip()
+        self.assertTrue(token.startswith("oet_"))
+        self.assertIn("2 use(s)", out.stderr)
+        d = Device(self.server)
+        self.assertEqual(d.enroll(token)[0], 201)
+        out = self.cli("devices", "--tag", "site=berlin")
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertIn(d.id, out.stdout)
+        self.assertIn("site=berlin", out.stdout)
+        out = self.cli("--json", "devices", "--tag", "site=paris")
+        self.assertEqual(json.loads(out.stdout), [])
+        out = self.cli("deploy", "app", "--package", "dense64=1.0.0", "--selector", "site=berlin,paris")
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertIn("app revision 1", out.stdout)
+        out = self.cli("deploy", "app", "--package", "dense64=2.0.0", "--selector", "site=berlin,paris",
+                       "--waves", "50,100", "--soak", "3600")
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertIn("rollout 1 started", out.stdout)
+        out = self.cli("rollout", "pause", "1")
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertIn("paused", out.stdout)
+        out = self.cli("rollout", "show", "1")
+        self.assertIn("pause (wave 1) by token:admin", out.stdout)
+        self.assertRegex(out.stdout, r"current wave: [01] devices")
+        out = self.cli("deployments")
+        self.assertIn("dense64=2.0.0", out.stdout)
+        self.assertIn("site=[\"berlin\",\"paris\"]", out.stdout)
+        out = self.cli("audit", "verify")
+        self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+        self.assertIn("audit log intact", out.stdout)
+        out = self.cli("audit")
+        self.assertIn("rollout.pause", out.stdout)
+        # Refusals: exit 1 with the server's reason; exit 3 when nobody answers.
+        reader = make_token(self.db_url, "viewer", "read")
+        out = self.cli("revoke", d.id, token=reader)
+        self.assertEqual(out.returncode, 1)
+        self.assertIn("403", out.stderr)
+        out = self.cli("revoke", d.id)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        env_bad = self.cli("--server", "http://127.0.0.1:1", "devices")
+        self.assertEqual(env_bad.returncode, 3)
+        self.assertIn("cannot reach the fleet server", env_bad.stderr)
 
     # --- audit ------------------------------------------------------------------------------
 

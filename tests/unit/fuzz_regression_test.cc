@@ -8,6 +8,7 @@
 #include "chat_fuzz_input.h"
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "fleet_fuzz_input.h"
 #include "monitoring_fuzz_input.h"
 #include "package/package.h"
 #include "redaction_fuzz_input.h"
@@ -83,6 +84,8 @@ TEST(FuzzRegression, RedactionCorpus) {
 TEST(FuzzRegression, TufCorpus) { ReplayCorpus("tuf", outpost_fuzz::RunTufInput); }
 
 TEST(FuzzRegression, ChatCorpus) { ReplayCorpus("chat", outpost_fuzz::RunChatInput); }
+
+TEST(FuzzRegression, FleetCorpus) { ReplayCorpus("fleet", outpost_fuzz::RunFleetInput); }
 
 TEST(FuzzRegression, MonitoringCorpus) {
   ReplayCorpus("monitoring", outpost_fuzz::RunMonitoringInput);
