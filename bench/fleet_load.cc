@@ -93,6 +93,7 @@ class Loader {
       for (const auto& s : servers_) {
         auto c = std::make_unique<httplib::Client>(s);
         c->set_keep_alive(true);
+        c->set_tcp_nodelay(true);
         c->set_connection_timeout(10);
         c->set_read_timeout(30);
         per_thread.push_back(std::move(c));
@@ -165,6 +166,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   httplib::Client admin(servers[0]);
+  admin.set_tcp_nodelay(true);
   auto tok = admin.Post("/api/v1/enrollment-tokens", {{"Authorization", "Bearer " + token}},
                         json({{"uses", devices}, {"tags", {{"fleet", "load"}}}}).dump(),
                         "application/json");
