@@ -6,7 +6,7 @@ std::string_view DashboardHtml() {
   static constexpr std::string_view kPage = R"html(<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Outpost fleet</title>
+<title>Outpost fleet</title><link rel="icon" href="data:,">
 <style>
 :root{--bg:#f6f7f9;--fg:#1b1f24;--mut:#5b6470;--card:#fff;--line:#dde1e6;--ok:#1a7f37;--bad:#c62828;--warn:#b26a00;--acc:#0b5cad}
 *{box-sizing:border-box}body{margin:0;font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;background:var(--bg);color:var(--fg)}
@@ -44,7 +44,7 @@ const esc=s=>String(s??"").replace(/[&<>"']/g,c=>({"&":"&amp;","<":"&lt;",">":"&
 const ago=ms=>{if(!ms)return"never";const s=Math.round((Date.now()-ms)/1000);return s<60?s+" s ago":s<3600?Math.round(s/60)+" min ago":s<86400?Math.round(s/3600)+" h ago":Math.round(s/86400)+" d ago"};
 async function api(path){const r=await fetch("/api/v1/"+path,{headers:{Authorization:"Bearer "+token()}});
  const body=await r.json().catch(()=>({error:r.statusText}));
- if(r.status===401){sessionStorage.removeItem("outpost-token");render();throw new Error(body.error)}
+ if(r.status===401){sessionStorage.removeItem("outpost-token");const e=new Error(body.error);e.auth=true;throw e}
  if(!r.ok)throw new Error(body.error||r.statusText);return body}
 function table(cols,rows){if(!rows.length)return'<p class="mut">Nothing here yet.</p>';
  return"<table><thead><tr>"+cols.map(c=>"<th>"+esc(c[0])+"</th>").join("")+"</tr></thead><tbody>"+
@@ -85,7 +85,7 @@ async function render(){const nav=document.getElementById("tabs");
  nav.querySelectorAll("button").forEach(b=>b.onclick=()=>{current=b.dataset.tab;location.hash=current;render()});
  document.getElementById("error").textContent="";if(!token())return login();
  try{document.getElementById("view").innerHTML=await views[current]();document.body.dataset.loaded=current}
- catch(e){document.getElementById("error").textContent=e.message}}
+ catch(e){if(e.auth)login();document.getElementById("error").textContent=e.message}}
 render();setInterval(()=>{if(token()&&!document.querySelector("form"))render()},10000);
 </script></body></html>
 )html";
