@@ -9,10 +9,12 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <set>
 
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/logging.h"
+#include "fleet/fleet_client.h"
 #include "health/health.h"
 #include "health/resources.h"
 #include "llm/redaction.h"
@@ -118,6 +120,16 @@ void ApplyConfigJson(const nlohmann::json& j, AgentConfig& c) {
   Take(j, "update_min_bytes_per_second", c.update_min_bytes_per_second);
   Take(j, "update_slow_window_secs", c.update_slow_window_secs);
   Take(j, "update_download_attempts", c.update_download_attempts);
+  std::string fleet_state = c.fleet_state_dir.string();
+  Take(j, "fleet_url", c.fleet_url);
+  Take(j, "fleet_enrollment_token", c.fleet_enrollment_token);
+  Take(j, "fleet_state_dir", fleet_state);
+  c.fleet_state_dir = fleet_state;
+  Take(j, "fleet_poll_secs", c.fleet_poll_secs);
+  if (!c.fleet_url.empty() && c.update_url.empty())
+    Fail(ErrorCode::kInvalidArgument,
+         "fleet_url needs update_url: the repository the fleet's packages come from");
+  if (!(c.fleet_poll_secs >= 1)) Fail(ErrorCode::kInvalidArgument, "fleet_poll_secs must be >= 1");
   Take(j, "health", c.health);
   Take(j, "device_id", c.device_id);
   Take(j, "telemetry_otlp_url", c.telemetry_otlp_url);
@@ -175,6 +187,10 @@ nlohmann::json ToJson(const AgentConfig& c) {
           {"update_min_bytes_per_second", c.update_min_bytes_per_second},
           {"update_slow_window_secs", c.update_slow_window_secs},
           {"update_download_attempts", c.update_download_attempts},
+          {"fleet_url", c.fleet_url},
+          {"fleet_enrollment_token", c.fleet_enrollment_token.empty() ? "" : "(set)"},
+          {"fleet_state_dir", c.fleet_state_dir.string()},
+          {"fleet_poll_secs", c.fleet_poll_secs},
           {"health", c.health},
           {"device_id", c.device_id},
           {"telemetry_otlp_url", c.telemetry_otlp_url},
@@ -200,6 +216,7 @@ struct Agent::Parts {
   std::unique_ptr<GrpcServer> grpc;
   std::unique_ptr<MetricsServer> metrics_server;
   std::unique_ptr<UpdateService> updates;
+  std::unique_ptr<fleet::FleetClient> fleet;
   HealthRegistry health;
   std::unique_ptr<ResourceReader> resources;
   std::unique_ptr<LoadShedder> shedder;
@@ -501,7 +518,43 @@ BoundPorts Agent::Start() {
         fmt::format("updates from {} every {} s (jitter {}%)", config_.update_url,
                     config_.update_interval_secs, config_.update_jitter * 100));
   }
+  if (!config_.fleet_url.empty()) StartFleetClient();
   return ports;
+}
+
+void Agent::StartFleetClient() {
+  auto& p = *parts_;
+  fleet::FleetClientOptions fo;
+  fo.url = config_.fleet_url;
+  fo.state_dir = config_.fleet_state_dir.empty() ? config_.model_repository / ".fleet"
+                                                 : config_.fleet_state_dir;
+  fo.enrollment_token = config_.fleet_enrollment_token;
+  fo.poll = std::chrono::milliseconds(static_cast<int64_t>(config_.fleet_poll_secs * 1000));
+  fo.agent_version = OUTPOST_VERSION;
+  fo.capabilities = ToJson(DiscoverCapabilities());
+  fleet::FleetHooks hooks;
+  hooks.reconcile = [u = p.updates.get()](const std::map<std::string, std::string>& desired) {
+    return u->Reconcile(desired);
+  };
+  hooks.health = [this] {
+    nlohmann::json h = Health();
+    nlohmann::json out = {{"ready", h.value("ready", false)}};
+    const nlohmann::json components = h.value("components", nlohmann::json::object());
+    for (const auto& [name, c] : components.items()) out["components"][name] = c.value("state", "");
+    return out;
+  };
+  hooks.models = [models = p.models.get()] {
+    std::set<std::string> names;  // DefaultVersion takes the lock ForEachServed holds
+    models->ForEachServed([&](const ServedModel& m) { names.insert(m.config.name); });
+    nlohmann::json out = nlohmann::json::object();
+    for (const auto& name : names) out[name] = models->DefaultVersion(name);
+    return out;
+  };
+  p.fleet = std::make_unique<fleet::FleetClient>(std::move(fo), std::move(hooks));
+  p.fleet->Start();
+  Log(LogSeverity::kInfo, "agent", "fleet",
+      fmt::format("following the fleet server at {} (poll every {} s)", config_.fleet_url,
+                  config_.fleet_poll_secs));
 }
 
 IndexEntry Agent::InstallUploadedPackage(const std::string& bytes) {
@@ -788,6 +841,7 @@ nlohmann::json Agent::Health() {
 void Agent::Stop() {
   if (!parts_) return;
   auto& p = *parts_;
+  if (p.fleet) p.fleet->Stop();
   if (p.updates) p.updates->Stop();
   if (p.shipper) p.shipper->Stop();
   {

@@ -55,6 +55,12 @@ struct AgentConfig {
   double update_min_bytes_per_second = 1024;  // slower than this for a window: slow retrieval
   int update_slow_window_secs = 10;
   int update_download_attempts = 8;  // per check; each resumes where the last one stopped
+  // A fleet server (fleet/fleet_client.h): the device enrolls with the one-time token, then
+  // follows the desired state it is given through the update client (needs update_url).
+  std::string fleet_url;
+  std::string fleet_enrollment_token;     // used once; never printed
+  std::filesystem::path fleet_state_dir;  // empty: <model_repository>/.fleet
+  double fleet_poll_secs = 60;
   // Health: resource polling and load shedding; keys proc_root, sys_root, poll_secs,
   // min_memory_available_fraction, max_temperature_c, min_disk_free_bytes.
   nlohmann::json health = nlohmann::json::object();
@@ -104,6 +110,7 @@ class Agent {
   IndexEntry InstallUploadedPackage(const std::string& bytes);
   UpdateOptions MakeUpdateOptions() const;
   void StartHealth();
+  void StartFleetClient();
   AgentConfig config_;
   std::optional<TrustPolicy> trust_;
   ServerInfo info_;

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <cstdlib>
 
 #include "core/atomic_file.h"
@@ -166,6 +167,53 @@ json UpdateService::CheckNow(bool force) {
   return Status();
 }
 
+json UpdateService::Reconcile(const std::map<std::string, std::string>& desired) {
+  {
+    std::lock_guard lock(mu_);
+    desired_ = desired;
+  }
+  RunCheck(/*force=*/false);
+  std::lock_guard run(run_mu_);
+  return DesiredStatus(desired, last_offers_);
+}
+
+// What each desired model's slots say now.
+json UpdateService::DesiredStatus(const std::map<std::string, std::string>& desired,
+                                  const std::vector<tuf::Offer>& offers) {
+  json out = json::object();
+  std::string check_error;
+  {
+    std::lock_guard lock(mu_);
+    if (last_result_ != "ok") check_error = last_result_ + ": " + last_error_;
+  }
+  for (const auto& [name, version] : desired) {
+    SlotState state;
+    if (auto s = ReadSlots(options_.model_repository / name)) state = *s;
+    if (state.committed.empty()) state.committed = models_.DefaultVersion(name);
+    json st = {{"version", state.committed}, {"reason", ""}};
+    bool offered = std::any_of(offers.begin(), offers.end(), [&](const tuf::Offer& o) {
+      return o.name == name && o.version == version;
+    });
+    if (state.committed == version) {
+      st["status"] = "installed";
+    } else if (state.HasFailed(version)) {
+      st["status"] = "failed";
+      st["reason"] = state.last_failure.empty() ? "the update was rolled back" : state.last_failure;
+    } else if (options_.policy.pinned_models.count(name)) {
+      st["status"] = "failed";
+      st["reason"] = "the model is pinned on this device";
+    } else if (check_error.empty() && !offered) {
+      st["status"] = "failed";
+      st["reason"] = name + " " + version + " is not in the update repository";
+    } else {
+      st["status"] = "installing";
+      st["reason"] = check_error;
+    }
+    out[name] = std::move(st);
+  }
+  return out;
+}
+
 void UpdateService::SetState(const std::string& state) {
   std::lock_guard lock(mu_);
   state_ = state;
@@ -195,12 +243,26 @@ void UpdateService::RunCheck(bool force) {
   }
   try {
     SetState("checking");
-    auto offers = client_->Check(std::chrono::system_clock::now());
+    std::optional<std::map<std::string, std::string>> desired;
+    {
+      std::lock_guard lock(mu_);
+      desired = desired_;
+    }
+    auto offers = client_->Check(std::chrono::system_clock::now(), desired ? &*desired : nullptr);
+    last_offers_ = offers;
     CrashPoint("refreshed");
     for (const auto& offer : offers) {
       if (offer.kind != "model") continue;
       if (options_.policy.pinned_models.count(offer.name)) continue;
-      UpdateModel(offer);
+      try {
+        UpdateModel(offer, desired.has_value());
+      } catch (const std::exception& e) {
+        // Under a fleet, one model's failure (recorded in its slots) does not stop the others.
+        if (!desired) throw;
+        Log(LogSeverity::kError, "update", "model_update_failed",
+            fmt::format("update: model {} {}: {}", offer.name, offer.version, e.what()),
+            {{"model", offer.name}, {"version", offer.version}});
+      }
     }
     // The agent last: staging it ends this process (the supervisor starts the trial).
     for (const auto& offer : offers) {
@@ -225,12 +287,14 @@ void UpdateService::RunCheck(bool force) {
   }
 }
 
-void UpdateService::UpdateModel(const tuf::Offer& offer) {
+void UpdateService::UpdateModel(const tuf::Offer& offer, bool directed) {
   fs::path model_dir = options_.model_repository / offer.name;
   SlotState state;
   if (auto s = ReadSlots(model_dir)) state = *s;
   if (state.committed.empty()) state.committed = models_.DefaultVersion(offer.name);
-  if (!state.committed.empty() && CompareVersions(offer.version, state.committed) <= 0) return;
+  if (directed ? offer.version == state.committed
+               : !state.committed.empty() && CompareVersions(offer.version, state.committed) <= 0)
+    return;
   if (state.HasFailed(offer.version)) return;  // reported when it failed; wait for a newer one
   auto started = SteadyClock::now();
   Event ev = MakeEvent(offer.name, offer.version, "", "");

@@ -62,6 +62,10 @@ class UpdateService {
   // Runs one check now (waiting for any running one first) and returns the status after it.
   // `force` ignores maintenance windows and the metered-network pause, as an operator may.
   nlohmann::json CheckNow(bool force);
+  // A fleet server's desired state (model -> version): from now on the device installs exactly
+  // these versions (a lower one is a rollback, not refused) and no others; runs one check now.
+  // Returns per model {"status": installed | failed | installing, "reason", "version"}.
+  nlohmann::json Reconcile(const std::map<std::string, std::string>& desired);
   nlohmann::json Status() const;
 
  private:
@@ -75,7 +79,9 @@ class UpdateService {
   static Event MakeEvent(std::string model, std::string version, std::string outcome,
                          std::string reason);
   void RunCheck(bool force);
-  void UpdateModel(const tuf::Offer& offer);
+  void UpdateModel(const tuf::Offer& offer, bool directed);
+  nlohmann::json DesiredStatus(const std::map<std::string, std::string>& desired,
+                               const std::vector<tuf::Offer>& offers);
   void StageAgent(const tuf::Offer& offer);
   std::filesystem::path FetchWithBase(const tuf::Offer& offer, const std::filesystem::path& dir,
                                       Event& ev);
@@ -106,6 +112,8 @@ class UpdateService {
   std::string last_result_, last_error_;
   std::string last_check_, next_check_;
   std::deque<Event> events_;
+  std::optional<std::map<std::string, std::string>> desired_;  // set by a fleet server
+  std::vector<tuf::Offer> last_offers_;
   std::thread thread_;
 };
 

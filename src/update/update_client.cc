@@ -38,7 +38,8 @@ UpdateClient::UpdateClient(UpdateSource source)
   fs::create_directories(downloads());
 }
 
-std::vector<Offer> UpdateClient::Check(Clock::time_point now) {
+std::vector<Offer> UpdateClient::Check(Clock::time_point now,
+                                       const std::map<std::string, std::string>* wanted) {
   Updater updater(source_.state_dir / "metadata", fetcher_);
   if (!fs::exists(source_.state_dir / "metadata" / "root.json")) {
     if (source_.initial_root.empty() || !fs::exists(source_.initial_root))
@@ -59,6 +60,10 @@ std::vector<Offer> UpdateClient::Check(Clock::time_point now) {
     }
     std::string kind = CustomString(info, "kind");
     if (kind.empty()) kind = "model";
+    if (wanted && kind == "model") {
+      auto w = wanted->find(name);
+      if (w == wanted->end() || w->second != version) continue;
+    }
     auto& o = newest[{kind, name}];
     if (o.version.empty() || CompareVersions(version, o.version) > 0) {
       o = Offer{kind, name, version, target, info, {}, {}, "", ""};

@@ -9,6 +9,7 @@
 
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -50,9 +51,12 @@ class UpdateClient {
  public:
   explicit UpdateClient(UpdateSource source);
 
-  // Refreshes the metadata (TUF client workflow) and returns the newest offer per kind and name.
-  // Throws as Updater::Refresh does; nothing refused reaches the disk.
-  std::vector<Offer> Check(Clock::time_point now);
+  // Refreshes the metadata (TUF client workflow) and returns the newest offer per kind and name;
+  // with `wanted` (a fleet's desired state: name -> version), exactly those versions of those
+  // models instead, older or newer. Throws as Updater::Refresh does; nothing refused reaches
+  // the disk.
+  std::vector<Offer> Check(Clock::time_point now,
+                           const std::map<std::string, std::string>* wanted = nullptr);
 
   // Returns the path of the verified full package in the download directory. `base` writes the
   // package of an installed version to the given path (RebuildPackage) and returns false when
