@@ -52,14 +52,30 @@ std::vector<const SigningKey*> Ptrs(const std::vector<SigningKey>& keys) {
   return out;
 }
 
-json Role(const std::vector<SigningKey>& keys, int threshold, json& all_keys) {
+// Public halves only: a secret key file, or a .pub file (the fleet server's online key, whose
+// secret half never leaves the server).
+std::vector<PublicKey> LoadPublicKeys(const std::vector<std::string>& paths) {
+  std::vector<PublicKey> keys;
+  for (const auto& p : paths)
+    keys.push_back(p.size() > 4 && p.substr(p.size() - 4) == ".pub" ? LoadPublicKey(p)
+                                                                    : LoadSigningKey(p).pub);
+  return keys;
+}
+
+json Role(const std::vector<PublicKey>& keys, int threshold, json& all_keys) {
   json ids = json::array();
   for (const auto& k : keys) {
-    std::string id = tuf::KeyIdOf(k.pub.public_key);
-    all_keys[id] = tuf::KeyJson(k.pub.public_key);
+    std::string id = tuf::KeyIdOf(k.public_key);
+    all_keys[id] = tuf::KeyJson(k.public_key);
     ids.push_back(id);
   }
   return {{"keyids", ids}, {"threshold", threshold}};
+}
+
+std::vector<PublicKey> PublicHalves(const std::vector<SigningKey>& keys) {
+  std::vector<PublicKey> out;
+  for (const auto& k : keys) out.push_back(k.pub);
+  return out;
 }
 
 std::string Expires(int days) {
@@ -102,11 +118,12 @@ int RepoInit() {
   fs::create_directories(meta);
   fs::create_directories(fs::path(o.dir) / "targets");
   auto root_keys = LoadKeys(o.root_keys);
-  auto targets_keys = LoadKeys(o.targets_keys), snapshot_keys = LoadKeys(o.snapshot_keys),
-       timestamp_keys = LoadKeys(o.timestamp_keys);
+  auto targets_keys = LoadKeys(o.targets_keys);
+  auto snapshot_keys = LoadPublicKeys(o.snapshot_keys),
+       timestamp_keys = LoadPublicKeys(o.timestamp_keys);
   json keys = json::object();
-  json roles = {{"root", Role(root_keys, o.root_threshold, keys)},
-                {"targets", Role(targets_keys, o.targets_threshold, keys)},
+  json roles = {{"root", Role(PublicHalves(root_keys), o.root_threshold, keys)},
+                {"targets", Role(PublicHalves(targets_keys), o.targets_threshold, keys)},
                 {"snapshot", Role(snapshot_keys, 1, keys)},
                 {"timestamp", Role(timestamp_keys, 1, keys)}};
   json root = {{"_type", "root"},
@@ -223,14 +240,7 @@ int RepoRotate() {
   json keys = root["keys"];
   auto replace = [&](const std::string& role, const std::vector<std::string>& paths,
                      int threshold) {
-    if (paths.empty()) return;
-    json ids = json::array();
-    for (const auto& k : LoadKeys(paths)) {
-      std::string id = tuf::KeyIdOf(k.pub.public_key);
-      keys[id] = tuf::KeyJson(k.pub.public_key);
-      ids.push_back(id);
-    }
-    root["roles"][role] = {{"keyids", ids}, {"threshold", threshold}};
+    if (!paths.empty()) root["roles"][role] = Role(LoadPublicKeys(paths), threshold, keys);
   };
   replace("root", o.new_root_keys, o.root_threshold);
   replace("targets", o.targets_keys, o.targets_threshold);
@@ -268,38 +278,18 @@ int RepoPublish() {
   fs::path meta = fs::path(o.dir) / "metadata";
   int64_t targets_version = LatestTargetsVersion(meta);
   std::string targets_bytes = ReadFile(meta / (std::to_string(targets_version) + ".targets.json"));
+  json previous =
+      fs::exists(meta / "timestamp.json") ? ReadSigned(meta / "timestamp.json") : json();
   int64_t snapshot_version =
-      fs::exists(meta / "timestamp.json")
-          ? ReadSigned(meta / "timestamp.json")["meta"]["snapshot.json"]["version"].get<int64_t>() +
-                1
-          : 1;
-  json snapshot = {{"_type", "snapshot"},
-                   {"spec_version", "1.0.31"},
-                   {"version", snapshot_version},
-                   {"expires", Expires(o.online_expires_days)},
-                   {"meta",
-                    {{"targets.json",
-                      {{"version", targets_version},
-                       {"length", targets_bytes.size()},
-                       {"hashes", {{"sha256", Sha256Hex(targets_bytes)}}}}}}}};
-  json signed_snapshot = tuf::SignEnvelope(snapshot, Ptrs(LoadKeys(o.snapshot_keys)));
-  std::string snapshot_bytes = signed_snapshot.dump(1) + "\n";
-  WriteFileAtomically(meta / (std::to_string(snapshot_version) + ".snapshot.json"), snapshot_bytes);
-  int64_t timestamp_version =
-      fs::exists(meta / "timestamp.json")
-          ? ReadSigned(meta / "timestamp.json")["version"].get<int64_t>() + 1
-          : 1;
-  json timestamp = {{"_type", "timestamp"},
-                    {"spec_version", "1.0.31"},
-                    {"version", timestamp_version},
-                    {"expires", Expires(o.online_expires_days)},
-                    {"meta",
-                     {{"snapshot.json",
-                       {{"version", snapshot_version},
-                        {"length", snapshot_bytes.size()},
-                        {"hashes", {{"sha256", Sha256Hex(snapshot_bytes)}}}}}}}};
+      previous.is_null() ? 1 : previous["meta"]["snapshot.json"]["version"].get<int64_t>() + 1;
+  int64_t timestamp_version = previous.is_null() ? 1 : previous["version"].get<int64_t>() + 1;
+  auto expires = tuf::Clock::now() + std::chrono::hours(24) * o.online_expires_days;
+  tuf::OnlineRoles roles = tuf::SignOnlineRoles(
+      targets_bytes, targets_version, snapshot_version, timestamp_version, expires,
+      LoadSigningKey(o.snapshot_keys.at(0)), LoadSigningKey(o.timestamp_keys.at(0)));
+  WriteFileAtomically(meta / (std::to_string(snapshot_version) + ".snapshot.json"), roles.snapshot);
   // The timestamp is written last: until it is, clients keep seeing the previous publication.
-  Write(meta / "timestamp.json", tuf::SignEnvelope(timestamp, Ptrs(LoadKeys(o.timestamp_keys))));
+  WriteFileAtomically(meta / "timestamp.json", roles.timestamp);
   std::cout << "published snapshot v" << snapshot_version << ", timestamp v" << timestamp_version
             << "\n";
   return 0;

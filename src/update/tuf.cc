@@ -218,6 +218,72 @@ std::string FormatExpiry(Clock::time_point t) {
   return buf;
 }
 
+Targets VerifyTargets(const std::string& root_bytes, const std::string& targets_bytes,
+                      Clock::time_point now) {
+  Targets t;
+  AsMetadataError("targets", [&] {
+    Root root = ParseRoot(ParseEnvelope(root_bytes, "root").signed_part);
+    Envelope e = ParseEnvelope(targets_bytes, "targets");
+    VerifyRole(e, root, "targets", "targets");
+    t.version = Version(e.signed_part, "targets");
+    t.expires = ParseExpiry(e.signed_part, "targets");
+    const json targets = e.signed_part.value("targets", json::object());
+    if (!targets.is_object()) Bad("targets: targets must be an object");
+    for (const auto& [path, info] : targets.items()) {
+      if (!info.is_object() || !info.contains("length") || !info["length"].is_number_unsigned() ||
+          !info.contains("hashes") || !info["hashes"].is_object() ||
+          !info["hashes"].contains("sha256") || !info["hashes"]["sha256"].is_string())
+        Bad("targets: '" + path + "' needs a length and a sha256");
+      TargetInfo ti{info["length"].get<uint64_t>(), {}, info.value("custom", json::object())};
+      for (const auto& [alg, h] : info["hashes"].items())
+        if (h.is_string()) ti.hashes[alg] = h.get<std::string>();
+      t.targets[path] = std::move(ti);
+    }
+    CheckFresh("targets", t.version, t.expires, now);
+  });
+  return t;
+}
+
+Root ParseRootMetadata(const std::string& root_bytes) {
+  Root r;
+  AsMetadataError("root", [&] { r = ParseRoot(ParseEnvelope(root_bytes, "root").signed_part); });
+  return r;
+}
+
+namespace {
+json MetaEntry(const std::string& bytes, int64_t version) {
+  return {
+      {"version", version}, {"length", bytes.size()}, {"hashes", {{"sha256", Sha256Hex(bytes)}}}};
+}
+}  // namespace
+
+std::string SignTimestamp(const std::string& snapshot_bytes, int64_t snapshot_version,
+                          int64_t timestamp_version, Clock::time_point expires,
+                          const SigningKey& timestamp_key) {
+  json timestamp = {{"_type", "timestamp"},
+                    {"spec_version", "1.0.31"},
+                    {"version", timestamp_version},
+                    {"expires", FormatExpiry(expires)},
+                    {"meta", {{"snapshot.json", MetaEntry(snapshot_bytes, snapshot_version)}}}};
+  return SignEnvelope(timestamp, {&timestamp_key}).dump(1) + "\n";
+}
+
+OnlineRoles SignOnlineRoles(const std::string& targets_bytes, int64_t targets_version,
+                            int64_t snapshot_version, int64_t timestamp_version,
+                            Clock::time_point expires, const SigningKey& snapshot_key,
+                            const SigningKey& timestamp_key) {
+  json snapshot = {{"_type", "snapshot"},
+                   {"spec_version", "1.0.31"},
+                   {"version", snapshot_version},
+                   {"expires", FormatExpiry(expires)},
+                   {"meta", {{"targets.json", MetaEntry(targets_bytes, targets_version)}}}};
+  OnlineRoles out;
+  out.snapshot = SignEnvelope(snapshot, {&snapshot_key}).dump(1) + "\n";
+  out.timestamp =
+      SignTimestamp(out.snapshot, snapshot_version, timestamp_version, expires, timestamp_key);
+  return out;
+}
+
 TrustedSet::TrustedSet(const std::string& root_bytes, Clock::time_point now) : now_(now) {
   AsMetadataError("root", [&] {
     Envelope e = ParseEnvelope(root_bytes, "root");

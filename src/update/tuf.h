@@ -73,6 +73,30 @@ nlohmann::json SignEnvelope(const nlohmann::json& signed_part,
                             const std::vector<const SigningKey*>& keys);
 std::string FormatExpiry(Clock::time_point t);
 
+// --- The repository side (outpost repo publish, the fleet server) ------------------------------
+
+// Checks that `targets_bytes` is targets metadata signed by the threshold of the targets keys
+// `root_bytes` names, not expired at `now`, with well-formed target entries; returns it parsed.
+// Throws Error(kPermissionDenied) for a signature or expiry problem, kInvalidArgument otherwise.
+Targets VerifyTargets(const std::string& root_bytes, const std::string& targets_bytes,
+                      Clock::time_point now);
+Root ParseRootMetadata(const std::string& root_bytes);  // structure only; signatures unchecked
+
+struct OnlineRoles {
+  std::string snapshot;   // bytes of N.snapshot.json
+  std::string timestamp;  // bytes of timestamp.json
+};
+// Snapshot `snapshot_version` naming targets (its version, length and sha256), and timestamp
+// `timestamp_version` naming that snapshot: the roles a repository signs with its online keys.
+OnlineRoles SignOnlineRoles(const std::string& targets_bytes, int64_t targets_version,
+                            int64_t snapshot_version, int64_t timestamp_version,
+                            Clock::time_point expires, const SigningKey& snapshot_key,
+                            const SigningKey& timestamp_key);
+// A new timestamp for an unchanged snapshot (its expiry pushed on).
+std::string SignTimestamp(const std::string& snapshot_bytes, int64_t snapshot_version,
+                          int64_t timestamp_version, Clock::time_point expires,
+                          const SigningKey& timestamp_key);
+
 // The metadata a client trusts, updated role by role in the specification's order. Every
 // refusal throws Error(kPermissionDenied) for a security check (signature, threshold, rollback,
 // expiry, inconsistency) or Error(kInvalidArgument) for malformed metadata, and leaves the
