@@ -11,6 +11,7 @@
 #include <iostream>
 #include <thread>
 
+#include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/logging.h"
 #include "fleet/fleet_http.h"
@@ -96,6 +97,13 @@ int main(int argc, char** argv) {
                     "Forward drift events here as retraining triggers");
   serve->add_option("--repository-url", options.repository_url,
                     "The update repository devices fetch packages from");
+  std::string repository_dir, online_key;
+  serve->add_option("--repository-dir", repository_dir,
+                    "Keep an update repository (served under /repo): target files live here");
+  serve->add_option("--online-key", online_key,
+                    "The key (0600) this server signs snapshot and timestamp with");
+  serve->add_option("--online-expiry-days", options.online_expiry_days,
+                    "Lifetime of signed snapshot and timestamp (re-signed at half; default 7)");
 
   auto* token = app.add_subcommand("token", "Operator tokens, made on the server itself");
   token->require_subcommand(1);
@@ -117,6 +125,13 @@ int main(int argc, char** argv) {
     InitLogging(log_level, log_format == "json");
     if (serve->parsed()) {
       server_options.rollout_tick = std::chrono::milliseconds(tick_ms);
+      if (repository_dir.empty() != online_key.empty())
+        Fail(ErrorCode::kInvalidArgument, "--repository-dir and --online-key go together");
+      if (!online_key.empty()) {
+        RequirePrivateFile(online_key);
+        options.online_key = LoadSigningKey(online_key);
+        options.repository_dir = repository_dir;
+      }
       return Serve(db_url, options, server_options, pool);
     }
     auto db = Database::Open(db_url, 2);

@@ -5,6 +5,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
+#include <filesystem>
+#include <fstream>
 #include <iostream>
 
 #include <nlohmann/json.hpp>
@@ -183,6 +185,89 @@ int VerifyAudit() {
   return v.ok ? 0 : 1;
 }
 
+// Sends an update repository made offline (`outpost repo init/add`, signed with release keys)
+// to the fleet server: new root versions, the target files (resumable, in chunks), then the
+// latest targets metadata, which the server checks and publishes with its online signatures.
+int Publish(const std::string& dir) {
+  namespace fs = std::filesystem;
+  fs::path meta = fs::path(dir) / "metadata";
+  auto versions = [&](const std::string& role) {
+    std::vector<int64_t> out;
+    for (const auto& e : fs::directory_iterator(meta)) {
+      std::string n = e.path().filename().string();
+      std::string suffix = "." + role + ".json";
+      if (n.size() > suffix.size() && n.substr(n.size() - suffix.size()) == suffix &&
+          std::isdigit(static_cast<unsigned char>(n[0])))
+        out.push_back(std::stoll(n));
+    }
+    std::sort(out.begin(), out.end());
+    return out;
+  };
+  auto read = [](const fs::path& p) {
+    std::ifstream f(p, std::ios::binary);
+    return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  };
+  auto server_root = Call("GET", "/repo/metadata/root.json");
+  int64_t have = server_root.first == 200 ? server_root.second["signed"].value("version", 0) : 0;
+  httplib::Client client(Opts().server);
+  client.set_read_timeout(300);
+  httplib::Headers auth{{"Authorization", "Bearer " + Opts().token}};
+  auto post = [&](const std::string& path, const std::string& body) {
+    auto res = client.Post(path, auth, body, "application/json");
+    if (!res) {
+      std::cerr << "outpost: cannot reach the fleet server: " << httplib::to_string(res.error())
+                << "\n";
+      std::exit(3);
+    }
+    json parsed = json::parse(res->body, nullptr, false);
+    return std::make_pair(res->status, parsed.is_discarded() ? json{{"error", res->body}} : parsed);
+  };
+  for (int64_t v : versions("root")) {
+    if (v <= have) continue;
+    auto r = post("/api/v1/repository/root", read(meta / (std::to_string(v) + ".root.json")));
+    if (int rc = Check(r)) return rc;
+    std::cout << "root v" << v << " accepted\n";
+  }
+  auto targets_versions = versions("targets");
+  if (targets_versions.empty())
+    throw CLI::ValidationError("dir", "no N.targets.json in " + meta.string());
+  std::string targets_bytes =
+      read(meta / (std::to_string(targets_versions.back()) + ".targets.json"));
+  json targets = json::parse(targets_bytes)["signed"]["targets"];
+  constexpr size_t kChunk = 4u << 20;
+  for (const auto& [path, info] : targets.items()) {
+    std::string file =
+        info["hashes"]["sha256"].get<std::string>() + "." + fs::path(path).filename().string();
+    auto st = Call("GET", "/api/v1/repository/uploads/" + file);
+    if (int rc = Check(st)) return rc;
+    if (st.second.value("published", false)) continue;
+    std::ifstream f(fs::path(dir) / "targets" / file, std::ios::binary);
+    if (!f) throw CLI::ValidationError("dir", "missing target file " + file);
+    uint64_t offset = st.second.value("received", uint64_t{0});
+    f.seekg(static_cast<std::streamoff>(offset));
+    std::string chunk(kChunk, '\0');
+    while (f.read(chunk.data(), kChunk) || f.gcount() > 0) {
+      std::string part = chunk.substr(0, static_cast<size_t>(f.gcount()));
+      auto res =
+          client.Put("/api/v1/repository/uploads/" + file + "?offset=" + std::to_string(offset),
+                     auth, part, "application/octet-stream");
+      if (!res || res->status != 200) {
+        std::cerr << "outpost: upload of " << file << " failed at byte " << offset << ": "
+                  << (res ? res->body : httplib::to_string(res.error())) << "\n";
+        return res ? 1 : 3;
+      }
+      offset += part.size();
+    }
+    std::cout << "uploaded " << path << " (" << offset << " bytes)\n";
+  }
+  auto r = post("/api/v1/repository/targets", targets_bytes);
+  if (int rc = Check(r)) return rc;
+  std::cout << "published targets v" << r.second["targets_version"] << " (snapshot v"
+            << r.second["snapshot_version"] << ", timestamp v" << r.second["timestamp_version"]
+            << ", signed by the server)\n";
+  return 0;
+}
+
 json RolloutSpec() {
   auto& o = Opts();
   json spec = json::object();
@@ -253,6 +338,11 @@ void AddFleetCommand(CLI::App& app) {
   auto* audit = f->add_subcommand("audit", "The audit log; 'audit verify' checks its hash chain");
   audit->add_option("action", o.action)->check(CLI::IsMember({"list", "verify"}));
   audit->add_option("--after", o.after, "Entries after this sequence number");
+  auto* publish = f->add_subcommand(
+      "publish", "Publish an offline-signed update repository (outpost repo) through the server");
+  publish->add_option("dir", o.id, "The repository directory")
+      ->required()
+      ->check(CLI::ExistingDirectory);
   auto* token = f->add_subcommand("token", "Make an operator token (admin)");
   token->add_option("--name", o.name)->required();
   token->add_option("--scope", o.scope, "read, write or admin (default read)");
@@ -364,6 +454,7 @@ int RunFleetCommand(CLI::App& app) {
                                << e["source"].get<std::string>() << "\n";
                  });
   }
+  if (f->got_subcommand("publish")) return Publish(o.id);
   if (f->got_subcommand("token"))
     return Print(Call("POST", "/api/v1/tokens", {{"name", o.name}, {"scope", o.scope}}),
                  [](const json& r) {

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <filesystem>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -19,6 +20,7 @@
 #include "fleet/database.h"
 #include "fleet/desired_state.h"
 #include "fleet/identity.h"
+#include "package/keys.h"
 
 namespace outpost {
 class WebhookSender;
@@ -43,6 +45,12 @@ struct FleetOptions {
   std::string drift_webhook_url;  // retraining triggers: drift events are forwarded
   Millis max_enrollment_token_ms = 30LL * 24 * 3600 * 1000;
   std::string repository_url;  // given to devices with their desired state
+  // The update repository this server keeps (TUF): targets are signed offline by release keys
+  // it never holds; it signs snapshot and timestamp with its online key. Replicas share the
+  // metadata through the database and need the same directory (shared storage) for targets.
+  std::filesystem::path repository_dir;  // empty: no repository
+  std::optional<SigningKey> online_key;
+  int online_expiry_days = 7;
 };
 
 // The signature headers of a device request.
@@ -104,6 +112,21 @@ class Fleet {
   // --- telemetry ---------------------------------------------------------------------------
   json IntakeOtlpLogs(const Caller& device, const json& body, const std::string& batch_id);
   json ListEvents(const std::string& model, const std::string& version, int64_t limit);
+
+  // --- the update repository ---------------------------------------------------------------
+  json PutRoot(const Caller& caller, const std::string& bytes);
+  // Appends a chunk to an upload of a target file (named <sha256>.<file>, as TUF's consistent
+  // snapshots name it) at `offset`, which must be the size received so far.
+  json UploadTarget(const Caller& caller, const std::string& file, uint64_t offset,
+                    const std::string& chunk);
+  json UploadStatus(const std::string& file);
+  // Accepts targets metadata signed offline (threshold of the root's targets keys, version
+  // above the current one, every target uploaded and matching its length and hash), then signs
+  // a snapshot and timestamp for it with the online key.
+  json PublishTargets(const Caller& caller, const std::string& bytes);
+  std::optional<std::string> RepositoryMetadata(const std::string& name);
+  // Re-signs the timestamp when half its life is gone. True when it did.
+  bool RefreshTimestamp();
 
   // --- audit -------------------------------------------------------------------------------
   json ListAudit(int64_t after, int64_t limit);

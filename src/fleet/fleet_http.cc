@@ -4,6 +4,8 @@
 #include <httplib.h>
 #include <sys/socket.h>
 
+#include <filesystem>
+
 #include "core/logging.h"
 #include "fleet/dashboard.h"
 
@@ -95,6 +97,7 @@ void FleetServer::ControllerLoop() {
   while (!stop_) {
     try {
       fleet_.TickRollouts();
+      fleet_.RefreshTimestamp();
     } catch (const std::exception& e) {
       Log(LogSeverity::kWarn, "fleet", "controller_failed",
           std::string("rollout controller: ") + e.what());
@@ -271,6 +274,42 @@ void FleetServer::Routes() {
                     {"first_bad_seq", v.first_bad_seq},
                     {"problem", v.problem}});
         }));
+
+  // --- the update repository: public (TUF metadata is signed; packages are signed) ---------
+  s.Get(R"(/repo/metadata/([A-Za-z0-9][A-Za-z0-9._-]*\.json))",
+        [&f](const httplib::Request& req, httplib::Response& res) {
+          Guard(res, [&] {
+            auto body = f.RepositoryMetadata(req.matches[1]);
+            if (!body) Fail(ErrorCode::kNotFound, "no " + std::string(req.matches[1]));
+            res.set_header("Cache-Control", "no-cache");
+            res.set_content(*body, "application/json");
+          });
+        });
+  if (!f.options().repository_dir.empty()) {
+    std::filesystem::create_directories(f.options().repository_dir / "targets");
+    s.set_mount_point("/repo/targets", (f.options().repository_dir / "targets").string());
+  }
+  s.Get(R"(/api/v1/repository/uploads/([A-Za-z0-9][A-Za-z0-9._-]*))",
+        op(Scope::kWrite, [&f](const Caller&, const httplib::Request& req, httplib::Response& res) {
+          SendJson(res, 200, f.UploadStatus(req.matches[1]));
+        }));
+  s.Put(
+      R"(/api/v1/repository/uploads/([A-Za-z0-9][A-Za-z0-9._-]*))",
+      op(Scope::kWrite, [&f](const Caller& c, const httplib::Request& req, httplib::Response& res) {
+        SendJson(res, 200,
+                 f.UploadTarget(c, req.matches[1],
+                                static_cast<uint64_t>(IntParam(req, "offset", 0)), req.body));
+      }));
+  s.Post(
+      "/api/v1/repository/root",
+      op(Scope::kAdmin, [&f](const Caller& c, const httplib::Request& req, httplib::Response& res) {
+        SendJson(res, 200, f.PutRoot(c, req.body));
+      }));
+  s.Post(
+      "/api/v1/repository/targets",
+      op(Scope::kWrite, [&f](const Caller& c, const httplib::Request& req, httplib::Response& res) {
+        SendJson(res, 201, f.PublishTargets(c, req.body));
+      }));
 
   // --- operator tokens -------------------------------------------------------------------
   s.Get("/api/v1/tokens",

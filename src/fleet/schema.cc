@@ -60,6 +60,9 @@ CREATE TABLE IF NOT EXISTS fleet_events (
   id {serial}, device_id TEXT NOT NULL, time_ms BIGINT NOT NULL, received_ms BIGINT NOT NULL,
   event TEXT NOT NULL, model TEXT NOT NULL, version TEXT NOT NULL, body TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS fleet_events_by_model ON fleet_events (model, version, id);
+CREATE TABLE IF NOT EXISTS repo_metadata (
+  name TEXT PRIMARY KEY, role TEXT NOT NULL, version BIGINT NOT NULL, body TEXT NOT NULL,
+  created_ms BIGINT NOT NULL);
 INSERT INTO fleet_meta (key, value) VALUES ('audit_head', '0:') ON CONFLICT (key) DO NOTHING;
 INSERT INTO fleet_meta (key, value) VALUES ('deployments_generation', '0') ON CONFLICT (key) DO NOTHING;
 )",
