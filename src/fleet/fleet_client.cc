@@ -73,6 +73,14 @@ void FleetClient::LoadIdentity() {
   RequirePrivateFile(key_file);
   key_ = LoadSigningKey(key_file);
   device_id_ = id["device_id"];
+  // The server refuses a request time at or before the last one it accepted: after a restart
+  // with a clock set back, the device continues from where it was.
+  if (fs::exists(options_.state_dir / "last_request_ms")) {
+    try {
+      last_request_ms_ = std::stoll(ReadFile(options_.state_dir / "last_request_ms"));
+    } catch (const std::exception&) {
+    }
+  }
 }
 
 FleetClient::Response FleetClient::Send(const std::string& method, const std::string& path,
@@ -117,6 +125,13 @@ FleetClient::Response FleetClient::Send(const std::string& method, const std::st
   CURLcode rc = curl_easy_perform(curl);
   if (rc == CURLE_OK) {
     curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &r.status);
+    if (key_ && !device_id_.empty() && r.status != 401) {
+      try {
+        WriteFileAtomically(options_.state_dir / "last_request_ms",
+                            std::to_string(last_request_ms_), 0600);
+      } catch (const std::exception&) {
+      }
+    }
   } else {
     r.error = curl_easy_strerror(rc);
   }

@@ -5,6 +5,7 @@ after the fleet server was away."""
 import json
 import os
 import shutil
+import sqlite3
 import tempfile
 import time
 import unittest
@@ -126,6 +127,14 @@ class FleetAgentTest(unittest.TestCase):
         self.start_agent()
         first = self.wait("enrollment", lambda d: d["models"].get("scaler") == "1.0.0")["id"]
         self.agent.close()
+        # As if the device's clock were set back two minutes across the restart: the server has
+        # seen a later request time than the clock now shows. The agent carries on from its
+        # record instead of being refused as a replay until the clock catches up.
+        ahead = int(time.time() * 1000) + 120_000
+        with sqlite3.connect(self.db[len("sqlite:"):]) as c:
+            c.execute("UPDATE devices SET last_request_ms = ? WHERE id = ?", (ahead, first))
+        with open(os.path.join(self.models, ".fleet", "last_request_ms"), "w") as f:
+            f.write(str(ahead))
         # The fleet server goes away; meanwhile the operator deploys 2.0.0 (on a new server
         # process over the same database, started once the agent is back and polling).
         self.fleet.close()
