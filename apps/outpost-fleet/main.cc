@@ -149,19 +149,7 @@ int main(int argc, char** argv) {
     }
     if (verify->parsed()) {
       AuditVerdict v = Fleet::VerifyAudit(*db);
-      if (as_json) {
-        std::cout << nlohmann::json({{"ok", v.ok},
-                                     {"entries", v.entries},
-                                     {"head_hash", v.head_hash},
-                                     {"first_bad_seq", v.first_bad_seq},
-                                     {"problem", v.problem}})
-                         .dump(2)
-                  << "\n";
-      } else if (v.ok) {
-        std::cout << "audit log intact: " << v.entries << " entries, head " << v.head_hash << "\n";
-      } else {
-        std::cout << "audit log BROKEN: " << v.problem << "\n";
-      }
+      std::cout << (as_json ? ToJson(v).dump(2) : Describe(v)) << "\n";
       return v.ok ? 0 : 1;
     }
     std::cout << "schema at version " << kSchemaVersion << "\n";

@@ -170,18 +170,7 @@ int VerifyAudit() {
     v.problem = "the server's head " + server.second.value("head_hash", "") +
                 " is not the end of the chain it sent";
   }
-  if (Opts().json_out) {
-    std::cout << json({{"ok", v.ok},
-                       {"entries", v.entries},
-                       {"head_hash", v.head_hash},
-                       {"problem", v.problem}})
-                     .dump(2)
-              << "\n";
-  } else if (v.ok) {
-    std::cout << "audit log intact: " << v.entries << " entries, head " << v.head_hash << "\n";
-  } else {
-    std::cout << "audit log BROKEN: " << v.problem << "\n";
-  }
+  std::cout << (Opts().json_out ? fleet::ToJson(v).dump(2) : fleet::Describe(v)) << "\n";
   return v.ok ? 0 : 1;
 }
 

@@ -82,6 +82,19 @@ std::vector<AuditEntry> ReadAudit(SqlConnection& c, int64_t after_seq, int64_t l
   return out;
 }
 
+json ToJson(const AuditVerdict& v) {
+  return {{"ok", v.ok},
+          {"entries", v.entries},
+          {"head_hash", v.head_hash},
+          {"first_bad_seq", v.first_bad_seq},
+          {"problem", v.problem}};
+}
+
+std::string Describe(const AuditVerdict& v) {
+  return v.ok ? fmt::format("audit log intact: {} entries, head {}", v.entries, v.head_hash)
+              : "audit log BROKEN: " + v.problem;
+}
+
 AuditVerdict VerifyAuditChain(const std::vector<AuditEntry>& entries,
                               const std::optional<std::pair<int64_t, std::string>>& head) {
   AuditVerdict v;

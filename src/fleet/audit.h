@@ -49,6 +49,9 @@ struct AuditVerdict {
   std::string problem;
 };
 
+nlohmann::json ToJson(const AuditVerdict& v);
+std::string Describe(const AuditVerdict& v);  // one line for people
+
 // Checks a run of entries starting at seq 1 (or continuing from `prev`), and that it ends at
 // `head` when given.
 AuditVerdict VerifyAuditChain(const std::vector<AuditEntry>& entries,

@@ -267,12 +267,7 @@ void FleetServer::Routes() {
   s.Get("/api/v1/audit/verify",
         op(Scope::kRead, [&f](const Caller&, const httplib::Request&, httplib::Response& res) {
           AuditVerdict v = f.VerifyAudit();
-          SendJson(res, v.ok ? 200 : 409,
-                   {{"ok", v.ok},
-                    {"entries", v.entries},
-                    {"head_hash", v.head_hash},
-                    {"first_bad_seq", v.first_bad_seq},
-                    {"problem", v.problem}});
+          SendJson(res, v.ok ? 200 : 409, ToJson(v));
         }));
 
   // --- the update repository: public (TUF metadata is signed; packages are signed) ---------

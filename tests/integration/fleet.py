@@ -90,6 +90,18 @@ class Postgres:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+class PostgresCluster:
+    """A test-class mixin: one PostgreSQL cluster for the class (self.pg)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.pg = Postgres()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.pg.close()
+
+
 class FleetServer:
     def __init__(self, db_url, extra_args=(), port=None):
         self.db_url = db_url

@@ -13,7 +13,7 @@ import time
 import unittest
 
 from agent import BIN_DIR
-from fleet import Device, FleetServer, Postgres, fleet_cli, make_token
+from fleet import Device, FleetServer, PostgresCluster, fleet_cli, make_token
 
 
 class FleetTests:
@@ -445,15 +445,7 @@ class SqliteFleetTest(FleetTests, unittest.TestCase):
             return str(e)
 
 
-class PostgresFleetTest(FleetTests, unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.pg = Postgres()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.pg.close()
-
+class PostgresFleetTest(PostgresCluster, FleetTests, unittest.TestCase):
     def new_db(self):
         return self.pg.new_database()
 

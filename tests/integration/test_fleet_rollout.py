@@ -8,22 +8,14 @@ import threading
 import time
 import unittest
 
-from fleet import Balancer, Device, FleetServer, Postgres, make_token, rollout_bucket
+from fleet import Balancer, Device, FleetServer, PostgresCluster, make_token, rollout_bucket
 
 DEVICES = 1000
 POLICY = {"waves": [1, 10, 50, 100], "soak_secs": 1, "max_failure_rate": 0.02,
           "min_success_rate": 0.97}
 
 
-class RolloutAtScaleTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.pg = Postgres()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.pg.close()
-
+class RolloutAtScaleTest(PostgresCluster, unittest.TestCase):
     def setUp(self):
         self.db_url = self.pg.new_database()
         self.admin = make_token(self.db_url)
