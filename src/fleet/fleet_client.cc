@@ -84,7 +84,9 @@ void FleetClient::LoadIdentity() {
 }
 
 FleetClient::Response FleetClient::Send(const std::string& method, const std::string& path,
-                                        const std::string& body, const std::string& if_none_match) {
+                                        const std::string& body,
+                                        const std::vector<std::string>& extra_headers) {
+  std::lock_guard send(send_mu_);
   Response r;
   CURL* curl = curl_easy_init();
   if (!curl) {
@@ -105,8 +107,7 @@ FleetClient::Response FleetClient::Send(const std::string& method, const std::st
         curl_slist_append(headers, ("X-Outpost-Time: " + std::to_string(last_request_ms_)).c_str());
     headers = curl_slist_append(headers, ("X-Outpost-Signature: " + sig).c_str());
   }
-  if (!if_none_match.empty())
-    headers = curl_slist_append(headers, ("If-None-Match: " + if_none_match).c_str());
+  for (const auto& h : extra_headers) headers = curl_slist_append(headers, h.c_str());
   curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
   curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
   curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method.c_str());
@@ -170,6 +171,7 @@ void FleetClient::Enroll() {
   SaveSigningKey(key, key_file, pub_file);
   WriteFileAtomically(options_.state_dir / "identity.json",
                       json({{"device_id", id}, {"server", options_.url}}).dump(2) + "\n", 0600);
+  std::lock_guard send(send_mu_);
   key_ = std::move(key);
   device_id_ = id;
   Log(LogSeverity::kInfo, "fleet", "enrolled", "enrolled with the fleet server as " + id,
@@ -211,8 +213,10 @@ bool FleetClient::PollOnce() {
   } catch (const Error& e) {
     return fail(e.what());
   }
+  std::string etag = desired_.is_object() ? desired_.value("etag", "") : "";
   Response r = Send("GET", "/api/v1/device/desired-state", "",
-                    desired_.is_object() ? desired_.value("etag", "") : "");
+                    etag.empty() ? std::vector<std::string>{}
+                                 : std::vector<std::string>{"If-None-Match: " + etag});
   if (r.status == 0) return fail("cannot reach " + options_.url + ": " + r.error);
   bool changed = false;
   if (r.status == 200) {
@@ -257,9 +261,30 @@ bool FleetClient::PollOnce() {
   return true;
 }
 
+long FleetClient::PostSigned(const std::string& path, const std::string& body,
+                             const std::vector<std::string>& headers, std::string* answer) {
+  {
+    std::lock_guard send(send_mu_);
+    if (!key_) {
+      *answer = "not enrolled with the fleet server yet";
+      return 0;
+    }
+  }
+  Response r = Send("POST", path, body, headers);
+  *answer = r.status ? r.body : r.error;
+  return r.status;
+}
+
 json FleetClient::Status() const {
+  std::string id;
+  bool enrolled = false;
+  {
+    std::lock_guard send(send_mu_);
+    id = device_id_;
+    enrolled = key_.has_value();
+  }
   std::lock_guard lock(mu_);
-  return {{"server", options_.url},  {"device_id", device_id_},   {"enrolled", key_.has_value()},
+  return {{"server", options_.url},  {"device_id", id},           {"enrolled", enrolled},
           {"last_poll", last_poll_}, {"last_error", last_error_}, {"desired", desired_},
           {"applied", applied_}};
 }

@@ -16,6 +16,7 @@
 #include <random>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -51,6 +52,10 @@ class FleetClient {
   // installing), report. False when the server could not be reached or refused.
   bool PollOnce();
   nlohmann::json Status() const;
+  // A signed POST on this device's behalf (its telemetry); 0 with a reason while the device is
+  // not enrolled or the server cannot be reached. Requests leave one at a time, in time order.
+  long PostSigned(const std::string& path, const std::string& body,
+                  const std::vector<std::string>& headers, std::string* answer);
 
  private:
   struct Response {
@@ -58,7 +63,7 @@ class FleetClient {
     std::string body, etag, error;
   };
   Response Send(const std::string& method, const std::string& path, const std::string& body,
-                const std::string& if_none_match = "");
+                const std::vector<std::string>& extra_headers = {});
   void Enroll();
   void LoadIdentity();
   nlohmann::json DeploymentsReport(const nlohmann::json& desired, const nlohmann::json& applied);
@@ -66,6 +71,7 @@ class FleetClient {
 
   FleetClientOptions options_;
   FleetHooks hooks_;
+  mutable std::mutex send_mu_;  // one request at a time: the server wants request times in order
   std::optional<SigningKey> key_;
   std::string device_id_;
   int64_t last_request_ms_ = 0;

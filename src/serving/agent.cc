@@ -217,6 +217,7 @@ struct Agent::Parts {
   std::unique_ptr<MetricsServer> metrics_server;
   std::unique_ptr<UpdateService> updates;
   std::unique_ptr<fleet::FleetClient> fleet;
+  std::atomic<fleet::FleetClient*> fleet_client{nullptr};  // for the shipper's thread
   HealthRegistry health;
   std::unique_ptr<ResourceReader> resources;
   std::unique_ptr<LoadShedder> shedder;
@@ -337,7 +338,9 @@ BoundPorts Agent::Start() {
   });
   mo.poll_interval =
       std::chrono::milliseconds(static_cast<int64_t>(config_.repository_poll_secs * 1000));
-  if (!config_.telemetry_otlp_url.empty()) {
+  // Telemetry goes to the configured collector, or else to the fleet server the device follows
+  // (signed with the device's key, through the fleet client).
+  if (!config_.telemetry_otlp_url.empty() || !config_.fleet_url.empty()) {
     std::filesystem::path dir = config_.telemetry_dir.empty()
                                     ? config_.model_repository / ".telemetry"
                                     : config_.telemetry_dir;
@@ -345,6 +348,18 @@ BoundPorts Agent::Start() {
     ShipperOptions so;
     so.endpoint = config_.telemetry_otlp_url;
     so.device_id = DeviceId(config_.device_id);
+    if (config_.telemetry_otlp_url.empty()) {
+      so.endpoint = config_.fleet_url + "/api/v1/device/telemetry";
+      so.send = [&p](const std::string& body, const std::string& batch_id, std::string* answer) {
+        fleet::FleetClient* fleet = p.fleet_client.load();
+        if (!fleet) {
+          *answer = "the fleet client has not started";
+          return 0L;
+        }
+        return fleet->PostSigned("/api/v1/device/telemetry/v1/logs", body,
+                                 {"Idempotency-Key: " + batch_id}, answer);
+      };
+    }
     p.shipper = std::make_unique<OtlpShipper>(*p.outbox, so);
     p.metrics.AddCollector([outbox = p.outbox.get()](std::string& out) {
       auto st = outbox->Stats();
@@ -551,6 +566,7 @@ void Agent::StartFleetClient() {
     return out;
   };
   p.fleet = std::make_unique<fleet::FleetClient>(std::move(fo), std::move(hooks));
+  p.fleet_client = p.fleet.get();
   p.fleet->Start();
   Log(LogSeverity::kInfo, "agent", "fleet",
       fmt::format("following the fleet server at {} (poll every {} s)", config_.fleet_url,
@@ -841,9 +857,9 @@ nlohmann::json Agent::Health() {
 void Agent::Stop() {
   if (!parts_) return;
   auto& p = *parts_;
+  if (p.shipper) p.shipper->Stop();  // it may be sending through the fleet client
   if (p.fleet) p.fleet->Stop();
   if (p.updates) p.updates->Stop();
-  if (p.shipper) p.shipper->Stop();
   {
     std::lock_guard lock(p.resource_mu);
     p.resource_stop = true;

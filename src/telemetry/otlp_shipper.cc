@@ -118,6 +118,19 @@ bool OtlpShipper::ShipOnce() {
   auto batch = outbox_.NextBatch(options_.max_items, options_.max_bytes);
   if (!batch) return false;
   const std::string body = OtlpLogsBody(*batch, options_);
+  if (options_.send) {
+    std::string answer;
+    long status = options_.send(body, batch->id, &answer);
+    if (status / 100 != 2) {
+      ++failures_;
+      Log(LogSeverity::kDebug, "telemetry", "batch_refused",
+          fmt::format("batch {} not delivered ({}): {}", batch->id, status, answer),
+          {{"batch_id", batch->id}, {"status", status}});
+      return false;
+    }
+    outbox_.Ack(batch->id);
+    return true;
+  }
   std::string url = options_.endpoint;
   while (!url.empty() && url.back() == '/') url.pop_back();
   url += "/v1/logs";

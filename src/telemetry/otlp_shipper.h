@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -26,6 +27,10 @@ struct ShipperOptions {
   int timeout_ms = 10000;
   int min_backoff_ms = 200;
   int max_backoff_ms = 60000;
+  // When set, a batch goes through this instead of a POST to the endpoint (the fleet server's
+  // signed channel): it returns the HTTP status (0: no answer) and the answer's body.
+  std::function<long(const std::string& body, const std::string& batch_id, std::string* answer)>
+      send;
 };
 
 // The OTLP/JSON body for a batch. Each item's payload is a LogEvent's JSON (core/logging.h):

@@ -50,7 +50,8 @@ class FleetAgentTest(unittest.TestCase):
                "update_interval_secs": 3600, "update_check_on_start": False,
                "update_canary_secs": 0.3, "update_probes": {"scaler": PROBE},
                "fleet_url": f"http://127.0.0.1:{self.fleet.port}",
-               "fleet_enrollment_token": self.enroll_token, "fleet_poll_secs": 1}
+               "fleet_enrollment_token": self.enroll_token, "fleet_poll_secs": 1,
+               "telemetry_summary_secs": 0.5}
         path = os.path.join(self.tmp, "agent.json")
         with open(path, "w") as f:
             json.dump(cfg, f)
@@ -97,6 +98,18 @@ class FleetAgentTest(unittest.TestCase):
         key = os.path.join(self.models, ".fleet", "device.key")
         self.assertEqual(os.stat(key).st_mode & 0o077, 0)
         self.assertNotIn(self.enroll_token, self.agent.logs())
+
+        # Telemetry (here the per-interval summaries) reaches the fleet server signed with the
+        # device's key, through the same store-and-forward outbox as to any OTLP collector.
+        deadline = time.time() + 30
+        batches = []
+        while time.time() < deadline and not batches:
+            with sqlite3.connect(self.db[len("sqlite:"):]) as c:
+                batches = c.execute("SELECT device_id, records FROM telemetry_batches").fetchall()
+            time.sleep(0.2)
+        self.assertTrue(batches, self.agent.logs()[-2000:])
+        self.assertEqual({b[0] for b in batches}, {d["id"]})
+        self.assertGreaterEqual(batches[0][1], 1)
 
         rev = self.deploy("2.0.0")
         self.wait("2.0.0 installed", lambda d: d["deployments"].get("lab", {}).get("status") == "installed"
