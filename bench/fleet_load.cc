@@ -264,7 +264,7 @@ int main(int argc, char** argv) {
             json report = {
                 {"agent_version", "0.1.0"},
                 {"models", {{"dense64", "1.0.0"}}},
-                {"health", {{"ready", true}, {"error_rate", 0.0}, {"latency_p99_ms", 3.5}}},
+                {"health", {{"ready", true}, {"error_rate", 0.0}, {"latency_ms", 3.5}}},
                 {"deployments", {{"load-base", {{"revision", 1}, {"status", "installed"}}}}}};
             s = Clock::now();
             res = loader.Signed(t, d, "POST", "/api/v1/device/report", report.dump());

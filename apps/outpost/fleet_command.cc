@@ -277,7 +277,8 @@ void AddRolloutFlags(CLI::App* c) {
   c->add_option("--min-success-rate", o.min_success_rate,
                 "Advance once this fraction of a wave succeeded (0.9)");
   c->add_option("--max-error-rate", o.max_error_rate, "A device over this error rate has failed");
-  c->add_option("--max-latency-ms", o.max_latency_ms, "A device over this p99 latency has failed");
+  c->add_option("--max-latency-ms", o.max_latency_ms,
+                "A device whose mean inference latency is over this has failed");
 }
 
 }  // namespace

@@ -216,13 +216,13 @@ WaveProgress MeasureWave(SqlConnection& c, const RolloutRow& o,
       json health = json::parse(r.Text(3), nullptr, false);
       // Checked when reported (ParseDeviceReport); an older row that fails counts as 0.
       double error_rate = NumberOr(health, "error_rate"),
-             latency = NumberOr(health, "latency_p99_ms");
+             latency = NumberOr(health, "latency_ms");
       if (r.Int(2) == 0) {
         why = "unhealthy";
       } else if (o.max_error_rate > 0 && error_rate > o.max_error_rate) {
         why = fmt::format("error rate {:.3g} over {:.3g}", error_rate, o.max_error_rate);
       } else if (o.max_latency_ms > 0 && latency > o.max_latency_ms) {
-        why = fmt::format("p99 latency {:.1f} ms over {:.1f}", latency, o.max_latency_ms);
+        why = fmt::format("mean latency {:.1f} ms over {:.1f}", latency, o.max_latency_ms);
       }
     }
     if (why.empty()) {

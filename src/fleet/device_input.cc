@@ -95,7 +95,7 @@ DeviceReport ParseDeviceReport(const json& body) {
   if (r.agent_version.size() > 64) Fail(ErrorCode::kInvalidArgument, "agent_version is too long");
   r.healthy = Field(r.health, "ready", true);
   // The rollout controller compares these with its limits: numbers or nothing.
-  for (const char* key : {"error_rate", "latency_p99_ms"}) Field(r.health, key, 0.0);
+  for (const char* key : {"error_rate", "latency_ms"}) Field(r.health, key, 0.0);
   for (const auto& [name, s] : deployments.items()) {
     if (!IsValidModelName(name))
       Fail(ErrorCode::kInvalidArgument, "deployments: bad deployment name");

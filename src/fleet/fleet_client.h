@@ -37,7 +37,7 @@ struct FleetClientOptions {
 struct FleetHooks {
   // Applies desired package versions; returns per package {"status", "reason", "version"}.
   std::function<nlohmann::json(const std::map<std::string, std::string>&)> reconcile;
-  std::function<nlohmann::json()> health;  // {"ready": bool, "error_rate", "latency_p99_ms", ...}
+  std::function<nlohmann::json()> health;  // {"ready": bool, "error_rate", "latency_ms", ...}
   std::function<nlohmann::json()> models;  // what runs now: {name: version}
 };
 

@@ -551,9 +551,21 @@ void Agent::StartFleetClient() {
   hooks.reconcile = [u = p.updates.get()](const std::map<std::string, std::string>& desired) {
     return u->Reconcile(desired);
   };
-  hooks.health = [this] {
+  // Health as the rollout controller judges it: readiness, and the error rate and mean latency
+  // of inferences since the last report.
+  hooks.health = [this, &p, last = p.service->totals()]() mutable {
     nlohmann::json h = Health();
     nlohmann::json out = {{"ready", h.value("ready", false)}};
+    auto t = p.service->totals();
+    if (uint64_t n = t.requests - last.requests; n > 0) {
+      uint64_t failed = t.failures - last.failures;
+      out["error_rate"] = static_cast<double>(failed) / static_cast<double>(n);
+      if (n > failed)
+        out["latency_ms"] = static_cast<double>(t.latency_ns - last.latency_ns) / 1e6 /
+                            static_cast<double>(n - failed);
+      out["inferences"] = n;
+    }
+    last = t;
     const nlohmann::json components = h.value("components", nlohmann::json::object());
     for (const auto& [name, c] : components.items()) out["components"][name] = c.value("state", "");
     return out;

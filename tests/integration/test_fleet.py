@@ -269,6 +269,35 @@ class FleetTests:
         self.assertEqual(len(halts), 1)
         self.assertTrue(halts[0]["actor"].startswith("fleet:"))
 
+    def test_rollout_halts_when_installed_devices_regress_in_error_rate(self):
+        devices = self.fleet_of(10)
+        self.op("PUT", "/api/v1/deployments/app", {"packages": {"dense64": "1.0.0"}})
+        status, body = self.op("PUT", "/api/v1/deployments/app", {
+            "packages": {"dense64": "2.0.0"},
+            "rollout": {"waves": [50, 100], "soak_secs": 0.2, "max_error_rate": 0.1,
+                        "max_latency_ms": 50}})
+        rid = body["rollout"]
+        deadline = time.time() + 30
+        while self.rollout(rid)["state"] == "running" and time.time() < deadline:
+            for d in devices:
+                status, state = d.desired()
+                if status == 200:
+                    d.state = state
+                rev = d.state["deployments"]["app"]
+                # Installs succeed, but the new revision answers badly.
+                d.report({"app": {"revision": rev, "status": "installed"}},
+                         error_rate=0.4 if rev == 2 else 0.0, latency_ms=12.0)
+            time.sleep(0.05)
+        r = self.rollout(rid)
+        self.assertEqual(r["state"], "rolled_back")
+        self.assertIn("failed", r["reason"])
+        halt = [s for s in r["steps"] if s["action"] == "halt"][0]
+        self.assertIn("error rate 0.4 over 0.1", " ".join(halt["detail"]["progress"]["failures"]))
+        # A malformed figure is refused when reported, not left to break the controller.
+        status, body = devices[0].report({}, error_rate="high")
+        self.assertEqual(status, 400)
+        self.assertIn("'error_rate' must be a number", body["error"])
+
     def test_manual_pause_promote_and_abort(self):
         devices = self.fleet_of(10)
         self.op("PUT", "/api/v1/deployments/app", {"packages": {"dense64": "1.0.0"}})
