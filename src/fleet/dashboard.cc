@@ -28,6 +28,7 @@ form.login{max-width:420px;margin:3rem auto;background:var(--card);padding:1.25r
 input{width:100%;padding:.5rem;font:inherit;border:1px solid var(--line);border-radius:6px}
 button.primary{margin-top:.75rem;background:var(--acc);color:#fff;border:0;padding:.5rem 1rem;border-radius:6px;font:inherit;cursor:pointer}
 #error{color:var(--bad);margin:.5rem 0}
+button.act{font:inherit;font-size:.85rem;padding:.2rem .6rem;margin:.1rem;border:1px solid var(--line);border-radius:6px;background:#fff;cursor:pointer}
 @media (max-width:640px){thead{display:none}table,tbody,tr,td{display:block;width:100%}
 tr{border-bottom:1px solid var(--line);padding:.4rem 0}td{border:0;padding:.2rem .6rem}
 td::before{content:attr(data-label);display:block;font-size:.75rem;color:var(--mut)}}
@@ -42,7 +43,7 @@ let current=location.hash.slice(1)||"Overview";
 const token=()=>sessionStorage.getItem("outpost-token");
 const esc=s=>String(s??"").replace(/[&<>"']/g,c=>({"&":"&amp;","<":"&lt;",">":"&gt;",'"':"&quot;","'":"&#39;"}[c]));
 const ago=ms=>{if(!ms)return"never";const s=Math.round((Date.now()-ms)/1000);return s<60?s+" s ago":s<3600?Math.round(s/60)+" min ago":s<86400?Math.round(s/3600)+" h ago":Math.round(s/86400)+" d ago"};
-async function api(path){const r=await fetch("/api/v1/"+path,{headers:{Authorization:"Bearer "+token()}});
+async function api(path,method){const r=await fetch("/api/v1/"+path,{method:method||"GET",headers:{Authorization:"Bearer "+token()}});
  const body=await r.json().catch(()=>({error:r.statusText}));
  if(r.status===401){sessionStorage.removeItem("outpost-token");const e=new Error(body.error);e.auth=true;throw e}
  if(!r.ok)throw new Error(body.error||r.statusText);return body}
@@ -76,7 +77,15 @@ const views={
 function rollouts(ros){return table([["#",r=>r.id],["Deployment",r=>esc(r.deployment)+" "+r.from_revision+" → "+r.to_revision],
  ["State",r=>'<span class="'+({completed:"ok",rolled_back:"bad",aborted:"bad",paused:"warn"}[r.state]||"")+'">'+esc(r.state)+"</span>"],
  ["Wave",r=>(r.wave+1)+" of "+r.waves.length+" ("+r.wave_percent+"%)"+'<div class="bar"><i style="width:'+(r.state==="completed"?100:r.wave_percent)+'%"></i></div>'],
- ["Why",r=>esc(r.reason)]],ros)}
+ ["Why",r=>esc(r.reason)],
+ ["",r=>(r.state==="running"?act(r,"pause")+act(r,"promote"):r.state==="paused"?act(r,"resume")+act(r,"promote"):"")+
+   (r.state==="running"||r.state==="paused"?act(r,"abort"):"")]],ros)}
+const act=(r,a)=>'<button class="act" data-rollout="'+r.id+'" data-action="'+a+'">'+a[0].toUpperCase()+a.slice(1)+"</button> ";
+// Rollout actions need a write token; a read-only one is told so by the server's answer.
+document.addEventListener("click",async e=>{const b=e.target.closest("button.act");if(!b)return;
+ if(b.dataset.action==="abort"&&!confirm("Abort rollout "+b.dataset.rollout+" and send every device back?"))return;
+ try{await api("rollouts/"+b.dataset.rollout+"/"+b.dataset.action,"POST");render()}
+ catch(err){document.getElementById("error").textContent=err.message}});
 function login(){document.getElementById("view").innerHTML='<form class="login" id="login"><h2>Sign in</h2><label for="tok">Operator token</label>'+
  '<input id="tok" type="password" autocomplete="off" required><button class="primary" type="submit">Open dashboard</button></form>';
  document.getElementById("login").onsubmit=e=>{e.preventDefault();sessionStorage.setItem("outpost-token",document.getElementById("tok").value.trim());render()}}

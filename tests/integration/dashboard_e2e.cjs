@@ -35,6 +35,14 @@ async function visit(browser, name, viewport, extra) {
       () => document.documentElement.scrollWidth - window.innerWidth);
     await page.screenshot({ path: `${shots}/${name}-${view.toLowerCase()}.png`, fullPage: true });
   }
+  // Rollout controls: the laptop pauses the running rollout, the phone resumes it.
+  page.on("dialog", (d) => d.accept());
+  await page.click("nav button[data-tab=Deployments]");
+  const action = name === "laptop" ? "pause" : "resume";
+  await page.click(`button.act[data-action=${action}]`);
+  await page.waitForFunction((s) => document.querySelector("main").innerText.includes(s),
+                             name === "laptop" ? "paused" : "running");
+  seen.afterAction = await page.innerText("main");
   seen.theadVisible = await page.evaluate(() => {
     const th = document.querySelector("thead");
     return th ? getComputedStyle(th).display !== "none" : null;

@@ -41,7 +41,6 @@ class DashboardTest(unittest.TestCase):
         for d in devices:
             d.desired()
             d.report({"vision": {"revision": 1, "status": "installed"}}, models={"ocr": "4.0.0"})
-        devices[0].report({}, healthy=False)
         rollout = self.op("PUT", "/api/v1/deployments/vision", {
             "packages": {"ocr": "4.1.0"}, "selector": {"site": "berlin"},
             "rollout": {"waves": [50, 100], "soak_secs": 0, "max_failure_rate": 0}})["rollout"]
@@ -54,6 +53,11 @@ class DashboardTest(unittest.TestCase):
                     d.report({"vision": {"revision": rev, "status": "failed" if rev == 2 else "installed",
                                          "reason": "probe failed"}})
             time.sleep(0.1)
+        devices[0].report({"vision": {"revision": 1, "status": "installed"}}, healthy=False)
+        # A second deployment with a rollout that waits (an hour of soak), for the controls.
+        self.op("PUT", "/api/v1/deployments/audio", {"packages": {"vad": "5.0.0"}, "selector": {"site": "berlin"}})
+        self.op("PUT", "/api/v1/deployments/audio", {"packages": {"vad": "5.1.0"}, "selector": {"site": "berlin"},
+                                                      "rollout": {"waves": [10, 100], "soak_secs": 3600}})
         batch = {"resourceLogs": [{"resource": {"attributes": []}, "scopeLogs": [{"logRecords": [{
             "timeUnixNano": str(time.time_ns()), "body": {"stringValue": "drift detected in ocr/4.0.0 x: psi 0.31 past 0.2"},
             "attributes": [{"key": "event.name", "value": {"stringValue": "drift"}},
@@ -84,6 +88,7 @@ class DashboardTest(unittest.TestCase):
                 for d in devices:
                     self.assertIn(d.id, s["Devices"])
                 self.assertIn("rolled_back", s["Deployments"])
+                self.assertIn("audio 1 → 2", s["afterAction"])
                 self.assertIn("wave 1 (50%)", s["Deployments"])
                 self.assertIn("drift", s["Alerts"])
                 self.assertIn("ocr / 4.0.0", s["Alerts"])
@@ -91,6 +96,10 @@ class DashboardTest(unittest.TestCase):
                 self.assertIn("rollout.halt", s["Audit"])
                 for view in ("Overview", "Devices", "Deployments", "Alerts", "Audit"):
                     self.assertLessEqual(s[view + "_overflow"], 0, f"{view} scrolls sideways")
+        # The laptop paused the rollout and the phone resumed it: both are in the audit log.
+        actions = [e["action"] for e in self.op("GET", "/api/v1/audit")]
+        self.assertEqual(actions[-2:], ["rollout.pause", "rollout.resume"])
+        self.assertEqual(self.op("GET", "/api/v1/rollouts?deployment=audio")[0]["state"], "running")
         # On the phone, tables become stacked cards (no header row); on the laptop they are tables.
         self.assertTrue(seen["laptop"]["theadVisible"])
         self.assertFalse(seen["phone"]["theadVisible"])
