@@ -23,6 +23,7 @@
 #include <mutex>
 #include <queue>
 #include <random>
+#include <sstream>
 #include <thread>
 
 #include "fleet/database.h"
@@ -77,6 +78,25 @@ double CpuSeconds(int pid) {
   // Fields 14 and 15 of stat (utime, stime), counted from the state field (3).
   return (std::stod(fields[11]) + std::stod(fields[12])) /
          static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+// The processes whose parent is `pid` (PostgreSQL's backends under its postmaster).
+std::vector<int> ChildrenOf(int pid) {
+  std::vector<int> out;
+  for (const auto& e : std::filesystem::directory_iterator("/proc")) {
+    std::string name = e.path().filename().string();
+    if (name.empty() || !std::isdigit(static_cast<unsigned char>(name[0]))) continue;
+    std::ifstream f(e.path() / "stat");
+    std::string s((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    auto close = s.rfind(')');
+    if (close == std::string::npos) continue;
+    std::istringstream rest(s.substr(close + 2));
+    std::string state;
+    int ppid = 0;
+    rest >> state >> ppid;
+    if (ppid == pid) out.push_back(std::stoi(name));
+  }
+  return out;
 }
 
 double ProcessCpu(const std::vector<int>& pids) {
@@ -153,6 +173,7 @@ int main(int argc, char** argv) {
   int devices = 10000, threads = 12, report_every = 6;
   double poll_secs = 5, seconds = 60;
   std::vector<int> pids;
+  int db_pid = 0;
   app.add_option("--server", servers, "Replica URLs (round robin)")->delimiter(',');
   app.add_option("--token", token, "Operator token (write) for the enrollment token")->required();
   app.add_option("--devices", devices);
@@ -162,6 +183,8 @@ int main(int argc, char** argv) {
   app.add_option("--seconds", seconds, "How long to measure after enrollment");
   app.add_option("--server-pid", pids, "Server processes whose CPU time is measured");
   app.add_option("--db", db_url, "The servers' database, for its size");
+  app.add_option("--db-pid", db_pid,
+                 "PostgreSQL's postmaster: its backends' CPU time is shown too");
   app.add_option("--label", label);
   CLI11_PARSE(app, argc, argv);
 
@@ -228,6 +251,9 @@ int main(int argc, char** argv) {
   std::atomic<uint64_t> polls{0}, late{0};
   lat.ms.erase("poll");
   double cpu_before = ProcessCpu(pids);
+  std::vector<int> db_pids = db_pid ? ChildrenOf(db_pid) : std::vector<int>{};
+  if (db_pid) db_pids.push_back(db_pid);
+  double db_cpu_before = ProcessCpu(db_pids);
   auto end =
       start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
   std::vector<std::thread> workers;
@@ -288,6 +314,7 @@ int main(int argc, char** argv) {
   for (auto& w : workers) w.join();
   double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
   double cpu = ProcessCpu(pids) - cpu_before;
+  double db_cpu = ProcessCpu(db_pids) - db_cpu_before;
 
   std::string db_size = "-";
   if (!db_url.empty()) {
@@ -328,6 +355,9 @@ int main(int argc, char** argv) {
         "server CPU: {:.1f} s over {:.1f} s = {:.2f} CPU s per 1,000 polls (reports and "
         "telemetry included)\n",
         cpu, elapsed, polls ? cpu / (static_cast<double>(polls) / 1000.0) : 0.0);
+  if (db_pid)
+    fmt::print("PostgreSQL CPU: {:.1f} s = {:.2f} CPU s per 1,000 polls ({} processes)\n", db_cpu,
+               polls ? db_cpu / (static_cast<double>(polls) / 1000.0) : 0.0, db_pids.size());
   fmt::print("database size: {}\n", db_size);
   return 0;
 }

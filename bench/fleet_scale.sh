@@ -46,9 +46,13 @@ pg_port=$(free_port)
 "${as_pg[@]}" "$pg_bin/postgres" -D "$work/pg" -p "$pg_port" -k "$work" -c listen_addresses=127.0.0.1 \
   -c max_connections=200 -c synchronous_commit=off >"$work/pg.log" 2>&1 &
 pids+=($!)
+pg_pid=$!
 for _ in $(seq 100); do "$pg_bin/pg_isready" -h 127.0.0.1 -p "$pg_port" >/dev/null 2>&1 && break; sleep 0.1; done
 "${as_pg[@]}" "$pg_bin/createdb" -h 127.0.0.1 -p "$pg_port" -U postgres fleet
 db="postgresql://postgres@127.0.0.1:$pg_port/fleet"
+# As root, $! is runuser and the postmaster its child.
+postmaster=$pg_pid
+if [ ${#as_pg[@]} -gt 0 ]; then postmaster=$(pgrep -P "$pg_pid" | head -n1); fi
 token=$("$bin/outpost-fleet" --db "$db" token create --name load --scope write 2>/dev/null)
 p1=$(free_port); p2=$(free_port)
 a=$(serve "$db" "$p1" pg-a); pids+=("$a")
@@ -56,4 +60,4 @@ b=$(serve "$db" "$p2" pg-b); pids+=("$b")
 wait_up "$p1"; wait_up "$p2"
 "$bin/fleet_load" --label postgresql-2-replicas --server "http://127.0.0.1:$p1,http://127.0.0.1:$p2" \
   --token "$token" --devices "$devices" --poll-secs "$poll" --seconds "$seconds" \
-  --server-pid "$a" --server-pid "$b" --db "$db" --threads 12
+  --server-pid "$a" --server-pid "$b" --db "$db" --threads 12 --db-pid "$postmaster"
