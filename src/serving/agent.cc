@@ -545,7 +545,9 @@ void Agent::StartFleetClient() {
                                                  : config_.fleet_state_dir;
   fo.enrollment_token = config_.fleet_enrollment_token;
   fo.poll = std::chrono::milliseconds(static_cast<int64_t>(config_.fleet_poll_secs * 1000));
-  fo.agent_version = OUTPOST_VERSION;
+  // Under outpost-supervisor, the slot's version is this build's release.
+  const char* slot_version = std::getenv("OUTPOST_AGENT_SLOT_VERSION");
+  fo.agent_version = slot_version && *slot_version ? slot_version : OUTPOST_VERSION;
   fo.capabilities = ToJson(DiscoverCapabilities());
   fleet::FleetHooks hooks;
   hooks.reconcile = [u = p.updates.get()](const std::map<std::string, std::string>& desired) {

@@ -188,7 +188,19 @@ json UpdateService::DesiredStatus(const std::map<std::string, std::string>& desi
   }
   for (const auto& [name, version] : desired) {
     SlotState state;
-    if (auto s = ReadSlots(options_.model_repository / name)) state = *s;
+    const bool agent = name == "outpostd";  // the agent's own package; its slots are elsewhere
+    if (agent && options_.agent_slots.empty()) {
+      out[name] = {{"version", options_.agent_version},
+                   {"status", version == options_.agent_version ? "installed" : "failed"},
+                   {"reason", version == options_.agent_version
+                                  ? ""
+                                  : "this agent does not run under outpost-supervisor, so it "
+                                    "cannot update itself"}};
+      continue;
+    }
+    if (auto s = ReadSlots(agent ? options_.agent_slots / name : options_.model_repository / name))
+      state = *s;
+    if (agent) state.committed = options_.agent_version;  // the build running now
     if (state.committed.empty()) state.committed = models_.DefaultVersion(name);
     json st = {{"version", state.committed}, {"reason", ""}};
     bool offered = std::any_of(offers.begin(), offers.end(), [&](const tuf::Offer& o) {
@@ -267,7 +279,7 @@ void UpdateService::RunCheck(bool force) {
     // The agent last: staging it ends this process (the supervisor starts the trial).
     for (const auto& offer : offers) {
       if (offer.kind == "agent" && offer.name == "outpostd" && !options_.agent_slots.empty())
-        StageAgent(offer);
+        StageAgent(offer, desired.has_value());
     }
     std::lock_guard lock(mu_);
     state_ = "idle";
@@ -412,11 +424,13 @@ fs::path UpdateService::FetchWithBase(const tuf::Offer& offer, const fs::path& d
 // Installs a new agent build beside the running one and marks it for trial; the supervisor
 // (outpost-supervisor) starts it when this process exits, commits it once it reports healthy,
 // and otherwise restores this build.
-void UpdateService::StageAgent(const tuf::Offer& offer) {
+void UpdateService::StageAgent(const tuf::Offer& offer, bool directed) {
   fs::path dir = options_.agent_slots / offer.name;
   SlotState state;
   if (auto s = ReadSlots(dir)) state = *s;
-  if (CompareVersions(offer.version, options_.agent_version) <= 0 || state.HasFailed(offer.version))
+  if ((directed ? offer.version == options_.agent_version
+                : CompareVersions(offer.version, options_.agent_version) <= 0) ||
+      state.HasFailed(offer.version))
     return;
   Event ev = MakeEvent(offer.name, offer.version, "", "");
   fs::path package = FetchWithBase(offer, dir, ev);

@@ -82,7 +82,7 @@ class UpdateService {
   void UpdateModel(const tuf::Offer& offer, bool directed);
   nlohmann::json DesiredStatus(const std::map<std::string, std::string>& desired,
                                const std::vector<tuf::Offer>& offers);
-  void StageAgent(const tuf::Offer& offer);
+  void StageAgent(const tuf::Offer& offer, bool directed);
   std::filesystem::path FetchWithBase(const tuf::Offer& offer, const std::filesystem::path& dir,
                                       Event& ev);
   void Rollback(const std::filesystem::path& model_dir, SlotState& state,

@@ -60,7 +60,7 @@ std::vector<Offer> UpdateClient::Check(Clock::time_point now,
     }
     std::string kind = CustomString(info, "kind");
     if (kind.empty()) kind = "model";
-    if (wanted && kind == "model") {
+    if (wanted) {  // the agent too: a fleet-managed device installs nothing it was not told to
       auto w = wanted->find(name);
       if (w == wanted->end() || w->second != version) continue;
     }

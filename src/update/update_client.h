@@ -53,8 +53,8 @@ class UpdateClient {
 
   // Refreshes the metadata (TUF client workflow) and returns the newest offer per kind and name;
   // with `wanted` (a fleet's desired state: name -> version), exactly those versions of those
-  // models instead, older or newer. Throws as Updater::Refresh does; nothing refused reaches
-  // the disk.
+  // packages (models and the agent) instead, older or newer, and nothing else. Throws as
+  // Updater::Refresh does; nothing refused reaches the disk.
   std::vector<Offer> Check(Clock::time_point now,
                            const std::map<std::string, std::string>* wanted = nullptr);
 

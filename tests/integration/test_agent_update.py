@@ -158,6 +158,51 @@ class AgentUpdateTest(unittest.TestCase):
             self.assertEqual(self.supervisor.wait(timeout=60), 0)
             self.log.close()
 
+    def test_the_fleet_decides_which_build_runs(self):
+        """Under a fleet server, the agent installs the build the desired state names (not the
+        repository's newest), through the same supervisor trial, and reports it."""
+        from fleet import FleetServer, make_token
+        must("install", self.build("0.1.0"), "--repository", self.slots, "--trust", self.repo.trust)
+        for version in ("0.2.0", "0.3.0"):
+            must("repo", "add", self.repo.dir, self.build(version), "--kind", "agent",
+                 "--targets-key", self.repo.keys["targets"])
+        self.repo.publish()
+        db = "sqlite:" + os.path.join(self.tmp, "fleet.db")
+        token = make_token(db)
+        fleet = FleetServer(db, ["--poll-secs", "1"])
+        try:
+            status, body = fleet.op(token, "POST", "/api/v1/enrollment-tokens", {"tags": {"ring": "0"}})
+            cfg = os.path.join(self.tmp, "agent.json")
+            with open(cfg, "w") as f:
+                json.dump({"update_url": self.server.url, "update_root": self.repo.root,
+                           "update_check_on_start": False, "update_canary_secs": 0,
+                           "fleet_url": f"http://127.0.0.1:{fleet.port}",
+                           "fleet_enrollment_token": body["token"]}, f)
+            self.start_supervisor(cfg)
+
+            def device():
+                devices = fleet.op(token, "GET", "/api/v1/devices")[1]
+                return fleet.op(token, "GET", "/api/v1/devices/" + devices[0]["id"])[1] if devices else None
+
+            self.wait_for(lambda: (device() or {}).get("agent_version") == "0.1.0", "enrollment")
+            # Nothing deployed: the newest build (0.3.0) in the repository is not installed.
+            time.sleep(2)
+            self.assertEqual(self.running_build(), "0.1.0")
+            status, _ = fleet.op(token, "PUT", "/api/v1/deployments/agents",
+                                 {"selector": {"ring": "0"}, "packages": {"outpostd": "0.2.0"}})
+            self.assertEqual(status, 200)
+            self.wait_for(lambda: self.slot_state().get("committed") == "0.2.0" and self.healthy(),
+                          "0.2.0 to commit")
+            self.assertEqual(self.running_build(), "0.2.0")
+            self.wait_for(lambda: (device() or {}).get("agent_version") == "0.2.0"
+                          and device()["deployments"].get("agents", {}).get("status") == "installed",
+                          "the device to report 0.2.0")
+        finally:
+            self.supervisor.send_signal(signal.SIGTERM)
+            self.assertEqual(self.supervisor.wait(timeout=60), 0)
+            self.log.close()
+            fleet.close()
+
     def test_trial_interrupted_twice_is_refused(self):
         """Power lost twice while a build is on trial (supervisor and build SIGKILLed): the
         third start refuses that build and runs the committed one."""
