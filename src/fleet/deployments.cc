@@ -215,8 +215,7 @@ WaveProgress MeasureWave(SqlConnection& c, const RolloutRow& o,
     } else {
       json health = json::parse(r.Text(3), nullptr, false);
       // Checked when reported (ParseDeviceReport); an older row that fails counts as 0.
-      double error_rate = NumberOr(health, "error_rate"),
-             latency = NumberOr(health, "latency_ms");
+      double error_rate = NumberOr(health, "error_rate"), latency = NumberOr(health, "latency_ms");
       if (r.Int(2) == 0) {
         why = "unhealthy";
       } else if (o.max_error_rate > 0 && error_rate > o.max_error_rate) {
@@ -253,15 +252,8 @@ int64_t InsertRollout(const Database& db, SqlConnection& c, const Caller& caller
       "INSERT INTO rollout_steps (rollout_id, step, action, wave, time_ms, actor, detail) "
       "VALUES (?, 1, 'start', 0, ?, ?, ?)",
       {id, now, caller.actor, detail.dump()});
-  AuditEntry e;
-  e.time_ms = now;
-  e.actor = caller.actor;
-  e.action = "rollout.start";
-  e.target = deployment;
-  e.detail = detail;
-  e.detail["rollout"] = id;
-  e.source = caller.source;
-  AppendAudit(db, c, e);
+  detail["rollout"] = id;
+  Audit(db, c, caller, "rollout.start", deployment, detail);
   return id;
 }
 
@@ -346,7 +338,7 @@ json Fleet::PutDeployment(const Caller& caller, const std::string& name, const j
           "latest_revision = ?, updated_ms = ? WHERE name = ?",
           {selector.ToJson().dump(), priority, layered, new_active, revision, now, name});
     }
-    Audit(c, caller, rows.empty() ? "deployment.create" : "deployment.update", name,
+    Audit(db_, c, caller, rows.empty() ? "deployment.create" : "deployment.update", name,
           {{"selector", selector.ToJson()},
            {"priority", priority},
            {"layered", layered},
@@ -416,7 +408,7 @@ void Fleet::DeleteDeployment(const Caller& caller, const std::string& name) {
       Fail(ErrorCode::kFailedPrecondition, "a rollout of " + name + " is in progress");
     if (c.Query("DELETE FROM deployments WHERE name = ? RETURNING name", {name}).empty())
       Fail(ErrorCode::kNotFound, "no deployment " + name);
-    Audit(c, caller, "deployment.delete", name, json::object());
+    Audit(db_, c, caller, "deployment.delete", name, json::object());
     BumpGeneration(c);
   });
   std::lock_guard lock(cache_mu_);
@@ -509,16 +501,10 @@ void TakeStep(const Database& db, SqlConnection& c, RolloutRow& o, const Caller&
   if (o.state == "completed")
     c.Query("UPDATE deployments SET active_revision = ?, updated_ms = ? WHERE name = ?",
             {o.to_revision, now, o.deployment});
-  AuditEntry e;
-  e.time_ms = now;
-  e.actor = actor.actor;
-  e.action = "rollout." + action;
-  e.target = o.deployment;
-  e.detail = detail;
-  e.detail["rollout"] = o.id;
-  e.detail["step"] = o.step;
-  e.source = actor.source;
-  AppendAudit(db, c, e);
+  json audited = detail;
+  audited["rollout"] = o.id;
+  audited["step"] = o.step;
+  Audit(db, c, actor, "rollout." + action, o.deployment, std::move(audited));
 }
 
 }  // namespace

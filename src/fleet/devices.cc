@@ -64,7 +64,7 @@ json Fleet::CreateEnrollmentToken(const Caller& caller, const json& body) {
         "INSERT INTO enrollment_tokens (id, hash, tags, uses_left, expires_ms, created_ms, "
         "created_by) VALUES (?, ?, ?, ?, ?, ?, ?)",
         {id, HashSecret(secret), tags_json.dump(), uses, expires, Now(), caller.actor});
-    Audit(c, caller, "enrollment_token.create", id,
+    Audit(db_, c, caller, "enrollment_token.create", id,
           {{"tags", tags_json}, {"uses", uses}, {"expires_ms", expires}});
   });
   return {
@@ -104,7 +104,7 @@ json Fleet::Enroll(const json& body, const std::string& source) {
         {id, key_hex, now, rows[0].Text(0), now, source, "{}", caps.dump(), agent_version});
     WriteTags(c, id, ParseTags(tags_json));
     Caller device{"device:" + id, source, Scope::kRead, id};
-    Audit(c, device, "device.enroll", id,
+    Audit(db_, c, device, "device.enroll", id,
           {{"enrollment_token", rows[0].Text(0)}, {"tags", tags_json}});
   });
   Log(LogSeverity::kInfo, "fleet", "enrolled", "device " + id + " enrolled from " + source,
@@ -204,7 +204,7 @@ json Fleet::SetDeviceTags(const Caller& caller, const std::string& id, const jso
     auto rows = c.Query("SELECT tags FROM devices WHERE id = ?", {id});
     if (rows.empty()) Fail(ErrorCode::kNotFound, "no device " + id);
     WriteTags(c, id, tags);
-    Audit(c, caller, "device.tags", id,
+    Audit(db_, c, caller, "device.tags", id,
           {{"before", ParseStored(rows[0].Text(0))}, {"after", tags}});
   });
   return {{"id", id}, {"tags", tags}};
@@ -216,7 +216,7 @@ void Fleet::RevokeDevice(const Caller& caller, const std::string& id) {
         "UPDATE devices SET revoked_ms = ? WHERE id = ? AND revoked_ms IS NULL RETURNING id",
         {Now(), id});
     if (rows.empty()) Fail(ErrorCode::kNotFound, "no enrolled, unrevoked device " + id);
-    Audit(c, caller, "device.revoke", id, json::object());
+    Audit(db_, c, caller, "device.revoke", id, json::object());
   });
   Log(LogSeverity::kWarn, "fleet", "revoked", "device " + id + " revoked", {{"device_id", id}});
 }

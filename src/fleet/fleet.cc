@@ -21,16 +21,16 @@ Millis Fleet::Now() {
       .count();
 }
 
-void Fleet::Audit(SqlConnection& c, const Caller& caller, std::string action, std::string target,
-                  json detail) {
+void Audit(const Database& db, SqlConnection& c, const Caller& who, std::string action,
+           std::string target, json detail) {
   AuditEntry e;
-  e.time_ms = Now();
-  e.actor = caller.actor;
+  e.time_ms = Fleet::Now();
+  e.actor = who.actor;
   e.action = std::move(action);
   e.target = std::move(target);
   e.detail = std::move(detail);
-  e.source = caller.source;
-  AppendAudit(db_, c, e);
+  e.source = who.source;
+  AppendAudit(db, c, e);
 }
 
 // --- operator tokens ---------------------------------------------------------------------------
@@ -74,14 +74,8 @@ json Fleet::CreateTokenDirect(Database& db, const std::string& name, Scope scope
   json out;
   db.Transact([&](SqlConnection& c) {
     out = InsertToken(c, name, scope, actor);
-    AuditEntry e;
-    e.time_ms = Now();
-    e.actor = actor;
-    e.action = "token.create";
-    e.target = out["id"];
-    e.detail = {{"name", name}, {"scope", ScopeName(scope)}};
-    e.source = "local";
-    AppendAudit(db, c, e);
+    Audit(db, c, Caller{actor, "local", Scope::kAdmin, ""}, "token.create", out["id"],
+          {{"name", name}, {"scope", ScopeName(scope)}});
   });
   return out;
 }
@@ -92,7 +86,7 @@ json Fleet::CreateToken(const Caller& caller, const json& body) {
   json out;
   db_.Transact([&](SqlConnection& c) {
     out = InsertToken(c, name, scope, caller.actor);
-    Audit(c, caller, "token.create", out["id"], {{"name", name}, {"scope", ScopeName(scope)}});
+    Audit(db_, c, caller, "token.create", out["id"], {{"name", name}, {"scope", ScopeName(scope)}});
   });
   return out;
 }
@@ -120,7 +114,7 @@ void Fleet::RevokeToken(const Caller& caller, const std::string& id) {
         "name",
         {Now(), id});
     if (rows.empty()) Fail(ErrorCode::kNotFound, "no active token " + id);
-    Audit(c, caller, "token.revoke", id, {{"name", rows[0].Text(0)}});
+    Audit(db_, c, caller, "token.revoke", id, {{"name", rows[0].Text(0)}});
   });
 }
 

@@ -40,6 +40,10 @@ struct Caller {
   std::string tags_json;  // devices only: their tags when the request was accepted
 };
 
+// Appends the audit entry of a change made by `who`, inside the change's transaction.
+void Audit(const Database& db, SqlConnection& c, const Caller& who, std::string action,
+           std::string target, json detail);
+
 struct FleetOptions {
   std::string replica;            // names this server in rollout steps and logs
   std::string drift_webhook_url;  // retraining triggers: drift events are forwarded
@@ -137,8 +141,6 @@ class Fleet {
   const FleetOptions& options() const { return options_; }
 
  private:
-  void Audit(SqlConnection& c, const Caller& caller, std::string action, std::string target,
-             json detail);
   void BumpGeneration(SqlConnection& c);
   std::shared_ptr<const std::vector<DeploymentView>> Deployments();
   json RolloutJson(const SqlRow& r) const;

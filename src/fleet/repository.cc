@@ -83,7 +83,7 @@ json Fleet::PutRoot(const Caller& caller, const std::string& bytes) {
     Store(c, fmt::format("{}.root.json", next.version), "root", next.version, bytes);
     c.Query("DELETE FROM repo_metadata WHERE name = 'root.json'");
     Store(c, "root.json", "root-latest", next.version, bytes);
-    Audit(c, caller, "repository.root", fmt::format("{}.root.json", next.version),
+    Audit(db_, c, caller, "repository.root", fmt::format("{}.root.json", next.version),
           {{"version", next.version}});
     out = {{"root_version", next.version}, {"accepted", true}};
   });
@@ -172,7 +172,7 @@ json Fleet::PublishTargets(const Caller& caller, const std::string& bytes) {
     Store(c, "timestamp.json", "timestamp", timestamp_version, roles.timestamp);
     json names = json::array();
     for (const auto& [path, info] : targets.targets) names.push_back(path);
-    Audit(c, caller, "repository.publish", fmt::format("{}.targets.json", targets.version),
+    Audit(db_, c, caller, "repository.publish", fmt::format("{}.targets.json", targets.version),
           {{"targets_version", targets.version},
            {"snapshot_version", snapshot_version},
            {"timestamp_version", timestamp_version},
@@ -215,7 +215,7 @@ bool Fleet::RefreshTimestamp() {
                            tuf::Clock::now() + std::chrono::hours(24) * options_.online_expiry_days,
                            *options_.online_key));
     Caller controller{"fleet:" + options_.replica, "timestamp-refresh", Scope::kAdmin, ""};
-    Audit(c, controller, "repository.timestamp", "timestamp.json", {{"version", version}});
+    Audit(db_, c, controller, "repository.timestamp", "timestamp.json", {{"version", version}});
     refreshed = true;
   });
   return refreshed;
