@@ -43,19 +43,20 @@ std::string Env(const char* name, const char* fallback) {
 }
 
 // One API call; exits 3 when the server cannot be reached, returns the status and body.
-std::pair<int, json> Call(const std::string& method, const std::string& path,
-                          const json& body = nullptr) {
+// `data` is sent as it is (signed metadata keeps its exact bytes).
+std::pair<int, json> CallRaw(const std::string& method, const std::string& path,
+                             const std::string& data,
+                             const char* content_type = "application/json") {
   auto& o = Opts();
   httplib::Client client(o.server);
   client.set_connection_timeout(5);
-  client.set_read_timeout(60);
+  client.set_read_timeout(300);
   httplib::Headers headers;
   if (!o.token.empty()) headers.emplace("Authorization", "Bearer " + o.token);
-  std::string data = body.is_null() ? "" : body.dump();
   httplib::Result res = method == "GET"      ? client.Get(path, headers)
                         : method == "DELETE" ? client.Delete(path, headers)
-                        : method == "PUT"    ? client.Put(path, headers, data, "application/json")
-                                             : client.Post(path, headers, data, "application/json");
+                        : method == "PUT"    ? client.Put(path, headers, data, content_type)
+                                             : client.Post(path, headers, data, content_type);
   if (!res) {
     std::cerr << "outpost: cannot reach the fleet server at " << o.server << ": "
               << httplib::to_string(res.error()) << "\n";
@@ -64,6 +65,11 @@ std::pair<int, json> Call(const std::string& method, const std::string& path,
   json parsed = json::parse(res->body, nullptr, false);
   if (parsed.is_discarded()) parsed = json{{"error", res->body}};
   return {res->status, parsed};
+}
+
+std::pair<int, json> Call(const std::string& method, const std::string& path,
+                          const json& body = nullptr) {
+  return CallRaw(method, path, body.is_null() ? "" : body.dump());
 }
 
 // Prints the error and returns 1 unless the call succeeded.
@@ -198,22 +204,10 @@ int Publish(const std::string& dir) {
   };
   auto server_root = Call("GET", "/repo/metadata/root.json");
   int64_t have = server_root.first == 200 ? server_root.second["signed"].value("version", 0) : 0;
-  httplib::Client client(Opts().server);
-  client.set_read_timeout(300);
-  httplib::Headers auth{{"Authorization", "Bearer " + Opts().token}};
-  auto post = [&](const std::string& path, const std::string& body) {
-    auto res = client.Post(path, auth, body, "application/json");
-    if (!res) {
-      std::cerr << "outpost: cannot reach the fleet server: " << httplib::to_string(res.error())
-                << "\n";
-      std::exit(3);
-    }
-    json parsed = json::parse(res->body, nullptr, false);
-    return std::make_pair(res->status, parsed.is_discarded() ? json{{"error", res->body}} : parsed);
-  };
   for (int64_t v : versions("root")) {
     if (v <= have) continue;
-    auto r = post("/api/v1/repository/root", read(meta / (std::to_string(v) + ".root.json")));
+    auto r =
+        CallRaw("POST", "/api/v1/repository/root", read(meta / (std::to_string(v) + ".root.json")));
     if (int rc = Check(r)) return rc;
     std::cout << "root v" << v << " accepted\n";
   }
@@ -238,18 +232,17 @@ int Publish(const std::string& dir) {
     while (f.read(chunk.data(), kChunk) || f.gcount() > 0) {
       std::string part = chunk.substr(0, static_cast<size_t>(f.gcount()));
       auto res =
-          client.Put("/api/v1/repository/uploads/" + file + "?offset=" + std::to_string(offset),
-                     auth, part, "application/octet-stream");
-      if (!res || res->status != 200) {
-        std::cerr << "outpost: upload of " << file << " failed at byte " << offset << ": "
-                  << (res ? res->body : httplib::to_string(res.error())) << "\n";
-        return res ? 1 : 3;
+          CallRaw("PUT", "/api/v1/repository/uploads/" + file + "?offset=" + std::to_string(offset),
+                  part, "application/octet-stream");
+      if (res.first != 200) {
+        std::cerr << "outpost: the upload of " << file << " stopped at byte " << offset << "\n";
+        return Check(res);
       }
       offset += part.size();
     }
     std::cout << "uploaded " << path << " (" << offset << " bytes)\n";
   }
-  auto r = post("/api/v1/repository/targets", targets_bytes);
+  auto r = CallRaw("POST", "/api/v1/repository/targets", targets_bytes);
   if (int rc = Check(r)) return rc;
   std::cout << "published targets v" << r.second["targets_version"] << " (snapshot v"
             << r.second["snapshot_version"] << ", timestamp v" << r.second["timestamp_version"]
