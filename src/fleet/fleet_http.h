@@ -5,15 +5,14 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 
 #include "fleet/fleet.h"
-
-namespace httplib {
-class Server;
-}
+#include "http/server.h"
 
 namespace outpost::fleet {
 
@@ -21,6 +20,7 @@ struct FleetServerOptions {
   std::string host = "127.0.0.1";
   int port = 8500;
   int threads = 16;
+  int max_connections = 4096;  // past it, idle and slow connections are closed first
   std::chrono::milliseconds rollout_tick{1000};
   int poll_secs = 60;  // what devices are told to wait between polls (they add jitter)
 };
@@ -35,6 +35,7 @@ class FleetServer {
   int port() const { return port_; }
   void Serve();
   void Stop();
+  http::ServerStats Stats() const { return http_.Stats(); }
 
  private:
   void Routes();
@@ -42,9 +43,11 @@ class FleetServer {
 
   Fleet& fleet_;
   FleetServerOptions options_;
-  std::unique_ptr<httplib::Server> http_;
+  http::Server http_;
   int port_ = 0;
   std::atomic<bool> stop_{false};
+  std::mutex stop_mu_;
+  std::condition_variable stop_cv_;
   std::thread controller_;
 };
 

@@ -7,6 +7,7 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/json_input.h"
 #include "package/sha256.h"
 
 namespace outpost {
@@ -22,9 +23,8 @@ void InitSodium() {
 std::string KeyId(std::string_view public_key) { return Sha256Hex(public_key); }
 
 json ReadJson(const std::filesystem::path& path, const char* what) {
-  auto j = json::parse(ReadFile(path), nullptr, false);
-  if (j.is_discarded() || !j.is_object())
-    Fail(ErrorCode::kInvalidArgument, path.string() + ": not a valid " + what);
+  json j = ParseJson(ReadFile(path), JsonLimits::Document(1u << 20), path.string());
+  if (!j.is_object()) Fail(ErrorCode::kInvalidArgument, path.string() + ": not a valid " + what);
   return j;
 }
 
@@ -121,9 +121,8 @@ PublicKey LoadPublicKey(const std::filesystem::path& path) {
 }
 
 TrustPolicy ParseTrustPolicy(const std::string& text) {
-  auto j = json::parse(text, nullptr, false);
-  if (j.is_discarded() || !j.is_object())
-    Fail(ErrorCode::kInvalidArgument, "trust file: not a JSON object");
+  json j = ParseJson(text, JsonLimits::Document(1u << 20), "trust file");
+  if (!j.is_object()) Fail(ErrorCode::kInvalidArgument, "trust file: not a JSON object");
   TrustPolicy t;
   if (j.contains("threshold")) {
     if (!j["threshold"].is_number_integer() || j["threshold"].get<int64_t>() < 1 ||

@@ -12,6 +12,7 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/json_input.h"
 #include "package/sha256.h"
 
 namespace outpost {
@@ -65,9 +66,9 @@ std::string Assemble(const std::string& manifest, const std::string& signatures,
 }
 
 json ParseSignatures(const std::string& text) {
-  auto j = json::parse(text, nullptr, false);
-  if (j.is_discarded() || !j.is_object() || !j.contains("signatures") ||
-      !j["signatures"].is_array()) {
+  json j = ParseJson(text, JsonLimits::Document(PackageLimits{}.max_signatures_bytes),
+                     "package: signatures.json");
+  if (!j.is_object() || !j.contains("signatures") || !j["signatures"].is_array()) {
     Bad("signatures.json is malformed");
   }
   for (const auto& s : j["signatures"]) {

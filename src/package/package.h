@@ -19,7 +19,7 @@ namespace outpost {
 
 struct PackageLimits {
   uint64_t max_file_bytes = 16ull << 30;
-  uint64_t max_manifest_bytes = 1u << 20;
+  uint64_t max_manifest_bytes = kMaxManifestBytes;
   uint64_t max_signatures_bytes = 64u << 10;
 };
 

@@ -4,6 +4,7 @@
 #include <set>
 
 #include "core/error.h"
+#include "core/json_input.h"
 #include "core/names.h"
 #include "package/tar.h"
 
@@ -66,8 +67,8 @@ PackageManifest ParsePackageManifest(const json& j, bool require_files) {
   }
   m.json["format_version"] = format;
   static const std::set<std::string> kTop = {
-      "format_version",    "name",       "version",   "description", "runtime",
-      "min_agent_version", "model_file", "files",     "inputs",      "outputs",
+      "format_version",    "name",       "version",    "description", "runtime",
+      "min_agent_version", "model_file", "files",      "inputs",      "outputs",
       "serving",           "hardware",   "provenance", "monitoring"};
   if (format > kPackageFormatVersion) {
     for (const auto& [k, v] : j.items()) {
@@ -191,9 +192,8 @@ PackageManifest ParsePackageManifest(const json& j, bool require_files) {
 }
 
 PackageManifest ParsePackageManifestText(std::string_view text, bool require_files) {
-  auto j = json::parse(text.begin(), text.end(), nullptr, false);
-  if (j.is_discarded()) Bad("not valid JSON");
-  return ParsePackageManifest(j, require_files);
+  return ParsePackageManifest(
+      ParseJson(text, JsonLimits::Document(kMaxManifestBytes), "package manifest"), require_files);
 }
 
 void CheckAgentVersion(const PackageManifest& m, const std::string& agent_version) {

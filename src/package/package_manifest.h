@@ -13,6 +13,8 @@
 namespace outpost {
 
 constexpr int kPackageFormatVersion = 1;
+// A manifest larger than this is refused before it is parsed.
+constexpr uint64_t kMaxManifestBytes = 1u << 20;
 
 struct PackageFile {
   std::string path;

@@ -92,7 +92,10 @@ void ApplyConfigJson(const nlohmann::json& j, AgentConfig& c) {
   Take(j, "metrics_port", c.metrics_port);
   Take(j, "metrics_address", c.metrics_address);
   Take(j, "max_request_bytes", c.max_request_bytes);
+  Take(j, "max_inflight_bytes", c.max_inflight_bytes);
   Take(j, "http_threads", c.http_threads);
+  Take(j, "http_max_connections", c.http_max_connections);
+  Take(j, "grpc_max_concurrent_streams", c.grpc_max_concurrent_streams);
   Take(j, "repository_poll_secs", c.repository_poll_secs);
   Take(j, "default_timeout_ms", c.default_timeout_ms);
   Take(j, "intra_op_threads", c.intra_op_threads);
@@ -162,7 +165,10 @@ nlohmann::json ToJson(const AgentConfig& c) {
           {"metrics_port", c.metrics_port},
           {"metrics_address", c.metrics_address},
           {"max_request_bytes", c.max_request_bytes},
+          {"max_inflight_bytes", c.max_inflight_bytes},
           {"http_threads", c.http_threads},
+          {"http_max_connections", c.http_max_connections},
+          {"grpc_max_concurrent_streams", c.grpc_max_concurrent_streams},
           {"repository_poll_secs", c.repository_poll_secs},
           {"default_timeout_ms", c.default_timeout_ms},
           {"intra_op_threads", c.intra_op_threads},
@@ -259,6 +265,15 @@ Agent::Agent(AgentConfig config) : config_(std::move(config)), parts_(std::make_
   check_port(config_.metrics_port, "--metrics-port", -1);
   if (config_.http_threads < 1 || config_.http_threads > 1024)
     Fail(ErrorCode::kInvalidArgument, "http_threads must be 1..1024");
+  if (config_.http_max_connections < 1 || config_.http_max_connections > 65536)
+    Fail(ErrorCode::kInvalidArgument, "http_max_connections must be 1..65536");
+  if (config_.grpc_max_concurrent_streams < 1 || config_.grpc_max_concurrent_streams > 1024)
+    Fail(ErrorCode::kInvalidArgument, "grpc_max_concurrent_streams must be 1..1024");
+  if (config_.max_request_bytes < 1024 || config_.max_request_bytes > (2ull << 30))
+    Fail(ErrorCode::kInvalidArgument, "max_request_bytes must be 1 KiB..2 GiB");
+  // A request of the largest allowed size must fit, or it could never be served.
+  if (config_.max_inflight_bytes < config_.max_request_bytes)
+    Fail(ErrorCode::kInvalidArgument, "max_inflight_bytes must be at least max_request_bytes");
   if (config_.repository_poll_secs < 0)
     Fail(ErrorCode::kInvalidArgument, "repository_poll_secs must be >= 0");
   if (config_.default_timeout_ms <= 0)
@@ -482,9 +497,13 @@ BoundPorts Agent::Start() {
   // HTTP opens last: it is what answers /v2/health/ready, so "ready" means every listener is up.
   BoundPorts ports;
   if (config_.grpc_port != 0) {
-    p.grpc = std::make_unique<GrpcServer>(
-        GrpcOptions{config_.grpc_address, config_.grpc_port, config_.max_request_bytes}, *p.service,
-        info_);
+    GrpcOptions go;
+    go.address = config_.grpc_address;
+    go.port = config_.grpc_port;
+    go.max_message_bytes = config_.max_request_bytes;
+    go.max_concurrent_streams = config_.grpc_max_concurrent_streams;
+    go.max_inflight_bytes = config_.max_inflight_bytes;
+    p.grpc = std::make_unique<GrpcServer>(go, *p.service, info_);
     ports.grpc = p.grpc->Start();
     Log(LogSeverity::kInfo, "serving", "listening",
         fmt::format("gRPC (KServe v2) listening on {}:{}", config_.grpc_address, ports.grpc),
@@ -502,7 +521,9 @@ BoundPorts Agent::Start() {
   ho.address = config_.http_address;
   ho.port = config_.http_port;
   ho.max_body_bytes = config_.max_request_bytes;
-  ho.threads = config_.http_threads;
+  ho.limits.worker_threads = config_.http_threads;
+  ho.limits.max_connections = static_cast<size_t>(config_.http_max_connections);
+  ho.limits.max_inflight_bytes = config_.max_inflight_bytes;
   ho.serve_metrics = config_.metrics_port == -1;
   ho.chat = p.chat.get();
   ho.health = [this] { return Health(); };

@@ -28,9 +28,13 @@ struct AgentConfig {
   int grpc_port = 8001;   // 0: no gRPC listener
   int metrics_port = -1;  // -1: /metrics on the HTTP port; 0: none; N: a listener of its own
   std::string metrics_address = "127.0.0.1";
-  size_t max_request_bytes = 64u << 20;
-  int http_threads = 32;
-  double repository_poll_secs = 1.0;  // 0: load once, do not watch
+  size_t max_request_bytes = 64u << 20;  // an inference request or package upload
+  // Request and response bodies held at once (each front end): past it, 503 / RESOURCE_EXHAUSTED.
+  size_t max_inflight_bytes = 128u << 20;
+  int http_threads = 32;                 // handlers running at once (connections cost no thread)
+  int http_max_connections = 512;        // past it, idle and slow connections are closed first
+  int grpc_max_concurrent_streams = 16;  // per connection
+  double repository_poll_secs = 1.0;     // 0: load once, do not watch
   int default_timeout_ms = 30000;
   int intra_op_threads = 0;     // 0: one per core
   bool thread_spinning = true;  // ORT pool threads spin briefly before sleeping

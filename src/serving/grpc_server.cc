@@ -320,6 +320,16 @@ int GrpcServer::Start() {
   builder.RegisterService(impl_.get());
   // gRPC enables SO_REUSEPORT by default: a second process could bind the port and take traffic.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  // Budgets: streams per connection, a memory quota over every call's buffers (under pressure
+  // gRPC shrinks its flow-control windows and refuses new work instead of growing), a bounded
+  // thread count, and a handshake that must finish in time (a silent connection costs nothing).
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, options_.max_concurrent_streams);
+  builder.AddChannelArgument(GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS, 10000);
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_IDLE_MS, 300000);
+  grpc::ResourceQuota quota("outpost-grpc");
+  quota.Resize(options_.max_inflight_bytes);
+  quota.SetMaxThreads(options_.max_threads);
+  builder.SetResourceQuota(quota);
 
   server_ = builder.BuildAndStart();
   if (!server_ || bound == 0) {

@@ -17,6 +17,9 @@ struct GrpcOptions {
   std::string address = "127.0.0.1";
   int port = 8001;
   size_t max_message_bytes = 64u << 20;
+  int max_concurrent_streams = 16;         // per connection (HTTP/2 SETTINGS)
+  size_t max_inflight_bytes = 128u << 20;  // gRPC's own memory quota: buffers of every call
+  int max_threads = 64;                    // the synchronous server's threads, at most
 };
 
 class GrpcServer {

@@ -1,32 +1,37 @@
 #include "serving/http_server.h"
 
 #include <fmt/format.h>
-#include <httplib.h>
 
 #include "core/error.h"
+#include "core/json_input.h"
 #include "core/logging.h"
+#include "core/names.h"
 #include "serving/http_codec.h"
 
 namespace outpost {
 namespace {
 
 using json = nlohmann::json;
+using http::Request;
+using http::Response;
 
-void SendJson(httplib::Response& res, int status, const json& body) {
+constexpr size_t kControlBodyBytes = 64u << 10;
+
+void SendJson(Response& res, int status, const json& body) {
   res.status = status;
-  res.set_content(body.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
+  res.Set(body.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
 }
 
 // The protocol's error form: {"error": "<message>"}.
-void SendError(httplib::Response& res, ErrorCode code, const std::string& message) {
+void SendError(Response& res, ErrorCode code, const std::string& message) {
   if (code == ErrorCode::kResourceExhausted || code == ErrorCode::kUnavailable)
-    res.set_header("Retry-After", "1");
+    res.SetHeader("Retry-After", "1");
   SendJson(res, HttpStatusOf(code), {{"error", message}});
 }
 
 // Runs a handler and converts what it throws, once, to an HTTP error.
 template <typename F>
-void Guard(httplib::Response& res, F&& f) {
+void Guard(Response& res, F&& f) {
   try {
     f();
   } catch (const Error& e) {
@@ -38,6 +43,48 @@ void Guard(httplib::Response& res, F&& f) {
   }
 }
 
+// OpenAI's errors have their own shape; everything thrown below turns into it here, once.
+void SendOpenAiError(Response& res, const Error& e) {
+  int status = ErrorStatus(e);
+  if (status == 429 || status == 503) res.SetHeader("Retry-After", "1");
+  SendJson(res, status, ErrorBody(e));
+}
+
+template <typename F>
+void GuardOpenAi(Response& res, F&& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    SendOpenAiError(res, e);
+  } catch (const std::exception& e) {
+    Log(LogSeverity::kError, "serving", "handler_failed",
+        std::string("chat handler failed: ") + e.what());
+    SendOpenAiError(res, Error(ErrorCode::kInternal, e.what()));
+  }
+}
+
+ErrorCode CodeOfStatus(int status) {
+  switch (status) {
+    case 404:
+      return ErrorCode::kNotFound;
+    case 408:
+      return ErrorCode::kDeadlineExceeded;
+    case 413:
+      return ErrorCode::kPayloadTooLarge;
+    case 503:
+      return ErrorCode::kUnavailable;
+    default:
+      return status >= 500 ? ErrorCode::kInternal : ErrorCode::kInvalidArgument;
+  }
+}
+
+// What the server answers by itself (404, 413, 408, 503, ...): OpenAI's shape under /v1.
+std::string ServerErrorBody(const Request& req, int status, const std::string& message) {
+  if (req.path.rfind("/v1/", 0) == 0)
+    return ErrorBody(ApiError(CodeOfStatus(status), message)).dump();
+  return http::JsonErrorBody(message);
+}
+
 json TensorMetadata(const std::vector<TensorSpec>& specs) {
   json out = json::array();
   for (const auto& s : specs)
@@ -45,49 +92,33 @@ json TensorMetadata(const std::vector<TensorSpec>& specs) {
   return out;
 }
 
-std::string Version(const httplib::Request& req) {
-  return req.matches.size() > 2 ? std::string(req.matches[2]) : "";
-}
-
-void SetupCommon(httplib::Server& s) {
-  s.set_tcp_nodelay(true);
-  // cpp-httplib would also set SO_REUSEPORT, letting a second process bind the same port and
-  // silently take half the traffic; a port in use must be an error instead.
-  s.set_socket_options([](socket_t sock) {
-    int yes = 1;
-    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
-  });
-  s.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
-    if (!res.body.empty()) return;
-    std::string message = res.status == 404 ? "no such endpoint" : "request failed";
-    if (res.status == 413) {
-      // cpp-httplib limits form-encoded bodies to 8 KiB, and `curl -d` sends that type by default.
-      message =
-          req.get_header_value("Content-Type") == "application/x-www-form-urlencoded"
-              ? "form-encoded bodies are limited to 8 KiB: send Content-Type: application/json"
-              : "request body exceeds the configured limit";
-    }
-    res.set_content(json{{"error", message}}.dump(), "application/json");
-  });
+// The {model} of a route, which the old regex routes held to the model-name alphabet.
+const std::string& ModelParam(const Request& req) {
+  const std::string& name = req.PathParam("model");
+  if (!IsValidModelName(name))
+    Fail(ErrorCode::kNotFound, "'" + name + "' is not a valid model name");
+  return name;
 }
 
 // Every request gets an id: the client's X-Request-Id when it is a safe token, else a new one.
 // It is sent back, set for the log events of the handling thread (and carried by the
 // scheduler to the runtime's), and ends the request in a "request" event at debug level.
-thread_local Clock::time_point t_request_start;
-
-void TraceRequests(httplib::Server& s) {
-  s.set_pre_routing_handler([](const httplib::Request& req, httplib::Response& res) {
-    t_request_start = Clock::now();
-    std::string id = AcceptRequestId(req.get_header_value("X-Request-Id"));
-    res.set_header("X-Request-Id", id);
-    SetCurrentRequestId(std::move(id));
-    return httplib::Server::HandlerResponse::Unhandled;
-  });
-  s.set_logger([](const httplib::Request& req, const httplib::Response& res) {
-    if (LogEnabled(LogSeverity::kDebug) && !CurrentRequestId().empty()) {
-      const double ms =
-          std::chrono::duration<double, std::milli>(Clock::now() - t_request_start).count();
+void TraceRequests(http::Server& s) {
+  s.Use([](const Request& req, Response& res, const http::Handler& handler) {
+    const auto start = Clock::now();
+    RequestIdScope scope(AcceptRequestId(req.Header("X-Request-Id")));
+    const std::string id = CurrentRequestId();
+    res.SetHeader("X-Request-Id", id);
+    handler(req, res);
+    if (res.stream) {
+      // A streamed body is produced after this returns: it keeps the request's id.
+      res.stream = [id, produce = std::move(res.stream)](http::StreamWriter& out) {
+        RequestIdScope stream_scope(id);
+        produce(out);
+      };
+    }
+    if (LogEnabled(LogSeverity::kDebug)) {
+      const double ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
       Log(LogSeverity::kDebug, "serving", "request",
           req.method + " " + req.path + " " + std::to_string(res.status),
           {{"protocol", "http"},
@@ -98,14 +129,36 @@ void TraceRequests(httplib::Server& s) {
            {"request_bytes", req.body.size()},
            {"response_bytes", res.body.size()}});
     }
-    SetCurrentRequestId({});
   });
 }
 
-void ServeMetrics(httplib::Server& s, MetricsRegistry& metrics) {
-  s.Get("/metrics", [&metrics](const httplib::Request&, httplib::Response& res) {
-    res.set_content(metrics.Render(), "text/plain; version=0.0.4; charset=utf-8");
-  });
+void ServeMetrics(http::Server& s, MetricsRegistry& metrics) {
+  s.Route("GET", "/metrics",
+          [&metrics](const Request&, Response& res) {
+            res.Set(metrics.Render(), "text/plain; version=0.0.4; charset=utf-8");
+          },
+          {.priority = true});
+}
+
+int Listen(http::Server& server, const std::string& address, int port, const char* what) {
+  int bound = 0;
+  try {
+    bound = server.Bind(address, port);
+  } catch (const Error& e) {
+    Fail(ErrorCode::kUnavailable, std::string("cannot listen for ") + what + " on " + address +
+                                      ":" + std::to_string(port) + " (" + e.what() + ")");
+  }
+  server.Start();
+  return bound;
+}
+
+http::ServerLimits MetricsLimits() {
+  http::ServerLimits l;
+  l.max_connections = 64;
+  l.worker_threads = 1;
+  l.priority_threads = 2;
+  l.max_inflight_bytes = 16u << 20;
+  return l;
 }
 
 }  // namespace
@@ -116,137 +169,113 @@ HttpServer::HttpServer(HttpOptions options, InferenceService& service, MetricsRe
       service_(service),
       metrics_(metrics),
       info_(info),
-      server_(std::make_unique<httplib::Server>()) {
-  int threads = options_.threads;
-  server_->new_task_queue = [threads] {
-    return new httplib::ThreadPool(static_cast<size_t>(threads));
-  };
-  server_->set_payload_max_length(options_.max_body_bytes);
-  server_->set_read_timeout(options_.read_timeout);
-  server_->set_write_timeout(options_.read_timeout);
-  // Each open connection holds a worker thread: idle keep-alive connections must not linger.
-  server_->set_keep_alive_timeout(5);
-  // httplib closes a keep-alive connection after 5 requests by default, which makes clients
-  // reconnect constantly and lose requests sent into the closing socket.
-  server_->set_keep_alive_max_count(1u << 30);
-  SetupCommon(*server_);
-  TraceRequests(*server_);
+      server_(options_.limits) {
+  server_.SetErrorBody(ServerErrorBody);
+  TraceRequests(server_);
   Routes();
 }
 
 HttpServer::~HttpServer() { Stop(); }
 
-// OpenAI's errors have their own shape; everything thrown below turns into it here, once.
-template <typename F>
-void GuardOpenAi(httplib::Response& res, F&& f) {
-  auto send = [&](const Error& e) {
-    int status = ErrorStatus(e);
-    if (status == 429 || status == 503) res.set_header("Retry-After", "1");
-    SendJson(res, status, ErrorBody(e));
-  };
-  try {
-    f();
-  } catch (const Error& e) {
-    send(e);
-  } catch (const std::exception& e) {
-    Log(LogSeverity::kError, "serving", "handler_failed",
-        std::string("chat handler failed: ") + e.what());
-    send(Error(ErrorCode::kInternal, e.what()));
-  }
-}
-
 void HttpServer::OpenAiRoutes() {
-  auto& s = *server_;
+  auto& s = server_;
   ChatService& chat = *options_.chat;
-  s.Get("/v1/models", [&chat](const httplib::Request&, httplib::Response& res) {
+  s.Route("GET", "/v1/models", [&chat](const Request&, Response& res) {
     GuardOpenAi(res, [&] { SendJson(res, 200, chat.ListModels()); });
   });
-  s.Post("/v1/chat/completions", [&chat](const httplib::Request& req, httplib::Response& res) {
-    GuardOpenAi(res, [&] {
-      auto prepared = std::make_shared<PreparedChat>(chat.Prepare(
-          ParseChatCompletionRequest(req.body), req.get_header_value("X-Outpost-Privacy")));
-      if (!prepared->request.stream && prepared->decision.route != Route::kLocal) {
-        json body = chat.Run(*prepared);
-        for (const auto& [k, v] : prepared->headers) res.set_header(k, v);
-        SendJson(res, 200, body);
-        return;
-      }
-      for (const auto& [k, v] : prepared->headers) res.set_header(k, v);
-      if (!prepared->request.stream) {
-        // A local answer is sent chunked, led by whitespace JSON allows: writing a space now
-        // and then is how a client that has gone away is noticed, and its generation stopped.
-        res.set_chunked_content_provider("application/json", [&chat, prepared](
-                                                                 size_t, httplib::DataSink& sink) {
-          bool gone = false;
-          auto last = std::chrono::steady_clock::now();
-          auto cancelled = [&] {
-            auto now = std::chrono::steady_clock::now();
-            if (!gone && now - last > std::chrono::milliseconds(100)) {
-              last = now;
-              gone = !(sink.is_writable() && sink.write(" ", 1));
-            }
-            return gone;
-          };
-          std::string body;
-          try {
-            body =
-                chat.Run(*prepared, cancelled).dump(-1, ' ', false, json::error_handler_t::replace);
-          } catch (const Error& e) {
-            body = ErrorBody(e).dump();  // the 200 is gone already; say it in the body
-          }
-          if (!gone) sink.write(body.data(), body.size());
-          sink.done();
-          return true;
-        });
-        return;
-      }
-      res.set_header("Cache-Control", "no-cache");
-      res.set_chunked_content_provider(
-          "text/event-stream", [&chat, prepared](size_t, httplib::DataSink& sink) {
-            chat.RunStream(*prepared, [&sink](const std::string& event) {
-              return sink.is_writable() && sink.write(event.data(), event.size());
+  s.Route("POST", "/v1/chat/completions",
+          [&chat](const Request& req, Response& res) {
+            GuardOpenAi(res, [&] {
+              auto prepared = std::make_shared<PreparedChat>(chat.Prepare(
+                  ParseChatCompletionRequest(req.body), req.Header("X-Outpost-Privacy")));
+              if (!prepared->request.stream && prepared->decision.route != Route::kLocal) {
+                json body = chat.Run(*prepared);  // a cloud failure changes the route headers
+                for (const auto& [k, v] : prepared->headers) res.SetHeader(k, v);
+                SendJson(res, 200, body);
+                return;
+              }
+              for (const auto& [k, v] : prepared->headers) res.SetHeader(k, v);
+              if (!prepared->request.stream) {
+                // A local answer is sent chunked, led by whitespace JSON allows: writing a space
+                // now and then is how a client that has gone away is noticed, and its generation
+                // stopped.
+                res.Stream("application/json", [&chat, prepared](http::StreamWriter& out) {
+                  bool gone = false;
+                  auto last = std::chrono::steady_clock::now();
+                  auto cancelled = [&] {
+                    auto now = std::chrono::steady_clock::now();
+                    if (!gone && now - last > std::chrono::milliseconds(100)) {
+                      last = now;
+                      gone = !out.Write(" ");
+                    }
+                    return gone;
+                  };
+                  std::string body;
+                  try {
+                    body = chat.Run(*prepared, cancelled)
+                               .dump(-1, ' ', false, json::error_handler_t::replace);
+                  } catch (const Error& e) {
+                    body = ErrorBody(e).dump();  // the 200 is gone already; say it in the body
+                  }
+                  if (!gone) out.Write(body);
+                });
+                return;
+              }
+              res.SetHeader("Cache-Control", "no-cache");
+              res.Stream("text/event-stream", [&chat, prepared](http::StreamWriter& out) {
+                chat.RunStream(*prepared,
+                               [&out](const std::string& event) { return out.Write(event); });
+              });
             });
-            sink.done();
-            return true;
-          });
-    });
-  });
+          },
+          {.max_body = kMaxChatRequestBytes});
 }
 
 void HttpServer::Routes() {
-  auto& s = *server_;
+  auto& s = server_;
   ModelManager& models = service_.models();
-  s.Get("/v2/health/live", [](const httplib::Request&, httplib::Response& res) {
-    SendJson(res, 200, {{"live", true}});
-  });
-  s.Get("/v2/health/ready", [this, &models](const httplib::Request&, httplib::Response& res) {
-    if (!options_.health) {
-      bool ready = models.IsReady();
-      SendJson(res, ready ? 200 : 503, {{"ready", ready}});
-      return;
-    }
-    Guard(res, [&] {
-      // KServe's form ({"ready": bool}); when not ready, the failed components say why
-      // (GET /v2/health has everything).
-      json report = options_.health();
-      bool ready = report["ready"].get<bool>() && models.IsReady();
-      json body = {{"ready", ready}};
-      if (!ready) {
-        json why = json::array();
-        for (const auto& [name, c] : report["components"].items())
-          if (c["state"] == "failed") why.push_back(name + ": " + c["detail"].get<std::string>());
-        body["failed"] = why;
-      }
-      SendJson(res, ready ? 200 : 503, body);
-    });
-  });
-  s.Get("/v2/health", [this](const httplib::Request&, httplib::Response& res) {
-    Guard(res, [&] {
-      if (!options_.health) Fail(ErrorCode::kNotFound, "health is not reported");
-      SendJson(res, 200, options_.health());
-    });
-  });
-  s.Get("/v2", [this](const httplib::Request&, httplib::Response& res) {
+  const http::RouteOptions health{.priority = true};
+  s.Route(
+      "GET", "/v2/health/live",
+      [](const Request&, Response& res) {
+        SendJson(res, 200, {{"live", true}});
+      },
+      health);
+  s.Route(
+      "GET", "/v2/health/ready",
+      [this, &models](const Request&, Response& res) {
+        if (!options_.health) {
+          bool ready = models.IsReady();
+          SendJson(res, ready ? 200 : 503, {{"ready", ready}});
+          return;
+        }
+        Guard(res, [&] {
+          // KServe's form ({"ready": bool}); when not ready, the failed components say why
+          // (GET /v2/health has everything).
+          json report = options_.health();
+          bool ready = report["ready"].get<bool>() && models.IsReady();
+          json body = {{"ready", ready}};
+          if (!ready) {
+            json why = json::array();
+            for (const auto& [name, c] : report["components"].items())
+              if (c["state"] == "failed")
+                why.push_back(name + ": " + c["detail"].get<std::string>());
+            body["failed"] = why;
+          }
+          SendJson(res, ready ? 200 : 503, body);
+        });
+      },
+      health);
+  s.Route(
+      "GET", "/v2/health",
+      [this](const Request&, Response& res) {
+        Guard(res, [&] {
+          if (!options_.health) Fail(ErrorCode::kNotFound, "health is not reported");
+          SendJson(res, 200, options_.health());
+        });
+      },
+      health);
+  s.Route("GET", "/v2", [this](const Request&, Response& res) {
     SendJson(res, 200,
              {{"name", info_.name},
               {"version", info_.version},
@@ -254,11 +283,10 @@ void HttpServer::Routes() {
               {"unsigned_models_allowed", info_.unsigned_models_allowed},
               {"device", info_.capabilities}});
   });
-  const std::string model_re =
-      R"(/v2/models/([A-Za-z0-9][A-Za-z0-9_.\-]*)(?:/versions/([A-Za-z0-9][A-Za-z0-9_.\-]*))?)";
-  s.Get(model_re, [&models](const httplib::Request& req, httplib::Response& res) {
+
+  auto metadata = [&models](const Request& req, Response& res) {
     Guard(res, [&] {
-      auto served = models.Get(req.matches[1], Version(req));
+      auto served = models.Get(ModelParam(req), req.PathParam("version"));
       const auto& c = served->config;
       json body = {{"name", c.name},
                    {"versions", models.ReadyVersions(c.name)},
@@ -269,38 +297,45 @@ void HttpServer::Routes() {
       if (!c.description.empty()) body["description"] = c.description;
       SendJson(res, 200, body);
     });
-  });
-  s.Get(model_re + "/ready", [&models](const httplib::Request& req, httplib::Response& res) {
+  };
+  auto ready = [&models](const Request& req, Response& res) {
     Guard(res, [&] {
-      auto served = models.Get(req.matches[1], Version(req));
+      auto served = models.Get(ModelParam(req), req.PathParam("version"));
       SendJson(
           res, 200,
           {{"name", served->config.name}, {"version", served->config.version}, {"ready", true}});
     });
-  });
-  s.Post(model_re + "/infer", [this](const httplib::Request& req, httplib::Response& res) {
+  };
+  auto infer = [this](const Request& req, Response& res) {
     Guard(res, [&] {
       std::optional<size_t> header_length;
-      if (req.has_header("Inference-Header-Content-Length")) {
-        header_length = ParseHeaderLength(req.get_header_value("Inference-Header-Content-Length"));
+      if (req.HasHeader("Inference-Header-Content-Length")) {
+        header_length = ParseHeaderLength(req.Header("Inference-Header-Content-Length"));
         if (!header_length)
           Fail(ErrorCode::kInvalidArgument, "Inference-Header-Content-Length is not a number");
       }
       InferRequest request = DecodeHttpInferRequest(req.body, header_length);
-      request.model_name = req.matches[1];
-      request.model_version = Version(req);
+      request.model_name = ModelParam(req);
+      request.model_version = req.PathParam("version");
       InferResponse response = service_.Infer(request);
       EncodedHttpResponse encoded = EncodeHttpInferResponse(response, request);
       res.status = 200;
       if (encoded.header_length) {
-        res.set_header("Inference-Header-Content-Length", std::to_string(*encoded.header_length));
-        res.set_content(std::move(encoded.body), "application/octet-stream");
+        res.SetHeader("Inference-Header-Content-Length", std::to_string(*encoded.header_length));
+        res.Set(std::move(encoded.body), "application/octet-stream");
       } else {
-        res.set_content(std::move(encoded.body), "application/json");
+        res.Set(std::move(encoded.body), "application/json");
       }
     });
-  });
-  auto index = [&models](const httplib::Request&, httplib::Response& res) {
+  };
+  const http::RouteOptions infer_options{.max_body = options_.max_body_bytes};
+  for (const std::string base : {"/v2/models/{model}", "/v2/models/{model}/versions/{version}"}) {
+    s.Route("GET", base, metadata);
+    s.Route("GET", base + "/ready", ready);
+    s.Route("POST", base + "/infer", infer, infer_options);
+  }
+
+  auto index = [&models](const Request&, Response& res) {
     json out = json::array();
     for (const auto& e : models.Index()) {
       json entry = {{"name", e.name}, {"state", VersionStateName(e.state)}};
@@ -310,95 +345,79 @@ void HttpServer::Routes() {
     }
     SendJson(res, 200, out);
   };
+  s.Route("GET", "/v2/repository/index", index);
+  s.Route("POST", "/v2/repository/index", index, {.max_body = kControlBodyBytes});
   if (options_.install_package) {
-    s.Post("/v2/repository/packages", [this](const httplib::Request& req, httplib::Response& res) {
-      Guard(res, [&] {
-        IndexEntry e = options_.install_package(req.body);
-        SendJson(res, 201,
-                 {{"name", e.name},
-                  {"version", e.version},
-                  {"state", VersionStateName(e.state)},
-                  {"reason", e.reason}});
-      });
-    });
+    s.Route("POST", "/v2/repository/packages",
+            [this](const Request& req, Response& res) {
+              Guard(res, [&] {
+                IndexEntry e = options_.install_package(req.body);
+                SendJson(res, 201,
+                         {{"name", e.name},
+                          {"version", e.version},
+                          {"state", VersionStateName(e.state)},
+                          {"reason", e.reason}});
+              });
+            },
+            {.max_body = options_.max_body_bytes});
   }
-  s.Get("/v2/updates", [this](const httplib::Request&, httplib::Response& res) {
+  s.Route("GET", "/v2/updates", [this](const Request&, Response& res) {
     Guard(res, [&] {
       SendJson(res, 200,
                options_.update_status ? options_.update_status() : json{{"enabled", false}});
     });
   });
-  s.Post("/v2/updates/check", [this](const httplib::Request& req, httplib::Response& res) {
-    Guard(res, [&] {
-      if (!options_.update_check)
-        Fail(ErrorCode::kFailedPrecondition, "updates are off (no update_url configured)");
-      bool force = req.get_param_value("force") == "true" || req.get_param_value("force") == "1";
-      SendJson(res, 200, options_.update_check(force));
-    });
-  });
+  s.Route("POST", "/v2/updates/check",
+          [this](const Request& req, Response& res) {
+            Guard(res, [&] {
+              if (!options_.update_check)
+                Fail(ErrorCode::kFailedPrecondition, "updates are off (no update_url configured)");
+              const std::string force = req.Query("force");
+              SendJson(res, 200, options_.update_check(force == "true" || force == "1"));
+            });
+          },
+          {.max_body = kControlBodyBytes});
   if (options_.chat) OpenAiRoutes();
   // Log level at run time: GET says it, PUT {"level": "debug"} changes it (until restart).
-  s.Get("/v2/logging", [](const httplib::Request&, httplib::Response& res) {
+  s.Route("GET", "/v2/logging", [](const Request&, Response& res) {
     SendJson(res, 200, {{"level", LogLevel()}});
   });
-  s.Put("/v2/logging", [](const httplib::Request& req, httplib::Response& res) {
-    Guard(res, [&] {
-      json body = json::parse(req.body, nullptr, false);
-      if (!body.is_object() || !body.contains("level") || !body["level"].is_string())
-        Fail(ErrorCode::kInvalidArgument,
-             "expected {\"level\": \"trace|debug|info|warn|error|off\"}");
-      std::string before = LogLevel();
-      SetLogLevel(body["level"].get<std::string>());
-      Log(LogSeverity::kWarn, "agent", "log_level_changed",
-          "log level changed from " + before + " to " + LogLevel(),
-          {{"from", before}, {"to", LogLevel()}});
-      SendJson(res, 200, {{"level", LogLevel()}});
-    });
-  });
+  s.Route("PUT", "/v2/logging",
+          [](const Request& req, Response& res) {
+            Guard(res, [&] {
+              json body = ParseJson(req.body, JsonLimits::Control(), "logging");
+              if (!body.is_object() || !body.contains("level") || !body["level"].is_string())
+                Fail(ErrorCode::kInvalidArgument,
+                     "expected {\"level\": \"trace|debug|info|warn|error|off\"}");
+              std::string before = LogLevel();
+              SetLogLevel(body["level"].get<std::string>());
+              Log(LogSeverity::kWarn, "agent", "log_level_changed",
+                  "log level changed from " + before + " to " + LogLevel(),
+                  {{"from", before}, {"to", LogLevel()}});
+              SendJson(res, 200, {{"level", LogLevel()}});
+            });
+          },
+          {.max_body = kControlBodyBytes});
   if (options_.monitoring_status)
-    s.Get("/v2/monitoring", [this](const httplib::Request&, httplib::Response& res) {
+    s.Route("GET", "/v2/monitoring", [this](const Request&, Response& res) {
       Guard(res, [&] { SendJson(res, 200, options_.monitoring_status()); });
     });
-  s.Get("/v2/repository/index", index);
-  s.Post("/v2/repository/index", index);
   if (options_.serve_metrics) ServeMetrics(s, metrics_);
 }
 
-// Binds (port 0: any free port) and serves on a thread of its own; returns the bound port.
-int Listen(httplib::Server& server, const std::string& address, int port, const char* what,
-           std::thread& thread) {
-  int bound = port == 0 ? server.bind_to_any_port(address)
-                        : (server.bind_to_port(address, port) ? port : -1);
-  if (bound < 0) {
-    Fail(ErrorCode::kUnavailable,
-         std::string("cannot listen for ") + what + " on " + address + ":" + std::to_string(port));
-  }
-  thread = std::thread([&server] { server.listen_after_bind(); });
-  return bound;
-}
+int HttpServer::Start() { return Listen(server_, options_.address, options_.port, "HTTP"); }
 
-int HttpServer::Start() {
-  return Listen(*server_, options_.address, options_.port, "HTTP", thread_);
-}
-
-void HttpServer::Stop() {
-  if (server_) server_->stop();
-  if (thread_.joinable()) thread_.join();
-}
+void HttpServer::Stop() { server_.Stop(); }
 
 MetricsServer::MetricsServer(std::string address, int port, MetricsRegistry& metrics)
-    : address_(std::move(address)), port_(port), server_(std::make_unique<httplib::Server>()) {
-  SetupCommon(*server_);
-  ServeMetrics(*server_, metrics);
+    : address_(std::move(address)), port_(port), server_(MetricsLimits()) {
+  ServeMetrics(server_, metrics);
 }
 
 MetricsServer::~MetricsServer() { Stop(); }
 
-int MetricsServer::Start() { return Listen(*server_, address_, port_, "metrics", thread_); }
+int MetricsServer::Start() { return Listen(server_, address_, port_, "metrics"); }
 
-void MetricsServer::Stop() {
-  if (server_) server_->stop();
-  if (thread_.joinable()) thread_.join();
-}
+void MetricsServer::Stop() { server_.Stop(); }
 
 }  // namespace outpost

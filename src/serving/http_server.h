@@ -1,31 +1,28 @@
-// The KServe v2 REST front end (plus /metrics and the repository index).
+// The KServe v2 REST front end (plus /metrics, the repository index, the OpenAI chat API and
+// the agent's own control endpoints), on the budgeted server of http/server.h: each route has
+// its own body limit (control endpoints take kilobytes, inference what the config says), and
+// health and metrics keep connections and workers of their own.
 #pragma once
 
-#include <filesystem>
 #include <functional>
 #include <memory>
 #include <string>
-#include <thread>
 
 #include <nlohmann/json.hpp>
 
+#include "http/server.h"
 #include "serving/chat_service.h"
 #include "serving/inference_service.h"
 #include "serving/metrics.h"
 #include "serving/server_info.h"
-
-namespace httplib {
-class Server;
-}
 
 namespace outpost {
 
 struct HttpOptions {
   std::string address = "127.0.0.1";
   int port = 8000;
-  size_t max_body_bytes = 64u << 20;
-  int threads = 32;  // one per open connection; keep-alive clients each hold one
-  std::chrono::seconds read_timeout{10};
+  size_t max_body_bytes = 64u << 20;  // inference requests and package uploads
+  http::ServerLimits limits;
   bool serve_metrics = true;
   // /v1/models and /v1/chat/completions (OpenAI). Unset: those answer 404.
   ChatService* chat = nullptr;
@@ -46,9 +43,10 @@ class HttpServer {
   HttpServer(HttpOptions options, InferenceService& service, MetricsRegistry& metrics,
              const ServerInfo& info);
   ~HttpServer();
-  // Binds and starts serving on a background thread; returns the bound port (for port 0).
+  // Binds and starts serving on background threads; returns the bound port (for port 0).
   int Start();
   void Stop();
+  http::ServerStats Stats() const { return server_.Stats(); }
 
  private:
   void Routes();
@@ -57,8 +55,7 @@ class HttpServer {
   InferenceService& service_;
   MetricsRegistry& metrics_;
   const ServerInfo& info_;
-  std::unique_ptr<httplib::Server> server_;
-  std::thread thread_;
+  http::Server server_;
 };
 
 // A listener that serves only GET /metrics, for --metrics-port.
@@ -72,8 +69,7 @@ class MetricsServer {
  private:
   std::string address_;
   int port_;
-  std::unique_ptr<httplib::Server> server_;
-  std::thread thread_;
+  http::Server server_;
 };
 
 }  // namespace outpost

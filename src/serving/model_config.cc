@@ -4,7 +4,9 @@
 #include <set>
 
 #include "core/error.h"
+#include "core/json_input.h"
 #include "core/names.h"
+#include "package/package_manifest.h"
 
 namespace outpost {
 namespace {
@@ -92,9 +94,9 @@ void MergeDeclared(std::vector<TensorSpec>& model, const std::vector<DeclaredTen
 Manifest ParseManifest(const std::string& text) {
   Manifest m;
   try {
-    m.raw = json::parse(text);
-  } catch (const json::parse_error& e) {
-    Bad(std::string("not valid JSON: ") + e.what());
+    m.raw = ParseJson(text, JsonLimits::Document(kMaxManifestBytes), "");
+  } catch (const Error& e) {
+    Bad(e.what());
   }
   if (!m.raw.is_object()) Bad("must be a JSON object");
   static const std::set<std::string> kKnown = {

@@ -4,10 +4,15 @@
 #include <cmath>
 #include <random>
 
+#include "core/json_input.h"
+
 namespace outpost {
 namespace {
 
 using json = nlohmann::json;
+
+// A chat request is text and a few dozen fields: deep or wide JSON is an attack, not a chat.
+constexpr JsonLimits kChatJsonLimits{kMaxChatRequestBytes, 32, 1u << 18, kMaxChatRequestBytes};
 
 [[noreturn]] void Bad(const std::string& param, const std::string& message) {
   throw ApiError(ErrorCode::kInvalidArgument, message, param);
@@ -80,9 +85,9 @@ std::string RandomHex(size_t n) {
 ChatCompletionRequest ParseChatCompletionRequest(std::string_view body) {
   json j;
   try {
-    j = json::parse(body);
-  } catch (const json::exception& e) {
-    Bad("", std::string("the body is not valid JSON: ") + e.what());
+    j = ParseJson(body, kChatJsonLimits, "the body");
+  } catch (const Error& e) {
+    throw ApiError(e.code(), e.what());
   }
   if (!j.is_object()) Bad("", "the body must be a JSON object");
   ChatCompletionRequest r;

@@ -36,6 +36,9 @@ struct ChatCompletionRequest {
   nlohmann::json metadata;  // Outpost's extensions: {"privacy": "private"|"standard"}
 };
 
+// The largest chat request body accepted (the HTTP front end refuses larger ones unread).
+constexpr size_t kMaxChatRequestBytes = 8u << 20;
+
 // Throws ApiError naming the parameter at fault.
 ChatCompletionRequest ParseChatCompletionRequest(std::string_view body);
 // Applies a model's defaults to what the request left unset.

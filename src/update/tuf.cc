@@ -6,12 +6,16 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/json_input.h"
 #include "package/sha256.h"
 
 namespace outpost::tuf {
 namespace {
 
 using json = nlohmann::json;
+
+// The fetcher bounds each role's length; this bounds what any one of them may expand into.
+constexpr size_t kMaxMetadataBytes = 64u << 20;
 
 [[noreturn]] void Denied(const std::string& what) {
   Fail(ErrorCode::kPermissionDenied, "tuf: " + what);
@@ -27,8 +31,9 @@ struct Envelope {
 };
 
 Envelope ParseEnvelope(const std::string& bytes, const std::string& type) {
-  json j = json::parse(bytes, nullptr, false);
-  if (j.is_discarded() || !j.is_object() || !j.contains("signed") || !j["signed"].is_object() ||
+  // Bounded before anything is copied: a mirror can send anything until the signatures hold.
+  json j = ParseJson(bytes, JsonLimits::Document(kMaxMetadataBytes), "tuf: " + type);
+  if (!j.is_object() || !j.contains("signed") || !j["signed"].is_object() ||
       !j.contains("signatures") || !j["signatures"].is_array()) {
     Bad(type + ": not a signed TUF metadata file");
   }

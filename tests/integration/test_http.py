@@ -239,16 +239,19 @@ class HttpTest(unittest.TestCase):
         big = b'{"inputs": [' + b" " * (2 << 20) + b"]}"
         status, _, body = self.agent.request("POST", "/v2/models/add_mul/infer", big)
         self.assertEqual(status, 413)
-        self.assertIn("exceeds the configured limit", json.loads(body)["error"])
+        self.assertIn("larger than 1048576 bytes", json.loads(body)["error"])
         self.assertServing()
 
-    def test_form_encoded_body_says_what_to_send(self):
-        a = np.ones((1, 4000), np.float32)
-        body = json.dumps({"inputs": [{"name": "a", "datatype": "FP32", "shape": [1, 4000], "data": a.reshape(-1).tolist()}]})
+    def test_form_encoded_content_type_is_served(self):
+        # curl -d sends application/x-www-form-urlencoded: the body is still a KServe request.
+        a = np.ones((1000, 4), np.float32)
+        body = json.dumps({"inputs": [{"name": n, "datatype": "FP32", "shape": [1000, 4], "data": a.reshape(-1).tolist()}
+                                      for n in ("a", "b")]})
         status, _, raw = self.agent.request("POST", "/v2/models/add_mul/infer", body,
                                             {"Content-Type": "application/x-www-form-urlencoded"})
-        self.assertEqual(status, 413)
-        self.assertIn("send Content-Type: application/json", json.loads(raw)["error"])
+        self.assertEqual(status, 200, raw)
+        outputs = {o["name"]: o for o in json.loads(raw)["outputs"]}
+        self.assertEqual(outputs["sum"]["data"][:3], [2.0, 2.0, 2.0])
 
     def test_huge_declared_shape(self):
         req = {"inputs": [{"name": "a", "datatype": "FP32", "shape": [2**40, 2**40], "data": [1]}]}

@@ -1,0 +1,1021 @@
+#include "http/server.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/sendfile.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <mutex>
+#include <unordered_map>
+
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "core/logging.h"
+
+namespace outpost::http {
+
+std::string JsonErrorBody(const std::string& message) {
+  return nlohmann::json{{"error", message}}.dump(-1, ' ', false,
+                                                 nlohmann::json::error_handler_t::replace);
+}
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr size_t kReadChunk = 64u << 10;
+constexpr auto kTick = std::chrono::milliseconds(100);
+constexpr auto kLinger = std::chrono::seconds(2);
+constexpr uint64_t kListenKey = 0, kWakeKey = 1;
+constexpr auto kDrainGrace = std::chrono::seconds(30);
+
+std::vector<std::string> Segments(std::string_view path) {
+  std::vector<std::string> out;
+  size_t at = 0;
+  while (at < path.size()) {
+    if (path[at] == '/') {
+      ++at;
+      continue;
+    }
+    size_t end = path.find('/', at);
+    if (end == std::string_view::npos) end = path.size();
+    out.emplace_back(path.substr(at, end - at));
+    at = end;
+  }
+  return out;
+}
+
+struct RouteEntry {
+  std::string method;
+  std::vector<std::string> pattern;
+  Handler handler;
+  RouteOptions options;
+
+  // Matches the path's segments; fills {name} parameters.
+  bool Matches(const std::vector<std::string>& segments,
+               std::map<std::string, std::string>* params) const {
+    if (segments.size() != pattern.size()) return false;
+    for (size_t i = 0; i < pattern.size(); ++i) {
+      const std::string& p = pattern[i];
+      if (p.size() > 2 && p.front() == '{' && p.back() == '}') {
+        if (params) (*params)[p.substr(1, p.size() - 2)] = segments[i];
+      } else if (p != segments[i]) {
+        return false;
+      }
+    }
+    return true;
+  }
+};
+
+enum class State { kIdle, kHead, kBody, kDispatched, kLingering };
+
+struct Conn {
+  int fd = -1;
+  uint64_t id = 0;  // the epoll key: a descriptor number is reused, an id never is
+  std::weak_ptr<Conn> self;
+  std::string remote;
+  // Owned by the event loop.
+  State state = State::kIdle;
+  std::string in;
+  size_t scanned = 0;
+  Clock::time_point deadline;
+  Clock::time_point request_start;
+  bool reserve_only = false;
+  RequestHead head;
+  const RouteEntry* route = nullptr;
+  uint64_t max_body = 0;
+  ChunkedDecoder chunked;
+  uint64_t body_charge = 0;  // bytes of this request's body charged to the in-flight budget
+  bool close_after = false;
+  uint32_t interest = 0;
+  bool shut_down = false;
+
+  // Shared with the worker answering it.
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<std::string> out;
+  size_t out_offset = 0;  // into out.front()
+  size_t out_bytes = 0;   // unsent bytes in out
+  std::shared_ptr<FileBody> file;
+  uint64_t file_sent = 0;
+  bool response_done = false;
+  bool closed = false;
+  bool notify_pending = false;
+  uint64_t response_charge = 0;
+  Clock::time_point last_progress;
+};
+
+using ConnPtr = std::shared_ptr<Conn>;
+
+struct Job {
+  ConnPtr conn;
+  Request request;
+  const RouteEntry* route = nullptr;
+  uint64_t charge = 0;
+  bool keep_alive = true;
+  bool head_only = false;
+};
+
+class JobQueue {
+ public:
+  bool Push(Job job, size_t max) {
+    std::lock_guard lock(mu_);
+    if (stopped_ || jobs_.size() >= max) return false;
+    jobs_.push_back(std::move(job));
+    cv_.notify_one();
+    return true;
+  }
+  bool Pop(Job& job) {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] { return stopped_ || !jobs_.empty(); });
+    if (jobs_.empty()) return false;
+    job = std::move(jobs_.front());
+    jobs_.pop_front();
+    return true;
+  }
+  std::deque<Job> Stop() {
+    std::lock_guard lock(mu_);
+    stopped_ = true;
+    cv_.notify_all();
+    return std::move(jobs_);
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Job> jobs_;
+  bool stopped_ = false;
+};
+
+std::string FormatHead(int status, const Headers& headers, const std::string* length, bool chunked,
+                       bool close, int version_minor) {
+  std::string head;
+  head.reserve(256);
+  head += version_minor == 0 ? "HTTP/1.0 " : "HTTP/1.1 ";
+  head += std::to_string(status);
+  head += ' ';
+  head += StatusText(status);
+  head += "\r\n";
+  for (const auto& [k, v] : headers.fields()) {
+    if (EqualsIgnoreCase(k, "Content-Length") || EqualsIgnoreCase(k, "Transfer-Encoding") ||
+        EqualsIgnoreCase(k, "Connection"))
+      continue;
+    // A handler's header value never splits the response.
+    if (v.find_first_of("\r\n") != std::string::npos) continue;
+    head += k;
+    head += ": ";
+    head += v;
+    head += "\r\n";
+  }
+  if (length) head += "Content-Length: " + *length + "\r\n";
+  if (chunked) head += "Transfer-Encoding: chunked\r\n";
+  if (close) {
+    head += "Connection: close\r\n";
+  } else if (version_minor == 0) {
+    head += "Connection: keep-alive\r\n";
+  }
+  head += "\r\n";
+  return head;
+}
+
+}  // namespace
+
+class Server::Impl {
+ public:
+  explicit Impl(const ServerLimits& limits) : limits_(limits) {}
+  ~Impl() { Stop(); }
+
+  void Route(std::string method, std::string pattern, Handler handler, RouteOptions options) {
+    if (options.max_body == 0) options.max_body = limits_.default_max_body;
+    routes_.push_back(
+        {std::move(method), Segments(pattern), std::move(handler), std::move(options)});
+  }
+  void Use(Middleware m) { middleware_ = std::move(m); }
+  void SetErrorBody(ErrorBody b) { error_body_ = std::move(b); }
+
+  int Bind(const std::string& address, int port) {
+    addrinfo hints{};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    addrinfo* found = nullptr;
+    const std::string service = std::to_string(port);
+    if (int rc = ::getaddrinfo(address.c_str(), service.c_str(), &hints, &found); rc != 0)
+      Fail(ErrorCode::kUnavailable,
+           "cannot resolve " + address + ": " + std::string(::gai_strerror(rc)));
+    std::string why;
+    for (addrinfo* a = found; a && listen_fd_ < 0; a = a->ai_next) {
+      int fd = ::socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+      if (fd < 0) continue;
+      // SO_REUSEADDR only: SO_REUSEPORT would let a second process take half the traffic.
+      int yes = 1;
+      ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+      if (::bind(fd, a->ai_addr, a->ai_addrlen) == 0 && ::listen(fd, 1024) == 0) {
+        listen_fd_ = fd;
+      } else {
+        why = std::strerror(errno);
+        ::close(fd);
+      }
+    }
+    ::freeaddrinfo(found);
+    if (listen_fd_ < 0) Fail(ErrorCode::kUnavailable, why);
+    sockaddr_storage bound{};
+    socklen_t len = sizeof bound;
+    ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&bound), &len);
+    return ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
+                                             : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
+  }
+
+  void Start() {
+    if (listen_fd_ < 0) Fail(ErrorCode::kFailedPrecondition, "http: Start before Bind");
+    epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
+    wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (epoll_fd_ < 0 || wake_fd_ < 0)
+      Fail(ErrorCode::kInternal, std::string("http: epoll: ") + std::strerror(errno));
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.u64 = kListenKey;
+    ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, listen_fd_, &ev);
+    ev.data.u64 = kWakeKey;
+    ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, wake_fd_, &ev);
+    for (int i = 0; i < std::max(1, limits_.worker_threads); ++i)
+      workers_.emplace_back([this] { Work(normal_); });
+    for (int i = 0; i < std::max(1, limits_.priority_threads); ++i)
+      workers_.emplace_back([this] { Work(priority_); });
+    loop_ = std::thread([this] { Loop(); });
+  }
+
+  void Stop() {
+    if (stopping_.exchange(true)) return;
+    if (loop_.joinable()) {
+      Wake();
+      loop_.join();
+    }
+    for (auto* q : {&normal_, &priority_}) {
+      for (auto& job : q->Stop()) Release(job.charge);
+    }
+    for (auto& t : workers_)
+      if (t.joinable()) t.join();
+    for (int fd : {listen_fd_, epoll_fd_, wake_fd_})
+      if (fd >= 0) ::close(fd);
+    listen_fd_ = epoll_fd_ = wake_fd_ = -1;
+  }
+
+  ServerStats Stats() const {
+    ServerStats s;
+    s.connections = open_.load();
+    s.inflight_bytes = inflight_.load();
+    s.accepted_total = accepted_.load();
+    s.evicted_total = evicted_.load();
+    s.refused_total = refused_.load();
+    s.timed_out_total = timed_out_.load();
+    s.overloaded_total = overloaded_.load();
+    return s;
+  }
+
+  // Called by workers: the connection has output for the loop to send.
+  void Notify(Conn& c) {
+    // c.mu is held by the caller.
+    if (c.notify_pending) return;
+    c.notify_pending = true;
+    {
+      std::lock_guard lock(ready_mu_);
+      ready_.push_back(c.self);
+    }
+    Wake();
+  }
+
+  void Charge(uint64_t n) { inflight_ += n; }
+  void Release(uint64_t n) { inflight_ -= n; }
+  const ServerLimits& limits() const { return limits_; }
+
+ private:
+  class Writer;
+
+  void Wake() {
+    uint64_t one = 1;
+    [[maybe_unused]] ssize_t n = ::write(wake_fd_, &one, sizeof one);
+  }
+
+  // ---- the event loop ---------------------------------------------------------------------
+
+  void Loop() {
+    std::vector<epoll_event> events(256);
+    auto next_tick = Clock::now() + kTick;
+    Clock::time_point drain_deadline{};
+    while (true) {
+      if (stopping_ && !draining_) {
+        // Graceful stop: no new connections or requests; requests already being answered
+        // finish (within kDrainGrace) and their connections close after the response.
+        draining_ = true;
+        drain_deadline = Clock::now() + kDrainGrace;
+        ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, listen_fd_, nullptr);
+        std::vector<ConnPtr> idle;
+        for (auto& [id, c] : conns_)
+          if (c->state != State::kDispatched) idle.push_back(c);
+        for (auto& c : idle) Close(*c);
+      }
+      if (draining_ && (Clock::now() >= drain_deadline ||
+                        std::all_of(conns_.begin(), conns_.end(),
+                                    [](const auto& e) { return e.second->shut_down; })))
+        break;
+      int n = ::epoll_wait(epoll_fd_, events.data(), static_cast<int>(events.size()),
+                           static_cast<int>(kTick.count()));
+      if (n < 0 && errno != EINTR) break;
+      for (int i = 0; i < n; ++i) {
+        const uint64_t key = events[i].data.u64;
+        if (key == kListenKey) {
+          if (draining_) continue;
+          Accept();
+        } else if (key == kWakeKey) {
+          uint64_t count;
+          [[maybe_unused]] ssize_t r = ::read(wake_fd_, &count, sizeof count);
+          DrainReady();
+        } else if (auto it = conns_.find(key); it != conns_.end()) {
+          ConnPtr c = it->second;  // keeps it alive through Close()
+          const uint32_t ev = events[i].events;
+          if (ev & (EPOLLERR | EPOLLHUP)) {
+            Close(*c);
+            continue;
+          }
+          if (ev & EPOLLIN) OnReadable(*c);
+          if ((ev & EPOLLOUT) && c->fd >= 0) Flush(*c);
+        }
+      }
+      if (Clock::now() >= next_tick) {
+        CheckDeadlines();
+        next_tick = Clock::now() + kTick;
+      }
+    }
+    // Stopping: every connection ends; a worker writing to one sees it closed.
+    std::vector<ConnPtr> all;
+    for (auto& [id, c] : conns_) all.push_back(c);
+    for (auto& c : all) Close(*c);
+  }
+
+  void DrainReady() {
+    std::vector<std::weak_ptr<Conn>> ready;
+    {
+      std::lock_guard lock(ready_mu_);
+      ready.swap(ready_);
+    }
+    for (auto& weak : ready) {
+      ConnPtr c = weak.lock();
+      if (!c || c->fd < 0) continue;
+      {
+        std::lock_guard lock(c->mu);
+        c->notify_pending = false;
+      }
+      Flush(*c);
+    }
+  }
+
+  void Accept() {
+    while (true) {
+      sockaddr_storage addr{};
+      socklen_t len = sizeof addr;
+      int fd = ::accept4(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len,
+                         SOCK_NONBLOCK | SOCK_CLOEXEC);
+      if (fd < 0) {
+        if (errno == EINTR || errno == ECONNABORTED) continue;
+        if (errno == EMFILE || errno == ENFILE) {
+          // Out of descriptors: make room rather than spin on a listener that stays readable.
+          if (!Evict()) {
+            refused_++;
+            return;
+          }
+          continue;
+        }
+        return;  // EAGAIN: all taken
+      }
+      bool reserve_only = false;
+      if (conns_.size() >= limits_.max_connections && !Evict()) {
+        if (conns_.size() >= limits_.max_connections + limits_.reserved_connections) {
+          refused_++;
+          static const char kFull[] =
+              "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: 0\r\n"
+              "Connection: close\r\n\r\n";
+          [[maybe_unused]] ssize_t w = ::send(fd, kFull, sizeof kFull - 1, MSG_NOSIGNAL);
+          ::close(fd);
+          continue;
+        }
+        reserve_only = true;
+      }
+      int yes = 1;
+      ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &yes, sizeof yes);
+      auto c = std::make_shared<Conn>();
+      c->fd = fd;
+      c->id = next_id_++;
+      c->self = c;
+      c->reserve_only = reserve_only;
+      c->remote = RemoteAddress(addr);
+      c->deadline = Clock::now() + limits_.idle_timeout;
+      c->request_start = Clock::now();
+      conns_[c->id] = c;
+      open_ = conns_.size();
+      accepted_++;
+      SetInterest(*c, EPOLLIN, /*add=*/true);
+    }
+  }
+
+  static std::string RemoteAddress(const sockaddr_storage& addr) {
+    char buf[INET6_ADDRSTRLEN] = {};
+    if (addr.ss_family == AF_INET) {
+      ::inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in&>(addr).sin_addr, buf, sizeof buf);
+    } else if (addr.ss_family == AF_INET6) {
+      ::inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6&>(addr).sin6_addr, buf,
+                  sizeof buf);
+    }
+    return buf;
+  }
+
+  // Closes one connection to make room: an idle or closing one first, then the unfinished
+  // request that started longest ago. Never one whose request a worker is answering.
+  bool Evict() {
+    Conn* victim = nullptr;
+    int victim_rank = 3;
+    for (auto& [id, c] : conns_) {
+      int rank = c->state == State::kLingering                            ? 0
+                 : c->state == State::kIdle                               ? 1
+                 : (c->state == State::kHead || c->state == State::kBody) ? 2
+                                                                          : 3;
+      if (rank == 3) continue;
+      if (rank < victim_rank || (rank == victim_rank && c->request_start < victim->request_start)) {
+        victim = c.get();
+        victim_rank = rank;
+      }
+    }
+    if (!victim) return false;
+    evicted_++;
+    Close(*victim);
+    return true;
+  }
+
+  void SetInterest(Conn& c, uint32_t interest, bool add = false) {
+    if (!add && c.interest == interest) return;
+    epoll_event ev{};
+    ev.events = interest;
+    ev.data.u64 = c.id;
+    ::epoll_ctl(epoll_fd_, add ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, c.fd, &ev);
+    c.interest = interest;
+  }
+
+  void Close(Conn& c) {
+    if (c.fd < 0) return;
+    ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, c.fd, nullptr);
+    ::close(c.fd);
+    conns_.erase(c.id);
+    open_ = conns_.size();
+    Release(c.body_charge);
+    c.body_charge = 0;
+    c.fd = -1;
+    std::lock_guard lock(c.mu);
+    c.closed = true;
+    Release(c.response_charge);
+    c.response_charge = 0;
+    c.out.clear();
+    c.out_bytes = 0;
+    c.file.reset();
+    c.cv.notify_all();
+  }
+
+  void OnReadable(Conn& c) {
+    char buf[kReadChunk];
+    while (c.fd >= 0) {
+      if (c.state == State::kDispatched) return;  // resumes when the response is sent
+      // Never hold more unparsed input than a head may be (a body is consumed as it comes).
+      if (c.state != State::kLingering && c.in.size() > limits_.head.max_head_bytes + kReadChunk)
+        return;
+      ssize_t n = ::recv(c.fd, buf, sizeof buf, 0);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK) Close(c);
+        return;
+      }
+      if (n == 0) {
+        Close(c);  // the client is done (or gave up mid-request)
+        return;
+      }
+      if (c.state == State::kLingering) continue;  // draining before the close
+      c.in.append(buf, static_cast<size_t>(n));
+      Process(c);
+    }
+  }
+
+  // Advances the request on `c` as far as its buffered input allows.
+  void Process(Conn& c) {
+    while (c.fd >= 0) {
+      switch (c.state) {
+        case State::kIdle:
+          if (c.in.empty()) return;
+          if (draining_) {
+            Close(c);
+            return;
+          }
+          c.state = State::kHead;
+          c.request_start = Clock::now();
+          c.deadline = c.request_start + limits_.header_timeout;
+          c.scanned = 0;
+          break;
+        case State::kHead:
+          if (!ReadHead(c)) return;
+          break;
+        case State::kBody:
+          if (!ReadBody(c)) return;
+          break;
+        case State::kDispatched:
+        case State::kLingering:
+          return;
+      }
+    }
+  }
+
+  bool ReadHead(Conn& c) {
+    size_t end = FindHeadEnd(c.in, c.scanned);
+    if (end == std::string::npos) {
+      if (c.in.size() > limits_.head.max_head_bytes)
+        Refuse(c, 431,
+               "the request head is larger than " + std::to_string(limits_.head.max_head_bytes) +
+                   " bytes");
+      return false;
+    }
+    c.head = RequestHead{};
+    ParseError error;
+    bool ok = ParseHead(std::string_view(c.in).substr(0, end), limits_.head, c.head, error);
+    c.in.erase(0, end);
+    c.scanned = 0;
+    if (!ok) {
+      Refuse(c, error.status, error.message);
+      return false;
+    }
+    c.head.request.remote_addr = c.remote;
+    const std::string& method = c.head.request.method;
+    const bool head_request = method == "HEAD";
+    const auto segments = Segments(c.head.request.path);
+    c.route = nullptr;
+    bool path_known = false;
+    for (const auto& r : routes_) {
+      if (!r.Matches(segments, nullptr)) continue;
+      path_known = true;
+      if (r.method == method || (head_request && r.method == "GET")) {
+        c.route = &r;
+        r.Matches(segments, &c.head.request.path_params);
+        break;
+      }
+    }
+    if (!c.route) {
+      Refuse(c, path_known ? 405 : 404,
+             path_known ? "method " + method + " is not allowed here" : "no such endpoint");
+      return false;
+    }
+    if (c.reserve_only && !c.route->options.priority) {
+      overloaded_++;
+      Refuse(c, 503, "too many connections; try again shortly");
+      return false;
+    }
+    c.max_body = c.route->options.max_body;
+    if (c.head.body == RequestHead::Body::kLength) {
+      if (c.head.content_length > c.max_body) {
+        Refuse(c, 413,
+               "the request body is larger than " + std::to_string(c.max_body) +
+                   " bytes, the limit of " + c.head.request.path);
+        return false;
+      }
+      if (inflight_.load() + c.head.content_length > limits_.max_inflight_bytes) {
+        overloaded_++;
+        Refuse(c, 503, "the server is holding as much request data as it may; retry shortly");
+        return false;
+      }
+      c.head.request.body.reserve(static_cast<size_t>(c.head.content_length));
+    }
+    if (c.head.body == RequestHead::Body::kNone) {
+      Dispatch(c);
+      return true;
+    }
+    c.chunked = ChunkedDecoder{};
+    const uint64_t expected =
+        c.head.body == RequestHead::Body::kLength ? c.head.content_length : c.max_body;
+    const auto allowance = std::chrono::milliseconds(
+        limits_.min_body_rate ? expected * 1000 / limits_.min_body_rate : 0);
+    c.deadline = Clock::now() + limits_.body_timeout + allowance;
+    c.state = State::kBody;
+    if (c.head.expect_continue) Send(c, "HTTP/1.1 100 Continue\r\n\r\n");
+    return true;
+  }
+
+  bool ReadBody(Conn& c) {
+    std::string& body = c.head.request.body;
+    const size_t before = body.size();
+    bool done = false;
+    if (c.head.body == RequestHead::Body::kLength) {
+      size_t take =
+          static_cast<size_t>(std::min<uint64_t>(c.head.content_length - body.size(), c.in.size()));
+      body.append(c.in, 0, take);
+      c.in.erase(0, take);
+      done = body.size() == c.head.content_length;
+    } else {
+      size_t consumed = 0;
+      ParseError error;
+      auto r = c.chunked.Feed(c.in, consumed, body, c.max_body, error);
+      c.in.erase(0, consumed);
+      if (r == ChunkedDecoder::Result::kError) {
+        Refuse(c, error.status, error.message);
+        return false;
+      }
+      done = r == ChunkedDecoder::Result::kDone;
+    }
+    const uint64_t added = body.size() - before;
+    if (added > 0) {
+      if (c.head.body == RequestHead::Body::kChunked &&
+          inflight_.load() + added > limits_.max_inflight_bytes) {
+        overloaded_++;
+        Refuse(c, 503, "the server is holding as much request data as it may; retry shortly");
+        return false;
+      }
+      Charge(added);
+      c.body_charge += added;
+    }
+    if (!done) return false;
+    Dispatch(c);
+    return true;
+  }
+
+  void Dispatch(Conn& c) {
+    Job job;
+    job.conn = c.self.lock();
+    job.request = std::move(c.head.request);
+    job.route = c.route;
+    job.charge = c.body_charge;
+    job.keep_alive = c.head.keep_alive && !c.reserve_only;
+    job.head_only = job.request.method == "HEAD";
+    c.body_charge = 0;
+    c.close_after = !job.keep_alive;
+    c.state = State::kDispatched;
+    {
+      std::lock_guard lock(c.mu);
+      c.response_done = false;
+      c.file_sent = 0;
+    }
+    SetInterest(c, 0);
+    JobQueue& q = c.route->options.priority ? priority_ : normal_;
+    const uint64_t charge = job.charge;
+    const int version_minor = job.request.version_minor;
+    if (!q.Push(std::move(job), limits_.max_queued)) {
+      Release(charge);
+      overloaded_++;
+      c.state = State::kHead;  // so that Refuse answers it
+      c.head.request.version_minor = version_minor;
+      Refuse(c, 503, "the server is busy; retry shortly");
+    }
+  }
+
+  // Answers `status` from the loop itself and closes the connection after it (the rest of the
+  // request is never read).
+  // A refusal of a request without a body (404, 405) keeps a keep-alive connection open.
+  void Refuse(Conn& c, int status, const std::string& message) {
+    if (status == 408) timed_out_++;
+    Request& r = c.head.request;
+    const bool keep = (status == 404 || status == 405) && c.state == State::kHead &&
+                      c.head.body == RequestHead::Body::kNone && c.head.keep_alive &&
+                      !c.reserve_only;
+    Headers h;
+    h.Set("Content-Type", "application/json");
+    if (status == 503) h.Set("Retry-After", "1");
+    std::string body = error_body_ ? error_body_(r, status, message) : JsonErrorBody(message);
+    const std::string length = std::to_string(body.size());
+    std::string head = FormatHead(status, h, &length, false, !keep, r.version_minor);
+    Release(c.body_charge);
+    c.body_charge = 0;
+    if (keep) {
+      c.state = State::kDispatched;  // answered: Flush returns it to idle
+      c.close_after = false;
+    } else {
+      c.in.clear();
+      c.state = State::kLingering;
+      c.close_after = true;
+      c.deadline = Clock::now() + kLinger;
+    }
+    {
+      std::lock_guard lock(c.mu);
+      c.response_done = true;
+      c.out.push_back(std::move(head));
+      if (r.method != "HEAD") c.out.push_back(std::move(body));
+      for (auto& s : c.out) c.out_bytes += s.size();
+      c.last_progress = Clock::now();
+    }
+    Flush(c);
+  }
+
+  void Send(Conn& c, std::string data) {
+    {
+      std::lock_guard lock(c.mu);
+      c.out_bytes += data.size();
+      c.out.push_back(std::move(data));
+      c.last_progress = Clock::now();
+    }
+    Flush(c);
+  }
+
+  // Writes what is pending; when the response is complete, finishes it.
+  void Flush(Conn& c) {
+    if (c.fd < 0) return;
+    bool finished = false, pending = false;
+    {
+      std::unique_lock lock(c.mu);
+      while (c.out_bytes > 0) {
+        iovec iov[8];
+        int count = 0;
+        size_t offset = c.out_offset;
+        for (auto it = c.out.begin(); it != c.out.end() && count < 8; ++it, offset = 0) {
+          iov[count].iov_base = it->data() + offset;
+          iov[count].iov_len = it->size() - offset;
+          ++count;
+        }
+        msghdr msg{};
+        msg.msg_iov = iov;
+        msg.msg_iovlen = static_cast<size_t>(count);
+        ssize_t n = ::sendmsg(c.fd, &msg, MSG_NOSIGNAL);
+        if (n < 0) {
+          if (errno == EINTR) continue;
+          if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+          lock.unlock();
+          Close(c);
+          return;
+        }
+        c.last_progress = Clock::now();
+        c.out_bytes -= static_cast<size_t>(n);
+        size_t left = static_cast<size_t>(n);
+        while (left > 0) {
+          size_t in_front = c.out.front().size() - c.out_offset;
+          if (left < in_front) {
+            c.out_offset += left;
+            left = 0;
+          } else {
+            left -= in_front;
+            c.out.pop_front();
+            c.out_offset = 0;
+          }
+        }
+      }
+      if (c.out_bytes < limits_.stream_buffer_bytes) c.cv.notify_all();
+      if (c.out_bytes == 0 && c.file) {
+        while (c.file_sent < c.file->length) {
+          off_t offset = static_cast<off_t>(c.file->offset + c.file_sent);
+          ssize_t n = ::sendfile(
+              c.fd, c.file->fd, &offset,
+              static_cast<size_t>(std::min<uint64_t>(c.file->length - c.file_sent, 1u << 20)));
+          if (n < 0 && errno == EINTR) continue;
+          if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+          if (n <= 0) {  // an error, or the file shrank under us: the response cannot finish
+            lock.unlock();
+            Close(c);
+            return;
+          }
+          c.file_sent += static_cast<uint64_t>(n);
+          c.last_progress = Clock::now();
+        }
+        if (c.file_sent == c.file->length) c.file.reset();
+      }
+      pending = c.out_bytes > 0 || c.file;
+      finished = !pending && c.response_done;
+      if (finished) {
+        Release(c.response_charge);
+        c.response_charge = 0;
+      }
+    }
+    const uint32_t out_interest = pending ? uint32_t{EPOLLOUT} : 0u;
+    if (c.state != State::kDispatched && c.state != State::kLingering) {
+      SetInterest(c, EPOLLIN | out_interest);  // a 100 Continue on its way
+      return;
+    }
+    if (!finished || c.shut_down) {
+      SetInterest(c, out_interest | (c.state == State::kLingering ? uint32_t{EPOLLIN} : 0u));
+      return;
+    }
+    if (c.state == State::kLingering || c.close_after || draining_) {
+      // Half-close, then read what the client still sends until it closes too (or kLinger
+      // passes): closing with unread input would reset the connection and could destroy the
+      // response before the client reads it.
+      ::shutdown(c.fd, SHUT_WR);
+      c.shut_down = true;
+      c.state = State::kLingering;
+      c.deadline = Clock::now() + kLinger;
+      SetInterest(c, EPOLLIN);
+      return;
+    }
+    // Keep-alive: the next request may already be buffered.
+    c.state = State::kIdle;
+    c.deadline = Clock::now() + limits_.idle_timeout;
+    c.request_start = Clock::now();
+    SetInterest(c, EPOLLIN);
+    Process(c);
+  }
+
+  void CheckDeadlines() {
+    const auto now = Clock::now();
+    std::vector<ConnPtr> expired;
+    for (auto& [id, c] : conns_) {
+      bool late = false;
+      switch (c->state) {
+        case State::kIdle:
+        case State::kHead:
+        case State::kBody:
+        case State::kLingering:
+          late = now >= c->deadline;
+          break;
+        case State::kDispatched: {
+          std::lock_guard lock(c->mu);
+          late = (c->out_bytes > 0 || c->file) && now - c->last_progress > limits_.write_timeout;
+          break;
+        }
+      }
+      if (late) expired.push_back(c);
+    }
+    for (auto& c : expired) {
+      if (c->fd < 0) continue;
+      if (c->state == State::kHead || c->state == State::kBody) {
+        Refuse(*c, 408,
+               c->state == State::kHead ? "the request head did not arrive in time"
+                                        : "the request body did not arrive in time");
+      } else {
+        if (c->state == State::kDispatched) timed_out_++;
+        Close(*c);
+      }
+    }
+  }
+
+  // ---- workers ----------------------------------------------------------------------------
+
+  void Work(JobQueue& q) {
+    Job job;
+    while (q.Pop(job)) {
+      Answer(job);
+      job = Job{};
+    }
+  }
+
+  void Answer(Job& job);
+
+  const ServerLimits limits_;
+  std::vector<RouteEntry> routes_;
+  Middleware middleware_;
+  ErrorBody error_body_;
+  int listen_fd_ = -1, epoll_fd_ = -1, wake_fd_ = -1;
+  std::unordered_map<uint64_t, ConnPtr> conns_;  // the loop's, by id
+  uint64_t next_id_ = 2;                         // 0 and 1 are the listener and the wake fd
+  std::mutex ready_mu_;
+  std::vector<std::weak_ptr<Conn>> ready_;
+  JobQueue normal_, priority_;
+  std::vector<std::thread> workers_;
+  std::thread loop_;
+  std::atomic<bool> stopping_{false};
+  bool draining_ = false;  // the loop's
+  std::atomic<uint64_t> inflight_{0}, open_{0}, accepted_{0}, evicted_{0}, refused_{0},
+      timed_out_{0}, overloaded_{0};
+};
+
+// A streamed body's producer writes through this on its worker.
+class Server::Impl::Writer final : public StreamWriter {
+ public:
+  Writer(Impl& server, Conn& conn, bool chunked)
+      : server_(server), conn_(conn), chunked_(chunked) {}
+
+  bool Write(std::string_view data) override {
+    if (data.empty()) return Open();
+    std::unique_lock lock(conn_.mu);
+    if (conn_.closed) return false;
+    std::string piece;
+    if (chunked_) {
+      char size[24];
+      int n = std::snprintf(size, sizeof size, "%zx\r\n", data.size());
+      piece.reserve(static_cast<size_t>(n) + data.size() + 2);
+      piece.append(size, static_cast<size_t>(n));
+      piece.append(data);
+      piece.append("\r\n");
+    } else {
+      piece.assign(data);
+    }
+    conn_.out_bytes += piece.size();
+    conn_.out.push_back(std::move(piece));
+    server_.Notify(conn_);
+    // Bounded buffering: wait for the client to take what is queued. The loop closes a
+    // connection that makes no progress for write_timeout, which wakes this too.
+    conn_.cv.wait(lock, [&] {
+      return conn_.closed || conn_.out_bytes < server_.limits().stream_buffer_bytes;
+    });
+    return !conn_.closed;
+  }
+
+  bool Open() const override {
+    std::lock_guard lock(conn_.mu);
+    return !conn_.closed;
+  }
+
+ private:
+  Impl& server_;
+  Conn& conn_;
+  bool chunked_;
+};
+
+void Server::Impl::Answer(Job& job) {
+  Conn& c = *job.conn;
+  Response res;
+  try {
+    const Handler& handler = job.route->handler;
+    if (middleware_) {
+      middleware_(job.request, res, handler);
+    } else {
+      handler(job.request, res);
+    }
+  } catch (const std::exception& e) {
+    Log(LogSeverity::kError, "serving", "handler_failed",
+        std::string("http handler failed: ") + e.what());
+    res = Response{};
+    res.status = 500;
+    res.Set(error_body_ ? error_body_(job.request, 500, e.what()) : JsonErrorBody(e.what()),
+            "application/json");
+  }
+  const int version_minor = job.request.version_minor;
+  const bool head_only = job.head_only;
+  // The request's body is done with: its charge passes to the response's.
+  job.request = Request{};
+  Release(job.charge);
+  job.charge = 0;
+
+  const bool streamed = static_cast<bool>(res.stream);
+  const bool no_body = res.status == 204 || res.status == 304 || res.status < 200;
+  std::string length;
+  if (res.file) {
+    length = std::to_string(res.file->length);
+  } else if (!streamed && !no_body) {
+    length = std::to_string(res.body.size());
+  }
+  // HTTP/1.0 has no chunked coding: a streamed body ends when the connection does.
+  const bool close = !job.keep_alive || (streamed && version_minor == 0);
+  std::string head = FormatHead(res.status, res.headers, length.empty() ? nullptr : &length,
+                                streamed && version_minor == 1, close, version_minor);
+  {
+    std::lock_guard lock(c.mu);
+    if (c.closed) return;
+    if (close) c.close_after = true;  // read by the loop only once response_done is seen
+    c.out_bytes += head.size();
+    c.out.push_back(std::move(head));
+    if (!head_only && !streamed && !no_body) {
+      if (res.file) {
+        c.file = std::move(res.file);
+      } else if (!res.body.empty()) {
+        c.response_charge += res.body.size();
+        Charge(res.body.size());
+        c.out_bytes += res.body.size();
+        c.out.push_back(std::move(res.body));
+      }
+    }
+    c.last_progress = std::chrono::steady_clock::now();
+    if (!streamed || head_only) c.response_done = true;
+    Notify(c);
+  }
+  if (!streamed || head_only) return;
+  Writer writer(*this, c, version_minor == 1);
+  try {
+    res.stream(writer);
+  } catch (const std::exception& e) {
+    Log(LogSeverity::kError, "serving", "handler_failed",
+        std::string("http stream failed: ") + e.what());
+  }
+  std::lock_guard lock(c.mu);
+  if (c.closed) return;
+  if (version_minor == 1) {
+    c.out_bytes += 5;
+    c.out.emplace_back("0\r\n\r\n");
+  }
+  c.response_done = true;
+  Notify(c);
+}
+
+Server::Server(ServerLimits limits)
+    : limits_(std::move(limits)), impl_(std::make_unique<Impl>(limits_)) {}
+Server::~Server() { Stop(); }
+
+void Server::Route(std::string method, std::string pattern, Handler handler, RouteOptions options) {
+  impl_->Route(std::move(method), std::move(pattern), std::move(handler), options);
+}
+void Server::Use(Middleware middleware) { impl_->Use(std::move(middleware)); }
+void Server::SetErrorBody(ErrorBody body) { impl_->SetErrorBody(std::move(body)); }
+int Server::Bind(const std::string& address, int port) { return impl_->Bind(address, port); }
+void Server::Start() { impl_->Start(); }
+void Server::Stop() { impl_->Stop(); }
+ServerStats Server::Stats() const { return impl_->Stats(); }
+
+}  // namespace outpost::http
