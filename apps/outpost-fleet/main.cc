@@ -14,6 +14,7 @@
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/logging.h"
+#include "core/memory_budget.h"
 #include "fleet/fleet_http.h"
 #include "fleet/schema.h"
 
@@ -68,6 +69,7 @@ int Serve(const std::string& db_url, FleetOptions options, FleetServerOptions se
 }  // namespace
 
 int main(int argc, char** argv) {
+  UseServerAllocation();
   CLI::App app{
       "outpost-fleet: enrollment, desired state, staged rollouts, telemetry and audit for a fleet "
       "of Outpost devices"};

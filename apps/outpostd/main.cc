@@ -12,7 +12,9 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/json_input.h"
 #include "core/logging.h"
+#include "core/memory_budget.h"
 #include "serving/agent.h"
 
 #ifdef OUTPOST_HAVE_SYSTEMD
@@ -51,13 +53,14 @@ void Override(const std::optional<T>& flag, T& field) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  outpost::UseServerAllocation();
   CLI::App app{"outpostd: serves signed ONNX models over KServe v2 (HTTP and gRPC) on this device"};
   std::string config_file;
   std::optional<std::string> repository, trust_file, http_address, grpc_address, metrics_address,
       log_level, log_format;
   std::optional<int> http_port, grpc_port, metrics_port, http_threads, timeout_ms, intra_threads;
   std::optional<double> poll_secs;
-  std::optional<size_t> max_request;
+  std::optional<size_t> max_request, max_inflight;
   std::optional<std::vector<std::string>> providers;
   std::optional<std::string> update_url, update_root, update_state_dir;
   std::optional<double> update_interval, update_canary;
@@ -79,7 +82,11 @@ int main(int argc, char** argv) {
                  "Metrics port (default: /metrics on the HTTP port; 0 disables)");
   app.add_option("--max-request-bytes", max_request,
                  "Largest request body accepted (default 64 MiB)");
-  app.add_option("--http-thread-count", http_threads, "HTTP worker threads (default 32)");
+  app.add_option("--max-inflight-bytes", max_inflight,
+                 "Request and response bytes held at once per front end, past which requests "
+                 "are refused with 503 (default: twice --max-request-bytes)");
+  app.add_option("--http-thread-count", http_threads,
+                 "Requests handled at once over HTTP (default 32)");
   app.add_option("--repository-poll-secs", poll_secs,
                  "Seconds between repository scans (default 1; 0: no watching)");
   app.add_option("--default-timeout-ms", timeout_ms,
@@ -112,11 +119,10 @@ int main(int argc, char** argv) {
     config.model_repository = DefaultRepository();
     config.trust_file = DefaultTrustFile();
     if (!config_file.empty()) {
-      auto text = outpost::ReadFile(config_file);
-      auto j = nlohmann::json::parse(text, nullptr, false);
-      if (j.is_discarded())
-        outpost::Fail(outpost::ErrorCode::kInvalidArgument, config_file + ": not valid JSON");
-      outpost::ApplyConfigJson(j, config);
+      outpost::ApplyConfigJson(
+          outpost::ParseJson(outpost::ReadFile(config_file),
+                             outpost::JsonLimits::Document(4u << 20), config_file),
+          config);
     }
     if (repository) config.model_repository = *repository;
     if (trust_file) config.trust_file = *trust_file;
@@ -128,6 +134,7 @@ int main(int argc, char** argv) {
     Override(metrics_address, config.metrics_address);
     Override(metrics_port, config.metrics_port);
     Override(max_request, config.max_request_bytes);
+    Override(max_inflight, config.max_inflight_bytes);
     Override(http_threads, config.http_threads);
     Override(poll_secs, config.repository_poll_secs);
     Override(timeout_ms, config.default_timeout_ms);

@@ -24,6 +24,7 @@
 
 #include "core/error.h"
 #include "core/logging.h"
+#include "core/memory_budget.h"
 
 namespace outpost::http {
 
@@ -40,6 +41,7 @@ constexpr auto kTick = std::chrono::milliseconds(100);
 constexpr auto kLinger = std::chrono::seconds(2);
 constexpr uint64_t kListenKey = 0, kWakeKey = 1;
 constexpr auto kDrainGrace = std::chrono::seconds(30);
+constexpr uint64_t kLargeRequest = 4u << 20;
 
 std::vector<std::string> Segments(std::string_view path) {
   std::vector<std::string> out;
@@ -194,7 +196,11 @@ std::string FormatHead(int status, const Headers& headers, const std::string* le
 
 class Server::Impl {
  public:
-  explicit Impl(const ServerLimits& limits) : limits_(limits) {}
+  explicit Impl(const ServerLimits& limits)
+      : limits_(limits),
+        own_budget_(limits.budget ? nullptr
+                                  : std::make_unique<MemoryBudget>(limits.max_inflight_bytes)),
+        budget_(limits.budget ? limits.budget : own_budget_.get()) {}
   ~Impl() { Stop(); }
 
   void Route(std::string method, std::string pattern, Handler handler, RouteOptions options) {
@@ -276,7 +282,7 @@ class Server::Impl {
   ServerStats Stats() const {
     ServerStats s;
     s.connections = open_.load();
-    s.inflight_bytes = inflight_.load();
+    s.inflight_bytes = budget_->used();
     s.accepted_total = accepted_.load();
     s.evicted_total = evicted_.load();
     s.refused_total = refused_.load();
@@ -297,8 +303,8 @@ class Server::Impl {
     Wake();
   }
 
-  void Charge(uint64_t n) { inflight_ += n; }
-  void Release(uint64_t n) { inflight_ -= n; }
+  void Charge(uint64_t n) { budget_->Charge(n); }
+  void Release(uint64_t n) { budget_->Release(n); }
   const ServerLimits& limits() const { return limits_; }
 
  private:
@@ -593,7 +599,7 @@ class Server::Impl {
                    " bytes, the limit of " + c.head.request.path);
         return false;
       }
-      if (inflight_.load() + c.head.content_length > limits_.max_inflight_bytes) {
+      if (!budget_->WouldFit(c.head.content_length)) {
         overloaded_++;
         Refuse(c, 503, "the server is holding as much request data as it may; retry shortly");
         return false;
@@ -638,13 +644,15 @@ class Server::Impl {
     }
     const uint64_t added = body.size() - before;
     if (added > 0) {
-      if (c.head.body == RequestHead::Body::kChunked &&
-          inflight_.load() + added > limits_.max_inflight_bytes) {
-        overloaded_++;
-        Refuse(c, 503, "the server is holding as much request data as it may; retry shortly");
-        return false;
+      if (c.head.body == RequestHead::Body::kChunked) {
+        if (!budget_->TryCharge(added)) {
+          overloaded_++;
+          Refuse(c, 503, "the server is holding as much request data as it may; retry shortly");
+          return false;
+        }
+      } else {
+        Charge(added);  // its whole length was found to fit when the head came
       }
-      Charge(added);
       c.body_charge += added;
     }
     if (!done) return false;
@@ -882,8 +890,10 @@ class Server::Impl {
   std::thread loop_;
   std::atomic<bool> stopping_{false};
   bool draining_ = false;  // the loop's
-  std::atomic<uint64_t> inflight_{0}, open_{0}, accepted_{0}, evicted_{0}, refused_{0},
-      timed_out_{0}, overloaded_{0};
+  std::unique_ptr<MemoryBudget> own_budget_;
+  MemoryBudget* budget_;
+  std::atomic<uint64_t> open_{0}, accepted_{0}, evicted_{0}, refused_{0}, timed_out_{0},
+      overloaded_{0};
 };
 
 // A streamed body's producer writes through this on its worker.
@@ -952,6 +962,7 @@ void Server::Impl::Answer(Job& job) {
   // The request's body is done with: its charge passes to the response's.
   job.request = Request{};
   Release(job.charge);
+  if (job.charge >= kLargeRequest) ReturnFreedMemory();
   job.charge = 0;
 
   const bool streamed = static_cast<bool>(res.stream);

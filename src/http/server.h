@@ -29,6 +29,10 @@
 #include "http/message.h"
 #include "http/request_parser.h"
 
+namespace outpost {
+class MemoryBudget;
+}
+
 namespace outpost::http {
 
 struct ServerLimits {
@@ -37,6 +41,7 @@ struct ServerLimits {
   size_t reserved_connections = 16;
   size_t default_max_body = 64u << 10;
   size_t max_inflight_bytes = 128u << 20;
+  MemoryBudget* budget = nullptr;  // shared with other front ends; unset: max_inflight_bytes
   std::chrono::milliseconds header_timeout{10000};
   std::chrono::milliseconds idle_timeout{5000};
   std::chrono::milliseconds body_timeout{10000};

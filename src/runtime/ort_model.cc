@@ -108,7 +108,8 @@ TensorSpec SpecFromTypeInfo(const std::string& name, const Ort::TypeInfo& info, 
 
 class OrtModel final : public Model {
  public:
-  OrtModel(const std::filesystem::path& path, const RuntimeOptions& options) {
+  OrtModel(const std::filesystem::path& path, const RuntimeOptions& options)
+      : arena_(options.memory_arena) {
     Ort::SessionOptions so = MakeSessionOptions(path, options);
     session_ = Ort::Session(OrtEnv(), path.c_str(), so);
     Ort::AllocatorWithDefaultOptions alloc;
@@ -176,8 +177,17 @@ class OrtModel final : public Model {
     } else {
       for (const auto& o : output_names) out_names.push_back(o.c_str());
     }
-    auto values = session_.Run(Ort::RunOptions{nullptr}, in_names.data(), in_values.data(),
-                               in_values.size(), out_names.data(), out_names.size());
+    // ORT's arena keeps what the largest run needed for the process's life; after a large run
+    // it gives the unused part back, so one big request does not pin its peak forever.
+    uint64_t input_bytes = 0;
+    for (const auto& t : inputs) input_bytes += t.data.size();
+    Ort::RunOptions run_options{nullptr};
+    if (arena_ && input_bytes >= kLargeRunBytes) {
+      run_options = Ort::RunOptions{};
+      run_options.AddConfigEntry("memory.enable_memory_arena_shrinkage", "cpu:0");
+    }
+    auto values = session_.Run(run_options, in_names.data(), in_values.data(), in_values.size(),
+                               out_names.data(), out_names.size());
     std::vector<Tensor> result;
     result.reserve(values.size());
     for (size_t i = 0; i < values.size(); ++i) {
@@ -202,11 +212,14 @@ class OrtModel final : public Model {
         size_t bytes = count * ElementSize(*dtype);
         t.data.assign(static_cast<const char*>(v.GetTensorRawData()), bytes);
       }
+      v = Ort::Value{nullptr};  // ORT's copy goes as soon as ours exists: never both of all
       result.push_back(std::move(t));
     }
     return result;
   }
 
+  static constexpr uint64_t kLargeRunBytes = 4u << 20;
+  bool arena_;
   Ort::Session session_{nullptr};
   std::vector<TensorSpec> inputs_;
   std::vector<TensorSpec> outputs_;

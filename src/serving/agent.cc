@@ -14,6 +14,7 @@
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/logging.h"
+#include "core/memory_budget.h"
 #include "fleet/fleet_client.h"
 #include "health/health.h"
 #include "health/resources.h"
@@ -215,6 +216,7 @@ nlohmann::json ToJson(const AgentConfig& c) {
 
 struct Agent::Parts {
   MetricsRegistry metrics;
+  std::unique_ptr<MemoryBudget> budget;  // what requests hold at once, over HTTP and gRPC
   std::unique_ptr<ModelManager> models;
   std::unique_ptr<InferenceService> service;
   std::unique_ptr<ChatService> chat;
@@ -271,6 +273,7 @@ Agent::Agent(AgentConfig config) : config_(std::move(config)), parts_(std::make_
     Fail(ErrorCode::kInvalidArgument, "grpc_max_concurrent_streams must be 1..1024");
   if (config_.max_request_bytes < 1024 || config_.max_request_bytes > (2ull << 30))
     Fail(ErrorCode::kInvalidArgument, "max_request_bytes must be 1 KiB..2 GiB");
+  if (config_.max_inflight_bytes == 0) config_.max_inflight_bytes = 2 * config_.max_request_bytes;
   // A request of the largest allowed size must fit, or it could never be served.
   if (config_.max_inflight_bytes < config_.max_request_bytes)
     Fail(ErrorCode::kInvalidArgument, "max_inflight_bytes must be at least max_request_bytes");
@@ -333,6 +336,7 @@ BoundPorts Agent::Start() {
   info_.capabilities = ToJson(DiscoverCapabilities());
   auto& p = *parts_;
   p.metrics.AddCollector(AppendProcessMetrics);
+  p.budget = std::make_unique<MemoryBudget>(config_.max_inflight_bytes);
   ManagerOptions mo;
   mo.repository = config_.model_repository;
   mo.runtime.execution_providers = config_.execution_providers;
@@ -503,6 +507,7 @@ BoundPorts Agent::Start() {
     go.max_message_bytes = config_.max_request_bytes;
     go.max_concurrent_streams = config_.grpc_max_concurrent_streams;
     go.max_inflight_bytes = config_.max_inflight_bytes;
+    go.budget = p.budget.get();
     p.grpc = std::make_unique<GrpcServer>(go, *p.service, info_);
     ports.grpc = p.grpc->Start();
     Log(LogSeverity::kInfo, "serving", "listening",
@@ -524,6 +529,7 @@ BoundPorts Agent::Start() {
   ho.limits.worker_threads = config_.http_threads;
   ho.limits.max_connections = static_cast<size_t>(config_.http_max_connections);
   ho.limits.max_inflight_bytes = config_.max_inflight_bytes;
+  ho.limits.budget = p.budget.get();
   ho.serve_metrics = config_.metrics_port == -1;
   ho.chat = p.chat.get();
   ho.health = [this] { return Health(); };
@@ -543,6 +549,7 @@ BoundPorts Agent::Start() {
     ho.update_check = [u = p.updates.get()](bool force) { return u->CheckNow(force); };
   }
   p.http = std::make_unique<HttpServer>(ho, *p.service, p.metrics, info_);
+  p.metrics.AddCollector([http = p.http.get()](std::string& out) { http->AppendMetrics(out); });
   ports.http = p.http->Start();
   Log(LogSeverity::kInfo, "serving", "listening",
       fmt::format("HTTP (KServe v2) listening on {}:{}", config_.http_address, ports.http),

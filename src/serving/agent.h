@@ -30,7 +30,8 @@ struct AgentConfig {
   std::string metrics_address = "127.0.0.1";
   size_t max_request_bytes = 64u << 20;  // an inference request or package upload
   // Request and response bodies held at once (each front end): past it, 503 / RESOURCE_EXHAUSTED.
-  size_t max_inflight_bytes = 128u << 20;
+  // 0: twice max_request_bytes.
+  size_t max_inflight_bytes = 0;
   int http_threads = 32;                 // handlers running at once (connections cost no thread)
   int http_max_connections = 512;        // past it, idle and slow connections are closed first
   int grpc_max_concurrent_streams = 16;  // per connection

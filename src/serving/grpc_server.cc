@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "core/logging.h"
+#include "core/memory_budget.h"
 #include "grpc_service.grpc.pb.h"
 
 namespace outpost {
@@ -224,7 +225,8 @@ void FillTensorMetadata(
 
 class GrpcServer::Impl final : public inference::GRPCInferenceService::Service {
  public:
-  Impl(InferenceService& service, const ServerInfo& info) : service_(service), info_(info) {}
+  Impl(InferenceService& service, const ServerInfo& info, MemoryBudget* budget)
+      : service_(service), info_(info), budget_(budget) {}
 
   grpc::Status ServerLive(grpc::ServerContext*, const inference::ServerLiveRequest*,
                           inference::ServerLiveResponse* res) override {
@@ -276,6 +278,16 @@ class GrpcServer::Impl final : public inference::GRPCInferenceService::Service {
     return Traced(ctx, "ModelInfer", [&] {
       // The request is ours to take apart: move the raw contents instead of copying them.
       auto& mutable_req = const_cast<inference::ModelInferRequest&>(*req);
+      const size_t request_bytes = req->ByteSizeLong();
+      struct ReturnMemory {
+        size_t bytes;
+        ~ReturnMemory() {
+          if (bytes >= (4u << 20)) ReturnFreedMemory();
+        }
+      } return_memory{request_bytes};
+      // Declared after return_memory: released before the memory is handed back.
+      BudgetHold hold(budget_);
+      hold.Add(request_bytes, "the request");
       InferRequest request = FromProto(mutable_req);
       std::optional<Clock::time_point> deadline;
       auto grpc_deadline = ctx->deadline();
@@ -284,6 +296,7 @@ class GrpcServer::Impl final : public inference::GRPCInferenceService::Service {
                                       grpc_deadline - std::chrono::system_clock::now());
       }
       InferResponse response = service_.Infer(std::move(request), deadline);
+      for (const auto& t : response.outputs) hold.AddDone(t.data.size());
       res->set_model_name(response.model_name);
       res->set_model_version(response.model_version);
       res->set_id(response.id);
@@ -300,10 +313,11 @@ class GrpcServer::Impl final : public inference::GRPCInferenceService::Service {
  private:
   InferenceService& service_;
   const ServerInfo& info_;
+  MemoryBudget* budget_;
 };
 
 GrpcServer::GrpcServer(GrpcOptions options, InferenceService& service, const ServerInfo& info)
-    : options_(std::move(options)), impl_(std::make_unique<Impl>(service, info)) {}
+    : options_(std::move(options)), impl_(std::make_unique<Impl>(service, info, options_.budget)) {}
 
 GrpcServer::~GrpcServer() { Stop(); }
 

@@ -13,6 +13,8 @@ class Server;
 
 namespace outpost {
 
+class MemoryBudget;
+
 struct GrpcOptions {
   std::string address = "127.0.0.1";
   int port = 8001;
@@ -20,6 +22,7 @@ struct GrpcOptions {
   int max_concurrent_streams = 16;         // per connection (HTTP/2 SETTINGS)
   size_t max_inflight_bytes = 128u << 20;  // gRPC's own memory quota: buffers of every call
   int max_threads = 64;                    // the synchronous server's threads, at most
+  MemoryBudget* budget = nullptr;          // what calls hold at once, shared with HTTP
 };
 
 class GrpcServer {

@@ -4,7 +4,6 @@
 #include <cmath>
 #include <limits>
 
-#include <simdjson.h>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
@@ -14,33 +13,62 @@ namespace outpost {
 namespace {
 
 using json = nlohmann::json;
-using simdjson::dom::element;
-using simdjson::dom::element_type;
-constexpr int kMaxNesting = 32;
+constexpr int kMaxNesting = 32;  // of a tensor's "data"
+constexpr int kMaxDepth = 64;    // of the whole body
 
 [[noreturn]] void Bad(const std::string& message) { Fail(ErrorCode::kInvalidArgument, message); }
 
-std::string TypeName(const element& v) {
-  switch (v.type()) {
-    case element_type::ARRAY:
-      return "array";
-    case element_type::OBJECT:
-      return "object";
-    case element_type::INT64:
-    case element_type::UINT64:
-    case element_type::DOUBLE:
-      return "number";
-    case element_type::STRING:
-      return "string";
-    case element_type::BOOL:
-      return "boolean";
-    case element_type::NULL_VALUE:
+// One JSON value as the streaming parser hands it over (strings are borrowed).
+struct Value {
+  enum class Kind { kNull, kBool, kInt, kUint, kFloat, kString, kObject, kArray } kind;
+  bool b = false;
+  int64_t i = 0;
+  uint64_t u = 0;
+  double d = 0;
+  std::string_view s;
+  std::string raw;  // a float's text, for messages
+};
+
+std::string TypeName(const Value& v) {
+  switch (v.kind) {
+    case Value::Kind::kNull:
       return "null";
+    case Value::Kind::kBool:
+      return "boolean";
+    case Value::Kind::kInt:
+    case Value::Kind::kUint:
+    case Value::Kind::kFloat:
+      return "number";
+    case Value::Kind::kString:
+      return "string";
+    case Value::Kind::kObject:
+      return "object";
+    case Value::Kind::kArray:
+      return "array";
   }
   return "unknown";
 }
 
-std::string Dump(const element& v) { return simdjson::to_string(v); }
+std::string Dump(const Value& v) {
+  switch (v.kind) {
+    case Value::Kind::kInt:
+      return std::to_string(v.i);
+    case Value::Kind::kUint:
+      return std::to_string(v.u);
+    case Value::Kind::kFloat:
+      return v.raw;
+    default:
+      return TypeName(v);
+  }
+}
+
+// A non-negative integer that fits int64 (the parser reports those as unsigned).
+std::optional<int64_t> NonNegative(const Value& v) {
+  if (v.kind == Value::Kind::kInt && v.i >= 0) return v.i;
+  if (v.kind == Value::Kind::kUint && v.u <= static_cast<uint64_t>(INT64_MAX))
+    return static_cast<int64_t>(v.u);
+  return std::nullopt;
+}
 
 template <typename T>
 void AppendRaw(std::string& out, T v) {
@@ -48,45 +76,39 @@ void AppendRaw(std::string& out, T v) {
 }
 
 template <typename T>
-void AppendInteger(std::string& out, const element& v, const std::string& where) {
-  if (v.type() == element_type::UINT64 ||
-      (v.type() == element_type::INT64 && v.get_int64().value_unsafe() >= 0)) {
-    uint64_t u = v.type() == element_type::UINT64
-                     ? v.get_uint64().value_unsafe()
-                     : static_cast<uint64_t>(v.get_int64().value_unsafe());
+void AppendInteger(std::string& out, const Value& v, const std::string& where) {
+  if (v.kind == Value::Kind::kUint || (v.kind == Value::Kind::kInt && v.i >= 0)) {
+    uint64_t u = v.kind == Value::Kind::kUint ? v.u : static_cast<uint64_t>(v.i);
     if (u > static_cast<uint64_t>(std::numeric_limits<T>::max()))
       Bad(where + ": " + Dump(v) + " is out of range");
     AppendRaw<T>(out, static_cast<T>(u));
-  } else if (v.type() == element_type::INT64) {
-    int64_t i = v.get_int64().value_unsafe();
-    if (std::is_unsigned_v<T> || i < static_cast<int64_t>(std::numeric_limits<T>::min())) {
+  } else if (v.kind == Value::Kind::kInt) {
+    if (std::is_unsigned_v<T> || v.i < static_cast<int64_t>(std::numeric_limits<T>::min()))
       Bad(where + ": " + Dump(v) + " is out of range");
-    }
-    AppendRaw<T>(out, static_cast<T>(i));
+    AppendRaw<T>(out, static_cast<T>(v.i));
   } else {
     Bad(where + ": expected an integer, got " + TypeName(v));
   }
 }
 
-double Number(const element& v, const std::string& where) {
-  switch (v.type()) {
-    case element_type::DOUBLE:
-      return v.get_double().value_unsafe();
-    case element_type::INT64:
-      return static_cast<double>(v.get_int64().value_unsafe());
-    case element_type::UINT64:
-      return static_cast<double>(v.get_uint64().value_unsafe());
+double Number(const Value& v, const std::string& where) {
+  switch (v.kind) {
+    case Value::Kind::kFloat:
+      return v.d;
+    case Value::Kind::kInt:
+      return static_cast<double>(v.i);
+    case Value::Kind::kUint:
+      return static_cast<double>(v.u);
     default:
       Bad(where + ": expected a number, got " + TypeName(v));
   }
 }
 
-void AppendElement(std::string& out, const element& v, DataType dt, const std::string& where) {
+void AppendElement(std::string& out, const Value& v, DataType dt, const std::string& where) {
   switch (dt) {
     case DataType::kBool:
-      if (v.type() != element_type::BOOL)
-        Bad(where + ": expected true or false, got " + TypeName(v));
-      AppendRaw<uint8_t>(out, v.get_bool().value_unsafe() ? 1 : 0);
+      if (v.kind != Value::Kind::kBool) Bad(where + ": expected true or false, got " + TypeName(v));
+      AppendRaw<uint8_t>(out, v.b ? 1 : 0);
       return;
     case DataType::kUint8:
       return AppendInteger<uint8_t>(out, v, where);
@@ -113,68 +135,433 @@ void AppendElement(std::string& out, const element& v, DataType dt, const std::s
     case DataType::kFp64:
       return AppendRaw<double>(out, Number(v, where));
     case DataType::kBytes:
-      if (v.type() != element_type::STRING) Bad(where + ": expected a string, got " + TypeName(v));
-      return AppendBytesElement(out, v.get_string().value_unsafe());
+      if (v.kind != Value::Kind::kString) Bad(where + ": expected a string, got " + TypeName(v));
+      return AppendBytesElement(out, v.s);
   }
 }
 
-// "data" may be flat or nested like the shape; either way elements are taken in row-major order.
-void FlattenInto(std::string& out, const element& v, DataType dt, const std::string& where,
-                 uint64_t& count, uint64_t limit, int depth) {
-  if (v.type() == element_type::ARRAY) {
-    if (depth >= kMaxNesting) Bad(where + ": data is nested too deeply");
-    simdjson::dom::array items = v.get_array().value_unsafe();
-    for (element e : items) FlattenInto(out, e, dt, where, count, limit, depth + 1);
+struct PendingInput {
+  size_t index = 0;
+  std::optional<std::string> name;
+  std::optional<DataType> dtype;
+  std::optional<Shape> shape;
+  std::optional<uint64_t> binary_size;
+  bool has_data = false;
+  std::string data;       // elements converted as they came
+  uint64_t charged = 0;   // data's capacity, charged to the budget
+  bool deferred = false;  // "data" came before "datatype": converted in a second pass
+  uint64_t seen = 0;
+  uint64_t limit = UINT64_MAX;  // the shape's element count, once known
+  unsigned keys = 0;            // which known keys were seen (no duplicates)
+  std::string Where() const {
+    return name ? "input '" + *name + "'" : "input " + std::to_string(index);
+  }
+};
+
+struct PendingOutput {
+  size_t index = 0;
+  std::optional<std::string> name;
+  std::optional<bool> binary;
+  bool classification = false;
+  unsigned keys = 0;
+};
+
+// The KServe v2 JSON request decoded as it streams past (nlohmann's SAX interface): tensor
+// elements go straight into their buffers, so decoding takes the tensors' own memory and no
+// document tree of many times the body's size. JSON objects are unordered: an input whose
+// "data" comes before its "datatype" is counted in the first pass and converted in a second
+// (`second_pass` holds the datatypes the first learned).
+class InferRequestReader {
+ public:
+  using number_integer_t = json::number_integer_t;
+  using number_unsigned_t = json::number_unsigned_t;
+  using number_float_t = json::number_float_t;
+  using string_t = std::string;
+  using binary_t = json::binary_t;
+
+  InferRequestReader(size_t body_size, BudgetHold* hold,
+                     const std::vector<std::optional<DataType>>* second_pass = nullptr)
+      : body_size_(body_size), hold_(hold), second_pass_(second_pass) {
+    stack_.reserve(kMaxDepth + 1);  // never reallocated: a Level& stays valid across Push()
+  }
+
+  bool null() { return OnValue(Value{Value::Kind::kNull}); }
+  bool boolean(bool b) {
+    Value v{Value::Kind::kBool};
+    v.b = b;
+    return OnValue(v);
+  }
+  bool number_integer(int64_t i) {
+    Value v{Value::Kind::kInt};
+    v.i = i;
+    return OnValue(v);
+  }
+  bool number_unsigned(uint64_t u) {
+    Value v{Value::Kind::kUint};
+    v.u = u;
+    return OnValue(v);
+  }
+  bool number_float(double d, const std::string& text) {
+    Value v{Value::Kind::kFloat};
+    v.d = d;
+    v.raw = text;
+    return OnValue(v);
+  }
+  bool string(std::string& s) {
+    Value v{Value::Kind::kString};
+    v.s = s;
+    return OnValue(v);
+  }
+  bool binary(binary_t&) { return OnValue(Value{Value::Kind::kNull}); }
+  bool start_object(std::size_t) { return OnValue(Value{Value::Kind::kObject}); }
+  bool start_array(std::size_t) { return OnValue(Value{Value::Kind::kArray}); }
+  bool end_object() { return Close(); }
+  bool end_array() { return Close(); }
+  bool key(std::string& k) {
+    stack_.back().key = k;
+    return true;
+  }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception& e) {
+    std::string what = e.what();
+    if (auto at = what.find("] "); at != std::string::npos) what = what.substr(at + 2);
+    Bad("request body is not valid JSON: " + what);
+  }
+
+  // The datatypes of inputs whose data must be read again (empty when none).
+  std::vector<std::optional<DataType>> Deferred() const {
+    std::vector<std::optional<DataType>> out(inputs_.size());
+    bool any = false;
+    for (const auto& in : inputs_)
+      if (in.deferred && in.dtype) out[in.index] = in.dtype, any = true;
+    return any ? out : std::vector<std::optional<DataType>>{};
+  }
+  // Takes the data the second pass converted.
+  void TakeDeferred(InferRequestReader& second) {
+    for (auto& in : inputs_)
+      if (in.deferred && in.index < second.inputs_.size())
+        in.data = std::move(second.inputs_[in.index].data);
+  }
+
+  InferRequest Finish(std::string_view binary, bool has_header_length);
+
+ private:
+  enum class Frame {
+    kRoot,
+    kRootParams,
+    kInputs,
+    kInput,
+    kShape,
+    kInputParams,
+    kData,
+    kOutputs,
+    kOutput,
+    kOutputParams,
+    kSkip
+  };
+  struct Level {
+    Frame frame;
+    std::string key;
+  };
+
+  void Push(Frame f) {
+    if (stack_.size() >= kMaxDepth)
+      Bad("request body is nested deeper than " + std::to_string(kMaxDepth) + " levels");
+    stack_.push_back({f, {}});
+  }
+  bool Close() {
+    const Frame f = stack_.back().frame;
+    stack_.pop_back();
+    if (f == Frame::kData) --data_depth_;
+    return true;
+  }
+  // Structured values nobody reads are walked past.
+  void Skip(const Value& v) {
+    if (v.kind == Value::Kind::kObject || v.kind == Value::Kind::kArray) Push(Frame::kSkip);
+  }
+  // A known key may appear once per object.
+  static void Once(unsigned& seen, unsigned bit, const std::string& where, const std::string& key) {
+    if (seen & bit) Bad(where + ": '" + key + "' appears twice");
+    seen |= bit;
+  }
+
+  bool OnValue(const Value& v);
+  void OnRoot(const std::string& key, const Value& v);
+  void OnInput(PendingInput& in, const std::string& key, const Value& v);
+  void OnData(PendingInput& in, const Value& v);
+  void OnOutput(PendingOutput& out, const std::string& key, const Value& v);
+
+  // Charges what `in`'s buffer took beyond what was charged before.
+  void ChargeGrowth(PendingInput& in) {
+    if (hold_ && in.data.capacity() > in.charged) {
+      hold_->Add(in.data.capacity() - in.charged, "decoding the request");
+      in.charged = in.data.capacity();
+    }
+  }
+
+  size_t body_size_;
+  BudgetHold* hold_;
+  const std::vector<std::optional<DataType>>* second_pass_;
+  std::vector<Level> stack_;
+  int data_depth_ = 0;
+  bool started_ = false, has_inputs_ = false;
+  unsigned root_keys_ = 0;
+  InferRequest req_;
+  std::vector<PendingInput> inputs_;
+  std::vector<PendingOutput> outputs_;
+};
+
+bool InferRequestReader::OnValue(const Value& v) {
+  if (!started_) {
+    started_ = true;
+    if (v.kind != Value::Kind::kObject) Bad("request body must be a JSON object");
+    Push(Frame::kRoot);
+    return true;
+  }
+  Level& top = stack_.back();
+  switch (top.frame) {
+    case Frame::kRoot:
+      OnRoot(top.key, v);
+      break;
+    case Frame::kRootParams:
+      if (top.key == "binary_data_output") {
+        if (v.kind != Value::Kind::kBool) Bad("parameter 'binary_data_output' must be a boolean");
+        req_.binary_outputs = v.b;
+      } else if (top.key == "timeout") {
+        auto us = NonNegative(v);
+        if (!us) Bad("parameter 'timeout' must be microseconds >= 0");
+        req_.timeout = std::chrono::microseconds(*us);
+      } else {
+        Skip(v);
+      }
+      break;
+    case Frame::kInputs: {
+      const size_t index = inputs_.size();
+      if (v.kind != Value::Kind::kObject)
+        Bad("input " + std::to_string(index) + " must be an object");
+      inputs_.emplace_back().index = index;
+      Push(Frame::kInput);
+      break;
+    }
+    case Frame::kInput:
+      OnInput(inputs_.back(), top.key, v);
+      break;
+    case Frame::kShape: {
+      PendingInput& in = inputs_.back();
+      auto dim = NonNegative(v);
+      if (!dim) Bad(in.Where() + ": 'shape' must be an array of non-negative integers");
+      in.shape->push_back(*dim);
+      break;
+    }
+    case Frame::kInputParams: {
+      PendingInput& in = inputs_.back();
+      if (top.key == "binary_data_size") {
+        if (v.kind == Value::Kind::kUint) {
+          in.binary_size = v.u;
+        } else if (v.kind == Value::Kind::kInt && v.i >= 0) {
+          in.binary_size = static_cast<uint64_t>(v.i);
+        } else {
+          Bad(in.Where() + ": 'binary_data_size' must be a non-negative integer");
+        }
+      } else {
+        Skip(v);
+      }
+      break;
+    }
+    case Frame::kData:
+      OnData(inputs_.back(), v);
+      break;
+    case Frame::kOutputs: {
+      const size_t index = outputs_.size();
+      if (v.kind != Value::Kind::kObject)
+        Bad("output " + std::to_string(index) + " must be an object");
+      outputs_.emplace_back().index = index;
+      Push(Frame::kOutput);
+      break;
+    }
+    case Frame::kOutput:
+      OnOutput(outputs_.back(), top.key, v);
+      break;
+    case Frame::kOutputParams: {
+      PendingOutput& out = outputs_.back();
+      if (top.key == "classification") {
+        out.classification = true;
+        Skip(v);
+      } else if (top.key == "binary_data") {
+        if (v.kind != Value::Kind::kBool)
+          Bad("output '" + out.name.value_or(std::to_string(out.index)) +
+              "': 'binary_data' must be a boolean");
+        out.binary = v.b;
+      } else {
+        Skip(v);
+      }
+      break;
+    }
+    case Frame::kSkip:
+      Skip(v);
+      break;
+  }
+  return true;
+}
+
+void InferRequestReader::OnRoot(const std::string& key, const Value& v) {
+  if (key == "id") {
+    Once(root_keys_, 1, "request", key);
+    if (v.kind != Value::Kind::kString) Bad("'id' must be a string");
+    req_.id = std::string(v.s);
+  } else if (key == "parameters") {
+    Once(root_keys_, 2, "request", key);
+    if (v.kind != Value::Kind::kObject) Bad("request: 'parameters' must be an object");
+    Push(Frame::kRootParams);
+  } else if (key == "inputs") {
+    Once(root_keys_, 4, "request", key);
+    if (v.kind != Value::Kind::kArray) Bad("'inputs' must be an array");
+    has_inputs_ = true;
+    Push(Frame::kInputs);
+  } else if (key == "outputs") {
+    Once(root_keys_, 8, "request", key);
+    if (v.kind != Value::Kind::kArray) Bad("'outputs' must be an array");
+    Push(Frame::kOutputs);
+  } else {
+    Skip(v);
+  }
+}
+
+void InferRequestReader::OnInput(PendingInput& in, const std::string& key, const Value& v) {
+  if (key == "name") {
+    Once(in.keys, 1, in.Where(), key);
+    if (v.kind != Value::Kind::kString) Bad(in.Where() + ": 'name' must be a string");
+    in.name = std::string(v.s);
+  } else if (key == "datatype") {
+    Once(in.keys, 2, in.Where(), key);
+    if (v.kind != Value::Kind::kString) Bad(in.Where() + ": 'datatype' must be a string");
+    auto dtype = ParseDataType(v.s);
+    if (!dtype) Bad(in.Where() + ": unknown datatype '" + std::string(v.s) + "'");
+    in.dtype = *dtype;
+  } else if (key == "shape") {
+    Once(in.keys, 4, in.Where(), key);
+    if (v.kind != Value::Kind::kArray)
+      Bad(in.Where() + ": 'shape' must be an array of non-negative integers");
+    in.shape.emplace();
+    Push(Frame::kShape);
+  } else if (key == "parameters") {
+    Once(in.keys, 8, in.Where(), key);
+    if (v.kind != Value::Kind::kObject) Bad(in.Where() + ": 'parameters' must be an object");
+    Push(Frame::kInputParams);
+  } else if (key == "data") {
+    Once(in.keys, 16, in.Where(), key);
+    in.has_data = true;
+    if (second_pass_) {
+      in.dtype = in.index < second_pass_->size() ? (*second_pass_)[in.index] : std::nullopt;
+      if (!in.dtype) {  // converted in the first pass already
+        Skip(v);
+        return;
+      }
+    } else if (!in.dtype) {
+      in.deferred = true;
+    }
+    if (in.shape) in.limit = ElementCount(*in.shape);
+    // Reserve only what the body can actually hold, not what a declared shape claims.
+    if (in.dtype && *in.dtype != DataType::kBytes && in.limit != UINT64_MAX) {
+      const uint64_t bytes = std::min<uint64_t>(in.limit, body_size_) * ElementSize(*in.dtype);
+      if (hold_) hold_->Add(bytes, "decoding the request");  // before it is taken
+      in.data.reserve(bytes);
+      in.charged = in.data.capacity();
+    }
+    if (v.kind == Value::Kind::kArray) {
+      Push(Frame::kData);
+      ++data_depth_;
+    } else {
+      OnData(in, v);  // a lone value is one element
+    }
+  } else {
+    Skip(v);
+  }
+}
+
+void InferRequestReader::OnData(PendingInput& in, const Value& v) {
+  if (v.kind == Value::Kind::kArray) {
+    if (data_depth_ >= kMaxNesting) Bad(in.Where() + ": data is nested too deeply");
+    Push(Frame::kData);
+    ++data_depth_;
     return;
   }
-  if (++count > limit)
-    Bad(where + ": data has more elements than the shape holds (" + std::to_string(limit) + ")");
-  AppendElement(out, v, dt, where);
-}
-
-// A field of a JSON object, or nullopt when absent.
-std::optional<element> Field(const element& obj, std::string_view key) {
-  element v;
-  if (obj.at_key(key).get(v) != simdjson::SUCCESS) return std::nullopt;
-  return v;
-}
-
-std::string RequireString(const element& obj, const char* key, const std::string& where) {
-  auto v = Field(obj, key);
-  if (!v) Bad(where + ": missing '" + key + "'");
-  if (v->type() != element_type::STRING) Bad(where + ": '" + key + "' must be a string");
-  return std::string(v->get_string().value_unsafe());
-}
-
-Shape ParseShape(const element& obj, const std::string& where) {
-  auto v = Field(obj, "shape");
-  if (!v) Bad(where + ": missing 'shape'");
-  if (v->type() != element_type::ARRAY)
-    Bad(where + ": 'shape' must be an array of non-negative integers");
-  Shape shape;
-  simdjson::dom::array dims = v->get_array().value_unsafe();
-  for (element d : dims) {
-    if (d.type() != element_type::INT64 || d.get_int64().value_unsafe() < 0) {
-      Bad(where + ": 'shape' must be an array of non-negative integers");
-    }
-    shape.push_back(d.get_int64().value_unsafe());
+  if (++in.seen > in.limit)
+    Bad(in.Where() + ": data has more elements than the shape holds (" + std::to_string(in.limit) +
+        ")");
+  if (in.deferred && !second_pass_) {
+    if (v.kind == Value::Kind::kObject)
+      Bad(in.Where() + ": 'data' holds an object; it takes numbers, booleans or strings");
+    return;  // counted now, converted in the second pass
   }
-  return shape;
+  AppendElement(in.data, v, *in.dtype, in.Where());
+  ChargeGrowth(in);
 }
 
-std::optional<element> FindParameters(const element& obj, const std::string& where) {
-  auto v = Field(obj, "parameters");
-  if (v && v->type() != element_type::OBJECT) Bad(where + ": 'parameters' must be an object");
-  return v;
+void InferRequestReader::OnOutput(PendingOutput& out, const std::string& key, const Value& v) {
+  const std::string where = "output " + std::to_string(out.index);
+  if (key == "name") {
+    Once(out.keys, 1, where, key);
+    if (v.kind != Value::Kind::kString) Bad(where + ": 'name' must be a string");
+    out.name = std::string(v.s);
+  } else if (key == "parameters") {
+    Once(out.keys, 2, where, key);
+    if (v.kind != Value::Kind::kObject) Bad(where + ": 'parameters' must be an object");
+    Push(Frame::kOutputParams);
+  } else {
+    Skip(v);
+  }
 }
 
-std::optional<bool> BoolParameter(const std::optional<element>& params, const char* key,
-                                  const std::string& what) {
-  if (!params) return std::nullopt;
-  auto v = Field(*params, key);
-  if (!v) return std::nullopt;
-  if (v->type() != element_type::BOOL) Bad(what + " must be a boolean");
-  return v->get_bool().value_unsafe();
+InferRequest InferRequestReader::Finish(std::string_view binary, bool has_header_length) {
+  if (!has_inputs_) Bad("'inputs' must be an array");
+  size_t binary_offset = 0;
+  for (PendingInput& in : inputs_) {
+    const std::string where = in.Where();
+    if (!in.name) Bad(where + ": missing 'name'");
+    if (!in.dtype) Bad(where + ": missing 'datatype'");
+    if (!in.shape) Bad(where + ": missing 'shape'");
+    Tensor t;
+    t.name = std::move(*in.name);
+    t.dtype = *in.dtype;
+    t.shape = std::move(*in.shape);
+    const uint64_t count = ElementCount(t.shape);
+    if (in.binary_size) {
+      if (!has_header_length)
+        Bad(where + ": binary_data_size given without an Inference-Header-Content-Length header");
+      if (in.has_data) Bad(where + ": has both 'data' and binary_data_size");
+      if (*in.binary_size > binary.size() - binary_offset) {
+        Bad(where + ": binary_data_size " + std::to_string(*in.binary_size) +
+            " runs past the end of the body (" + std::to_string(binary.size() - binary_offset) +
+            " bytes left)");
+      }
+      if (hold_) hold_->Add(*in.binary_size, "decoding the request");
+      t.data.assign(binary.substr(binary_offset, *in.binary_size));
+      binary_offset += *in.binary_size;
+    } else {
+      if (!in.has_data) Bad(where + ": missing 'data'");
+      if (in.seen > count)
+        Bad(where + ": data has more elements than the shape holds (" + std::to_string(count) +
+            ")");
+      t.data = std::move(in.data);
+      if (in.seen != count) {
+        Bad(where + ": shape " + ShapeToString(t.shape) + " needs " + std::to_string(count) +
+            " elements, 'data' has " + std::to_string(in.seen));
+      }
+    }
+    ValidateTensorData(t, "input");
+    req_.inputs.push_back(std::move(t));
+  }
+  if (binary_offset != binary.size()) {
+    Bad("the body has " + std::to_string(binary.size() - binary_offset) +
+        " bytes after the JSON header that no input's binary_data_size accounts for");
+  }
+  for (PendingOutput& out : outputs_) {
+    if (!out.name) Bad("output " + std::to_string(out.index) + ": missing 'name'");
+    if (out.classification)
+      Bad("output '" + *out.name + "': the classification extension is not supported");
+    req_.outputs.push_back({std::move(*out.name), out.binary.value_or(req_.binary_outputs)});
+  }
+  return std::move(req_);
 }
 
 }  // namespace
@@ -186,114 +573,22 @@ std::optional<size_t> ParseHeaderLength(std::string_view value) {
   return n;
 }
 
-InferRequest DecodeHttpInferRequest(std::string_view body, std::optional<size_t> header_length) {
+InferRequest DecodeHttpInferRequest(std::string_view body, std::optional<size_t> header_length,
+                                    BudgetHold* hold) {
   if (header_length && *header_length > body.size()) {
     Bad("Inference-Header-Content-Length " + std::to_string(*header_length) +
         " exceeds the body of " + std::to_string(body.size()) + " bytes");
   }
   std::string_view header = header_length ? body.substr(0, *header_length) : body;
   std::string_view binary = header_length ? body.substr(*header_length) : std::string_view{};
-  // simdjson: request bodies are the one large JSON the agent parses on its hot path.
-  simdjson::dom::parser parser;
-  element j;
-  if (auto error = parser.parse(header.data(), header.size()).get(j); error != simdjson::SUCCESS) {
-    Bad(std::string("request body is not valid JSON: ") + simdjson::error_message(error));
+  InferRequestReader reader(header.size(), hold);
+  json::sax_parse(header.begin(), header.end(), &reader, json::input_format_t::json, true, false);
+  if (auto deferred = reader.Deferred(); !deferred.empty()) {
+    InferRequestReader second(header.size(), hold, &deferred);
+    json::sax_parse(header.begin(), header.end(), &second, json::input_format_t::json, true, false);
+    reader.TakeDeferred(second);
   }
-  if (j.type() != element_type::OBJECT) Bad("request body must be a JSON object");
-
-  InferRequest req;
-  if (auto id = Field(j, "id")) {
-    if (id->type() != element_type::STRING) Bad("'id' must be a string");
-    req.id = std::string(id->get_string().value_unsafe());
-  }
-  if (auto params = FindParameters(j, "request")) {
-    if (auto b = BoolParameter(params, "binary_data_output", "parameter 'binary_data_output'"))
-      req.binary_outputs = *b;
-    if (auto t = Field(*params, "timeout")) {
-      if (t->type() != element_type::INT64 || t->get_int64().value_unsafe() < 0) {
-        Bad("parameter 'timeout' must be microseconds >= 0");
-      }
-      req.timeout = std::chrono::microseconds(t->get_int64().value_unsafe());
-    }
-  }
-  auto inputs = Field(j, "inputs");
-  if (!inputs || inputs->type() != element_type::ARRAY) Bad("'inputs' must be an array");
-  size_t binary_offset = 0, index = 0;
-  simdjson::dom::array input_list = inputs->get_array().value_unsafe();
-  for (element in : input_list) {
-    std::string where = "input " + std::to_string(index++);
-    if (in.type() != element_type::OBJECT) Bad(where + " must be an object");
-    Tensor t;
-    t.name = RequireString(in, "name", where);
-    where = "input '" + t.name + "'";
-    auto dtype_name = RequireString(in, "datatype", where);
-    auto dtype = ParseDataType(dtype_name);
-    if (!dtype) Bad(where + ": unknown datatype '" + dtype_name + "'");
-    t.dtype = *dtype;
-    t.shape = ParseShape(in, where);
-    uint64_t count = ElementCount(t.shape);
-    std::optional<uint64_t> binary_size;
-    if (auto params = FindParameters(in, where)) {
-      if (auto size = Field(*params, "binary_data_size")) {
-        if (size->type() == element_type::UINT64) {
-          binary_size = size->get_uint64().value_unsafe();
-        } else if (size->type() == element_type::INT64 && size->get_int64().value_unsafe() >= 0) {
-          binary_size = static_cast<uint64_t>(size->get_int64().value_unsafe());
-        } else {
-          Bad(where + ": 'binary_data_size' must be a non-negative integer");
-        }
-      }
-    }
-    auto data = Field(in, "data");
-    if (binary_size) {
-      if (!header_length)
-        Bad(where + ": binary_data_size given without an Inference-Header-Content-Length header");
-      if (data) Bad(where + ": has both 'data' and binary_data_size");
-      if (*binary_size > binary.size() - binary_offset) {
-        Bad(where + ": binary_data_size " + std::to_string(*binary_size) +
-            " runs past the end of the body (" + std::to_string(binary.size() - binary_offset) +
-            " bytes left)");
-      }
-      t.data.assign(binary.substr(binary_offset, *binary_size));
-      binary_offset += *binary_size;
-    } else {
-      if (!data) Bad(where + ": missing 'data'");
-      uint64_t seen = 0;
-      // Reserve only what the body can actually hold, not what a declared shape claims.
-      if (t.dtype != DataType::kBytes)
-        t.data.reserve(std::min<uint64_t>(count, header.size()) * ElementSize(t.dtype));
-      FlattenInto(t.data, *data, t.dtype, where, seen, count, 0);
-      if (seen != count) {
-        Bad(where + ": shape " + ShapeToString(t.shape) + " needs " + std::to_string(count) +
-            " elements, 'data' has " + std::to_string(seen));
-      }
-    }
-    ValidateTensorData(t, "input");
-    req.inputs.push_back(std::move(t));
-  }
-  if (binary_offset != binary.size()) {
-    Bad("the body has " + std::to_string(binary.size() - binary_offset) +
-        " bytes after the JSON header that no input's binary_data_size accounts for");
-  }
-  if (auto outputs = Field(j, "outputs")) {
-    if (outputs->type() != element_type::ARRAY) Bad("'outputs' must be an array");
-    size_t i = 0;
-    simdjson::dom::array output_list = outputs->get_array().value_unsafe();
-    for (element out : output_list) {
-      std::string where = "output " + std::to_string(i++);
-      if (out.type() != element_type::OBJECT) Bad(where + " must be an object");
-      RequestedOutput ro{RequireString(out, "name", where), req.binary_outputs};
-      if (auto params = FindParameters(out, where)) {
-        if (Field(*params, "classification"))
-          Bad("output '" + ro.name + "': the classification extension is not supported");
-        if (auto b =
-                BoolParameter(params, "binary_data", "output '" + ro.name + "': 'binary_data'"))
-          ro.binary = *b;
-      }
-      req.outputs.push_back(std::move(ro));
-    }
-  }
-  return req;
+  return reader.Finish(binary, header_length.has_value());
 }
 
 namespace {

@@ -8,12 +8,16 @@
 #include <string>
 #include <string_view>
 
+#include "core/memory_budget.h"
 #include "serving/inference.h"
 
 namespace outpost {
 
 // `header_length` is the Inference-Header-Content-Length value when the header was sent.
-InferRequest DecodeHttpInferRequest(std::string_view body, std::optional<size_t> header_length);
+// With `hold`, the tensors' memory is charged to it before it is taken (throws
+// Error(kResourceExhausted) when the budget is spent).
+InferRequest DecodeHttpInferRequest(std::string_view body, std::optional<size_t> header_length,
+                                    BudgetHold* hold = nullptr);
 
 struct EncodedHttpResponse {
   std::string body;

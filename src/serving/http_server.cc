@@ -5,6 +5,7 @@
 #include "core/error.h"
 #include "core/json_input.h"
 #include "core/logging.h"
+#include "core/memory_budget.h"
 #include "core/names.h"
 #include "serving/http_codec.h"
 
@@ -314,10 +315,16 @@ void HttpServer::Routes() {
         if (!header_length)
           Fail(ErrorCode::kInvalidArgument, "Inference-Header-Content-Length is not a number");
       }
-      InferRequest request = DecodeHttpInferRequest(req.body, header_length);
+      // The body is held by the server already; what decoding and inference add is held here,
+      // so that a request that would pass the budget is refused instead of growing the agent.
+      BudgetHold hold(options_.limits.budget);
+      // An unknown model is refused before a large body is decoded for nothing.
+      service_.models().Get(ModelParam(req), req.PathParam("version"));
+      InferRequest request = DecodeHttpInferRequest(req.body, header_length, &hold);
       request.model_name = ModelParam(req);
       request.model_version = req.PathParam("version");
       InferResponse response = service_.Infer(request);
+      for (const auto& t : response.outputs) hold.AddDone(t.data.size());
       EncodedHttpResponse encoded = EncodeHttpInferResponse(response, request);
       res.status = 200;
       if (encoded.header_length) {
@@ -403,6 +410,33 @@ void HttpServer::Routes() {
       Guard(res, [&] { SendJson(res, 200, options_.monitoring_status()); });
     });
   if (options_.serve_metrics) ServeMetrics(s, metrics_);
+}
+
+void HttpServer::AppendMetrics(std::string& out) const {
+  const http::ServerStats s = server_.Stats();
+  auto family = [&out](const char* name, const char* type, const char* help, double value) {
+    out += fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
+    AppendSample(out, name, "", value);
+  };
+  family("outpost_http_connections", "gauge", "Open HTTP connections.",
+         static_cast<double>(s.connections));
+  family("outpost_inflight_bytes", "gauge",
+         "Bytes requests hold now (bodies, tensors, responses), HTTP and gRPC together.",
+         static_cast<double>(s.inflight_bytes));
+  if (options_.limits.budget)
+    family("outpost_inflight_limit_bytes", "gauge", "The limit of outpost_inflight_bytes.",
+           static_cast<double>(options_.limits.budget->limit()));
+  family("outpost_http_connections_evicted_total", "counter",
+         "Idle or slow connections closed to make room for new ones.",
+         static_cast<double>(s.evicted_total));
+  family("outpost_http_connections_refused_total", "counter",
+         "Connections turned away with every slot taken.", static_cast<double>(s.refused_total));
+  family("outpost_http_timeouts_total", "counter",
+         "Requests that did not arrive in time, and responses nobody read.",
+         static_cast<double>(s.timed_out_total));
+  family("outpost_http_overloaded_total", "counter",
+         "Requests refused with 503 because the byte budget or the queue was full.",
+         static_cast<double>(s.overloaded_total));
 }
 
 int HttpServer::Start() { return Listen(server_, options_.address, options_.port, "HTTP"); }

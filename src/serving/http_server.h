@@ -47,6 +47,8 @@ class HttpServer {
   int Start();
   void Stop();
   http::ServerStats Stats() const { return server_.Stats(); }
+  // The front end's budgets at scrape time: connections, bytes held, refusals.
+  void AppendMetrics(std::string& out) const;
 
  private:
   void Routes();
