@@ -1,9 +1,10 @@
 // Deployments (revisions of package sets aimed at tagged devices) and their staged rollouts.
 //
 // A rollout moves a deployment from revision A (what its devices have) to revision B in waves:
-// the devices whose rollout bucket lies under the wave's percentage get B. A wave is held for
-// its soak time and until enough of its devices report B installed and healthy, then the next
-// wave opens; when the last wave passes, B becomes what every device gets. Past the failure
+// each wave admits a count of the devices the deployment selects, in a stable order
+// (fleet/rollout.h), and those get B. A wave is held for its soak time and until enough of its
+// devices report B installed and healthy, then the next wave opens; when the last wave passes,
+// B becomes what every device gets. An empty wave never passes. Past the failure
 // threshold at any time (installs failed, a device unhealthy, error rate or latency over the
 // limits), the rollout halts and every device goes back to A. Each step is one transaction
 // under the rollout's row lock that advances `step` by one and records it, so a step is never
@@ -11,11 +12,13 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <limits>
 
 #include "core/logging.h"
 #include "core/names.h"
 #include "fleet/fleet.h"
 #include "fleet/json_fields.h"
+#include "fleet/rollout.h"
 
 namespace outpost::fleet {
 
@@ -24,7 +27,7 @@ namespace {
 const char* kRolloutColumns =
     "id, deployment, from_revision, to_revision, waves, soak_ms, max_failure_rate, "
     "min_success_rate, max_error_rate, max_latency_ms, state, wave, wave_started_ms, step, reason, "
-    "created_ms, updated_ms, created_by";
+    "created_ms, updated_ms, created_by, admit_below";
 
 struct RolloutRow {
   int64_t id = 0;
@@ -33,18 +36,18 @@ struct RolloutRow {
   std::vector<double> waves;
   Millis soak_ms = 0;
   double max_failure_rate = 0, min_success_rate = 0, max_error_rate = 0, max_latency_ms = 0;
-  std::string state;
+  RolloutState state = RolloutState::kRunning;
   int64_t wave = 0;
   Millis wave_started_ms = 0;
   int64_t step = 0;
   std::string reason;
   Millis created_ms = 0, updated_ms = 0;
   std::string created_by;
+  int64_t admit_below = 0;  // devices whose RolloutKey is below it get to_revision
 
-  bool active() const { return state == "running" || state == "paused"; }
-  int64_t admitted_buckets() const {
-    return static_cast<int64_t>(waves.at(static_cast<size_t>(wave)) * 100.0 + 0.5);
-  }
+  bool active() const { return IsActive(state); }
+  bool last_wave() const { return static_cast<size_t>(wave) + 1 >= waves.size(); }
+  double wave_percent() const { return waves.at(static_cast<size_t>(wave)); }
 };
 
 RolloutRow ReadRollout(const SqlRow& r) {
@@ -59,7 +62,9 @@ RolloutRow ReadRollout(const SqlRow& r) {
   o.min_success_rate = r.Real(7);
   o.max_error_rate = r.Real(8);
   o.max_latency_ms = r.Real(9);
-  o.state = r.Text(10);
+  auto state = ParseRolloutState(r.Text(10));
+  if (!state) Fail(ErrorCode::kInternal, "rollout " + r.Text(0) + ": unknown state " + r.Text(10));
+  o.state = *state;
   o.wave = r.Int(11);
   o.wave_started_ms = r.Int(12);
   o.step = r.Int(13);
@@ -67,6 +72,7 @@ RolloutRow ReadRollout(const SqlRow& r) {
   o.created_ms = r.Int(15);
   o.updated_ms = r.Int(16);
   o.created_by = r.Text(17);
+  o.admit_below = r.Int(18);
   return o;
 }
 
@@ -81,9 +87,9 @@ json ToJson(const RolloutRow& o) {
           {"min_success_rate", o.min_success_rate},
           {"max_error_rate", o.max_error_rate},
           {"max_latency_ms", o.max_latency_ms},
-          {"state", o.state},
+          {"state", RolloutStateName(o.state)},
           {"wave", o.wave},
-          {"wave_percent", o.waves.at(static_cast<size_t>(o.wave))},
+          {"wave_percent", o.wave_percent()},
           {"wave_started_ms", o.wave_started_ms},
           {"step", o.step},
           {"reason", o.reason},
@@ -152,7 +158,7 @@ std::vector<DeploymentView> LoadViews(SqlConnection& c) {
     auto it = index.find(o.deployment);
     if (it == index.end()) continue;
     views[it->second].rollout_to = o.to_revision;
-    views[it->second].admitted_buckets = o.admitted_buckets();
+    views[it->second].admit_below = o.admit_below;
   }
   // The revisions anyone can get: the active one and a rollout's target.
   for (const auto& r :
@@ -174,36 +180,66 @@ double NumberOr(const json& j, const char* key) {
   return it != j.end() && it->is_number() ? it->get<double>() : 0;
 }
 
+// A device the rollout selects: the deployment applies to it.
+struct Member {
+  std::string id;
+  int64_t key = 0;  // RolloutKey
+  bool healthy = true;
+  std::string health;
+};
+
+// The devices the deployment of `o` applies to, whichever revision they get now.
+std::vector<Member> SelectedDevices(SqlConnection& c, const RolloutRow& o,
+                                    std::vector<DeploymentView> views) {
+  for (auto& v : views) {
+    if (v.name != o.deployment) continue;
+    v.rollout_to = o.to_revision;  // as if admitted: does the deployment reach it at all?
+    v.admit_below = std::numeric_limits<int64_t>::max();
+  }
+  std::vector<Member> out;
+  for (const auto& r :
+       c.Query("SELECT id, tags, healthy, health FROM devices WHERE revoked_ms IS NULL")) {
+    json tags = json::parse(r.Text(1), nullptr, false);
+    if (!tags.is_object()) continue;
+    if (!ResolveDesiredState(r.Text(0), ParseTags(tags), views).deployments.count(o.deployment))
+      continue;
+    out.push_back({r.Text(0), RolloutKey(o.deployment, r.Text(0)), r.Int(2) != 0, r.Text(3)});
+  }
+  return out;
+}
+
+// The bound of the current wave over `members`: never below what was admitted before, so a
+// device admitted once keeps the new revision as devices enroll.
+int64_t CurrentBound(const RolloutRow& o, const std::vector<Member>& members) {
+  std::vector<int64_t> keys;
+  keys.reserve(members.size());
+  for (const auto& m : members) keys.push_back(m.key);
+  return std::max(o.admit_below, WaveBound(std::move(keys), o.wave_percent()));
+}
+
 // What the devices of a rollout's current wave report.
 struct WaveProgress {
-  int64_t devices = 0, succeeded = 0, failed = 0, pending = 0;
+  int64_t selected = 0, devices = 0, succeeded = 0, failed = 0, pending = 0;
   std::vector<std::string> failures;  // a few device ids with why, for the record
   json ToJson() const {
-    return {{"devices", devices},
-            {"succeeded", succeeded},
-            {"failed", failed},
-            {"pending", pending},
-            {"failures", failures}};
+    return {{"selected", selected}, {"devices", devices}, {"succeeded", succeeded},
+            {"failed", failed},     {"pending", pending}, {"failures", failures}};
   }
 };
 
 WaveProgress MeasureWave(SqlConnection& c, const RolloutRow& o,
-                         const std::vector<DeploymentView>& views) {
+                         const std::vector<Member>& members) {
   std::map<std::string, std::pair<int64_t, std::string>> status;
   for (const auto& r :
        c.Query("SELECT device_id, revision, status, reason FROM device_status WHERE deployment = ?",
                {o.deployment}))
     status[r.Text(0)] = {r.Int(1), r.Text(2) + (r.Text(3).empty() ? "" : ": " + r.Text(3))};
   WaveProgress p;
-  for (const auto& r :
-       c.Query("SELECT id, tags, healthy, health FROM devices WHERE revoked_ms IS NULL")) {
-    json tags = json::parse(r.Text(1), nullptr, false);
-    if (!tags.is_object()) continue;
-    DesiredState want = ResolveDesiredState(r.Text(0), ParseTags(tags), views);
-    auto d = want.deployments.find(o.deployment);
-    if (d == want.deployments.end() || d->second != o.to_revision) continue;
+  p.selected = static_cast<int64_t>(members.size());
+  for (const Member& m : members) {
+    if (m.key >= o.admit_below) continue;
     ++p.devices;
-    auto s = status.find(r.Text(0));
+    auto s = status.find(m.id);
     if (s == status.end() || s->second.first != o.to_revision ||
         s->second.second.rfind("installing", 0) == 0) {
       ++p.pending;
@@ -213,10 +249,10 @@ WaveProgress MeasureWave(SqlConnection& c, const RolloutRow& o,
     if (s->second.second.rfind("failed", 0) == 0) {
       why = s->second.second;
     } else {
-      json health = json::parse(r.Text(3), nullptr, false);
+      json health = json::parse(m.health, nullptr, false);
       // Checked when reported (ParseDeviceReport); an older row that fails counts as 0.
       double error_rate = NumberOr(health, "error_rate"), latency = NumberOr(health, "latency_ms");
-      if (r.Int(2) == 0) {
+      if (!m.healthy) {
         why = "unhealthy";
       } else if (o.max_error_rate > 0 && error_rate > o.max_error_rate) {
         why = fmt::format("error rate {:.3g} over {:.3g}", error_rate, o.max_error_rate);
@@ -228,7 +264,7 @@ WaveProgress MeasureWave(SqlConnection& c, const RolloutRow& o,
       ++p.succeeded;
     } else {
       ++p.failed;
-      if (p.failures.size() < 10) p.failures.push_back(r.Text(0) + " (" + why + ")");
+      if (p.failures.size() < 10) p.failures.push_back(m.id + " (" + why + ")");
     }
   }
   return p;
@@ -247,7 +283,20 @@ int64_t InsertRollout(const Database& db, SqlConnection& c, const Caller& caller
       {deployment, from, to, json(o.waves).dump(), o.soak_ms, o.max_failure_rate,
        o.min_success_rate, o.max_error_rate, o.max_latency_ms, now, now, now, caller.actor});
   int64_t id = ins[0].Int(0);
-  json detail = {{"from_revision", from}, {"to_revision", to}, {"waves", o.waves}};
+  // The first wave's devices, counted now that the rollout is there to resolve against.
+  RolloutRow row = o;
+  row.id = id;
+  row.deployment = deployment;
+  row.to_revision = to;
+  row.wave = 0;
+  row.admit_below = 0;
+  const auto members = SelectedDevices(c, row, LoadViews(c));
+  const int64_t bound = CurrentBound(row, members);
+  c.Query("UPDATE rollouts SET admit_below = ? WHERE id = ?", {bound, id});
+  json detail = {{"from_revision", from},
+                 {"to_revision", to},
+                 {"waves", o.waves},
+                 {"selected", members.size()}};
   c.Query(
       "INSERT INTO rollout_steps (rollout_id, step, action, wave, time_ms, actor, detail) "
       "VALUES (?, 1, 'start', 0, ?, ?, ?)",
@@ -476,7 +525,8 @@ json Fleet::GetRollout(int64_t id) {
                        {"actor", s.Text(4)},
                        {"detail", json::parse(s.Text(5), nullptr, false)}});
     out["steps"] = steps;
-    if (o.active()) out["progress"] = MeasureWave(c, o, LoadViews(c)).ToJson();
+    if (o.active())
+      out["progress"] = MeasureWave(c, o, SelectedDevices(c, o, LoadViews(c))).ToJson();
   });
   return out;
 }
@@ -490,15 +540,16 @@ void TakeStep(const Database& db, SqlConnection& c, RolloutRow& o, const Caller&
   Millis now = Fleet::Now();
   auto done = c.Query(
       "UPDATE rollouts SET state = ?, wave = ?, wave_started_ms = ?, step = ?, reason = ?, "
-      "updated_ms = ? WHERE id = ? AND step = ? RETURNING id",
-      {o.state, o.wave, o.wave_started_ms, o.step + 1, o.reason, now, o.id, o.step});
+      "admit_below = ?, updated_ms = ? WHERE id = ? AND step = ? RETURNING id",
+      {std::string(RolloutStateName(o.state)), o.wave, o.wave_started_ms, o.step + 1, o.reason,
+       o.admit_below, now, o.id, o.step});
   if (done.empty()) throw SqlError(SqlError::Kind::kRetry, "rollout step raced; re-evaluating");
   ++o.step;
   c.Query(
       "INSERT INTO rollout_steps (rollout_id, step, action, wave, time_ms, actor, detail) VALUES "
       "(?, ?, ?, ?, ?, ?, ?)",
       {o.id, o.step, action, o.wave, now, actor.actor, detail.dump()});
-  if (o.state == "completed")
+  if (o.state == RolloutState::kCompleted)
     c.Query("UPDATE deployments SET active_revision = ?, updated_ms = ? WHERE name = ?",
             {o.to_revision, now, o.deployment});
   json audited = detail;
@@ -510,8 +561,11 @@ void TakeStep(const Database& db, SqlConnection& c, RolloutRow& o, const Caller&
 }  // namespace
 
 json Fleet::ActOnRollout(const Caller& caller, int64_t id, const std::string& action) {
-  if (action != "promote" && action != "pause" && action != "resume" && action != "abort")
-    Fail(ErrorCode::kInvalidArgument, "action must be promote, pause, resume or abort");
+  std::optional<RolloutEvent> event;
+  for (auto e :
+       {RolloutEvent::kPromote, RolloutEvent::kPause, RolloutEvent::kResume, RolloutEvent::kAbort})
+    if (RolloutEventName(e) == action) event = e;
+  if (!event) Fail(ErrorCode::kInvalidArgument, "action must be promote, pause, resume or abort");
   json out;
   db_.Transact([&](SqlConnection& c) {
     auto rows = c.Query(
@@ -519,24 +573,17 @@ json Fleet::ActOnRollout(const Caller& caller, int64_t id, const std::string& ac
         {id});
     if (rows.empty()) Fail(ErrorCode::kNotFound, fmt::format("no rollout {}", id));
     RolloutRow o = ReadRollout(rows[0]);
-    if (!o.active())
-      Fail(ErrorCode::kFailedPrecondition, fmt::format("rollout {} is {}", id, o.state));
     json detail = {{"from_wave", o.wave}};
-    if (action == "pause") {
-      if (o.state == "paused") Fail(ErrorCode::kFailedPrecondition, "already paused");
-      o.state = "paused";
-    } else if (action == "resume") {
-      if (o.state != "paused") Fail(ErrorCode::kFailedPrecondition, "not paused");
-      o.state = "running";
-    } else if (action == "abort") {
-      o.state = "aborted";
-      o.reason = "aborted by " + caller.actor;
-    } else if (static_cast<size_t>(o.wave) + 1 < o.waves.size()) {
-      ++o.wave;
-      o.wave_started_ms = Now();
-    } else {
-      o.state = "completed";
-      o.reason = "promoted past the last wave by " + caller.actor;
+    o.state = NextRolloutState(o.state, *event, o.last_wave());
+    if (*event == RolloutEvent::kAbort) o.reason = "aborted by " + caller.actor;
+    if (*event == RolloutEvent::kPromote) {
+      if (o.state == RolloutState::kCompleted) {
+        o.reason = "promoted past the last wave by " + caller.actor;
+      } else {
+        ++o.wave;
+        o.wave_started_ms = Now();
+        o.admit_below = CurrentBound(o, SelectedDevices(c, o, LoadViews(c)));
+      }
     }
     TakeStep(db_, c, o, caller, action, detail);
     BumpGeneration(c);
@@ -554,38 +601,49 @@ bool Fleet::EvaluateRollout(SqlConnection& c, int64_t id) {
   if (rows.empty()) return false;
   RolloutRow o = ReadRollout(rows[0]);
   if (!o.active()) return false;
-  WaveProgress p = MeasureWave(c, o, LoadViews(c));
+  const auto members = SelectedDevices(c, o, LoadViews(c));
+  // Devices enrolled since the wave opened may widen it (never narrow it).
+  const int64_t bound = CurrentBound(o, members);
+  const bool widened = bound != o.admit_below;
+  if (widened) {
+    c.Query("UPDATE rollouts SET admit_below = ? WHERE id = ?", {bound, o.id});
+    o.admit_below = bound;
+  }
+  WaveProgress p = MeasureWave(c, o, members);
   Caller controller{"fleet:" + options_.replica, "rollout-controller", Scope::kAdmin, ""};
   double failure_rate =
       p.devices ? static_cast<double>(p.failed) / static_cast<double>(p.devices) : 0;
   if (p.failed > 0 && failure_rate > o.max_failure_rate) {
-    o.state = "rolled_back";
+    o.state = NextRolloutState(o.state, RolloutEvent::kHalt, o.last_wave());
     o.reason = fmt::format("wave {} ({}%): {} of {} devices failed ({:.1f}% > {:.1f}%)", o.wave + 1,
-                           o.waves[static_cast<size_t>(o.wave)], p.failed, p.devices,
-                           failure_rate * 100, o.max_failure_rate * 100);
+                           o.wave_percent(), p.failed, p.devices, failure_rate * 100,
+                           o.max_failure_rate * 100);
     TakeStep(db_, c, o, controller, "halt", {{"progress", p.ToJson()}, {"reason", o.reason}});
     Log(LogSeverity::kWarn, "fleet", "rollout_halted",
         fmt::format("rollout {} of {} halted and rolled back: {}", o.id, o.deployment, o.reason),
         {{"rollout", o.id}, {"deployment", o.deployment}});
     return true;
   }
-  if (o.state != "running") return false;
+  if (o.state != RolloutState::kRunning) return widened;
+  // A wave without devices proves nothing: it waits for devices (or an operator's promote).
+  if (p.devices == 0) return widened;
   Millis now = Now();
-  double success_rate =
-      p.devices ? static_cast<double>(p.succeeded) / static_cast<double>(p.devices) : 1.0;
-  if (now - o.wave_started_ms < o.soak_ms || success_rate < o.min_success_rate) return false;
+  double success_rate = static_cast<double>(p.succeeded) / static_cast<double>(p.devices);
+  if (now - o.wave_started_ms < o.soak_ms || success_rate < o.min_success_rate) return widened;
   json detail = {{"progress", p.ToJson()}, {"from_wave", o.wave}};
-  if (static_cast<size_t>(o.wave) + 1 < o.waves.size()) {
+  o.state = NextRolloutState(o.state, RolloutEvent::kAdvance, o.last_wave());
+  if (o.state == RolloutState::kRunning) {
     ++o.wave;
     o.wave_started_ms = now;
+    o.admit_below = CurrentBound(o, members);
     TakeStep(db_, c, o, controller, "advance", detail);
   } else {
-    o.state = "completed";
     o.reason = fmt::format("all {} waves passed", o.waves.size());
     TakeStep(db_, c, o, controller, "complete", detail);
   }
   Log(LogSeverity::kInfo, "fleet", "rollout_step",
-      fmt::format("rollout {} of {}: {} (wave {})", o.id, o.deployment, o.state, o.wave + 1),
+      fmt::format("rollout {} of {}: {} (wave {})", o.id, o.deployment, RolloutStateName(o.state),
+                  o.wave + 1),
       {{"rollout", o.id}, {"deployment", o.deployment}});
   return true;
 }

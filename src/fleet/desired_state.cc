@@ -4,6 +4,7 @@
 
 #include "core/error.h"
 #include "core/names.h"
+#include "fleet/rollout.h"
 #include "package/sha256.h"
 
 namespace outpost::fleet {
@@ -86,11 +87,6 @@ Packages ParsePackages(const json& j) {
   return p;
 }
 
-uint32_t RolloutBucket(const std::string& deployment, const std::string& device_id) {
-  std::string h = Sha256Hex(deployment + "\n" + device_id);
-  return static_cast<uint32_t>(std::stoul(h.substr(0, 8), nullptr, 16) % 10000u);
-}
-
 json DesiredState::ToJson() const {
   json pk = json::object();
   for (const auto& [name, p] : packages)
@@ -109,7 +105,7 @@ DesiredState ResolveDesiredState(const std::string& device_id, const Tags& tags,
   });
   DesiredState out;
   auto revision_for = [&](const DeploymentView& d) {
-    if (d.rollout_to && RolloutBucket(d.name, device_id) < d.admitted_buckets) return *d.rollout_to;
+    if (d.rollout_to && RolloutKey(d.name, device_id) < d.admit_below) return *d.rollout_to;
     return d.active_revision;
   };
   auto apply = [&](const DeploymentView& d) {

@@ -5,8 +5,8 @@
 // deployment that selects it, then those of every layer that selects it, applied from low to
 // high priority (a layer's version of a package wins over the base's and over lower layers').
 // While a rollout moves a deployment from one revision to the next, a device gets the new
-// revision only when its rollout bucket (a stable hash of deployment and device, 0..9999)
-// falls inside the current wave; otherwise the revision everyone has.
+// revision only when its rollout key (fleet/rollout.h) is below the bound its current wave
+// admits; otherwise the revision everyone has.
 #pragma once
 
 #include <cstdint>
@@ -41,12 +41,10 @@ struct DeploymentView {
   bool layered = false;
   int64_t active_revision = 0;  // 0: nobody has it yet
   std::map<int64_t, Packages> revisions;
-  // A running rollout: to_revision for devices whose bucket is below `admitted_buckets`.
+  // A running rollout: to_revision for devices whose RolloutKey is below `admit_below`.
   std::optional<int64_t> rollout_to;
-  int64_t admitted_buckets = 0;  // 0..10000
+  int64_t admit_below = 0;
 };
-
-uint32_t RolloutBucket(const std::string& deployment, const std::string& device_id);
 
 struct ResolvedPackage {
   std::string version;

@@ -98,8 +98,16 @@ void Migrate(Database& db) {
            fmt::format("database schema v{} is newer than this server (v{}): upgrade the server",
                        have, kSchemaVersion));
     if (have >= kSchemaVersion) return;
-    c.Script(SchemaV1(db));
-    c.Script(AuditTriggers(db));
+    if (have < 1) {
+      c.Script(SchemaV1(db));
+      c.Script(AuditTriggers(db));
+    }
+    if (have < 2) {
+      // Waves admit counts of devices (fleet/rollout.h): the bound a rollout has reached. A
+      // rollout running across the upgrade recomputes it at the controller's next tick.
+      c.Script("ALTER TABLE rollouts ADD COLUMN admit_below BIGINT NOT NULL DEFAULT 0");
+    }
+    c.Query("DELETE FROM schema_version");
     c.Query("INSERT INTO schema_version (version) VALUES (?)", {kSchemaVersion});
   });
 }

@@ -7,7 +7,7 @@
 
 namespace outpost::fleet {
 
-constexpr int kSchemaVersion = 1;
+constexpr int kSchemaVersion = 2;
 
 void Migrate(Database& db);
 

@@ -243,9 +243,9 @@ class Balancer:
         raise last
 
 
-def rollout_bucket(deployment, device_id):
-    """The server's rollout bucket of a device (fleet/desired_state.cc)."""
-    return int(hashlib.sha256(f"{deployment}\n{device_id}".encode()).hexdigest()[:8], 16) % 10000
+def rollout_key(deployment, device_id):
+    """A device's place in a rollout's order (fleet/rollout.cc, RolloutKey)."""
+    return int(hashlib.sha256(f"{deployment}\n{device_id}".encode()).hexdigest()[:16], 16) >> 1
 
 
 def quote(s):

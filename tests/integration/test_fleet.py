@@ -3,6 +3,7 @@ desired state, staged rollouts, telemetry intake and the audit chain, on SQLite 
 PostgreSQL."""
 import http.server
 import json
+import math
 import os
 import shutil
 import sqlite3
@@ -268,6 +269,53 @@ class FleetTests:
         halts = [e for e in log if e["action"] == "rollout.halt"]
         self.assertEqual(len(halts), 1)
         self.assertTrue(halts[0]["actor"].startswith("fleet:"))
+
+    def test_small_fleets_never_skip_their_canary(self):
+        # A wave is a count rounded up: never empty while the fleet is not (a hash threshold
+        # left a 1 % canary of 50 devices empty 60 % of the time), and a failing canary always
+        # halts the rollout in wave 1.
+        status, _ = self.op("PUT", "/api/v1/deployments/ghost",
+                            {"selector": {"fleet": "nobody"}, "packages": {"dense64": "1.0.0"}})
+        status, body = self.op("PUT", "/api/v1/deployments/ghost", {
+            "selector": {"fleet": "nobody"}, "packages": {"dense64": "2.0.0"},
+            "rollout": {"waves": [50, 100], "soak_secs": 0}})
+        self.assertEqual(status, 200, body)
+        ghost = body["rollout"]
+        for n in (1, 2, 6, 50):
+            for canary in (1, 50):
+                with self.subTest(devices=n, canary=canary):
+                    name = f"app{n}x{canary}"
+                    devices = self.fleet_of(n, {"fleet": name})
+                    spec = {"selector": {"fleet": name}, "packages": {"dense64": "1.0.0"}}
+                    self.assertEqual(self.op("PUT", f"/api/v1/deployments/{name}", spec)[0], 200)
+                    self.run_devices(devices, set(), lambda: True)
+                    spec["packages"] = {"dense64": "2.0.0"}
+                    spec["rollout"] = {"waves": [canary, 100], "soak_secs": 0.2,
+                                       "max_failure_rate": 0.0}
+                    status, body = self.op("PUT", f"/api/v1/deployments/{name}", spec)
+                    self.assertEqual(status, 200, body)
+                    rid = body["rollout"]
+                    expected = max(1, math.ceil(canary * n / 100))
+                    progress = self.rollout(rid)["progress"]
+                    self.assertEqual((progress["selected"], progress["devices"]), (n, expected))
+                    for d in devices:
+                        d.etag = None
+                        d.state = d.desired()[1]
+                    told = [d.state["deployments"][name] for d in devices]
+                    self.assertEqual(told.count(2), expected)
+                    self.run_devices(devices, {d.id for d in devices},
+                                     lambda: self.rollout(rid)["state"] != "running")
+                    r = self.rollout(rid)
+                    self.assertEqual((r["state"], r["wave"]), ("rolled_back", 0))
+                    self.assertEqual([s["action"] for s in r["steps"]], ["start", "halt"])
+                    halted = r["steps"][-1]["detail"]["progress"]
+                    self.assertEqual(halted["devices"], expected)
+                    self.assertGreaterEqual(halted["failed"], 1)
+        # Meanwhile the controller evaluated the rollout that selects nobody many times over:
+        # an empty wave is never a success, so it still waits in wave 1.
+        r = self.rollout(ghost)
+        self.assertEqual((r["state"], r["wave"], r["progress"]["selected"]), ("running", 0, 0))
+        self.assertEqual([s["action"] for s in r["steps"]], ["start"])
 
     def test_rollout_halts_when_installed_devices_regress_in_error_rate(self):
         devices = self.fleet_of(10)

@@ -8,7 +8,7 @@ import threading
 import time
 import unittest
 
-from fleet import Balancer, Device, FleetServer, PostgresCluster, make_token, rollout_bucket
+from fleet import Balancer, Device, FleetServer, PostgresCluster, make_token, rollout_key
 
 DEVICES = 1000
 POLICY = {"waves": [1, 10, 50, 100], "soak_secs": 1, "max_failure_rate": 0.02,
@@ -107,7 +107,7 @@ class RolloutAtScaleTest(PostgresCluster, unittest.TestCase):
 
     def test_five_percent_failing_halts_in_the_first_wave_and_rolls_back(self):
         # Every 20th device in rollout order fails: 5 % of each wave, not 5 % somewhere.
-        order = sorted(self.devices, key=lambda d: rollout_bucket("app", d.id))
+        order = sorted(self.devices, key=lambda d: rollout_key("app", d.id))
         failing = {d.id for i, d in enumerate(order) if i % 20 == 0}
         self.assertEqual(len(failing), DEVICES // 20)
         rid = self.start()

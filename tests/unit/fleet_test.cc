@@ -1,5 +1,5 @@
-// The fleet server's pure parts: selectors, desired-state resolution with layers and rollout
-// buckets, the audit chain's verification, and the SQL engines behind one interface (SQLite here;
+// The fleet server's pure parts: selectors, desired-state resolution with layers, the audit
+// chain's verification, and the SQL engines behind one interface (SQLite here;
 // PostgreSQL in the integration tests).
 #include <gtest/gtest.h>
 
@@ -64,28 +64,6 @@ TEST(FleetDesiredState, HighestBaseWinsAndLayersApplyFromLowToHighPriority) {
   // The ETag follows the content, not the device.
   EXPECT_EQ(ResolveDesiredState("d3", {{"site", "paris"}}, views).etag, paris.etag);
   EXPECT_NE(berlin.etag, paris.etag);
-}
-
-TEST(FleetDesiredState, RolloutAdmitsDevicesByBucket) {
-  DeploymentView v = View("app", json::object(), 0, false, {{"m", "1"}});
-  v.revisions[2] = {{"m", "2"}};
-  v.rollout_to = 2;
-  int admitted = 0;
-  for (v.admitted_buckets = 0; v.admitted_buckets <= 10000; v.admitted_buckets += 10000) {
-    admitted = 0;
-    for (int i = 0; i < 200; ++i)
-      admitted +=
-          ResolveDesiredState("dev" + std::to_string(i), {}, {v}).deployments.at("app") == 2;
-    EXPECT_EQ(admitted, v.admitted_buckets == 0 ? 0 : 200);
-  }
-  // Buckets spread evenly: a 10 % wave takes about 10 % of devices.
-  int in_wave = 0;
-  for (int i = 0; i < 20000; ++i) in_wave += RolloutBucket("app", "dev" + std::to_string(i)) < 1000;
-  EXPECT_NEAR(in_wave / 20000.0, 0.10, 0.01);
-  // A new deployment (nothing active) reaches only the admitted devices.
-  v.active_revision = 0;
-  v.admitted_buckets = 0;
-  EXPECT_TRUE(ResolveDesiredState("x", {}, {v}).packages.empty());
 }
 
 std::vector<AuditEntry> Chain(int n) {
