@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "core/atomic_file.h"
+#include "core/credentials.h"
 #include "core/error.h"
 #include "core/logging.h"
 #include "core/memory_budget.h"
@@ -74,10 +75,18 @@ int main(int argc, char** argv) {
       "outpost-fleet: enrollment, desired state, staged rollouts, telemetry and audit for a fleet "
       "of Outpost devices"};
   app.require_subcommand(1);
-  std::string db_url = DefaultDatabase(), log_level = "info", log_format = "text";
-  app.add_option("--db", db_url,
-                 "Database: sqlite:PATH (default sqlite:outpost-fleet.db, or $OUTPOST_FLEET_DB) or "
-                 "postgresql://...");
+  std::string db_url = DefaultDatabase(), db_file, log_level = "info", log_format = "text";
+  bool db_from_argv = false;
+  app.add_option_function<std::string>(
+         "--db",
+         [&](const std::string& url) {
+           db_url = url;
+           db_from_argv = true;
+         },
+         "Database: sqlite:PATH (default sqlite:outpost-fleet.db, or $OUTPOST_FLEET_DB) or "
+         "postgresql://... (with a password: use --db-file or $OUTPOST_FLEET_DB)")
+      ->type_name("URL");
+  app.add_option("--db-file", db_file, "File (0600) holding the database URL");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error");
   app.add_option("--log-format", log_format, "text or json");
 
@@ -125,6 +134,9 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   try {
     InitLogging(log_level, log_format == "json");
+    if (db_from_argv && UrlHasPassword(db_url))
+      WarnSecretOnCommandLine("--db", "--db-file or $OUTPOST_FLEET_DB");
+    if (!db_file.empty()) db_url = ReadSecretFile(db_file);
     if (serve->parsed()) {
       server_options.rollout_tick = std::chrono::milliseconds(tick_ms);
       if (repository_dir.empty() != online_key.empty())

@@ -11,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/credentials.h"
 #include "fleet/audit.h"
 
 namespace outpost {
@@ -19,7 +20,8 @@ namespace {
 using json = nlohmann::json;
 
 struct FleetCli {
-  std::string server, token;
+  std::string server, token, token_file;
+  bool token_from_argv = false;
   bool json_out = false;
   std::vector<std::string> tags, packages, selector;
   std::string id, name, scope = "read", action;
@@ -284,7 +286,16 @@ void AddFleetCommand(CLI::App& app) {
   o.fleet = f;
   f->require_subcommand(1);
   f->add_option("--server", o.server, "Fleet server URL (or $OUTPOST_FLEET_URL)");
-  f->add_option("--token", o.token, "Operator token (or $OUTPOST_FLEET_TOKEN)");
+  f->add_option("--token-file", o.token_file,
+                "File (0600) holding the operator token (or $OUTPOST_FLEET_TOKEN)");
+  f->add_option_function<std::string>(
+       "--token",
+       [&o](const std::string& t) {
+         o.token = t;
+         o.token_from_argv = true;
+       },
+       "Operator token: visible to every user in the process list; prefer --token-file")
+      ->type_name("TEXT");
   f->add_flag("--json", o.json_out, "Print JSON");
 
   auto* devices = f->add_subcommand("devices", "List devices");
@@ -336,6 +347,8 @@ int RunFleetCommand(CLI::App& app) {
   if (!o.fleet || !o.fleet->parsed()) return -1;
   auto* f = o.fleet;
   (void)app;
+  if (o.token_from_argv) WarnSecretOnCommandLine("--token", "--token-file or $OUTPOST_FLEET_TOKEN");
+  if (!o.token_file.empty()) o.token = ReadSecretFile(o.token_file);
   if (f->got_subcommand("devices")) {
     std::string path = "/api/v1/devices?limit=10000";
     const json filter = ParsePairs(o.tags, "--tag");

@@ -1,9 +1,15 @@
 // SQLite engine: WAL, so readers never wait for the writer; a write transaction takes the
 // write lock at its start (BEGIN IMMEDIATE), and a busy database is waited for, then retried.
+#include <fcntl.h>
 #include <sqlite3.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <map>
 
+#include "core/logging.h"
 #include "fleet/database.h"
 
 namespace outpost::fleet {
@@ -132,6 +138,22 @@ class SqliteDatabase : public Database {
 }  // namespace
 
 std::unique_ptr<Database> OpenSqlite(const std::string& path, int pool_size) {
+  // Token hashes, device keys and the audit trail are the owner's alone. SQLite gives its WAL
+  // and shared-memory files the database file's mode, so making that 0600 covers them too.
+  if (path != ":memory:" && path.rfind("file:", 0) != 0) {
+    int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
+      Fail(ErrorCode::kUnavailable, "database: cannot open " + path + ": " + std::strerror(errno));
+    ::close(fd);
+    for (const char* suffix : {"", "-wal", "-shm"}) {
+      const std::string file = path + suffix;
+      struct stat st {};
+      if (::lstat(file.c_str(), &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 077) &&
+          ::chmod(file.c_str(), 0600) == 0)
+        Log(LogSeverity::kWarn, "fleet", "database_mode",
+            file + " was readable by others; its mode is now 0600");
+    }
+  }
   return std::make_unique<SqliteDatabase>(path, pool_size);
 }
 

@@ -2,12 +2,20 @@
 
 #include <fmt/format.h>
 
+#include <stdlib.h>
+
 #include <algorithm>
 
 #include "core/logging.h"
 
 namespace outpost {
 namespace {
+
+// Nothing phones home: the official ONNX Runtime build starts a telemetry system with its
+// environment (a device id and an event queue under ~/.cache/Microsoft, uploaded to its
+// vendor) unless this is set first. Set while the program loads, before any thread reads the
+// environment; DisableTelemetryEvents() at the environment's creation stops the rest.
+const bool kTelemetryOff = setenv("ORT_DISABLE_TELEMETRY", "1", /*overwrite=*/1) == 0;
 
 struct EnvConfig {
   int intra_op_threads = 0;
@@ -35,6 +43,8 @@ Ort::Env& OrtEnvInstance() {
         Ort::GetApi().SetGlobalSpinControl(threading, PendingEnvConfig().spin ? 1 : 0));
     // ORT would print every failed run to stderr itself; the caller reports errors instead.
     Ort::Env e(threading, ORT_LOGGING_LEVEL_FATAL, "outpost");
+    e.DisableTelemetryEvents();
+    (void)kTelemetryOff;
     Ort::GetApi().ReleaseThreadingOptions(threading);
     return e;
   }();
