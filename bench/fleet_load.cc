@@ -186,7 +186,19 @@ int main(int argc, char** argv) {
   app.add_option("--db-pid", db_pid,
                  "PostgreSQL's postmaster: its backends' CPU time is shown too");
   app.add_option("--label", label);
+  double size_every = 0;
+  app.add_option("--size-every", size_every,
+                 "Print a SQLite database's file and WAL sizes every this many seconds");
   CLI11_PARSE(app, argc, argv);
+  const std::string sqlite_path =
+      db_url.rfind("postgres", 0) == 0 || db_url.empty()
+          ? ""
+          : (db_url.rfind("sqlite:", 0) == 0 ? db_url.substr(7) : db_url);
+  auto file_mb = [](const std::string& path) {
+    std::error_code ec;
+    auto bytes = std::filesystem::file_size(path, ec);
+    return ec ? 0.0 : static_cast<double>(bytes) / 1e6;
+  };
 
   httplib::Client admin(servers[0]);
   admin.set_tcp_nodelay(true);
@@ -256,6 +268,23 @@ int main(int argc, char** argv) {
   double db_cpu_before = ProcessCpu(db_pids);
   auto end =
       start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
+  // The database's size while it runs: it must level off, not grow with the run's length.
+  std::atomic<bool> sampling{size_every > 0 && !sqlite_path.empty()};
+  double peak_file = 0, peak_wal = 0;
+  std::thread sampler([&] {
+    auto next = Clock::now();
+    while (sampling && Clock::now() < end) {
+      const double f = file_mb(sqlite_path), w = file_mb(sqlite_path + "-wal");
+      peak_file = std::max(peak_file, f);
+      peak_wal = std::max(peak_wal, w);
+      fmt::print("  t={:>5.0f} s  database {:>7.1f} MB  wal {:>7.1f} MB\n",
+                 std::chrono::duration<double>(Clock::now() - start).count(), f, w);
+      std::fflush(stdout);
+      next += std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(size_every));
+      while (sampling && Clock::now() < next && Clock::now() < end)
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  });
   std::vector<std::thread> workers;
   for (int t = 0; t < threads; ++t)
     workers.emplace_back([&, t] {
@@ -312,6 +341,8 @@ int main(int argc, char** argv) {
       }
     });
   for (auto& w : workers) w.join();
+  sampling = false;
+  sampler.join();
   double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
   double cpu = ProcessCpu(pids) - cpu_before;
   double db_cpu = ProcessCpu(db_pids) - db_cpu_before;
@@ -359,5 +390,7 @@ int main(int argc, char** argv) {
     fmt::print("PostgreSQL CPU: {:.1f} s = {:.2f} CPU s per 1,000 polls ({} processes)\n", db_cpu,
                polls ? db_cpu / (static_cast<double>(polls) / 1000.0) : 0.0, db_pids.size());
   fmt::print("database size: {}\n", db_size);
+  if (size_every > 0 && !sqlite_path.empty())
+    fmt::print("largest while running: database {:.1f} MB, wal {:.1f} MB\n", peak_file, peak_wal);
   return 0;
 }

@@ -4,6 +4,9 @@
 # from Debian's postgresql package). Prints latency, polls/s, server CPU s per 1,000 polls and
 # database size for each.
 #   bench/fleet_scale.sh [DEVICES] [POLL_SECS] [SECONDS]
+# OUTPOST_BENCH_ENGINES=sqlite runs SQLite alone; OUTPOST_SIZE_EVERY=N prints the SQLite file and
+# WAL sizes every N seconds; OUTPOST_FLEET_SERVE_ARGS adds arguments to `outpost-fleet serve`
+# (--batch-retention-secs 60, say, to reach the steady size within a short run).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 bin="$root/build/bin"
@@ -22,9 +25,11 @@ trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_up() { for _ in $(seq 100); do curl -sf "http://127.0.0.1:$1/healthz" >/dev/null && return 0; sleep 0.1; done; return 1; }
 
+engines=${OUTPOST_BENCH_ENGINES:-sqlite,postgresql}
+read -r -a serve_args <<<"${OUTPOST_FLEET_SERVE_ARGS:-}"
 serve() { # db port name -> pid
   "$bin/outpost-fleet" --db "$1" --log-level warn serve --port "$2" --replica "$3" --threads 16 \
-    --db-connections 16 >>"$work/$3.log" 2>&1 &
+    --db-connections 16 "${serve_args[@]}" >>"$work/$3.log" 2>&1 &
   echo $!
 }
 
@@ -35,8 +40,10 @@ port=$(free_port)
 pid=$(serve "$db" "$port" sqlite); pids+=("$pid")
 wait_up "$port"
 "$bin/fleet_load" --label sqlite --server "http://127.0.0.1:$port" --token "$token" --devices "$devices" \
-  --poll-secs "$poll" --seconds "$seconds" --server-pid "$pid" --db "$db" --threads 12
+  --poll-secs "$poll" --seconds "$seconds" --server-pid "$pid" --db "$db" --threads 12 \
+  --size-every "${OUTPOST_SIZE_EVERY:-0}"
 kill "$pid"; wait "$pid" 2>/dev/null || true
+[[ "$engines" == *postgresql* ]] || exit 0
 
 echo "== PostgreSQL, two replicas"
 as_pg=()

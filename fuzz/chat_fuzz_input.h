@@ -17,6 +17,7 @@
 
 #include "llm/text_pieces.h"
 #include "llm/tokenizer.h"
+#include "json_nesting.h"
 #include "serving/openai_protocol.h"
 
 namespace outpost_fuzz {
@@ -87,6 +88,7 @@ inline void RunChatInput(const uint8_t* data, size_t size) {
     case 0:
       try {
         outpost::ParseChatCompletionRequest(rest);
+        CheckAcceptedNesting(rest, 32);
       } catch (const outpost::ApiError&) {
       }
       return;

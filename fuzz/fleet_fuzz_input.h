@@ -11,6 +11,8 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/json_input.h"
+#include "json_nesting.h"
 #include "fleet/desired_state.h"
 #include "fleet/device_input.h"
 
@@ -19,8 +21,21 @@ namespace outpost_fuzz {
 inline void RunFleetInput(const uint8_t* data, size_t size) {
   if (size < 1) return;
   using nlohmann::json;
-  json j = json::parse(data + 1, data + size, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) return;
+  // As the server's front end reads a body: within the limits of the endpoint it is sent to.
+  const std::string_view text(reinterpret_cast<const char*>(data) + 1, size - 1);
+  const outpost::JsonLimits& limits = data[0] % 5 == 1 ? outpost::fleet::kTelemetryJsonLimits
+                                                       : outpost::fleet::kReportJsonLimits;
+  json j;
+  try {
+    j = outpost::ParseJson(text, limits, "body");
+  } catch (const outpost::Error& e) {
+    if (e.code() != outpost::ErrorCode::kInvalidArgument &&
+        e.code() != outpost::ErrorCode::kPayloadTooLarge)
+      __builtin_trap();
+    return;
+  }
+  if (outpost::JsonDepth(j) > limits.max_depth) __builtin_trap();
+  CheckAcceptedNesting(text, limits.max_depth);
   try {
     switch (data[0] % 5) {
       case 0: {

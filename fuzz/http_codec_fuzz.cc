@@ -1,22 +1,7 @@
-// libFuzzer target for the KServe v2 HTTP body decoder (JSON tensors and the binary tensor
-// extension) and the response encoder fed with what it decoded.
-#include <cstddef>
-#include <cstdint>
-#include <string_view>
-
-#include "core/error.h"
-#include "serving/http_codec.h"
+// libFuzzer target for the KServe v2 HTTP body decoder (fuzz/http_codec_fuzz_input.h).
+#include "http_codec_fuzz_input.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  std::string_view body(reinterpret_cast<const char*>(data), size);
-  for (std::optional<size_t> hl : {std::optional<size_t>{}, std::optional<size_t>{size / 2}}) {
-    try {
-      auto req = outpost::DecodeHttpInferRequest(body, hl);
-      outpost::InferResponse res{"m", "1", req.id, req.inputs};
-      outpost::EncodeHttpInferResponse(res, req);
-    } catch (const outpost::Error& e) {
-      if (e.code() != outpost::ErrorCode::kInvalidArgument) __builtin_trap();
-    }
-  }
+  outpost_fuzz::RunHttpCodecInput(data, size);
   return 0;
 }

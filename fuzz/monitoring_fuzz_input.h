@@ -13,6 +13,8 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/json_input.h"
+#include "json_nesting.h"
 #include "monitoring/model_monitor.h"
 
 namespace outpost_fuzz {
@@ -20,8 +22,14 @@ namespace outpost_fuzz {
 inline void RunMonitoringInput(const uint8_t* data, size_t size) {
   std::string_view all(reinterpret_cast<const char*>(data), size);
   const size_t cut = all.find('\0');
-  auto spec_json = nlohmann::json::parse(all.substr(0, cut), nullptr, false);
-  if (spec_json.is_discarded()) return;
+  // As a manifest's "monitoring" section reaches it: parsed within the manifests' limits.
+  nlohmann::json spec_json;
+  try {
+    spec_json = outpost::ParseJson(all.substr(0, cut), outpost::JsonLimits::Document(1u << 20), "");
+  } catch (const outpost::Error&) {
+    return;
+  }
+  CheckAcceptedNesting(all.substr(0, cut), 64);
   outpost::MonitorSpec spec;
   try {
     spec = outpost::ParseMonitorSpec(spec_json);

@@ -13,6 +13,8 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/json_input.h"
+#include "json_nesting.h"
 #include "update/tuf.h"
 
 namespace outpost_fuzz {
@@ -65,14 +67,19 @@ inline void RunTufInput(const uint8_t* data, size_t size) {
   int mode = data[0] % 6;
   try {
     if (mode >= 3) {
-      json signed_part = json::parse(rest, nullptr, false);
-      if (signed_part.is_discarded()) return;
+      json signed_part;
+      try {
+        signed_part = outpost::ParseJson(rest, outpost::JsonLimits::Document(1u << 20), "signed");
+      } catch (const outpost::Error&) {
+        return;
+      }
       const outpost::SigningKey& key = mode == 4 ? K().timestamp : K().root;
       rest = outpost::tuf::SignEnvelope(signed_part, {&key}).dump();
       mode -= 3;
     }
     if (mode == 2) {
       outpost::tuf::TrustedSet own(rest, now);
+      CheckAcceptedNesting(rest, 64);
       return;
     }
     outpost::tuf::TrustedSet set(K().root_bytes, now);
@@ -82,6 +89,7 @@ inline void RunTufInput(const uint8_t* data, size_t size) {
       set.UpdateTimestamp(rest);
       set.UpdateTimestamp(rest, /*from_cache=*/true);
     }
+    CheckAcceptedNesting(rest, 64);
   } catch (const outpost::Error& e) {
     Expected(e);
   }

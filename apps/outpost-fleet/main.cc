@@ -113,6 +113,12 @@ int main(int argc, char** argv) {
                     "Keep an update repository (served under /repo): target files live here");
   serve->add_option("--online-key", online_key,
                     "The key (0600) this server signs snapshot and timestamp with");
+  double batch_retention_secs = 7 * 86400, event_retention_secs = 30 * 86400;
+  serve->add_option("--batch-retention-secs", batch_retention_secs,
+                    "How long telemetry batch ids are remembered, so a redelivered batch counts "
+                    "once (default 7 days)");
+  serve->add_option("--event-retention-secs", event_retention_secs,
+                    "How long device events (drift, anomalies) are kept (default 30 days)");
   serve->add_option("--online-expiry-days", options.online_expiry_days,
                     "Lifetime of signed snapshot and timestamp (re-signed at half; default 7)");
 
@@ -139,6 +145,10 @@ int main(int argc, char** argv) {
     if (!db_file.empty()) db_url = ReadSecretFile(db_file);
     if (serve->parsed()) {
       server_options.rollout_tick = std::chrono::milliseconds(tick_ms);
+      if (!(batch_retention_secs > 0) || !(event_retention_secs > 0))
+        Fail(ErrorCode::kInvalidArgument, "retention must be positive");
+      options.batch_retention_ms = static_cast<Millis>(batch_retention_secs * 1000);
+      options.event_retention_ms = static_cast<Millis>(event_retention_secs * 1000);
       if (repository_dir.empty() != online_key.empty())
         Fail(ErrorCode::kInvalidArgument, "--repository-dir and --online-key go together");
       if (!online_key.empty()) {

@@ -112,6 +112,9 @@ void Database::Transact(const std::function<void(SqlConnection&)>& f) {
     SqlError::Kind failure;
     std::string why;
     {
+      // Before the connection: whoever holds the write lock can always get one.
+      std::unique_lock<std::mutex> writing;
+      if (write_lock_) writing = std::unique_lock(*write_lock_);
       Lease c(Acquire(), [this](auto conn) { Release(std::move(conn)); });
       try {
         (*c).Begin();

@@ -103,10 +103,15 @@ class Database {
   void Transact(const std::function<void(SqlConnection&)>& f);
   // Runs `f` on a pooled connection, each statement on its own (reads).
   void Read(const std::function<void(SqlConnection&)>& f);
+  // Housekeeping the engine needs now and then (SQLite: a checkpoint that cannot starve).
+  virtual void Maintain() {}
 
  protected:
   explicit Database(int pool_size) : pool_size_(pool_size) {}
   virtual std::unique_ptr<SqlConnection> Connect() = 0;
+  // An engine whose writers exclude one another anyway (SQLite) queues them here rather than in
+  // its busy loop, and its maintenance can hold writers off while it works.
+  std::mutex* write_lock_ = nullptr;
 
  private:
   std::unique_ptr<SqlConnection> Acquire();

@@ -9,7 +9,13 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/json_input.h"
+
 namespace outpost::fleet {
+
+// How much of each the server reads, and the bounds it parses the JSON within.
+inline constexpr JsonLimits kReportJsonLimits{1u << 20, 16, 1u << 16, 64u << 10};
+inline constexpr JsonLimits kTelemetryJsonLimits{4u << 20, 32, 1u << 18, 1u << 20};
 
 struct DeploymentStatus {
   std::string deployment;

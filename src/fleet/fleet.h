@@ -48,6 +48,10 @@ struct FleetOptions {
   std::string replica;            // names this server in rollout steps and logs
   std::string drift_webhook_url;  // retraining triggers: drift events are forwarded
   Millis max_enrollment_token_ms = 30LL * 24 * 3600 * 1000;
+  // How long a telemetry batch id is remembered (a batch redelivered within it counts once)
+  // and how long device events are kept: the database stays the size of these windows.
+  Millis batch_retention_ms = 7LL * 24 * 3600 * 1000;
+  Millis event_retention_ms = 30LL * 24 * 3600 * 1000;
   std::string repository_url;  // given to devices with their desired state
   // The update repository this server keeps (TUF): targets are signed offline by release keys
   // it never holds; it signs snapshot and timestamp with its online key. Replicas share the
@@ -116,6 +120,9 @@ class Fleet {
   // --- telemetry ---------------------------------------------------------------------------
   json IntakeOtlpLogs(const Caller& device, const json& body, const std::string& batch_id);
   json ListEvents(const std::string& model, const std::string& version, int64_t limit);
+  // Forgets batch ids and events past their retention, and lets the engine keep its files
+  // small (SQLite's WAL). Any replica may; returns the rows removed.
+  int64_t Maintain();
 
   // --- the update repository ---------------------------------------------------------------
   json PutRoot(const Caller& caller, const std::string& bytes);
@@ -154,6 +161,7 @@ class Fleet {
   int64_t cached_generation_ = -1;
   Millis cache_checked_ms_ = 0;
   std::shared_ptr<const std::vector<DeploymentView>> cached_;
+  std::atomic<Millis> pruned_ms_{0};
 };
 
 }  // namespace outpost::fleet

@@ -10,6 +10,7 @@
 #include "core/json_input.h"
 #include "core/logging.h"
 #include "fleet/dashboard.h"
+#include "fleet/device_input.h"
 #include "http/static_file.h"
 
 namespace outpost::fleet {
@@ -20,13 +21,11 @@ using http::Response;
 
 // Body limits per kind of endpoint: what a legitimate client sends, with room to spare.
 constexpr size_t kControlBody = 64u << 10;
-constexpr size_t kReportBody = 1u << 20;
-constexpr size_t kTelemetryBody = 4u << 20;
+constexpr size_t kReportBody = kReportJsonLimits.max_bytes;
+constexpr size_t kTelemetryBody = kTelemetryJsonLimits.max_bytes;
 constexpr size_t kUploadBody = 8u << 20;    // the CLI uploads 4 MiB chunks
 constexpr size_t kTargetsBody = 16u << 20;  // signed targets metadata
-const JsonLimits kReportJson{kReportBody, 16, 1u << 16, 64u << 10};
-const JsonLimits kTelemetryJson{kTelemetryBody, 32, 1u << 18, 1u << 20};
-const JsonLimits kDeploymentJson{kReportBody, 16, 1u << 16, 64u << 10};
+constexpr JsonLimits kDeploymentJson = kReportJsonLimits;
 
 void SendJson(Response& res, int status, const json& body) {
   res.status = status;
@@ -139,6 +138,7 @@ void FleetServer::ControllerLoop() {
     try {
       fleet_.TickRollouts();
       fleet_.RefreshTimestamp();
+      fleet_.Maintain();
     } catch (const std::exception& e) {
       Log(LogSeverity::kWarn, "fleet", "controller_failed",
           std::string("rollout controller: ") + e.what());
@@ -218,14 +218,14 @@ void FleetServer::Routes() {
       }));
   s.Route("POST", "/api/v1/device/report",
           device([&f](const Caller& c, const Request& req, Response& res) {
-            SendJson(res, 200, f.Report(c, Body(req, kReportJson)));
+            SendJson(res, 200, f.Report(c, Body(req, kReportJsonLimits)));
           }),
           limit(kReportBody));
   // OTLP/HTTP JSON: an agent's telemetry endpoint is <server>/api/v1/device/telemetry.
   s.Route("POST", "/api/v1/device/telemetry/v1/logs",
           device([&f](const Caller& c, const Request& req, Response& res) {
             json out =
-                f.IntakeOtlpLogs(c, Body(req, kTelemetryJson), req.Header("Idempotency-Key"));
+                f.IntakeOtlpLogs(c, Body(req, kTelemetryJsonLimits), req.Header("Idempotency-Key"));
             SendJson(res, 200, {{"partialSuccess", json::object()}, {"outpost", out}});
           }),
           limit(kTelemetryBody));

@@ -106,6 +106,11 @@ void Migrate(Database& db) {
       // Waves admit counts of devices (fleet/rollout.h): the bound a rollout has reached. A
       // rollout running across the upgrade recomputes it at the controller's next tick.
       c.Script("ALTER TABLE rollouts ADD COLUMN admit_below BIGINT NOT NULL DEFAULT 0");
+      // Retention deletes by age.
+      c.Script(
+          "CREATE INDEX IF NOT EXISTS telemetry_batches_by_time ON telemetry_batches "
+          "(received_ms); CREATE INDEX IF NOT EXISTS fleet_events_by_time ON fleet_events "
+          "(received_ms);");
     }
     c.Query("DELETE FROM schema_version");
     c.Query("INSERT INTO schema_version (version) VALUES (?)", {kSchemaVersion});

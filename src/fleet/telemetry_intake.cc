@@ -46,6 +46,37 @@ json Fleet::IntakeOtlpLogs(const Caller& device, const json& body, const std::st
           {"events", duplicate ? 0 : batch.events.size()}};
 }
 
+int64_t Fleet::Maintain() {
+  int64_t removed = 0;
+  const Millis now = Now();
+  // Retention runs every half minute at most; each pass deletes what aged out since the last.
+  if (now - pruned_ms_.load() >= 30000) {
+    pruned_ms_ = now;
+    // In chunks, each its own short transaction: devices keep writing meanwhile.
+    constexpr int64_t kChunk = 5000;
+    auto prune = [&](const char* sql, Millis before) {
+      for (int i = 0; i < 100; ++i) {
+        int64_t n = 0;
+        db_.Transact([&](SqlConnection& c) {
+          n = static_cast<int64_t>(c.Query(sql, {before, kChunk}).size());
+        });
+        removed += n;
+        if (n < kChunk) break;
+      }
+    };
+    prune(
+        "DELETE FROM telemetry_batches WHERE batch_id IN (SELECT batch_id FROM "
+        "telemetry_batches WHERE received_ms < ? LIMIT ?) RETURNING received_ms",
+        now - options_.batch_retention_ms);
+    prune(
+        "DELETE FROM fleet_events WHERE id IN (SELECT id FROM fleet_events WHERE received_ms < ? "
+        "LIMIT ?) RETURNING id",
+        now - options_.event_retention_ms);
+  }
+  db_.Maintain();
+  return removed;
+}
+
 json Fleet::ListEvents(const std::string& model, const std::string& version, int64_t limit) {
   std::string sql =
       "SELECT id, device_id, time_ms, received_ms, event, model, version, body FROM fleet_events "

@@ -972,6 +972,10 @@ void Server::Impl::Answer(Job& job) {
     length = std::to_string(res.file->length);
   } else if (!streamed && !no_body) {
     length = std::to_string(res.body.size());
+  } else if (res.status == 304) {
+    // RFC 9112 ends a 304 at its head whatever it says; cpp-httplib's client (bench, CLI)
+    // reads one without a length until the connection closes.
+    length = "0";
   }
   // HTTP/1.0 has no chunked coding: a streamed body ends when the connection does.
   const bool close = !job.keep_alive || (streamed && version_minor == 0);

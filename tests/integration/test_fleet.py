@@ -102,6 +102,12 @@ class FleetTests:
         status, body, _ = self.server.request("GET", "/api/v1/device/desired-state", None, headers)
         self.assertEqual(status, 401)
         self.assertIn("replayed", body["error"])
+        # Signed afresh with an older time inside the 5-minute window (a held-back request, not a
+        # byte-for-byte copy): refused too, a device's times only go forward.
+        status, body = a.request("GET", "/api/v1/device/desired-state",
+                                 time_ms=int(time.time() * 1000) - 30 * 1000)
+        self.assertEqual(status, 401)
+        self.assertIn("not after the device's last request", body["error"])
         # A signature over another body does not carry to this one.
         headers = a.signed_headers("POST", "/api/v1/device/report", b'{"health": {}}')
         status, _, _ = self.server.request("POST", "/api/v1/device/report",
@@ -138,7 +144,11 @@ class FleetTests:
         self.assertEqual(self.op("GET", "/api/v1/deployments", token=made["token"])[0], 200)
         self.assertEqual(self.op("DELETE", "/api/v1/tokens/" + made["id"])[0], 200)
         self.assertEqual(self.op("GET", "/api/v1/deployments", token=made["token"])[0], 401)
-        # Tokens are stored hashed: the secret is nowhere in the database or the log.
+        # Tokens are stored hashed: the secret is nowhere in the database or the log (the token's
+        # id is, which shows the database was searched).
+        stored = self.database_text()
+        self.assertIn(made["id"], stored)
+        self.assertNotIn(made["token"], stored)
         self.assertNotIn(made["token"], self.server.logs())
 
     # --- desired state ----------------------------------------------------------------------
@@ -521,6 +531,15 @@ class SqliteFleetTest(FleetTests, unittest.TestCase):
         except sqlite3.Error as e:
             return str(e)
 
+    def database_text(self):
+        """Every byte the database keeps (file and WAL), freed pages included."""
+        data = b""
+        for suffix in ("", "-wal"):
+            if os.path.exists(self.db_path + suffix):
+                with open(self.db_path + suffix, "rb") as f:
+                    data += f.read()
+        return data.decode("latin-1")
+
 
 class PostgresFleetTest(PostgresCluster, FleetTests, unittest.TestCase):
     def new_db(self):
@@ -529,6 +548,17 @@ class PostgresFleetTest(PostgresCluster, FleetTests, unittest.TestCase):
     def tamper(self, sql):
         code, out = self.pg.psql(sql)
         return out if code != 0 or "ERROR" in out else ""
+
+    def database_text(self):
+        """Every row of every table, as text."""
+        code, tables = self.pg.psql("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        self.assertEqual(code, 0, tables)
+        text = ""
+        for table in tables.split():
+            code, rows = self.pg.psql(f"SELECT t::text FROM {table} t")
+            self.assertEqual(code, 0, rows)
+            text += rows
+        return text
 
 
 if __name__ == "__main__":

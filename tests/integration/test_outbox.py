@@ -36,6 +36,7 @@ class OtlpReceiver:
         self.seen = set()
         self.duplicates = 0
         self.down = False
+        self.refused = 0  # requests answered 503 while down
         self.lose_answers = 0.0
         self.rng = random.Random(seed)
         self.lock = threading.Lock()
@@ -50,6 +51,8 @@ class OtlpReceiver:
             def do_POST(self):
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 if rx.down:
+                    with rx.lock:
+                        rx.refused += 1
                     return self.answer(503)
                 if self.path == "/hook":  # a plain webhook
                     with rx.lock:
@@ -143,8 +146,13 @@ class OutboxTest(unittest.TestCase):
         # holds ~2,000 of them, every 10th is high priority.
         n = 4320
         self.rx.down = True
+        # The shipper runs through the outage: every attempt is refused, nothing is lost.
         st = self.harness("--events", str(n), "--max-bytes", "600000", "--payload-bytes", "200",
-                          "--high-every", "10")
+                          "--high-every", "10", "--ship", "--drain-secs", "1", check=False)
+        self.assertEqual(st["shipped_items"], 0)
+        self.assertGreater(st["send_failures"], 0)
+        self.assertGreater(self.rx.refused, 0, "the shipper never met the outage")
+        self.assertEqual(self.rx.seen, set())
         dropped = sum(st["dropped"].values())
         self.assertGreater(dropped, 0)
         self.assertEqual(set(st["dropped"]), {"full_p0"}, "only low-priority items may go")
@@ -162,7 +170,10 @@ class OutboxTest(unittest.TestCase):
     def test_full_disk_is_counted_and_the_store_stays_whole(self):
         n = 3000
         self.rx.down = True
-        st = self.harness("--events", str(n), "--file-size-limit", "1000000", "--payload-bytes", "200")
+        st = self.harness("--events", str(n), "--file-size-limit", "1000000", "--payload-bytes", "200",
+                          "--ship", "--drain-secs", "1", check=False)
+        self.assertGreater(self.rx.refused, 0, "the shipper never met the outage")
+        self.assertEqual(st["shipped_items"], 0)
         self.assertGreater(st["dropped"].get("disk_full", 0), 0)
         self.assertEqual(st["failed_appends"], st["dropped"]["disk_full"])
         stored = st["produced"]

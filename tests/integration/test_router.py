@@ -141,10 +141,16 @@ class RouterTest(ChatClientMixin, unittest.TestCase):
             json.dump(config, f)
         self.agent = Agent(self.repo, extra_args=["--config", path], grpc=False)
 
-    def metric(self, pattern):
+    def metric(self, pattern, missing=None):
+        """A sample's value; a series that is not there fails the test unless `missing` says
+        what it stands for (a counter not yet created is 0)."""
         _, _, raw = self.agent.request("GET", "/metrics")
         m = re.search(r"(?m)^" + re.escape(pattern) + r" (\S+)$", raw.decode())
-        return float(m.group(1)) if m else 0.0
+        if m:
+            return float(m.group(1))
+        if missing is None:
+            self.fail(f"no sample {pattern} in /metrics")
+        return missing
 
     # --- routing reasons ---------------------------------------------------------------
     def test_each_routing_reason(self):
@@ -169,7 +175,8 @@ class RouterTest(ChatClientMixin, unittest.TestCase):
         ]
         for body, route, reason in cases:
             with self.subTest(reason=reason):
-                before = self.metric(f'outpost_router_decisions_total{{route="{route}",reason="{reason}"}}')
+                before = self.metric(f'outpost_router_decisions_total{{route="{route}",reason="{reason}"}}',
+                                     missing=0.0)
                 _, h = self.chat({**body, "max_tokens": body.get("max_tokens", 4)})
                 self.assertEqual((h["X-Outpost-Route"], h["X-Outpost-Route-Reason"]), (route, reason))
                 after = self.metric(f'outpost_router_decisions_total{{route="{route}",reason="{reason}"}}')

@@ -170,6 +170,7 @@ class UpdateFlowTest(UpdateTestBase):
         self.assertIn("error rate rose in the canary window", event["reason"])
         failures = [b for s, b in results if s != 200]
         self.assertTrue(failures, "some canary requests reached 2.0.0 and failed")
+        print("FAILURES", failures[:2])
         self.assertTrue(all(b.get("model_version", "2.0.0") != "1.0.0" for b in failures))
         self.assertEqual(self.served(), ("1.0.0", [1, 2, 3, 4]))
         self.assertEqual(self.versions_on_disk(), ["1.0.0"])

@@ -24,6 +24,7 @@ class DoublingModel : public Model {
   std::vector<Tensor> Run(const std::vector<Tensor>& in, const std::vector<std::string>&) override {
     while (blocked) std::this_thread::sleep_for(std::chrono::milliseconds(1));
     runs_rows.push_back(in[0].shape[0]);
+    run_times.push_back(Clock::now());
     Tensor y = in[0];
     y.name = "y";
     auto* f = reinterpret_cast<float*>(y.data.data());
@@ -32,6 +33,7 @@ class DoublingModel : public Model {
   }
   std::atomic<bool> blocked{false};
   std::vector<int64_t> runs_rows;  // written by the single worker only
+  std::vector<Clock::time_point> run_times;
 
  private:
   std::vector<TensorSpec> inputs_, outputs_;
@@ -137,23 +139,43 @@ TEST(Scheduler, DeadlineInTheQueue) {
 }
 
 TEST(Scheduler, DestructionDrainsQueuedWork) {
+  // Requests still queued when a scheduler goes (its model version unloads) run before it is
+  // gone: none is dropped, none fails.
   auto model = std::make_shared<DoublingModel>();
-  std::vector<std::thread> threads;
-  std::atomic<int> done{0};
-  {
-    auto s = std::make_unique<Scheduler>(model, SchedulerOptions{});
-    model->blocked = true;
-    for (int i = 0; i < 3; ++i) {
-      threads.emplace_back([&] {
-        s->Infer({Rows(1, 0)}, {}, In(10000));
-        ++done;
-      });
-    }
-    while (s->queue_depth() < 2) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    model->blocked = false;
-    for (auto& t : threads) t.join();
+  SchedulerOptions options;
+  options.dynamic_batching = true;  // every request queues; none runs on its caller's thread
+  options.max_batch_size = 1;
+  auto s = std::make_unique<Scheduler>(model, options);
+  Scheduler* raw = s.get();
+  model->blocked = true;
+  std::atomic<int> done{0}, failed{0};
+  std::vector<std::thread> callers;
+  for (int i = 0; i < 3; ++i) {
+    callers.emplace_back([&, i] {
+      try {
+        auto out = raw->Infer({Rows(1, static_cast<float>(i))}, {}, In(10000));
+        if (out.size() == 1) ++done;
+      } catch (const Error&) {
+        ++failed;
+      }
+    });
   }
+  // One request is in the (blocked) model, two wait in the queue.
+  while (raw->queue_depth() < 2) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  const auto destroying = Clock::now();
+  std::thread release([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    model->blocked = false;
+  });
+  s.reset();  // returns once every queued request has run
+  release.join();
+  for (auto& t : callers) t.join();
   EXPECT_EQ(done, 3);
+  EXPECT_EQ(failed, 0);
+  ASSERT_EQ(model->run_times.size(), 3u);
+  // The queued two ran after the destructor began: it drained them, nobody else did.
+  EXPECT_GT(model->run_times[1], destroying);
+  EXPECT_GT(model->run_times[2], destroying);
 }
 
 }  // namespace
