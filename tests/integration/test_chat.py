@@ -16,6 +16,8 @@ import tempfile
 import time
 import unittest
 
+import numpy as np
+
 from agent import BIN_DIR, Agent
 from chat_helpers import ChatClientMixin, make_variant, tiny_llm
 from openai_schema import OpenAiSchemas
@@ -116,15 +118,33 @@ class ChatTest(ChatClientMixin, unittest.TestCase):
 
     def test_weight_variants_generate(self):
         messages = [{"role": "user", "content": "hello world"}]
+        prompt = self.prompt_ids(messages)
         expected = self.reference(messages, 8)
+        # The quantized variants against the reference on their own (dequantized) weights: each
+        # step's log-probability of the token chosen, and the choice itself where int4's
+        # weight-only quantization leaves nothing else to differ.
+        tolerance = {"tiny-fp16": 0.02, "tiny-int8": 0.15, "tiny-int4": 0.02}
+        weights = {"tiny-fp16": self.weights,
+                   "tiny-int8": tiny_llm.dequantized(self.weights, "int8"),
+                   "tiny-int4": tiny_llm.dequantized(self.weights, "int4")}
         for model in ("tiny-fp16", "tiny-int8", "tiny-int4"):
             with self.subTest(model=model):
                 body, _ = self.chat({"model": model, "messages": messages, "max_tokens": 8,
                                      "temperature": 0, "logprobs": True})
+                content = body["choices"][0]["logprobs"]["content"]
                 got = self.token_ids(body["choices"][0]["logprobs"])
                 self.assertEqual(len(got), len(expected))
-                if model == "tiny-fp16":  # only the cache and logits are float16: same choices
-                    self.assertEqual(got, expected)
+                logits = tiny_llm.reference_logits(weights[model], self.meta, prompt + got)
+                for step, (token, entry) in enumerate(zip(got, content)):
+                    row = logits[len(prompt) + step - 1]
+                    ref = row - np.log(np.sum(np.exp(row - row.max()))) - row.max()
+                    self.assertAlmostEqual(entry["logprob"], ref[token], delta=tolerance[model],
+                                           msg=f"step {step}")
+                    # Greedy: what was chosen is (within the tolerance) the reference's best.
+                    self.assertGreaterEqual(ref[token], ref.max() - tolerance[model], f"step {step}")
+                if model in ("tiny-fp16", "tiny-int4"):
+                    self.assertEqual(got, tiny_llm.reference_greedy(
+                        weights[model], self.meta, prompt, 8, stop=self.eos))
 
     def test_sampling_is_reproducible_with_a_seed(self):
         base = {"model": "tiny", "messages": [{"role": "user", "content": "hello"}],

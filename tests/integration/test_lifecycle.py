@@ -44,6 +44,13 @@ class LifecycleTest(unittest.TestCase):
     def index(self):
         return {(e["name"], e.get("version", "")): e for e in self.agent.get_json("/v2/repository/index")[1]}
 
+    def inflight_bytes(self):
+        _, _, raw = self.agent.request("GET", "/metrics")
+        for line in raw.decode().splitlines():
+            if line.startswith("outpost_inflight_bytes "):
+                return float(line.split()[1])
+        self.fail("no outpost_inflight_bytes in /metrics")
+
     def versions(self):
         status, meta = self.agent.get_json("/v2/models/add_mul")
         return meta["versions"] if status == 200 else []
@@ -52,27 +59,55 @@ class LifecycleTest(unittest.TestCase):
         a = np.arange(8, dtype=np.float32).reshape(2, 4)
         stop = threading.Event()
         failures, served_by, lock = [], {}, threading.Lock()
+        finished = []  # load threads that ran until told to stop
+
+        def count(protocol, version):
+            with lock:
+                served_by[(protocol, version)] = served_by.get((protocol, version), 0) + 1
 
         def http_load():
             while not stop.is_set():
-                status, body = self.agent.infer_json("add_mul", {"a": a, "b": a})
-                with lock:
-                    if status != 200:
+                try:  # a reset or a body that is not JSON is a failure too, not a lost thread
+                    status, body = self.agent.infer_json("add_mul", {"a": a, "b": a})
+                except Exception as e:
+                    with lock:
+                        failures.append(("http", type(e).__name__, str(e)))
+                    continue
+                if status != 200:
+                    with lock:
                         failures.append(("http", status, body))
-                    else:
-                        served_by[body["model_version"]] = served_by.get(body["model_version"], 0) + 1
-                        if body["outputs"][0]["data"] != (a + a).reshape(-1).tolist():
-                            failures.append(("http", "wrong answer", body))
+                    continue
+                if body["outputs"][0]["data"] != (a + a).reshape(-1).tolist():
+                    with lock:
+                        failures.append(("http", "wrong answer", body))
+                count("http", body["model_version"])
+            finished.append("http")
 
         def grpc_load():
+            stub, pb2 = self.agent.grpc()
+            req = pb2.ModelInferRequest(model_name="add_mul")
+            for name in ("a", "b"):
+                req.inputs.add(name=name, datatype="FP32", shape=[2, 4])
+                req.raw_input_contents.append(a.tobytes())
             while not stop.is_set():
                 try:
-                    out = self.agent.infer_grpc("add_mul", {"a": a, "b": a})
+                    res = stub.ModelInfer(req, timeout=30)
+                    out = {o.name: np.frombuffer(res.raw_output_contents[i], np.float32).reshape(2, 4)
+                           for i, o in enumerate(res.outputs)}
                     if not np.array_equal(out["sum"], a + a):
-                        failures.append(("grpc", "wrong answer", out))
+                        with lock:
+                            failures.append(("grpc", "wrong answer", res.model_version))
+                    count("grpc", res.model_version)
                 except grpc.RpcError as e:
                     with lock:
                         failures.append(("grpc", e.code(), e.details()))
+                except Exception as e:
+                    with lock:
+                        failures.append(("grpc", type(e).__name__, str(e)))
+            finished.append("grpc")
+
+        def on(version, protocol="http"):
+            return served_by.get((protocol, version), 0)
 
         threads = [threading.Thread(target=http_load) for _ in range(3)] + [threading.Thread(target=grpc_load) for _ in range(2)]
         for t in threads:
@@ -81,11 +116,12 @@ class LifecycleTest(unittest.TestCase):
             time.sleep(0.3)
             add_version(self.repo, "add_mul", "2", os.path.join(FIXTURES, "add_mul", "1"))
             wait_for(lambda: self.versions() == ["1", "2"], what="version 2 to load")
-            wait_for(lambda: served_by.get("2", 0) > 20, what="traffic on version 2")
+            wait_for(lambda: on("2") > 20 and on("2", "grpc") > 20, what="traffic on version 2")
             shutil.rmtree(os.path.join(self.repo, "add_mul", "1"))
             wait_for(lambda: self.versions() == ["2"], what="version 1 to unload")
             add_version(self.repo, "add_mul", "10", os.path.join(FIXTURES, "add_mul", "1"))
-            wait_for(lambda: served_by.get("10", 0) > 20, what="traffic on version 10 (numeric order, not text)")
+            wait_for(lambda: on("10") > 20 and on("10", "grpc") > 20,
+                     what="traffic on version 10 (numeric order, not text)")
             shutil.rmtree(os.path.join(self.repo, "add_mul", "10"))
             wait_for(lambda: self.versions() == ["2"], what="version 10 to unload")
             time.sleep(0.3)
@@ -94,8 +130,10 @@ class LifecycleTest(unittest.TestCase):
             for t in threads:
                 t.join()
         self.assertEqual(failures, [])
-        self.assertGreater(served_by.get("1", 0), 0)
-        self.assertGreater(served_by.get("2", 0), 0)
+        self.assertEqual(sorted(finished), ["grpc"] * 2 + ["http"] * 3, "a load thread died")
+        for protocol in ("http", "grpc"):
+            for version in ("1", "2", "10"):
+                self.assertGreater(on(version, protocol), 0, (protocol, version, served_by))
 
     def test_half_written_and_broken_versions(self):
         # A model file written in two halves, slower than the poll interval.
@@ -153,7 +191,9 @@ class LifecycleTest(unittest.TestCase):
         result = []
         t = threading.Thread(target=lambda: result.append(self.agent.infer_binary("slow", {"x": np.ones((128, 512), np.float32)})))
         t.start()
-        time.sleep(0.15)
+        # SIGTERM once the agent holds the whole request (its 256 KiB body counts in the bytes
+        # requests hold), not after a guessed pause.
+        wait_for(lambda: self.inflight_bytes() >= 128 * 512 * 4, timeout=10, what="the request in flight")
         self.agent.proc.send_signal(signal.SIGTERM)
         t.join()
         self.assertEqual(self.agent.proc.wait(timeout=30), 0)
