@@ -280,7 +280,8 @@ int main(int argc, char** argv) {
       fmt::print("  t={:>5.0f} s  database {:>7.1f} MB  wal {:>7.1f} MB\n",
                  std::chrono::duration<double>(Clock::now() - start).count(), f, w);
       std::fflush(stdout);
-      next += std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(size_every));
+      next +=
+          std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(size_every));
       while (sampling && Clock::now() < next && Clock::now() < end)
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }

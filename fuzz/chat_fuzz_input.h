@@ -15,9 +15,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "json_nesting.h"
 #include "llm/text_pieces.h"
 #include "llm/tokenizer.h"
-#include "json_nesting.h"
 #include "serving/openai_protocol.h"
 
 namespace outpost_fuzz {

@@ -12,9 +12,9 @@
 
 #include "core/error.h"
 #include "core/json_input.h"
-#include "json_nesting.h"
 #include "fleet/desired_state.h"
 #include "fleet/device_input.h"
+#include "json_nesting.h"
 
 namespace outpost_fuzz {
 
@@ -23,8 +23,8 @@ inline void RunFleetInput(const uint8_t* data, size_t size) {
   using nlohmann::json;
   // As the server's front end reads a body: within the limits of the endpoint it is sent to.
   const std::string_view text(reinterpret_cast<const char*>(data) + 1, size - 1);
-  const outpost::JsonLimits& limits = data[0] % 5 == 1 ? outpost::fleet::kTelemetryJsonLimits
-                                                       : outpost::fleet::kReportJsonLimits;
+  const outpost::JsonLimits& limits =
+      data[0] % 5 == 1 ? outpost::fleet::kTelemetryJsonLimits : outpost::fleet::kReportJsonLimits;
   json j;
   try {
     j = outpost::ParseJson(text, limits, "body");

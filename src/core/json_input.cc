@@ -89,6 +89,11 @@ json ParseJson(std::string_view text, const JsonLimits& limits, std::string_view
                                           " bytes of JSON, more than the limit of " +
                                           std::to_string(limits.max_bytes));
   }
+  // nlohmann's lexer takes a NUL byte for the end of the input, so "{}\0anything" would pass as
+  // "{}". JSON text has no raw NUL anywhere (in strings it is written \u0000): refuse it.
+  if (const size_t nul = text.find('\0'); nul != std::string_view::npos)
+    Fail(ErrorCode::kInvalidArgument,
+         prefix + "not valid JSON at byte " + std::to_string(nul) + ": a NUL byte");
   json root;
   BoundedSax sax(root, limits);
   const bool ok = json::sax_parse(text.begin(), text.end(), &sax, json::input_format_t::json,

@@ -192,9 +192,6 @@ PackageReport VerifyPackage(const ReadFn& read, const TrustPolicy* trust,
     Bad("manifest.json is " + std::to_string(e.size) + " bytes, over the limit");
   std::string manifest_text = reader.ReadAll();
   PackageReport report;
-  report.manifest = ParsePackageManifestText(manifest_text);
-  if (report.manifest.Canonical() != manifest_text) Bad("manifest.json is not in canonical form");
-
   bool more = reader.Next(e);
   json sigs = {{"signatures", json::array()}};
   if (more && e.name == "signatures.json") {
@@ -203,7 +200,12 @@ PackageReport VerifyPackage(const ReadFn& read, const TrustPolicy* trust,
     sigs = ParseSignatures(report.signatures_text);
     more = reader.Next(e);
   }
-  CheckSignatures(manifest_text, sigs, trust, report);
+  // The signatures cover the manifest's bytes: with a trust policy they are checked before the
+  // manifest is parsed at all, so what a stranger wrote is never read further.
+  if (trust) CheckSignatures(manifest_text, sigs, trust, report);
+  report.manifest = ParsePackageManifestText(manifest_text);
+  if (report.manifest.Canonical() != manifest_text) Bad("manifest.json is not in canonical form");
+  if (!trust) CheckSignatures(manifest_text, sigs, trust, report);
 
   // Files: exactly the manifest's, in its order, each checked before it is trusted.
   size_t index = 0;

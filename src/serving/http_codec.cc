@@ -581,6 +581,9 @@ InferRequest DecodeHttpInferRequest(std::string_view body, std::optional<size_t>
   }
   std::string_view header = header_length ? body.substr(0, *header_length) : body;
   std::string_view binary = header_length ? body.substr(*header_length) : std::string_view{};
+  // The parser would take a NUL for the end of the input and ignore what follows.
+  if (const size_t nul = header.find('\0'); nul != std::string_view::npos)
+    Bad("request body is not valid JSON: a NUL byte at byte " + std::to_string(nul));
   InferRequestReader reader(header.size(), hold);
   json::sax_parse(header.begin(), header.end(), &reader, json::input_format_t::json, true, false);
   if (auto deferred = reader.Deferred(); !deferred.empty()) {
