@@ -44,10 +44,8 @@ RangeKind ParseRange(std::string_view header, uint64_t size, ByteRange& out) {
     return RangeKind::kOne;
   }
   auto first = Number(a);
-  if (!first) return RangeKind::kWhole;
-  std::optional<uint64_t> last =
-      b.empty() ? std::optional<uint64_t>(size ? size - 1 : 0) : Number(b);
-  if (!last || *last < *first) return RangeKind::kWhole;
+  std::optional<uint64_t> last = b.empty() ? std::optional<uint64_t>(UINT64_MAX) : Number(b);
+  if (!first || !last || *last < *first) return RangeKind::kWhole;  // invalid: ignored
   if (*first >= size) return RangeKind::kUnsatisfiable;
   out.first = *first;
   out.length = std::min(*last, size - 1) - *first + 1;
