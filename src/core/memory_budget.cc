@@ -7,9 +7,10 @@
 namespace outpost {
 
 bool MemoryBudget::TryCharge(uint64_t bytes) {
+  const uint64_t limit = bytes <= kSmallCharge ? limit_ + limit_ / 16 : limit_;
   uint64_t used = used_.load();
   do {
-    if (used + bytes > limit_) return false;
+    if (used + bytes > limit) return false;
   } while (!used_.compare_exchange_weak(used, used + bytes));
   return true;
 }

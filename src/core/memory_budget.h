@@ -3,6 +3,9 @@
 // next charge would pass the limit is refused (HTTP 503, gRPC RESOURCE_EXHAUSTED) instead of
 // growing the process. Work already done is charged unconditionally (Charge), so `used` can
 // pass the limit briefly; new requests are refused until it falls back.
+//
+// Small charges (up to kSmallCharge) may go a sixteenth past the limit: large requests filling
+// the budget leave room for the ordinary small ones, which keep being served.
 #pragma once
 
 #include <atomic>
@@ -13,6 +16,7 @@ namespace outpost {
 
 class MemoryBudget {
  public:
+  static constexpr uint64_t kSmallCharge = 64u << 10;
   explicit MemoryBudget(uint64_t limit) : limit_(limit) {}
   MemoryBudget(const MemoryBudget&) = delete;
   MemoryBudget& operator=(const MemoryBudget&) = delete;
@@ -20,7 +24,6 @@ class MemoryBudget {
   bool TryCharge(uint64_t bytes);
   void Charge(uint64_t bytes) { used_ += bytes; }
   void Release(uint64_t bytes) { used_ -= bytes; }
-  bool WouldFit(uint64_t bytes) const { return used_.load() + bytes <= limit_; }
   uint64_t used() const { return used_.load(); }
   uint64_t limit() const { return limit_; }
 

@@ -42,6 +42,7 @@ constexpr auto kLinger = std::chrono::seconds(2);
 constexpr uint64_t kListenKey = 0, kWakeKey = 1;
 constexpr auto kDrainGrace = std::chrono::seconds(30);
 constexpr uint64_t kLargeRequest = 4u << 20;
+constexpr int kAcceptBatch = 64;
 
 std::vector<std::string> Segments(std::string_view path) {
   std::vector<std::string> out;
@@ -103,6 +104,7 @@ struct Conn {
   bool close_after = false;
   uint32_t interest = 0;
   bool shut_down = false;
+  uint64_t served = 0;  // responses completed on this connection
 
   // Shared with the worker answering it.
   std::mutex mu;
@@ -389,7 +391,9 @@ class Server::Impl {
   }
 
   void Accept() {
-    while (true) {
+    // In batches: the loop's other events (a request waiting on a busy connection) are not
+    // starved by a connection flood.
+    for (int accepted = 0; accepted < kAcceptBatch; ++accepted) {
       sockaddr_storage addr{};
       socklen_t len = sizeof addr;
       int fd = ::accept4(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len,
@@ -450,23 +454,43 @@ class Server::Impl {
   // Closes one connection to make room: an idle or closing one first, then the unfinished
   // request that started longest ago. Never one whose request a worker is answering.
   bool Evict() {
-    Conn* victim = nullptr;
-    int victim_rank = 3;
-    for (auto& [id, c] : conns_) {
-      int rank = c->state == State::kLingering                            ? 0
-                 : c->state == State::kIdle                               ? 1
-                 : (c->state == State::kHead || c->state == State::kBody) ? 2
-                                                                          : 3;
-      if (rank == 3) continue;
-      if (rank < victim_rank || (rank == victim_rank && c->request_start < victim->request_start)) {
-        victim = c.get();
-        victim_rank = rank;
+    for (int tries = 0; tries < 8; ++tries) {
+      Conn* victim = nullptr;
+      int victim_rank = 4;
+      for (auto& [id, c] : conns_) {
+        // Closing anyway; then connections that never sent a request; then unfinished
+        // requests; last, idle keep-alive connections of clients already served (the older
+        // first in each); never one a worker is answering.
+        const bool idle = c->state == State::kIdle;
+        const bool partial = c->state == State::kHead || c->state == State::kBody;
+        int rank = c->state == State::kLingering ? 0
+                   : idle && c->served == 0      ? 1
+                   : partial                     ? 2
+                   : idle                        ? 3
+                                                 : 4;
+        if (rank == 4) continue;
+        if (rank < victim_rank ||
+            (rank == victim_rank && c->request_start < victim->request_start)) {
+          victim = c.get();
+          victim_rank = rank;
+        }
       }
+      if (!victim) return false;
+      // "Idle" may only mean that its next request waits in the socket, unread while this
+      // loop accepted: that one is a client at work. It starts its request now instead.
+      char byte;
+      if (victim->state == State::kIdle &&
+          ::recv(victim->fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) == 1) {
+        victim->state = State::kHead;
+        victim->request_start = Clock::now();
+        victim->deadline = victim->request_start + limits_.header_timeout;
+        continue;
+      }
+      evicted_++;
+      Close(*victim);
+      return true;
     }
-    if (!victim) return false;
-    evicted_++;
-    Close(*victim);
-    return true;
+    return false;
   }
 
   void SetInterest(Conn& c, uint32_t interest, bool add = false) {
@@ -599,11 +623,14 @@ class Server::Impl {
                    " bytes, the limit of " + c.head.request.path);
         return false;
       }
-      if (!budget_->WouldFit(c.head.content_length)) {
+      // The whole declared length is reserved now: heads arriving together cannot each find
+      // room that only one of their bodies will fit in.
+      if (!budget_->TryCharge(c.head.content_length)) {
         overloaded_++;
         Refuse(c, 503, "the server is holding as much request data as it may; retry shortly");
         return false;
       }
+      c.body_charge = c.head.content_length;
       c.head.request.body.reserve(static_cast<size_t>(c.head.content_length));
     }
     if (c.head.body == RequestHead::Body::kNone) {
@@ -642,16 +669,13 @@ class Server::Impl {
       }
       done = r == ChunkedDecoder::Result::kDone;
     }
+    // A chunked body is charged as it grows (a declared length was reserved with the head).
     const uint64_t added = body.size() - before;
-    if (added > 0) {
-      if (c.head.body == RequestHead::Body::kChunked) {
-        if (!budget_->TryCharge(added)) {
-          overloaded_++;
-          Refuse(c, 503, "the server is holding as much request data as it may; retry shortly");
-          return false;
-        }
-      } else {
-        Charge(added);  // its whole length was found to fit when the head came
+    if (added > 0 && c.head.body == RequestHead::Body::kChunked) {
+      if (!budget_->TryCharge(added)) {
+        overloaded_++;
+        Refuse(c, 503, "the server is holding as much request data as it may; retry shortly");
+        return false;
       }
       c.body_charge += added;
     }
@@ -824,6 +848,7 @@ class Server::Impl {
       return;
     }
     // Keep-alive: the next request may already be buffered.
+    ++c.served;
     c.state = State::kIdle;
     c.deadline = Clock::now() + limits_.idle_timeout;
     c.request_start = Clock::now();
@@ -867,10 +892,10 @@ class Server::Impl {
   // ---- workers ----------------------------------------------------------------------------
 
   void Work(JobQueue& q) {
-    Job job;
-    while (q.Pop(job)) {
+    while (true) {
+      Job job;  // a fresh one each time: assigning over a string keeps its buffer
+      if (!q.Pop(job)) return;
       Answer(job);
-      job = Job{};
     }
   }
 
@@ -959,8 +984,9 @@ void Server::Impl::Answer(Job& job) {
   }
   const int version_minor = job.request.version_minor;
   const bool head_only = job.head_only;
-  // The request's body is done with: its charge passes to the response's.
-  job.request = Request{};
+  // The request's body is done with: its charge passes to the response's. (Moved out and
+  // dropped: assigning an empty Request over it would keep the body's buffer allocated.)
+  { [[maybe_unused]] Request done = std::move(job.request); }
   Release(job.charge);
   if (job.charge >= kLargeRequest) ReturnFreedMemory();
   job.charge = 0;

@@ -7,8 +7,9 @@
 //    deadline of body_timeout plus what min_body_rate needs for its size (408);
 //  - bytes in flight: request and response bodies held across all connections; a request that
 //    would pass max_inflight_bytes is answered 503 with Retry-After before its body is read;
-//  - connections: past max_connections the idle ones are closed first, then the slowest
-//    unfinished requests; reserved_connections more are admitted for priority routes only
+//  - connections: past max_connections, connections that never sent a request are closed
+//    first, then the slowest unfinished requests, then idle keep-alive connections of clients
+//    already served; reserved_connections more are admitted for priority routes only
 //    (health and metrics), which also have workers of their own, so a flood of slow inference
 //    never keeps a health probe waiting;
 //  - responses: bounded buffering of streamed bodies, and write_timeout without progress.

@@ -341,7 +341,7 @@ int GrpcServer::Start() {
   builder.AddChannelArgument(GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS, 10000);
   builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_IDLE_MS, 300000);
   grpc::ResourceQuota quota("outpost-grpc");
-  quota.Resize(options_.max_inflight_bytes);
+  quota.Resize(std::max(options_.max_inflight_bytes / 2, options_.max_message_bytes));
   quota.SetMaxThreads(options_.max_threads);
   builder.SetResourceQuota(quota);
 
