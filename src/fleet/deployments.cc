@@ -14,10 +14,10 @@
 #include <algorithm>
 #include <limits>
 
+#include "core/json_fields.h"
 #include "core/logging.h"
 #include "core/names.h"
 #include "fleet/fleet.h"
-#include "fleet/json_fields.h"
 #include "fleet/rollout.h"
 
 namespace outpost::fleet {
@@ -98,23 +98,14 @@ json ToJson(const RolloutRow& o) {
           {"created_by", o.created_by}};
 }
 
-double Fraction(const json& spec, const char* key, double fallback) {
-  double v = Field(spec, key, fallback);
-  if (!(v >= 0.0 && v <= 1.0))
-    Fail(ErrorCode::kInvalidArgument, std::string(key) + " must be between 0 and 1");
-  return v;
-}
-
 // Defaults: waves of 1, 10, 50 and 100 %, five minutes of soak each, halt past 5 % failures,
 // advance once 90 % of a wave reports success.
 RolloutRow ParseRolloutSpec(const json& spec) {
-  if (!spec.is_object()) Fail(ErrorCode::kInvalidArgument, "rollout must be an object");
-  for (const auto& [k, v] : spec.items())
-    if (k != "waves" && k != "soak_secs" && k != "max_failure_rate" && k != "min_success_rate" &&
-        k != "max_error_rate" && k != "max_latency_ms")
-      Fail(ErrorCode::kInvalidArgument, "rollout: unknown field '" + k + "'");
+  const JsonFields f(spec, "", "rollout");
+  f.OnlyKeys({"waves", "soak_secs", "max_failure_rate", "min_success_rate", "max_error_rate",
+              "max_latency_ms"});
   RolloutRow o;
-  json waves = spec.value("waves", json::array({1, 10, 50, 100}));
+  json waves = f.Get("waves", json::array({1, 10, 50, 100}));
   if (!waves.is_array() || waves.empty() || waves.size() > 20)
     Fail(ErrorCode::kInvalidArgument, "rollout.waves must list 1-20 percentages");
   double prev = 0;
@@ -125,15 +116,11 @@ RolloutRow ParseRolloutSpec(const json& spec) {
     o.waves.push_back(prev);
   }
   if (o.waves.back() != 100) Fail(ErrorCode::kInvalidArgument, "the last wave must be 100");
-  double soak = Field(spec, "soak_secs", 300.0);
-  if (!(soak >= 0 && soak <= 30 * 24 * 3600))
-    Fail(ErrorCode::kInvalidArgument, "rollout.soak_secs must be 0..2592000");
-  o.soak_ms = static_cast<Millis>(soak * 1000);
-  o.max_failure_rate = Fraction(spec, "max_failure_rate", 0.05);
-  o.min_success_rate = Fraction(spec, "min_success_rate", 0.9);
-  o.max_error_rate = Fraction(spec, "max_error_rate", 0.0);
-  o.max_latency_ms = Field(spec, "max_latency_ms", 0.0);
-  if (!(o.max_latency_ms >= 0)) Fail(ErrorCode::kInvalidArgument, "max_latency_ms must be >= 0");
+  o.soak_ms = static_cast<Millis>(f.Number("soak_secs", 300, 0, 30 * 24 * 3600) * 1000);
+  o.max_failure_rate = f.Number("max_failure_rate", 0.05, 0, 1);
+  o.min_success_rate = f.Number("min_success_rate", 0.9, 0, 1);
+  o.max_error_rate = f.Number("max_error_rate", 0.0, 0, 1);
+  o.max_latency_ms = f.Number("max_latency_ms", 0.0, 0, 1e9);
   return o;
 }
 
@@ -340,14 +327,12 @@ std::shared_ptr<const std::vector<DeploymentView>> Fleet::Deployments() {
 json Fleet::PutDeployment(const Caller& caller, const std::string& name, const json& body) {
   if (!IsValidModelName(name))
     Fail(ErrorCode::kInvalidArgument, "bad deployment name '" + name + "'");
-  if (!body.is_object()) Fail(ErrorCode::kInvalidArgument, "a deployment must be an object");
-  for (const auto& [k, v] : body.items())
-    if (k != "selector" && k != "priority" && k != "layered" && k != "packages" && k != "rollout")
-      Fail(ErrorCode::kInvalidArgument, "deployment: unknown field '" + k + "'");
-  Selector selector = Selector::Parse(Field(body, "selector", json::object()));
-  int64_t priority = Field(body, "priority", int64_t{0});
-  bool layered = Field(body, "layered", false);
-  Packages packages = ParsePackages(Field(body, "packages", json()));
+  const JsonFields f(body, "deployment");
+  f.OnlyKeys({"selector", "priority", "layered", "packages", "rollout"});
+  Selector selector = Selector::Parse(f.Get("selector", json::object()));
+  int64_t priority = f.Get("priority", int64_t{0});
+  bool layered = f.Get("layered", false);
+  Packages packages = ParsePackages(f.Get("packages", json()));
   std::optional<RolloutRow> rollout;
   if (body.contains("rollout")) rollout = ParseRolloutSpec(body["rollout"]);
   json packages_json = packages;

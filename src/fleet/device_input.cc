@@ -3,8 +3,8 @@
 #include <fmt/format.h>
 
 #include "core/error.h"
+#include "core/json_fields.h"
 #include "core/names.h"
-#include "fleet/json_fields.h"
 
 namespace outpost::fleet {
 
@@ -91,18 +91,20 @@ DeviceReport ParseDeviceReport(const json& body) {
   r.models = BoundedObject(body, "models", 16384);
   r.health = BoundedObject(body, "health", 16384);
   json deployments = BoundedObject(body, "deployments", 65536);
-  r.agent_version = Field(body, "agent_version", "");
+  r.agent_version = JsonFields(body, "").Get("agent_version", "");
   if (r.agent_version.size() > 64) Fail(ErrorCode::kInvalidArgument, "agent_version is too long");
-  r.healthy = Field(r.health, "ready", true);
+  const JsonFields health(r.health, "", "health");
+  r.healthy = health.Get("ready", true);
   // The rollout controller compares these with its limits: numbers or nothing.
-  for (const char* key : {"error_rate", "latency_ms"}) Field(r.health, key, 0.0);
+  for (const char* key : {"error_rate", "latency_ms"}) health.Get(key, 0.0);
   for (const auto& [name, s] : deployments.items()) {
     if (!IsValidModelName(name))
       Fail(ErrorCode::kInvalidArgument, "deployments: bad deployment name");
     if (!s.is_object() || !s.contains("revision") || !s["revision"].is_number_integer())
       Fail(ErrorCode::kInvalidArgument, "deployments." + name + " needs an integer revision");
-    DeploymentStatus st{name, s["revision"].get<int64_t>(), Field(s, "status", ""),
-                        Field(s, "reason", "")};
+    const JsonFields status(s, "", "deployments." + name);
+    DeploymentStatus st{name, s["revision"].get<int64_t>(), status.Get("status", ""),
+                        status.Get("reason", "")};
     if (st.status != "installed" && st.status != "failed" && st.status != "installing")
       Fail(ErrorCode::kInvalidArgument,
            "deployments." + name + ".status must be installed, failed or installing");

@@ -1,10 +1,10 @@
 // Enrollment, device identity, inventory and reports.
 #include <fmt/format.h>
 
+#include "core/json_fields.h"
 #include "core/logging.h"
 #include "fleet/device_input.h"
 #include "fleet/fleet.h"
-#include "fleet/json_fields.h"
 #include "package/keys.h"
 #include "package/sha256.h"
 
@@ -48,14 +48,11 @@ void WriteTags(SqlConnection& c, const std::string& id, const Tags& tags) {
 }  // namespace
 
 json Fleet::CreateEnrollmentToken(const Caller& caller, const json& body) {
-  Tags tags = ParseTags(Field(body, "tags", json::object()));
-  int64_t uses = Field(body, "uses", int64_t{1});
-  int64_t ttl_secs = Field(body, "expires_in_secs", int64_t{24 * 3600});
-  if (ttl_secs <= 0 || ttl_secs > options_.max_enrollment_token_ms / 1000)
-    Fail(ErrorCode::kInvalidArgument,
-         fmt::format("expires_in_secs must be 1..{}", options_.max_enrollment_token_ms / 1000));
-  Millis ttl = ttl_secs * 1000;
-  if (uses < 1 || uses > 100000) Fail(ErrorCode::kInvalidArgument, "uses must be 1..100000");
+  const JsonFields f(body, "");
+  Tags tags = ParseTags(f.Get("tags", json::object()));
+  int64_t uses = f.Integer("uses", 1, 1, 100000);
+  Millis ttl =
+      f.Integer("expires_in_secs", 24 * 3600, 1, options_.max_enrollment_token_ms / 1000) * 1000;
   std::string id = NewId("enr_"), secret = NewSecret("oet_");
   Millis expires = Now() + ttl;
   json tags_json = tags;
@@ -72,16 +69,16 @@ json Fleet::CreateEnrollmentToken(const Caller& caller, const json& body) {
 }
 
 json Fleet::Enroll(const json& body, const std::string& source) {
-  if (!body.is_object()) Fail(ErrorCode::kInvalidArgument, "enrollment body must be an object");
-  std::string token = Field(body, "token", ""), key_hex = Field(body, "public_key", ""),
-              sig_hex = Field(body, "signature", "");
+  const JsonFields f(body, "enrollment");
+  std::string token = f.Get("token", ""), key_hex = f.Get("public_key", ""),
+              sig_hex = f.Get("signature", "");
   std::string key = FromHex(key_hex, "public_key");
   if (key.size() != 32) Fail(ErrorCode::kInvalidArgument, "public_key must be 32 bytes (hex)");
   PublicKey pub{"", key, "device"};
   if (!VerifySignature(pub, EnrollmentSigningString(token, key_hex), FromHex(sig_hex, "signature")))
     Fail(ErrorCode::kUnauthenticated, "the enrollment signature does not match the public key");
   json caps = BoundedObject(body, "capabilities", 16384);
-  std::string agent_version = Field(body, "agent_version", "");
+  std::string agent_version = f.Get("agent_version", "");
   if (agent_version.size() > 64) Fail(ErrorCode::kInvalidArgument, "agent_version is too long");
   std::string id = NewId("dev_");
   json tags_json;
@@ -199,7 +196,7 @@ json Fleet::GetDevice(const std::string& id) {
 }
 
 json Fleet::SetDeviceTags(const Caller& caller, const std::string& id, const json& body) {
-  Tags tags = ParseTags(Field(body, "tags", json::object()));
+  Tags tags = ParseTags(JsonFields(body, "").Get("tags", json::object()));
   db_.Transact([&](SqlConnection& c) {
     auto rows = c.Query("SELECT tags FROM devices WHERE id = ?", {id});
     if (rows.empty()) Fail(ErrorCode::kNotFound, "no device " + id);

@@ -2,8 +2,8 @@
 
 #include <fmt/format.h>
 
+#include "core/json_fields.h"
 #include "core/logging.h"
-#include "fleet/json_fields.h"
 #include "telemetry/webhook.h"
 
 namespace outpost::fleet {
@@ -81,8 +81,9 @@ json Fleet::CreateTokenDirect(Database& db, const std::string& name, Scope scope
 }
 
 json Fleet::CreateToken(const Caller& caller, const json& body) {
-  Scope scope = ParseScope(Field(body, "scope", "read"));
-  std::string name = Field(body, "name", "");
+  const JsonFields f(body, "");
+  Scope scope = ParseScope(f.Get("scope", "read"));
+  std::string name = f.Get("name", "");
   json out;
   db_.Transact([&](SqlConnection& c) {
     out = InsertToken(c, name, scope, caller.actor);

@@ -8,6 +8,7 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/json_fields.h"
 #include "core/logging.h"
 #include "core/names.h"
 
@@ -15,27 +16,6 @@ namespace outpost {
 namespace {
 
 using json = nlohmann::json;
-
-template <typename T>
-void TakeKey(const json& j, const char* section, const char* key, T& out) {
-  if (!j.contains(key)) return;
-  try {
-    out = j.at(key).get<T>();
-  } catch (const json::exception&) {
-    Fail(ErrorCode::kInvalidArgument,
-         std::string("config: '") + section + "." + key + "' has the wrong type");
-  }
-}
-
-void OnlyKeys(const json& j, const char* section, const std::set<std::string>& keys) {
-  if (j.is_null()) return;
-  if (!j.is_object())
-    Fail(ErrorCode::kInvalidArgument, std::string("config: '") + section + "' must be an object");
-  for (const auto& [k, v] : j.items())
-    if (!keys.count(k))
-      Fail(ErrorCode::kInvalidArgument,
-           std::string("config: unknown key '") + section + "." + k + "'");
-}
 
 std::string Lower(std::string_view s) {
   std::string out(s);
@@ -55,77 +35,61 @@ std::string Today() { return FormatLocalNow("%Y-%m-%d"); }
 
 }  // namespace
 
-RouterConfig ParseRouterConfig(const json& r, const json& c) {
+RouterConfig ParseRouterConfig(const json& router, const json& cloud) {
   RouterConfig out;
-  OnlyKeys(r, "chat_router",
-           {"model_alias", "local_model", "difficulty_threshold", "daily_cloud_tokens",
-            "default_privacy", "prefer", "redaction_rules", "state_dir"});
-  OnlyKeys(c, "chat_cloud",
-           {"url", "model", "api_key_secret", "headers", "connect_timeout_ms", "timeout_ms",
-            "first_byte_timeout_ms", "retries", "backoff_ms", "breaker_failures",
-            "breaker_cooldown_secs"});
-  if (r.is_object()) {
-    TakeKey(r, "chat_router", "model_alias", out.model_alias);
-    TakeKey(r, "chat_router", "local_model", out.local_model);
-    TakeKey(r, "chat_router", "difficulty_threshold", out.difficulty_threshold);
-    TakeKey(r, "chat_router", "daily_cloud_tokens", out.daily_cloud_tokens);
-    TakeKey(r, "chat_router", "default_privacy", out.default_privacy);
-    TakeKey(r, "chat_router", "prefer", out.prefer);
-    std::string state = out.state_dir.string();
-    TakeKey(r, "chat_router", "state_dir", state);
-    out.state_dir = state;
-    if (r.contains("redaction_rules")) {
-      const json& rules = r.at("redaction_rules");
-      if (!rules.is_array())
-        Fail(ErrorCode::kInvalidArgument, "config: 'chat_router.redaction_rules' must be an array");
-      for (const auto& rule : rules) {
-        if (!rule.is_object() || !rule.contains("kind") || !rule.contains("pattern"))
-          Fail(ErrorCode::kInvalidArgument,
-               "config: each of 'chat_router.redaction_rules' needs 'kind' and 'pattern'");
-        out.redaction_rules.push_back(
-            {rule.at("kind").get<std::string>(), rule.at("pattern").get<std::string>()});
-      }
+  const JsonFields r(router, "config", "chat_router");
+  const JsonFields c(cloud, "config", "chat_cloud");
+  r.OnlyKeys({"model_alias", "local_model", "difficulty_threshold", "daily_cloud_tokens",
+              "default_privacy", "prefer", "redaction_rules", "state_dir"});
+  c.OnlyKeys({"url", "model", "api_key_secret", "headers", "connect_timeout_ms", "timeout_ms",
+              "first_byte_timeout_ms", "retries", "backoff_ms", "breaker_failures",
+              "breaker_cooldown_secs"});
+  out.model_alias = r.Get("model_alias", out.model_alias);
+  out.local_model = r.Get("local_model", out.local_model);
+  out.difficulty_threshold = r.Get("difficulty_threshold", out.difficulty_threshold);
+  out.daily_cloud_tokens = r.Get("daily_cloud_tokens", out.daily_cloud_tokens);
+  out.default_privacy = r.Get("default_privacy", out.default_privacy);
+  out.prefer = r.Get("prefer", out.prefer);
+  out.state_dir = r.Get("state_dir", out.state_dir.string());
+  if (const json* rules = r.Find("redaction_rules")) {
+    if (!rules->is_array()) r.Fail("redaction_rules", "must be an array");
+    size_t i = 0;
+    for (const auto& rule : *rules) {
+      const JsonFields f(rule, "config",
+                         "chat_router.redaction_rules[" + std::to_string(i++) + "]");
+      f.OnlyKeys({"kind", "pattern"});
+      out.redaction_rules.push_back(
+          {f.Require<std::string>("kind"), f.Require<std::string>("pattern")});
     }
   }
   if (out.default_privacy != "standard" && out.default_privacy != "private")
-    Fail(ErrorCode::kInvalidArgument,
-         "config: 'chat_router.default_privacy' must be \"standard\" or \"private\"");
+    r.Fail("default_privacy", "must be \"standard\" or \"private\"");
   if (out.prefer != "local" && out.prefer != "cloud")
-    Fail(ErrorCode::kInvalidArgument,
-         "config: 'chat_router.prefer' must be \"local\" or \"cloud\"");
-  if (c.is_object()) {
-    auto& k = out.cloud;
-    TakeKey(c, "chat_cloud", "url", k.url);
-    TakeKey(c, "chat_cloud", "model", k.model);
-    TakeKey(c, "chat_cloud", "api_key_secret", k.api_key_secret);
-    if (c.contains("headers")) {
-      if (!c.at("headers").is_object())
-        Fail(ErrorCode::kInvalidArgument, "config: 'chat_cloud.headers' must be an object");
-      for (const auto& [name, value] : c.at("headers").items()) {
-        if (!value.is_string())
-          Fail(ErrorCode::kInvalidArgument,
-               "config: 'chat_cloud.headers." + name + "' must be a string");
-        std::string lower = Lower(name);
-        if (lower == "authorization" || lower == "api-key" || lower == "x-api-key")
-          Fail(ErrorCode::kInvalidArgument,
-               "config: credentials do not belong in 'chat_cloud.headers': store the key with "
-               "`outpost secret set NAME` and name it in 'chat_cloud.api_key_secret'");
-        k.headers.emplace_back(name, value.get<std::string>());
-      }
-    }
-    TakeKey(c, "chat_cloud", "connect_timeout_ms", k.connect_timeout_ms);
-    TakeKey(c, "chat_cloud", "timeout_ms", k.timeout_ms);
-    TakeKey(c, "chat_cloud", "first_byte_timeout_ms", k.first_byte_timeout_ms);
-    TakeKey(c, "chat_cloud", "retries", k.retries);
-    TakeKey(c, "chat_cloud", "backoff_ms", k.backoff_ms);
-    TakeKey(c, "chat_cloud", "breaker_failures", k.breaker_failures);
-    TakeKey(c, "chat_cloud", "breaker_cooldown_secs", k.breaker_cooldown_secs);
-    if (!k.url.empty() && k.url.rfind("http://", 0) != 0 && k.url.rfind("https://", 0) != 0)
-      Fail(ErrorCode::kInvalidArgument, "config: 'chat_cloud.url' must be an http(s) URL");
-    if (k.retries < 0 || k.breaker_failures < 1 || k.timeout_ms < 1 || k.connect_timeout_ms < 1)
+    r.Fail("prefer", "must be \"local\" or \"cloud\"");
+  auto& k = out.cloud;
+  k.url = c.Get("url", k.url);
+  k.model = c.Get("model", k.model);
+  k.api_key_secret = c.Get("api_key_secret", k.api_key_secret);
+  const JsonFields headers = c.Object("headers");
+  for (const auto& [name, value] : headers.json().items()) {
+    std::string lower = Lower(name);
+    if (lower == "authorization" || lower == "api-key" || lower == "x-api-key")
       Fail(ErrorCode::kInvalidArgument,
-           "config: 'chat_cloud' timeouts and counts must be positive");
+           "config: credentials do not belong in 'chat_cloud.headers': store the key with "
+           "`outpost secret set NAME` and name it in 'chat_cloud.api_key_secret'");
+    k.headers.emplace_back(name, headers.Require<std::string>(name));
   }
+  k.connect_timeout_ms = c.Get("connect_timeout_ms", k.connect_timeout_ms);
+  k.timeout_ms = c.Get("timeout_ms", k.timeout_ms);
+  k.first_byte_timeout_ms = c.Get("first_byte_timeout_ms", k.first_byte_timeout_ms);
+  k.retries = c.Get("retries", k.retries);
+  k.backoff_ms = c.Get("backoff_ms", k.backoff_ms);
+  k.breaker_failures = c.Get("breaker_failures", k.breaker_failures);
+  k.breaker_cooldown_secs = c.Get("breaker_cooldown_secs", k.breaker_cooldown_secs);
+  if (!k.url.empty() && k.url.rfind("http://", 0) != 0 && k.url.rfind("https://", 0) != 0)
+    c.Fail("url", "must be an http(s) URL");
+  if (k.retries < 0 || k.breaker_failures < 1 || k.timeout_ms < 1 || k.connect_timeout_ms < 1)
+    Fail(ErrorCode::kInvalidArgument, "config: 'chat_cloud' timeouts and counts must be positive");
   Redactor check(out.redaction_rules);  // a bad pattern is a config error now, not per request
   return out;
 }

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "core/json_fields.h"
 #include "core/logging.h"
 
 namespace outpost {
@@ -87,76 +88,54 @@ std::optional<int> TensorArgmax(const Tensor& t) {
   return best >= 0 ? std::optional<int>(best) : std::nullopt;
 }
 
-// An integer field within [min, max]; a float or an out-of-range number is refused before any
-// conversion (converting 1e300 to int would be undefined behaviour).
-int64_t IntegerField(const json& object, const char* key, int64_t fallback, int64_t min,
-                     int64_t max, const std::string& where) {
-  if (!object.is_object() || !object.contains(key)) return fallback;
-  const json& v = object[key];
-  const bool in_range =
-      (v.is_number_unsigned() && v.get<uint64_t>() <= static_cast<uint64_t>(max)) ||
-      (v.is_number_integer() && !v.is_number_unsigned());
-  if (!in_range || v.get<int64_t>() < min || v.get<int64_t>() > max)
-    Bad("'" + where + "' must be an integer in " + std::to_string(min) + ".." +
-        std::to_string(max));
-  return v.get<int64_t>();
-}
-
 MonitorSpec ParseMonitorSpec(const json& j) {
   MonitorSpec spec;
-  if (!j.is_object()) Bad("must be an object");
-  for (const auto& [k, v] : j.items())
-    if (k != "tensors" && k != "window" && k != "psi_threshold" && k != "ks_alpha" &&
-        k != "js_threshold" && k != "page_hinkley" && k != "capture")
-      Bad("unknown field '" + k + "'");
-  try {
+  const std::string context = "manifest: monitoring";
+  const JsonFields m(j, context);
+  m.OnlyKeys({"tensors", "window", "psi_threshold", "ks_alpha", "js_threshold", "page_hinkley",
+              "capture"});
+  {
     // Bounds keep a monitor's memory small whatever a manifest says (a window and a reference
     // of 100,000 values are 800 KB each).
-    spec.window = static_cast<int>(IntegerField(j, "window", spec.window, 50, 100000, "window"));
-    spec.psi_threshold = j.value("psi_threshold", spec.psi_threshold);
-    spec.ks_alpha = j.value("ks_alpha", spec.ks_alpha);
-    spec.js_threshold = j.value("js_threshold", spec.js_threshold);
-    if (j.contains("page_hinkley")) {
-      spec.ph_delta = j["page_hinkley"].value("delta", spec.ph_delta);
-      spec.ph_threshold = j["page_hinkley"].value("threshold", spec.ph_threshold);
-    }
+    spec.window = static_cast<int>(m.Integer("window", spec.window, 50, 100000));
+    spec.psi_threshold = m.Get("psi_threshold", spec.psi_threshold);
+    spec.ks_alpha = m.Get("ks_alpha", spec.ks_alpha);
+    spec.js_threshold = m.Get("js_threshold", spec.js_threshold);
+    const JsonFields ph = m.Object("page_hinkley");
+    ph.OnlyKeys({"delta", "threshold"});
+    spec.ph_delta = ph.Get("delta", spec.ph_delta);
+    spec.ph_threshold = ph.Get("threshold", spec.ph_threshold);
     auto positive = [](double v, double max) { return std::isfinite(v) && v > 0 && v <= max; };
     if (!positive(spec.psi_threshold, 100)) Bad("'psi_threshold' must be in (0, 100]");
     if (!positive(spec.ks_alpha, 1)) Bad("'ks_alpha' must be in (0, 1]");
     if (!positive(spec.js_threshold, 1)) Bad("'js_threshold' must be in (0, 1]");
     if (!positive(spec.ph_delta, 1e3) || !positive(spec.ph_threshold, 1e6))
       Bad("'page_hinkley' needs a positive 'delta' (at most 1000) and 'threshold' (at most 1e6)");
-    if (j.contains("capture")) {
-      spec.capture_samples =
-          static_cast<int>(IntegerField(j["capture"], "samples", 10, 0, 1000, "capture.samples"));
-      spec.capture_max_bytes = static_cast<size_t>(
-          IntegerField(j["capture"], "max_bytes", 64 << 10, 0, 16 << 20, "capture.max_bytes"));
-    }
-    if (!j.contains("tensors") || !j["tensors"].is_object() || j["tensors"].empty())
-      Bad("'tensors' must name at least one input or output");
-    for (const auto& [name, t] : j["tensors"].items()) {
+    const JsonFields capture = m.Object("capture");
+    capture.OnlyKeys({"samples", "max_bytes"});
+    spec.capture_samples = static_cast<int>(capture.Integer("samples", 10, 0, 1000));
+    spec.capture_max_bytes =
+        static_cast<size_t>(capture.Integer("max_bytes", 64 << 10, 0, 16 << 20));
+    const JsonFields tensors = m.Object("tensors");
+    if (tensors.json().empty()) Bad("'tensors' must name at least one input or output");
+    for (const auto& [name, value] : tensors.json().items()) {
       FeatureSpec f;
       f.tensor = name;
-      if (!t.is_object()) Bad("'" + name + "' must be an object");
-      for (const auto& [k, v] : t.items())
-        if (k != "type" && k != "reference_size" && k != "reference")
-          Bad("unknown field '" + name + "." + k + "'");
-      const std::string type = t.value("type", "continuous");
+      const JsonFields t(value, context, name);
+      t.OnlyKeys({"type", "reference_size", "reference"});
+      const std::string type = t.Get("type", "continuous");
       if (type != "continuous" && type != "categorical")
         Bad("'" + name + ".type' must be continuous or categorical");
       f.categorical = type == "categorical";
-      f.reference_size = static_cast<int>(IntegerField(t, "reference_size", f.reference_size, 50,
-                                                       100000, name + ".reference_size"));
-      if (t.contains("reference")) {
-        const json& r = t["reference"];
-        if (!r.is_object()) Bad("'" + name + ".reference' must be an object");
-        for (const auto& [k, v] : r.items())
-          if (k != "mean" && k != "std" && k != "edges" && k != "fractions")
-            Bad("unknown field '" + name + ".reference." + k + "'");
-        if (r.contains("mean")) f.mean = r["mean"].get<double>();
-        if (r.contains("std")) f.stddev = r["std"].get<double>();
-        f.edges = r.value("edges", std::vector<double>{});
-        f.fractions = r.value("fractions", std::vector<double>{});
+      f.reference_size =
+          static_cast<int>(t.Integer("reference_size", f.reference_size, 50, 100000));
+      if (t.Has("reference")) {
+        const JsonFields r = t.Object("reference");
+        r.OnlyKeys({"mean", "std", "edges", "fractions"});
+        f.mean = r.Optional<double>("mean");
+        f.stddev = r.Optional<double>("std");
+        f.edges = r.Get("edges", std::vector<double>{});
+        f.fractions = r.Get("fractions", std::vector<double>{});
         // A continuous reference is whole: mean and std for the streaming test, and bins
         // (edges with their fractions) for PSI if it has them. A categorical one is the
         // fractions of its classes.
@@ -185,8 +164,6 @@ MonitorSpec ParseMonitorSpec(const json& j) {
       }
       spec.features.push_back(std::move(f));
     }
-  } catch (const json::exception& e) {
-    Bad(e.what());
   }
   return spec;
 }

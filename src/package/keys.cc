@@ -7,6 +7,7 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/json_fields.h"
 #include "core/json_input.h"
 #include "package/sha256.h"
 
@@ -28,23 +29,16 @@ json ReadJson(const std::filesystem::path& path, const char* what) {
   return j;
 }
 
-std::string Field(const json& j, const char* key, const std::string& where) {
-  auto it = j.find(key);
-  if (it == j.end() || !it->is_string())
-    Fail(ErrorCode::kInvalidArgument, where + ": missing string '" + key + "'");
-  return it->get<std::string>();
-}
-
-PublicKey PublicFromJson(const json& j, const std::string& where) {
+PublicKey PublicFromJson(const json& j, const std::string& where, const std::string& path = {}) {
+  const JsonFields f(j, where, path);
   PublicKey k;
-  k.public_key = FromHex(Field(j, "public", where), where + " public key");
+  k.public_key = FromHex(f.Require<std::string>("public"), where + " public key");
   if (k.public_key.size() != crypto_sign_PUBLICKEYBYTES)
     Fail(ErrorCode::kInvalidArgument, where + ": public key is not 32 bytes");
   k.keyid = KeyId(k.public_key);
-  if (j.contains("keyid") && Field(j, "keyid", where) != k.keyid) {
+  if (auto id = f.Optional<std::string>("keyid"); id && *id != k.keyid)
     Fail(ErrorCode::kInvalidArgument, where + ": keyid does not match the public key");
-  }
-  if (j.contains("name") && j["name"].is_string()) k.name = j["name"].get<std::string>();
+  k.name = f.Get("name", "");
   return k;
 }
 
@@ -107,7 +101,8 @@ SigningKey LoadSigningKey(const std::filesystem::path& path) {
   json j = ReadJson(path, "signing key");
   SigningKey k;
   k.pub = PublicFromJson(j, path.string());
-  k.secret_key = FromHex(Field(j, "secret", path.string()), path.string() + " secret key");
+  k.secret_key = FromHex(JsonFields(j, path.string()).Require<std::string>("secret"),
+                         path.string() + " secret key");
   if (k.secret_key.size() != crypto_sign_SECRETKEYBYTES ||
       k.secret_key.substr(32) != k.pub.public_key) {
     Fail(ErrorCode::kInvalidArgument,
@@ -121,32 +116,16 @@ PublicKey LoadPublicKey(const std::filesystem::path& path) {
 }
 
 TrustPolicy ParseTrustPolicy(const std::string& text) {
-  json j = ParseJson(text, JsonLimits::Document(1u << 20), "trust file");
-  if (!j.is_object()) Fail(ErrorCode::kInvalidArgument, "trust file: not a JSON object");
+  const json j = ParseJson(text, JsonLimits::Document(1u << 20), "trust file");
+  const JsonFields f(j, "trust file");
   TrustPolicy t;
-  if (j.contains("threshold")) {
-    if (!j["threshold"].is_number_integer() || j["threshold"].get<int64_t>() < 1 ||
-        j["threshold"].get<int64_t>() > 100) {
-      Fail(ErrorCode::kInvalidArgument, "trust file: threshold must be an integer 1..100");
-    }
-    t.threshold = j["threshold"].get<int>();
-  }
-  if (!j.contains("keys") || !j["keys"].is_array())
-    Fail(ErrorCode::kInvalidArgument, "trust file: 'keys' must be an array");
-  for (const auto& k : j["keys"]) {
-    if (!k.is_object())
-      Fail(ErrorCode::kInvalidArgument, "trust file: every key must be an object");
-    t.keys.push_back(PublicFromJson(k, "trust file"));
-  }
-  if (j.contains("revoked")) {
-    if (!j["revoked"].is_array())
-      Fail(ErrorCode::kInvalidArgument, "trust file: 'revoked' must be an array of key ids");
-    for (const auto& r : j["revoked"]) {
-      if (!r.is_string())
-        Fail(ErrorCode::kInvalidArgument, "trust file: 'revoked' must be an array of key ids");
-      t.revoked.push_back(r.get<std::string>());
-    }
-  }
+  t.threshold = static_cast<int>(f.Integer("threshold", t.threshold, 1, 100));
+  const json* keys = f.Find("keys");
+  if (!keys || !keys->is_array()) f.Fail("keys", "must be an array");
+  for (const auto& k : *keys)
+    t.keys.push_back(
+        PublicFromJson(k, "trust file", "keys[" + std::to_string(t.keys.size()) + "]"));
+  t.revoked = f.Get("revoked", std::vector<std::string>{});
   int usable = 0;
   for (const auto& k : t.keys)
     usable += std::find(t.revoked.begin(), t.revoked.end(), k.keyid) == t.revoked.end();

@@ -13,6 +13,7 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/json_fields.h"
 #include "core/logging.h"
 #include "core/memory_budget.h"
 #include "fleet/fleet_client.h"
@@ -48,16 +49,6 @@ std::string WebhookBody(const LogEvent& e) {
   return body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
-template <typename T>
-void Take(const nlohmann::json& j, const char* key, T& out) {
-  if (!j.contains(key)) return;
-  try {
-    out = j.at(key).get<T>();
-  } catch (const nlohmann::json::exception&) {
-    Fail(ErrorCode::kInvalidArgument, std::string("config: '") + key + "' has the wrong type");
-  }
-}
-
 // The configured id, else the machine id, else the host name.
 std::string DeviceId(const std::string& configured) {
   if (!configured.empty()) return configured;
@@ -75,84 +66,89 @@ std::string DeviceId(const std::string& configured) {
 }  // namespace
 
 void ApplyConfigJson(const nlohmann::json& j, AgentConfig& c) {
-  if (!j.is_object()) Fail(ErrorCode::kInvalidArgument, "config: must be a JSON object");
-  auto known = ToJson(c);
-  for (const auto& [k, v] : j.items()) {
-    if (!known.contains(k)) Fail(ErrorCode::kInvalidArgument, "config: unknown key '" + k + "'");
-  }
+  const JsonFields f(j, "config");
+  std::vector<std::string> known;
+  const nlohmann::json keys = ToJson(c);  // a named object: items() of a temporary would dangle
+  for (const auto& [k, v] : keys.items()) known.push_back(k);
+  f.OnlyKeys(known);
   std::string repo = c.model_repository.string(), trust = c.trust_file.string();
-  Take(j, "model_repository", repo);
-  Take(j, "trust_file", trust);
+  repo = f.Get("model_repository", repo);
+  trust = f.Get("trust_file", trust);
   c.model_repository = repo;
   c.trust_file = trust;
-  Take(j, "allow_unsigned_models", c.allow_unsigned_models);
-  Take(j, "http_address", c.http_address);
-  Take(j, "http_port", c.http_port);
-  Take(j, "grpc_address", c.grpc_address);
-  Take(j, "grpc_port", c.grpc_port);
-  Take(j, "metrics_port", c.metrics_port);
-  Take(j, "metrics_address", c.metrics_address);
-  Take(j, "max_request_bytes", c.max_request_bytes);
-  Take(j, "max_inflight_bytes", c.max_inflight_bytes);
-  Take(j, "http_threads", c.http_threads);
-  Take(j, "http_max_connections", c.http_max_connections);
-  Take(j, "grpc_max_concurrent_streams", c.grpc_max_concurrent_streams);
-  Take(j, "repository_poll_secs", c.repository_poll_secs);
-  Take(j, "default_timeout_ms", c.default_timeout_ms);
-  Take(j, "intra_op_threads", c.intra_op_threads);
-  Take(j, "thread_spinning", c.thread_spinning);
-  Take(j, "memory_arena", c.memory_arena);
-  Take(j, "execution_providers", c.execution_providers);
+  c.allow_unsigned_models = f.Get("allow_unsigned_models", c.allow_unsigned_models);
+  c.http_address = f.Get("http_address", c.http_address);
+  c.http_port = f.Get("http_port", c.http_port);
+  c.grpc_address = f.Get("grpc_address", c.grpc_address);
+  c.grpc_port = f.Get("grpc_port", c.grpc_port);
+  c.metrics_port = f.Get("metrics_port", c.metrics_port);
+  c.metrics_address = f.Get("metrics_address", c.metrics_address);
+  c.max_request_bytes = f.Get("max_request_bytes", c.max_request_bytes);
+  c.max_inflight_bytes = f.Get("max_inflight_bytes", c.max_inflight_bytes);
+  c.http_threads = f.Get("http_threads", c.http_threads);
+  c.http_max_connections = f.Get("http_max_connections", c.http_max_connections);
+  c.grpc_max_concurrent_streams =
+      f.Get("grpc_max_concurrent_streams", c.grpc_max_concurrent_streams);
+  c.repository_poll_secs = f.Get("repository_poll_secs", c.repository_poll_secs);
+  c.default_timeout_ms = f.Get("default_timeout_ms", c.default_timeout_ms);
+  c.intra_op_threads = f.Get("intra_op_threads", c.intra_op_threads);
+  c.thread_spinning = f.Get("thread_spinning", c.thread_spinning);
+  c.memory_arena = f.Get("memory_arena", c.memory_arena);
+  c.execution_providers = f.Get("execution_providers", c.execution_providers);
   std::string update_root = c.update_root.string(), update_state = c.update_state_dir.string();
-  Take(j, "update_url", c.update_url);
-  Take(j, "update_root", update_root);
-  Take(j, "update_state_dir", update_state);
+  c.update_url = f.Get("update_url", c.update_url);
+  update_root = f.Get("update_root", update_root);
+  update_state = f.Get("update_state_dir", update_state);
   c.update_root = update_root;
   c.update_state_dir = update_state;
-  Take(j, "update_interval_secs", c.update_interval_secs);
-  Take(j, "update_jitter", c.update_jitter);
-  Take(j, "update_check_on_start", c.update_check_on_start);
-  Take(j, "update_canary_secs", c.update_canary_secs);
-  Take(j, "update_canary_fraction", c.update_canary_fraction);
-  Take(j, "update_max_error_rate_increase", c.update_max_error_rate_increase);
-  Take(j, "update_probe_budget_ms", c.update_probe_budget_ms);
-  Take(j, "update_probes", c.update_probes);
-  Take(j, "update_windows", c.update_windows);
-  Take(j, "update_max_bytes_per_second", c.update_max_bytes_per_second);
-  Take(j, "update_metered_interfaces", c.update_metered_interfaces);
-  Take(j, "update_pinned_models", c.update_pinned_models);
-  Take(j, "update_min_bytes_per_second", c.update_min_bytes_per_second);
-  Take(j, "update_slow_window_secs", c.update_slow_window_secs);
-  Take(j, "update_download_attempts", c.update_download_attempts);
+  c.update_interval_secs = f.Get("update_interval_secs", c.update_interval_secs);
+  c.update_jitter = f.Get("update_jitter", c.update_jitter);
+  c.update_check_on_start = f.Get("update_check_on_start", c.update_check_on_start);
+  c.update_canary_secs = f.Get("update_canary_secs", c.update_canary_secs);
+  c.update_canary_fraction = f.Get("update_canary_fraction", c.update_canary_fraction);
+  c.update_max_error_rate_increase =
+      f.Get("update_max_error_rate_increase", c.update_max_error_rate_increase);
+  c.update_probe_budget_ms = f.Get("update_probe_budget_ms", c.update_probe_budget_ms);
+  c.update_probes = f.Get("update_probes", c.update_probes);
+  c.update_windows = f.Get("update_windows", c.update_windows);
+  c.update_max_bytes_per_second =
+      f.Get("update_max_bytes_per_second", c.update_max_bytes_per_second);
+  c.update_metered_interfaces = f.Get("update_metered_interfaces", c.update_metered_interfaces);
+  c.update_pinned_models = f.Get("update_pinned_models", c.update_pinned_models);
+  c.update_min_bytes_per_second =
+      f.Get("update_min_bytes_per_second", c.update_min_bytes_per_second);
+  c.update_slow_window_secs = f.Get("update_slow_window_secs", c.update_slow_window_secs);
+  c.update_download_attempts = f.Get("update_download_attempts", c.update_download_attempts);
   std::string fleet_state = c.fleet_state_dir.string();
-  Take(j, "fleet_url", c.fleet_url);
-  Take(j, "fleet_enrollment_token", c.fleet_enrollment_token);
-  Take(j, "fleet_state_dir", fleet_state);
+  c.fleet_url = f.Get("fleet_url", c.fleet_url);
+  c.fleet_enrollment_token = f.Get("fleet_enrollment_token", c.fleet_enrollment_token);
+  fleet_state = f.Get("fleet_state_dir", fleet_state);
   c.fleet_state_dir = fleet_state;
-  Take(j, "fleet_poll_secs", c.fleet_poll_secs);
+  c.fleet_poll_secs = f.Get("fleet_poll_secs", c.fleet_poll_secs);
   if (!c.fleet_url.empty() && c.update_url.empty())
     Fail(ErrorCode::kInvalidArgument,
          "fleet_url needs update_url: the repository the fleet's packages come from");
   if (!(c.fleet_poll_secs >= 1)) Fail(ErrorCode::kInvalidArgument, "fleet_poll_secs must be >= 1");
-  Take(j, "health", c.health);
-  Take(j, "device_id", c.device_id);
-  Take(j, "telemetry_otlp_url", c.telemetry_otlp_url);
+  c.health = f.Get("health", c.health);
+  c.device_id = f.Get("device_id", c.device_id);
+  c.telemetry_otlp_url = f.Get("telemetry_otlp_url", c.telemetry_otlp_url);
   std::string telemetry_dir = c.telemetry_dir.string();
-  Take(j, "telemetry_dir", telemetry_dir);
+  telemetry_dir = f.Get("telemetry_dir", telemetry_dir);
   c.telemetry_dir = telemetry_dir;
-  Take(j, "telemetry_max_bytes", c.telemetry_max_bytes);
-  Take(j, "telemetry_summary_secs", c.telemetry_summary_secs);
-  Take(j, "telemetry_noise_epsilon", c.telemetry_noise_epsilon);
-  Take(j, "monitoring_webhook_url", c.monitoring_webhook_url);
-  Take(j, "monitoring_captures_allowed", c.monitoring_captures_allowed);
-  Take(j, "chat_router", c.chat_router);
-  Take(j, "chat_cloud", c.chat_cloud);
+  c.telemetry_max_bytes = f.Get("telemetry_max_bytes", c.telemetry_max_bytes);
+  c.telemetry_summary_secs = f.Get("telemetry_summary_secs", c.telemetry_summary_secs);
+  c.telemetry_noise_epsilon = f.Get("telemetry_noise_epsilon", c.telemetry_noise_epsilon);
+  c.monitoring_webhook_url = f.Get("monitoring_webhook_url", c.monitoring_webhook_url);
+  c.monitoring_captures_allowed =
+      f.Get("monitoring_captures_allowed", c.monitoring_captures_allowed);
+  c.chat_router = f.Get("chat_router", c.chat_router);
+  c.chat_cloud = f.Get("chat_cloud", c.chat_cloud);
   std::string secrets = c.secrets_dir.string();
-  Take(j, "secrets_dir", secrets);
+  secrets = f.Get("secrets_dir", secrets);
   c.secrets_dir = secrets;
   ParseRouterConfig(c.chat_router, c.chat_cloud);  // refuse a bad router config at load time
-  Take(j, "log_level", c.log_level);
-  Take(j, "log_format", c.log_format);
+  c.log_level = f.Get("log_level", c.log_level);
+  c.log_format = f.Get("log_format", c.log_format);
 }
 
 nlohmann::json ToJson(const AgentConfig& c) {

@@ -4,6 +4,7 @@
 #include <set>
 
 #include "core/error.h"
+#include "core/json_fields.h"
 #include "core/json_input.h"
 #include "core/names.h"
 #include "package/package_manifest.h"
@@ -17,16 +18,6 @@ using json = nlohmann::json;
   Fail(ErrorCode::kInvalidArgument, "manifest.json: " + what);
 }
 
-template <typename T>
-T Get(const json& j, const char* key, T fallback) {
-  if (!j.contains(key)) return fallback;
-  try {
-    return j.at(key).get<T>();
-  } catch (const json::exception&) {
-    Bad(std::string("field '") + key + "' has the wrong type");
-  }
-}
-
 // A tensor as a manifest declares it: whatever is left out is taken from the model.
 struct DeclaredTensor {
   std::string name;
@@ -36,24 +27,21 @@ struct DeclaredTensor {
 
 std::vector<DeclaredTensor> ParseDeclaredTensors(const json& j, const char* key) {
   std::vector<DeclaredTensor> declared;
-  if (!j.contains(key)) return declared;
-  if (!j[key].is_array()) Bad(std::string("'") + key + "' must be an array");
-  for (const auto& t : j[key]) {
-    if (!t.is_object() || !t.contains("name") || !t["name"].is_string()) {
-      Bad(std::string("every entry of '") + key + "' needs a string 'name'");
+  const JsonFields f(j, "manifest.json");
+  const json* list = f.Find(key);
+  if (!list) return declared;
+  if (!list->is_array()) f.Fail(key, "must be an array");
+  for (const auto& entry : *list) {
+    const JsonFields t(entry, "manifest.json",
+                       std::string(key) + "[" + std::to_string(declared.size()) + "]");
+    t.OnlyKeys({"name", "datatype", "shape"});
+    DeclaredTensor d{t.Require<std::string>("name"), std::nullopt, std::nullopt};
+    if (auto dtype = t.Optional<std::string>("datatype")) {
+      d.dtype = ParseDataType(*dtype);
+      if (!d.dtype) Bad("unknown datatype '" + *dtype + "' for '" + d.name + "'");
     }
-    for (const auto& [k, v] : t.items()) {
-      if (k != "name" && k != "datatype" && k != "shape")
-        Bad(std::string("unknown field '") + k + "' in '" + key + "'");
-    }
-    DeclaredTensor d{t["name"].get<std::string>(), std::nullopt, std::nullopt};
-    if (t.contains("datatype")) {
-      std::string dtype = Get<std::string>(t, "datatype", "");
-      d.dtype = ParseDataType(dtype);
-      if (!d.dtype) Bad("unknown datatype '" + dtype + "' for '" + d.name + "'");
-    }
-    if (t.contains("shape")) {
-      d.shape = Get<Shape>(t, "shape", {});
+    if (t.Has("shape")) {
+      d.shape = t.Get<Shape>("shape", {});
       for (auto dim : *d.shape) {
         if (dim < -1) Bad("bad dimension in shape of '" + d.name + "'");
       }
@@ -98,24 +86,20 @@ Manifest ParseManifest(const std::string& text) {
   } catch (const Error& e) {
     Bad(e.what());
   }
-  if (!m.raw.is_object()) Bad("must be a JSON object");
-  static const std::set<std::string> kKnown = {
-      "name", "version", "runtime", "platform", "description", "model_file", "inputs", "outputs",
-      "max_batch_size", "dynamic_batching", "instance_count", "max_queue_size", "timeout_ms",
-      "warmup",
-      // chat models
-      "chat_format", "context_length", "max_sequences",
-      // drift monitoring (monitoring/model_monitor.h)
-      "monitoring"};
-  for (const auto& [k, v] : m.raw.items()) {
-    if (!kKnown.count(k)) Bad("unknown field '" + k + "'");
-  }
-  std::string runtime = Get<std::string>(m.raw, "runtime", "onnx");
+  const JsonFields f(m.raw, "manifest.json");
+  f.OnlyKeys({"name", "version", "runtime", "platform", "description", "model_file", "inputs",
+              "outputs", "max_batch_size", "dynamic_batching", "instance_count", "max_queue_size",
+              "timeout_ms", "warmup",
+              // chat models
+              "chat_format", "context_length", "max_sequences",
+              // drift monitoring (monitoring/model_monitor.h)
+              "monitoring"});
+  std::string runtime = f.Get("runtime", "onnx");
   if (runtime != "onnx") Bad("runtime '" + runtime + "' is not supported (onnx)");
-  m.model_file = Get<std::string>(m.raw, "model_file", "model.onnx");
-  std::filesystem::path f(m.model_file);
-  if (m.model_file.empty() || f.is_absolute() || f.filename() != f || m.model_file == ".." ||
-      m.model_file == ".") {
+  m.model_file = f.Get("model_file", "model.onnx");
+  std::filesystem::path file(m.model_file);
+  if (m.model_file.empty() || file.is_absolute() || file.filename() != file ||
+      m.model_file == ".." || m.model_file == ".") {
     Bad("model_file must be a plain file name inside the version directory");
   }
   return m;
@@ -134,31 +118,22 @@ ModelConfig BuildModelConfig(const std::string& name, const std::string& version
   c.inputs = model_inputs;
   c.outputs = model_outputs;
   if (j.is_null()) return c;
-  if (auto n = Get<std::string>(j, "name", name); n != name)
+  const JsonFields f(j, "manifest.json");
+  if (auto n = f.Get("name", name); n != name)
     Bad("name '" + n + "' differs from the directory '" + name + "'");
-  c.description = Get<std::string>(j, "description", "");
+  c.description = f.Get("description", "");
   MergeDeclared(c.inputs, ParseDeclaredTensors(j, "inputs"), "input");
   MergeDeclared(c.outputs, ParseDeclaredTensors(j, "outputs"), "output");
-  c.max_batch_size = Get<int>(j, "max_batch_size", 0);
-  if (c.max_batch_size < 0) Bad("max_batch_size must be >= 0");
-  c.instance_count = Get<int>(j, "instance_count", 1);
-  if (c.instance_count < 1 || c.instance_count > 64) Bad("instance_count must be 1..64");
-  int64_t queue = Get<int64_t>(j, "max_queue_size", 64);
-  if (queue < 1 || queue > 100000) Bad("max_queue_size must be 1..100000");
-  c.max_queue_size = static_cast<size_t>(queue);
-  int64_t timeout = Get<int64_t>(j, "timeout_ms", 0);
-  if (timeout < 0) Bad("timeout_ms must be >= 0");
-  c.timeout = std::chrono::milliseconds(timeout);
-  if (j.contains("dynamic_batching")) {
-    const auto& b = j["dynamic_batching"];
-    if (!b.is_object()) Bad("dynamic_batching must be an object");
-    for (const auto& [k, v] : b.items()) {
-      if (k != "max_queue_delay_us") Bad("unknown field '" + k + "' in dynamic_batching");
-    }
+  c.max_batch_size = static_cast<int>(f.Integer("max_batch_size", 0, 0, 1 << 20));
+  c.instance_count = static_cast<int>(f.Integer("instance_count", 1, 1, 64));
+  c.max_queue_size = static_cast<size_t>(f.Integer("max_queue_size", 64, 1, 100000));
+  c.timeout = std::chrono::milliseconds(f.Integer("timeout_ms", 0, 0, 24LL * 3600 * 1000));
+  if (f.Has("dynamic_batching")) {
+    const JsonFields b = f.Object("dynamic_batching");
+    b.OnlyKeys({"max_queue_delay_us"});
     c.dynamic_batching = true;
-    int64_t delay = Get<int64_t>(b, "max_queue_delay_us", 500);
-    if (delay < 0 || delay > 10'000'000) Bad("max_queue_delay_us must be 0..10000000");
-    c.max_queue_delay = std::chrono::microseconds(delay);
+    c.max_queue_delay =
+        std::chrono::microseconds(b.Integer("max_queue_delay_us", 500, 0, 10'000'000));
     if (c.max_batch_size == 0) Bad("dynamic_batching needs max_batch_size > 0");
   }
   if (c.max_batch_size > 0) {
@@ -176,10 +151,9 @@ ModelConfig BuildModelConfig(const std::string& name, const std::string& version
     if (w.is_boolean()) {
       c.warmup = w.get<bool>();
     } else if (w.is_object()) {
-      for (const auto& [k, v] : w.items()) {
-        if (k != "shapes") Bad("unknown field '" + k + "' in warmup");
-      }
-      c.warmup_shapes = Get<std::map<std::string, Shape>>(w, "shapes", {});
+      const JsonFields warmup(w, "manifest.json", "warmup");
+      warmup.OnlyKeys({"shapes"});
+      c.warmup_shapes = warmup.Get<std::map<std::string, Shape>>("shapes", {});
     } else {
       Bad("warmup must be true, false or {\"shapes\": {...}}");
     }

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <random>
 
+#include "core/json_fields.h"
 #include "core/json_input.h"
 
 namespace outpost {
@@ -17,36 +18,6 @@ constexpr JsonLimits kChatJsonLimits{kMaxChatRequestBytes, 32, 1u << 18, kMaxCha
 [[noreturn]] void Bad(const std::string& param, const std::string& message) {
   throw ApiError(ErrorCode::kInvalidArgument, message, param);
 }
-
-double Number(const json& j, const char* key, double lo, double hi) {
-  const json& v = j.at(key);
-  if (!v.is_number()) Bad(key, std::string("'") + key + "' must be a number");
-  double d = v.get<double>();
-  if (!std::isfinite(d) || d < lo || d > hi)
-    Bad(key, std::string("'") + key + "' must be between " + json(lo).dump() + " and " +
-                 json(hi).dump());
-  return d;
-}
-
-int64_t Integer(const json& j, const char* key, int64_t lo, int64_t hi) {
-  const json& v = j.at(key);
-  if (!v.is_number_integer()) Bad(key, std::string("'") + key + "' must be an integer");
-  int64_t i = v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX)
-                  ? INT64_MAX
-                  : v.get<int64_t>();
-  if (i < lo || i > hi)
-    Bad(key, std::string("'") + key + "' must be between " + std::to_string(lo) + " and " +
-                 std::to_string(hi));
-  return i;
-}
-
-bool Bool(const json& j, const char* key) {
-  const json& v = j.at(key);
-  if (!v.is_boolean()) Bad(key, std::string("'") + key + "' must be a boolean");
-  return v.get<bool>();
-}
-
-bool Present(const json& j, const char* key) { return j.contains(key) && !j.at(key).is_null(); }
 
 // content: a string, or an array of parts of which text parts are joined.
 std::string Content(const json& m, size_t index) {
@@ -82,14 +53,10 @@ std::string RandomHex(size_t n) {
 
 }  // namespace
 
-ChatCompletionRequest ParseChatCompletionRequest(std::string_view body) {
-  json j;
-  try {
-    j = ParseJson(body, kChatJsonLimits, "the body");
-  } catch (const Error& e) {
-    throw ApiError(e.code(), e.what());
-  }
-  if (!j.is_object()) Bad("", "the body must be a JSON object");
+namespace {
+
+ChatCompletionRequest ParseChatCompletion(const json& j) {
+  const JsonFields f(j, "");
   ChatCompletionRequest r;
   if (!j.contains("model") || !j.at("model").is_string() ||
       j.at("model").get<std::string>().empty())
@@ -115,38 +82,39 @@ ChatCompletionRequest ParseChatCompletionRequest(std::string_view body) {
     ++index;
   }
 
-  if (Present(j, "stream")) r.stream = Bool(j, "stream");
-  if (Present(j, "stream_options")) {
+  if (f.Has("stream")) r.stream = f.Require<bool>("stream");
+  if (f.Has("stream_options")) {
     const json& so = j.at("stream_options");
     if (!so.is_object()) Bad("stream_options", "'stream_options' must be an object");
     if (!r.stream) Bad("stream_options", "'stream_options' is only allowed with 'stream': true");
-    if (Present(so, "include_usage")) r.include_usage = Bool(so, "include_usage");
+    r.include_usage = JsonFields(so, "", "stream_options").Get("include_usage", false);
   }
   auto& o = r.options;
-  if (Present(j, "max_completion_tokens"))
-    o.max_tokens = static_cast<int>(Integer(j, "max_completion_tokens", 1, 1 << 24));
-  else if (Present(j, "max_tokens"))
-    o.max_tokens = static_cast<int>(Integer(j, "max_tokens", 1, 1 << 24));
-  if ((r.has_temperature = Present(j, "temperature")))
-    o.sampling.temperature = static_cast<float>(Number(j, "temperature", 0, 2));
-  if ((r.has_top_p = Present(j, "top_p")))
-    o.sampling.top_p = static_cast<float>(Number(j, "top_p", 0, 1));
+  if (f.Has("max_completion_tokens"))
+    o.max_tokens = static_cast<int>(f.Integer("max_completion_tokens", 0, 1, 1 << 24));
+  else if (f.Has("max_tokens"))
+    o.max_tokens = static_cast<int>(f.Integer("max_tokens", 0, 1, 1 << 24));
+  if ((r.has_temperature = f.Has("temperature")))
+    o.sampling.temperature = static_cast<float>(f.Number("temperature", 0, 0, 2));
+  if ((r.has_top_p = f.Has("top_p")))
+    o.sampling.top_p = static_cast<float>(f.Number("top_p", 0, 0, 1));
   if (r.has_top_p && o.sampling.top_p <= 0) Bad("top_p", "'top_p' must be greater than 0");
-  if ((r.has_top_k = Present(j, "top_k")))
-    o.sampling.top_k = static_cast<int>(Integer(j, "top_k", 0, 1 << 20));
-  if ((r.has_min_p = Present(j, "min_p")))
-    o.sampling.min_p = static_cast<float>(Number(j, "min_p", 0, 1));
-  if ((r.has_repetition_penalty = Present(j, "repetition_penalty")))
-    o.sampling.repetition_penalty = static_cast<float>(Number(j, "repetition_penalty", 0.01, 100));
-  if (Present(j, "presence_penalty"))
-    o.sampling.presence_penalty = static_cast<float>(Number(j, "presence_penalty", -2, 2));
-  if (Present(j, "frequency_penalty"))
-    o.sampling.frequency_penalty = static_cast<float>(Number(j, "frequency_penalty", -2, 2));
-  if (Present(j, "seed"))
-    o.sampling.seed = static_cast<uint64_t>(Integer(j, "seed", INT64_MIN, INT64_MAX));
-  if (Present(j, "n") && Integer(j, "n", 1, 128) != 1)
+  if ((r.has_top_k = f.Has("top_k")))
+    o.sampling.top_k = static_cast<int>(f.Integer("top_k", 0, 0, 1 << 20));
+  if ((r.has_min_p = f.Has("min_p")))
+    o.sampling.min_p = static_cast<float>(f.Number("min_p", 0, 0, 1));
+  if ((r.has_repetition_penalty = f.Has("repetition_penalty")))
+    o.sampling.repetition_penalty =
+        static_cast<float>(f.Number("repetition_penalty", 0, 0.01, 100));
+  if (f.Has("presence_penalty"))
+    o.sampling.presence_penalty = static_cast<float>(f.Number("presence_penalty", 0, -2, 2));
+  if (f.Has("frequency_penalty"))
+    o.sampling.frequency_penalty = static_cast<float>(f.Number("frequency_penalty", 0, -2, 2));
+  if (f.Has("seed"))
+    o.sampling.seed = static_cast<uint64_t>(f.Integer("seed", 0, INT64_MIN, INT64_MAX));
+  if (f.Has("n") && f.Integer("n", 0, 1, 128) != 1)
     Bad("n", "only 'n': 1 is supported (one choice per request)");
-  if (Present(j, "stop")) {
+  if (f.Has("stop")) {
     const json& s = j.at("stop");
     if (s.is_string()) {
       o.stop.push_back(s.get<std::string>());
@@ -160,25 +128,43 @@ ChatCompletionRequest ParseChatCompletionRequest(std::string_view body) {
       Bad("stop", "'stop' must be a string or an array of strings");
     }
   }
-  if (Present(j, "logprobs")) o.logprobs = Bool(j, "logprobs");
-  if (Present(j, "top_logprobs")) {
-    o.top_logprobs = static_cast<int>(Integer(j, "top_logprobs", 0, 20));
+  if (f.Has("logprobs")) o.logprobs = f.Require<bool>("logprobs");
+  if (f.Has("top_logprobs")) {
+    o.top_logprobs = static_cast<int>(f.Integer("top_logprobs", 0, 0, 20));
     if (!o.logprobs) Bad("top_logprobs", "'top_logprobs' requires 'logprobs': true");
   }
   for (const char* unsupported : {"tools", "functions", "audio"}) {
-    if (Present(j, unsupported) && !(j.at(unsupported).is_array() && j.at(unsupported).empty()))
+    if (f.Has(unsupported) && !(j.at(unsupported).is_array() && j.at(unsupported).empty()))
       Bad(unsupported, std::string("'") + unsupported + "' is not supported by this server");
   }
-  if (Present(j, "response_format")) {
-    const json& f = j.at("response_format");
-    if (!f.is_object() || f.value("type", "") != "text")
+  if (f.Has("response_format")) {
+    const json& format = j.at("response_format");
+    if (!format.is_object() || format.value("type", "") != "text")
       Bad("response_format", "only 'response_format': {\"type\": \"text\"} is supported");
   }
-  if (Present(j, "metadata")) {
+  if (f.Has("metadata")) {
     if (!j.at("metadata").is_object()) Bad("metadata", "'metadata' must be an object");
     r.metadata = j.at("metadata");
   }
   return r;
+}
+
+}  // namespace
+
+ChatCompletionRequest ParseChatCompletionRequest(std::string_view body) {
+  json j;
+  try {
+    j = ParseJson(body, kChatJsonLimits, "the body");
+  } catch (const Error& e) {
+    throw ApiError(e.code(), e.what());
+  }
+  if (!j.is_object()) Bad("", "the body must be a JSON object");
+  // A field of the wrong type or out of range is named as OpenAI's "param".
+  try {
+    return ParseChatCompletion(j);
+  } catch (const FieldError& e) {
+    throw ApiError(ErrorCode::kInvalidArgument, e.what(), e.field());
+  }
 }
 
 void ApplySamplingDefaults(ChatCompletionRequest& r, const SamplingParams& d) {

@@ -60,8 +60,8 @@ class CliTest(unittest.TestCase):
 
     def test_bad_configuration_is_one_clear_line(self):
         cfg = os.path.join(self.tmp, "c.json")
-        for content, fragment in [('{"http_prot": 1}', "unknown key 'http_prot'"), ("{", "not valid JSON"),
-                                  ('{"http_port": "x"}', "'http_port' has the wrong type")]:
+        for content, fragment in [('{"http_prot": 1}', "config: unknown field 'http_prot'"), ("{", "not valid JSON"),
+                                  ('{"http_port": "x"}', "config: 'http_port' must be an integer")]:
             with open(cfg, "w") as f:
                 f.write(content)
             out = run(OUTPOSTD, "--config", cfg, "--model-repository", self.repo)

@@ -191,7 +191,8 @@ class FleetTests:
                  ({"packages": {"a": "1"}, "selector": {"site": 3}}, "tag 'site'"),
                  ({"packages": {"a": "1"}, "rollout": {"waves": [50, 10, 100]}}, "increasing"),
                  ({"packages": {"a": "1"}, "rollout": {"waves": [10, 50]}}, "last wave"),
-                 ({"packages": {"a": "1"}, "rollout": {"max_failure_rate": 2}}, "between 0 and 1"),
+                 ({"packages": {"a": "1"}, "rollout": {"max_failure_rate": 2}},
+                  "'rollout.max_failure_rate' must be a number in 0..1"),
                  ({"packages": {"a": "1"}, "colour": "red"}, "unknown field 'colour'")]
         for body, phrase in cases:
             status, answer = self.op("PUT", "/api/v1/deployments/d", body)
@@ -354,7 +355,7 @@ class FleetTests:
         # A malformed figure is refused when reported, not left to break the controller.
         status, body = devices[0].report({}, error_rate="high")
         self.assertEqual(status, 400)
-        self.assertIn("'error_rate' must be a number", body["error"])
+        self.assertIn("'health.error_rate' must be a number", body["error"])
 
     def test_manual_pause_promote_and_abort(self):
         devices = self.fleet_of(10)
