@@ -147,8 +147,8 @@ class FleetTests:
         # Tokens are stored hashed: the secret is nowhere in the database or the log (the token's
         # id is, which shows the database was searched).
         stored = self.database_text()
-        self.assertIn(made["id"], stored)
-        self.assertNotIn(made["token"], stored)
+        self.assertTrue(made["id"] in stored, "the token's id is not in the database text")
+        self.assertFalse(made["token"] in stored, "the token's secret is in the database")
         self.assertNotIn(made["token"], self.server.logs())
 
     # --- desired state ----------------------------------------------------------------------
