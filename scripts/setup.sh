@@ -14,7 +14,7 @@ die() { printf '[setup] error: %s\n' "$*" >&2; exit 1; }
 APT_PACKAGES=(
   build-essential cmake ninja-build pkg-config git clang libclang-rt-14-dev
   libcpp-httplib-dev libgrpc++-dev protobuf-compiler protobuf-compiler-grpc libprotobuf-dev
-  nlohmann-json3-dev libspdlog-dev libcli11-dev libsodium-dev libssl-dev
+  nlohmann-json3-dev libsimdjson-dev libspdlog-dev libcli11-dev libsodium-dev libssl-dev
   libcurl4-openssl-dev libzstd-dev libre2-dev libpcre2-dev libutf8proc-dev libsqlite3-dev libsystemd-dev libpq-dev postgresql
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 python3-numpy python3-onnx python3-grpcio python3-protobuf

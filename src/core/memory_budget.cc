@@ -37,6 +37,9 @@ void BudgetHold::AddDone(uint64_t bytes) {
 
 void ReturnFreedMemory() { malloc_trim(0); }
 
-void UseServerAllocation() { mallopt(M_MMAP_THRESHOLD, 1 << 20); }
+void UseServerAllocation() {
+  mallopt(M_MMAP_THRESHOLD, 1 << 20);
+  mallopt(M_TRIM_THRESHOLD, 8 << 20);
+}
 
 }  // namespace outpost

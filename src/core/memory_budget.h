@@ -43,6 +43,7 @@ class BudgetHold {
   void Add(uint64_t bytes, const std::string& what);
   void AddDone(uint64_t bytes);  // for what is already in memory
   uint64_t bytes() const { return bytes_; }
+  MemoryBudget* budget() const { return budget_; }
 
  private:
   MemoryBudget* budget_;
@@ -55,7 +56,10 @@ void ReturnFreedMemory();
 
 // For a long-running server: blocks of 1 MiB and more (request bodies, tensors) are mapped
 // for themselves and unmapped when freed, instead of glibc's default of raising that threshold
-// after each large free until whole request bodies live and stay in the heap.
+// after each large free until whole request bodies live and stay in the heap. Fixing that
+// threshold also fixes the trim threshold at 128 KiB, and then every request that frees a few
+// hundred KiB hands pages back and takes them again (madvise and TLB shootdowns on each); so
+// the heap keeps up to 8 MiB free at its top and ReturnFreedMemory() trims after large requests.
 void UseServerAllocation();
 
 }  // namespace outpost

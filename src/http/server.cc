@@ -37,6 +37,7 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 constexpr size_t kReadChunk = 64u << 10;
+constexpr size_t kReadPerTurn = 4 * kReadChunk;  // from one connection per loop round
 constexpr auto kTick = std::chrono::milliseconds(100);
 constexpr auto kLinger = std::chrono::seconds(2);
 constexpr uint64_t kListenKey = 0, kWakeKey = 1;
@@ -505,13 +506,15 @@ class Server::Impl {
   void Close(Conn& c) {
     if (c.fd < 0) return;
     ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, c.fd, nullptr);
-    ::close(c.fd);
     conns_.erase(c.id);
     open_ = conns_.size();
     Release(c.body_charge);
     c.body_charge = 0;
-    c.fd = -1;
     std::lock_guard lock(c.mu);
+    // Closed under the lock: a worker sends on the descriptor only while it holds the lock and
+    // the connection is not closed, so it never writes to a number reused by another client.
+    ::close(c.fd);
+    c.fd = -1;
     c.closed = true;
     Release(c.response_charge);
     c.response_charge = 0;
@@ -523,7 +526,10 @@ class Server::Impl {
 
   void OnReadable(Conn& c) {
     char buf[kReadChunk];
-    while (c.fd >= 0) {
+    // Level-triggered: what is left is reported again on the next round, after every other
+    // ready connection had its turn; a client sending fast over loopback would otherwise keep
+    // the loop on its body (or on discarding one) while the others wait.
+    for (size_t read = 0; c.fd >= 0 && read < kReadPerTurn;) {
       if (c.state == State::kDispatched) return;  // resumes when the response is sent
       // Never hold more unparsed input than a head may be (a body is consumed as it comes).
       if (c.state != State::kLingering && c.in.size() > limits_.head.max_head_bytes + kReadChunk)
@@ -538,6 +544,7 @@ class Server::Impl {
         Close(c);  // the client is done (or gave up mid-request)
         return;
       }
+      read += static_cast<size_t>(n);
       if (c.state == State::kLingering) continue;  // draining before the close
       c.in.append(buf, static_cast<size_t>(n));
       Process(c);
@@ -760,46 +767,56 @@ class Server::Impl {
     Flush(c);
   }
 
+  // Sends queued output until it is all gone or the socket is full; false on a broken
+  // connection. c.mu is held by the caller: the loop, or a worker sending its own response
+  // at once (a hand-over to the loop costs a wake-up, and on a small device the loop's turn on
+  // a core can come long after).
+  static bool SendQueued(Conn& c) {
+    while (c.out_bytes > 0 && !c.closed) {
+      iovec iov[8];
+      int count = 0;
+      size_t offset = c.out_offset;
+      for (auto it = c.out.begin(); it != c.out.end() && count < 8; ++it, offset = 0) {
+        iov[count].iov_base = it->data() + offset;
+        iov[count].iov_len = it->size() - offset;
+        ++count;
+      }
+      msghdr msg{};
+      msg.msg_iov = iov;
+      msg.msg_iovlen = static_cast<size_t>(count);
+      ssize_t n = ::sendmsg(c.fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return errno == EAGAIN || errno == EWOULDBLOCK;
+      }
+      c.last_progress = Clock::now();
+      c.out_bytes -= static_cast<size_t>(n);
+      size_t left = static_cast<size_t>(n);
+      while (left > 0) {
+        size_t in_front = c.out.front().size() - c.out_offset;
+        if (left < in_front) {
+          c.out_offset += left;
+          left = 0;
+        } else {
+          left -= in_front;
+          c.out.pop_front();
+          c.out_offset = 0;
+        }
+      }
+    }
+    return true;
+  }
+
   // Writes what is pending; when the response is complete, finishes it.
   void Flush(Conn& c) {
     if (c.fd < 0) return;
     bool finished = false, pending = false;
     {
       std::unique_lock lock(c.mu);
-      while (c.out_bytes > 0) {
-        iovec iov[8];
-        int count = 0;
-        size_t offset = c.out_offset;
-        for (auto it = c.out.begin(); it != c.out.end() && count < 8; ++it, offset = 0) {
-          iov[count].iov_base = it->data() + offset;
-          iov[count].iov_len = it->size() - offset;
-          ++count;
-        }
-        msghdr msg{};
-        msg.msg_iov = iov;
-        msg.msg_iovlen = static_cast<size_t>(count);
-        ssize_t n = ::sendmsg(c.fd, &msg, MSG_NOSIGNAL);
-        if (n < 0) {
-          if (errno == EINTR) continue;
-          if (errno == EAGAIN || errno == EWOULDBLOCK) break;
-          lock.unlock();
-          Close(c);
-          return;
-        }
-        c.last_progress = Clock::now();
-        c.out_bytes -= static_cast<size_t>(n);
-        size_t left = static_cast<size_t>(n);
-        while (left > 0) {
-          size_t in_front = c.out.front().size() - c.out_offset;
-          if (left < in_front) {
-            c.out_offset += left;
-            left = 0;
-          } else {
-            left -= in_front;
-            c.out.pop_front();
-            c.out_offset = 0;
-          }
-        }
+      if (!SendQueued(c)) {
+        lock.unlock();
+        Close(c);
+        return;
       }
       if (c.out_bytes < limits_.stream_buffer_bytes) c.cv.notify_all();
       if (c.out_bytes == 0 && c.file) {
@@ -944,7 +961,8 @@ class Server::Impl::Writer final : public StreamWriter {
     }
     conn_.out_bytes += piece.size();
     conn_.out.push_back(std::move(piece));
-    server_.Notify(conn_);
+    // Sent from here when the socket takes it; the loop is needed only for what it does not.
+    if (!SendQueued(conn_) || conn_.out_bytes > 0) server_.Notify(conn_);
     // Bounded buffering: wait for the client to take what is queued. The loop closes a
     // connection that makes no progress for write_timeout, which wakes this too.
     conn_.cv.wait(lock, [&] {
@@ -1025,6 +1043,7 @@ void Server::Impl::Answer(Job& job) {
     }
     c.last_progress = std::chrono::steady_clock::now();
     if (!streamed || head_only) c.response_done = true;
+    SendQueued(c);  // what it cannot send (or a broken connection) the loop takes over
     Notify(c);
   }
   if (!streamed || head_only) return;

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <limits>
 
+#include <simdjson.h>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
@@ -15,6 +16,12 @@ namespace {
 using json = nlohmann::json;
 constexpr int kMaxNesting = 32;  // of a tensor's "data"
 constexpr int kMaxDepth = 64;    // of the whole body
+// Bodies up to this size are indexed whole by simdjson (several times faster); larger ones
+// stream through nlohmann's parser, which takes no memory in proportion to the body.
+constexpr size_t kIndexedJsonBytes = 1u << 20;
+// simdjson's DOM for a body of n bytes: 4 bytes per byte for structural positions, 8 for the
+// tape, 5/3 for unescaped strings, and the padded copy it reads from.
+constexpr uint64_t kIndexBytesPerByte = 15;
 
 [[noreturn]] void Bad(const std::string& message) { Fail(ErrorCode::kInvalidArgument, message); }
 
@@ -26,7 +33,6 @@ struct Value {
   uint64_t u = 0;
   double d = 0;
   std::string_view s;
-  std::string raw;  // a float's text, for messages
 };
 
 std::string TypeName(const Value& v) {
@@ -55,8 +61,6 @@ std::string Dump(const Value& v) {
       return std::to_string(v.i);
     case Value::Kind::kUint:
       return std::to_string(v.u);
-    case Value::Kind::kFloat:
-      return v.raw;
     default:
       return TypeName(v);
   }
@@ -76,22 +80,22 @@ void AppendRaw(std::string& out, T v) {
 }
 
 template <typename T>
-void AppendInteger(std::string& out, const Value& v, const std::string& where) {
+void AppendInteger(std::string& out, const Value& v, const auto& where) {
   if (v.kind == Value::Kind::kUint || (v.kind == Value::Kind::kInt && v.i >= 0)) {
     uint64_t u = v.kind == Value::Kind::kUint ? v.u : static_cast<uint64_t>(v.i);
     if (u > static_cast<uint64_t>(std::numeric_limits<T>::max()))
-      Bad(where + ": " + Dump(v) + " is out of range");
+      Bad(where() + ": " + Dump(v) + " is out of range");
     AppendRaw<T>(out, static_cast<T>(u));
   } else if (v.kind == Value::Kind::kInt) {
     if (std::is_unsigned_v<T> || v.i < static_cast<int64_t>(std::numeric_limits<T>::min()))
-      Bad(where + ": " + Dump(v) + " is out of range");
+      Bad(where() + ": " + Dump(v) + " is out of range");
     AppendRaw<T>(out, static_cast<T>(v.i));
   } else {
-    Bad(where + ": expected an integer, got " + TypeName(v));
+    Bad(where() + ": expected an integer, got " + TypeName(v));
   }
 }
 
-double Number(const Value& v, const std::string& where) {
+double Number(const Value& v, const auto& where) {
   switch (v.kind) {
     case Value::Kind::kFloat:
       return v.d;
@@ -100,14 +104,17 @@ double Number(const Value& v, const std::string& where) {
     case Value::Kind::kUint:
       return static_cast<double>(v.u);
     default:
-      Bad(where + ": expected a number, got " + TypeName(v));
+      Bad(where() + ": expected a number, got " + TypeName(v));
   }
 }
 
-void AppendElement(std::string& out, const Value& v, DataType dt, const std::string& where) {
+// `where()` names the element's input in a message; it is only called for one (building the
+// name for every element was most of the cost of decoding).
+void AppendElement(std::string& out, const Value& v, DataType dt, const auto& where) {
   switch (dt) {
     case DataType::kBool:
-      if (v.kind != Value::Kind::kBool) Bad(where + ": expected true or false, got " + TypeName(v));
+      if (v.kind != Value::Kind::kBool)
+        Bad(where() + ": expected true or false, got " + TypeName(v));
       AppendRaw<uint8_t>(out, v.b ? 1 : 0);
       return;
     case DataType::kUint8:
@@ -135,7 +142,7 @@ void AppendElement(std::string& out, const Value& v, DataType dt, const std::str
     case DataType::kFp64:
       return AppendRaw<double>(out, Number(v, where));
     case DataType::kBytes:
-      if (v.kind != Value::Kind::kString) Bad(where + ": expected a string, got " + TypeName(v));
+      if (v.kind != Value::Kind::kString) Bad(where() + ": expected a string, got " + TypeName(v));
       return AppendBytesElement(out, v.s);
   }
 }
@@ -166,11 +173,12 @@ struct PendingOutput {
   unsigned keys = 0;
 };
 
-// The KServe v2 JSON request decoded as it streams past (nlohmann's SAX interface): tensor
-// elements go straight into their buffers, so decoding takes the tensors' own memory and no
-// document tree of many times the body's size. JSON objects are unordered: an input whose
-// "data" comes before its "datatype" is counted in the first pass and converted in a second
-// (`second_pass` holds the datatypes the first learned).
+// The KServe v2 JSON request decoded from a stream of parse events, in document order (from
+// nlohmann's SAX interface, or from a walk over simdjson's DOM): tensor elements go
+// straight into their buffers, so decoding takes the tensors' own memory and no document tree
+// of many times the body's size. JSON objects are unordered: an input whose "data" comes before
+// its "datatype" is counted in the first pass and converted in a second (`second_pass` holds
+// the datatypes the first learned).
 class InferRequestReader {
  public:
   using number_integer_t = json::number_integer_t;
@@ -201,10 +209,9 @@ class InferRequestReader {
     v.u = u;
     return OnValue(v);
   }
-  bool number_float(double d, const std::string& text) {
+  bool number_float(double d, const std::string& /*text*/) {
     Value v{Value::Kind::kFloat};
     v.d = d;
-    v.raw = text;
     return OnValue(v);
   }
   bool string(std::string& s) {
@@ -218,7 +225,7 @@ class InferRequestReader {
   bool end_object() { return Close(); }
   bool end_array() { return Close(); }
   bool key(std::string& k) {
-    stack_.back().key = k;
+    Key(k);
     return true;
   }
   bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception& e) {
@@ -243,6 +250,11 @@ class InferRequestReader {
   }
 
   InferRequest Finish(std::string_view binary, bool has_header_length);
+
+  // The events themselves; a value that opens an object or array is closed by End().
+  bool OnValue(const Value& v);
+  void Key(std::string_view k) { stack_.back().key.assign(k); }
+  void End() { Close(); }
 
  private:
   enum class Frame {
@@ -284,7 +296,6 @@ class InferRequestReader {
     seen |= bit;
   }
 
-  bool OnValue(const Value& v);
   void OnRoot(const std::string& key, const Value& v);
   void OnInput(PendingInput& in, const std::string& key, const Value& v);
   void OnData(PendingInput& in, const Value& v);
@@ -493,7 +504,7 @@ void InferRequestReader::OnData(PendingInput& in, const Value& v) {
       Bad(in.Where() + ": 'data' holds an object; it takes numbers, booleans or strings");
     return;  // counted now, converted in the second pass
   }
-  AppendElement(in.data, v, *in.dtype, in.Where());
+  AppendElement(in.data, v, *in.dtype, [&in] { return in.Where(); });
   ChargeGrowth(in);
 }
 
@@ -564,6 +575,82 @@ InferRequest InferRequestReader::Finish(std::string_view binary, bool has_header
   return std::move(req_);
 }
 
+[[noreturn]] void NotJson(simdjson::error_code e) {
+  Bad(std::string("request body is not valid JSON: ") + simdjson::error_message(e));
+}
+
+// A body indexed whole by simdjson's DOM parser (its stage 1 is picked for this CPU at run
+// time; the On-Demand API would be compiled for the baseline ISA), then walked into a reader's
+// events as many times as needed. Every value is visited, so the reader sees and bounds all.
+class IndexedJson {
+ public:
+  // False where simdjson declines a number nlohmann may read (integers past 64 bits) or nests
+  // past its own limit: the caller streams that body instead, so both parsers answer alike.
+  bool Parse(std::string_view text) {
+    text_ = simdjson::padded_string(text);
+    simdjson::error_code e = parser_.parse(text_).get(root_);
+    if (e == simdjson::NUMBER_ERROR || e == simdjson::DEPTH_ERROR) return false;
+    if (e != simdjson::SUCCESS) NotJson(e);
+    return true;
+  }
+
+  void Walk(InferRequestReader& reader) const {
+    if (!root_.is_object()) {
+      reader.OnValue(Value{root_.is_array() ? Value::Kind::kArray : Value::Kind::kNull});
+      Bad("request body must be a JSON object");
+    }
+    WalkValue(root_, reader);
+  }
+
+ private:
+  static void WalkValue(simdjson::dom::element v, InferRequestReader& reader) {
+    using simdjson::dom::element_type;
+    Value out{Value::Kind::kNull};
+    switch (v.type()) {
+      case element_type::OBJECT:
+        reader.OnValue(Value{Value::Kind::kObject});
+        for (auto field : simdjson::dom::object(v)) {
+          reader.Key(field.key);
+          WalkValue(field.value, reader);
+        }
+        reader.End();
+        return;
+      case element_type::ARRAY:
+        reader.OnValue(Value{Value::Kind::kArray});
+        for (simdjson::dom::element element : simdjson::dom::array(v)) WalkValue(element, reader);
+        reader.End();
+        return;
+      case element_type::INT64:
+        out.kind = Value::Kind::kInt;
+        out.i = v.get_int64().value_unsafe();
+        break;
+      case element_type::UINT64:
+        out.kind = Value::Kind::kUint;
+        out.u = v.get_uint64().value_unsafe();
+        break;
+      case element_type::DOUBLE:
+        out.kind = Value::Kind::kFloat;
+        out.d = v.get_double().value_unsafe();
+        break;
+      case element_type::STRING:
+        out.kind = Value::Kind::kString;
+        out.s = v.get_string().value_unsafe();
+        break;
+      case element_type::BOOL:
+        out.kind = Value::Kind::kBool;
+        out.b = v.get_bool().value_unsafe();
+        break;
+      case element_type::NULL_VALUE:
+        break;
+    }
+    reader.OnValue(out);
+  }
+
+  simdjson::padded_string text_;
+  simdjson::dom::parser parser_;
+  simdjson::dom::element root_;
+};
+
 }  // namespace
 
 std::optional<size_t> ParseHeaderLength(std::string_view value) {
@@ -574,17 +661,35 @@ std::optional<size_t> ParseHeaderLength(std::string_view value) {
 }
 
 InferRequest DecodeHttpInferRequest(std::string_view body, std::optional<size_t> header_length,
-                                    BudgetHold* hold) {
+                                    BudgetHold* hold, JsonBodyParser parser) {
   if (header_length && *header_length > body.size()) {
     Bad("Inference-Header-Content-Length " + std::to_string(*header_length) +
         " exceeds the body of " + std::to_string(body.size()) + " bytes");
   }
   std::string_view header = header_length ? body.substr(0, *header_length) : body;
   std::string_view binary = header_length ? body.substr(*header_length) : std::string_view{};
-  // The parser would take a NUL for the end of the input and ignore what follows.
+  // nlohmann's parser would take a NUL for the end of the input and ignore what follows.
   if (const size_t nul = header.find('\0'); nul != std::string_view::npos)
     Bad("request body is not valid JSON: a NUL byte at byte " + std::to_string(nul));
   InferRequestReader reader(header.size(), hold);
+  if (parser == JsonBodyParser::kBySize)
+    parser =
+        header.size() <= kIndexedJsonBytes ? JsonBodyParser::kIndexed : JsonBodyParser::kStreaming;
+  if (parser == JsonBodyParser::kIndexed) {
+    BudgetHold index_memory(hold ? hold->budget() : nullptr);  // freed on return
+    index_memory.Add(header.size() * kIndexBytesPerByte + simdjson::SIMDJSON_PADDING,
+                     "parsing the request");
+    IndexedJson doc;
+    if (doc.Parse(header)) {
+      doc.Walk(reader);
+      if (auto deferred = reader.Deferred(); !deferred.empty()) {
+        InferRequestReader second(header.size(), hold, &deferred);
+        doc.Walk(second);
+        reader.TakeDeferred(second);
+      }
+      return reader.Finish(binary, header_length.has_value());
+    }
+  }
   json::sax_parse(header.begin(), header.end(), &reader, json::input_format_t::json, true, false);
   if (auto deferred = reader.Deferred(); !deferred.empty()) {
     InferRequestReader second(header.size(), hold, &deferred);

@@ -13,11 +13,17 @@
 
 namespace outpost {
 
+// Which parser reads a JSON body: chosen by size (simdjson indexes bodies up to 1 MiB, larger
+// ones stream through nlohmann's parser), or one of them, for the tests and the fuzz target
+// that check both decode every body alike.
+enum class JsonBodyParser { kBySize, kIndexed, kStreaming };
+
 // `header_length` is the Inference-Header-Content-Length value when the header was sent.
-// With `hold`, the tensors' memory is charged to it before it is taken (throws
-// Error(kResourceExhausted) when the budget is spent).
+// With `hold`, the tensors' memory (and the index's) is charged to it before it is taken
+// (throws Error(kResourceExhausted) when the budget is spent).
 InferRequest DecodeHttpInferRequest(std::string_view body, std::optional<size_t> header_length,
-                                    BudgetHold* hold = nullptr);
+                                    BudgetHold* hold = nullptr,
+                                    JsonBodyParser parser = JsonBodyParser::kBySize);
 
 struct EncodedHttpResponse {
   std::string body;

@@ -326,7 +326,9 @@ class AgentUnderAttack(HostileBase):
 
     def test_max_size_json_bodies_four_at_once(self):
         # 60 MiB of JSON numbers, four at once: the bodies that fit the bytes-in-flight budget
-        # are decoded (as they stream: no document tree), the others are refused with 503.
+        # are read and decoded as they stream (no document tree), the others are refused with
+        # 503 at their heads; at the default budget the 120 MiB tensor a body declares does not
+        # fit beside them either, so a 503 for every one is the usual answer.
         rows = (60 << 20) // 2 // 4  # "1," per element
         data = "[" + ",".join(["1"] * (rows * 4)) + "]"
         body = ('{"inputs": [{"name": "a", "datatype": "FP32", "shape": [%d, 4], "data": %s}]}' % (rows, data)).encode()

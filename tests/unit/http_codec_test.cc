@@ -10,14 +10,27 @@
 namespace outpost {
 namespace {
 
-std::string ErrorOf(std::string_view body, std::optional<size_t> header_length = std::nullopt) {
+std::string ErrorFrom(std::string_view body, std::optional<size_t> header_length,
+                      JsonBodyParser parser) {
   try {
-    DecodeHttpInferRequest(body, header_length);
+    DecodeHttpInferRequest(body, header_length, nullptr, parser);
   } catch (const Error& e) {
     EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
     return e.what();
   }
   return "";
+}
+
+// Both JSON parsers refuse the body; past the JSON syntax (where each names its own finding),
+// with the same message.
+std::string ErrorOf(std::string_view body, std::optional<size_t> header_length = std::nullopt) {
+  const std::string indexed = ErrorFrom(body, header_length, JsonBodyParser::kIndexed);
+  const std::string streamed = ErrorFrom(body, header_length, JsonBodyParser::kStreaming);
+  EXPECT_EQ(indexed.empty(), streamed.empty()) << body;
+  if (indexed.find("not valid JSON") == std::string::npos) {
+    EXPECT_EQ(indexed, streamed) << body;
+  }
+  return indexed;
 }
 
 TEST(HttpCodec, DecodesJsonTensorsOfEveryType) {
@@ -56,6 +69,44 @@ TEST(HttpCodec, DecodesBinaryExtension) {
   auto req = DecodeHttpInferRequest(body, header.size());
   EXPECT_EQ(req.inputs[0].data, std::string("\x01\0\0\0\x02\0\0\0", 8));
   EXPECT_EQ(req.inputs[1].data, std::string("\x05\0\0\0", 4));
+}
+
+TEST(HttpCodec, BothJsonParsersDecodeAlike) {
+  for (
+      std::string_view body : {
+          // data before datatype (nlohmann's dump sorts keys): the second pass converts it
+          R"({"inputs":[{"data":[1,2.5],"datatype":"FP64","name":"a","shape":[2]}]})",
+          // escaped keys are the keys they spell
+          R"({"inputs":[{"name":"a","dat\u0061type":"INT64","shape":[2],"d\u0061ta":[-0,9]}]})",
+          // integers past 64 bits and exponents read as doubles
+          R"({"inputs":[{"name":"a","datatype":"FP32","shape":[4],"data":[1e2,-1E-2,184467440737095516150,-92233720368547758090]}]})",
+          // unknown keys and nested parameters are walked past
+          R"({"x":{"y":[{"z":null}]},"parameters":{"p":[1,{"q":true}]},"inputs":[
+               {"name":"s","datatype":"BYTES","shape":[1],"data":["\u00e9\n"],"parameters":{}}]})",
+          "  {\"inputs\":[]}\r\n\t ",
+      }) {
+    SCOPED_TRACE(std::string(body));
+    auto indexed = DecodeHttpInferRequest(body, std::nullopt, nullptr, JsonBodyParser::kIndexed);
+    auto streamed = DecodeHttpInferRequest(body, std::nullopt, nullptr, JsonBodyParser::kStreaming);
+    ASSERT_EQ(indexed.inputs.size(), streamed.inputs.size());
+    for (size_t i = 0; i < indexed.inputs.size(); ++i) {
+      EXPECT_EQ(indexed.inputs[i].name, streamed.inputs[i].name);
+      EXPECT_EQ(indexed.inputs[i].dtype, streamed.inputs[i].dtype);
+      EXPECT_EQ(indexed.inputs[i].shape, streamed.inputs[i].shape);
+      EXPECT_EQ(indexed.inputs[i].data, streamed.inputs[i].data);
+    }
+  }
+  double d[2];
+  auto req = DecodeHttpInferRequest(
+      R"({"inputs":[{"data":[1,2.5],"datatype":"FP64","name":"a","shape":[2]}]})", std::nullopt);
+  std::memcpy(d, req.inputs[0].data.data(), 16);
+  EXPECT_EQ(d[1], 2.5);
+  // What follows the root, and a root that is not an object, are refused by both.
+  for (std::string_view body : {R"({"inputs":[]} {})", R"({"inputs":[]}x)", R"([1])", "1", "",
+                                "{\"inputs\":[{\"name\":\"\xff\"}]}"}) {
+    SCOPED_TRACE(std::string(body));
+    EXPECT_FALSE(ErrorOf(body).empty());
+  }
 }
 
 TEST(HttpCodec, RefusesBadInputPrecisely) {
