@@ -118,6 +118,11 @@ struct Conn {
   bool response_done = false;
   bool closed = false;
   bool notify_pending = false;
+  // A keep-alive response sent whole by its worker, with nothing read ahead of it, needs
+  // nothing from the loop: the worker hands the connection back without waking the loop, and
+  // the loop makes it idle when it next looks at it (HandBack()).
+  bool may_hand_back = false;
+  bool handed_back = false;
   uint64_t response_charge = 0;
   Clock::time_point last_progress;
 };
@@ -133,18 +138,30 @@ struct Job {
   bool head_only = false;
 };
 
+// Jobs wake the worker that went idle last (a stack, not a condition variable's queue): under
+// light load the same few threads, with their caches and ONNX Runtime's per-thread state warm,
+// take every request, instead of each request waking the coldest of many.
 class JobQueue {
  public:
   bool Push(Job job, size_t max) {
     std::lock_guard lock(mu_);
     if (stopped_ || jobs_.size() >= max) return false;
     jobs_.push_back(std::move(job));
-    cv_.notify_one();
+    if (!idle_.empty()) {
+      Idle* worker = idle_.back();
+      idle_.pop_back();
+      worker->woken = true;
+      worker->cv.notify_one();
+    }
     return true;
   }
   bool Pop(Job& job) {
     std::unique_lock lock(mu_);
-    cv_.wait(lock, [&] { return stopped_ || !jobs_.empty(); });
+    while (!stopped_ && jobs_.empty()) {
+      Idle self;  // off idle_ before anyone sets `woken`: it never outlives its place there
+      idle_.push_back(&self);
+      self.cv.wait(lock, [&] { return self.woken; });
+    }
     if (jobs_.empty()) return false;
     job = std::move(jobs_.front());
     jobs_.pop_front();
@@ -153,14 +170,22 @@ class JobQueue {
   std::deque<Job> Stop() {
     std::lock_guard lock(mu_);
     stopped_ = true;
-    cv_.notify_all();
+    for (Idle* worker : idle_) {
+      worker->woken = true;
+      worker->cv.notify_one();
+    }
+    idle_.clear();
     return std::move(jobs_);
   }
 
  private:
+  struct Idle {
+    std::condition_variable cv;
+    bool woken = false;
+  };
   std::mutex mu_;
-  std::condition_variable cv_;
   std::deque<Job> jobs_;
+  std::vector<Idle*> idle_;
   bool stopped_ = false;
 };
 
@@ -328,12 +353,12 @@ class Server::Impl {
       if (stopping_ && !draining_) {
         // Graceful stop: no new connections or requests; requests already being answered
         // finish (within kDrainGrace) and their connections close after the response.
-        draining_ = true;
+        draining_.store(true);  // before Dispatched() looks: see Answer()
         drain_deadline = Clock::now() + kDrainGrace;
         ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, listen_fd_, nullptr);
         std::vector<ConnPtr> idle;
         for (auto& [id, c] : conns_)
-          if (c->state != State::kDispatched) idle.push_back(c);
+          if (!Dispatched(*c)) idle.push_back(c);
         for (auto& c : idle) Close(*c);
       }
       if (draining_ && (Clock::now() >= drain_deadline ||
@@ -343,6 +368,10 @@ class Server::Impl {
       int n = ::epoll_wait(epoll_fd_, events.data(), static_cast<int>(events.size()),
                            static_cast<int>(kTick.count()));
       if (n < 0 && errno != EINTR) break;
+      // Finished responses first: their connections are then ready for the next request that
+      // may be reported in this same batch.
+      std::partition(events.begin(), events.begin() + std::max(n, 0),
+                     [](const epoll_event& e) { return e.data.u64 == kWakeKey; });
       for (int i = 0; i < n; ++i) {
         const uint64_t key = events[i].data.u64;
         if (key == kListenKey) {
@@ -459,6 +488,7 @@ class Server::Impl {
       Conn* victim = nullptr;
       int victim_rank = 4;
       for (auto& [id, c] : conns_) {
+        Dispatched(*c);  // one handed back is idle
         // Closing anyway; then connections that never sent a request; then unfinished
         // requests; last, idle keep-alive connections of clients already served (the older
         // first in each); never one a worker is answering.
@@ -530,7 +560,12 @@ class Server::Impl {
     // ready connection had its turn; a client sending fast over loopback would otherwise keep
     // the loop on its body (or on discarding one) while the others wait.
     for (size_t read = 0; c.fd >= 0 && read < kReadPerTurn;) {
-      if (c.state == State::kDispatched) return;  // resumes when the response is sent
+      if (Dispatched(c, /*input_waits=*/true)) {
+        // Input ahead of the response (pipelined, or an attacker's): not read until the
+        // response is sent, and not reported again and again meanwhile.
+        SetInterest(c, c.interest & ~uint32_t{EPOLLIN});
+        return;
+      }
       // Never hold more unparsed input than a head may be (a body is consumed as it comes).
       if (c.state != State::kLingering && c.in.size() > limits_.head.max_head_bytes + kReadChunk)
         return;
@@ -706,8 +741,11 @@ class Server::Impl {
       std::lock_guard lock(c.mu);
       c.response_done = false;
       c.file_sent = 0;
+      c.may_hand_back = c.in.empty() && job.keep_alive;
+      c.handed_back = false;
     }
-    SetInterest(c, 0);
+    // EPOLLIN stays: a client that waits for its answer sends nothing meanwhile, and leaving
+    // the interest alone spares two epoll_ctl calls per request (OnReadable drops it otherwise).
     JobQueue& q = c.route->options.priority ? priority_ : normal_;
     const uint64_t charge = job.charge;
     const int version_minor = job.request.version_minor;
@@ -839,6 +877,10 @@ class Server::Impl {
       }
       pending = c.out_bytes > 0 || c.file;
       finished = !pending && c.response_done;
+      // The loop has the connection now: its interest may change below, so it is the loop's
+      // to make idle, not the worker's to hand back.
+      c.may_hand_back = false;
+      c.handed_back = false;
       if (finished) {
         Release(c.response_charge);
         c.response_charge = 0;
@@ -865,12 +907,31 @@ class Server::Impl {
       return;
     }
     // Keep-alive: the next request may already be buffered.
-    ++c.served;
-    c.state = State::kIdle;
-    c.deadline = Clock::now() + limits_.idle_timeout;
-    c.request_start = Clock::now();
+    BecomeIdle(c, Clock::now());
     SetInterest(c, EPOLLIN);
     Process(c);
+  }
+
+  void BecomeIdle(Conn& c, Clock::time_point since) {
+    ++c.served;
+    c.state = State::kIdle;
+    c.deadline = since + limits_.idle_timeout;
+    c.request_start = since;
+  }
+
+  // Whether a worker still has `c`; one its worker handed back becomes idle here. With
+  // `input_waits`, input has arrived: a worker that has not finished must then leave the
+  // connection to the loop (which stops reading it until the response is sent).
+  bool Dispatched(Conn& c, bool input_waits = false) {
+    if (c.state != State::kDispatched) return false;
+    std::lock_guard lock(c.mu);
+    if (!c.handed_back) {
+      if (input_waits) c.may_hand_back = false;
+      return true;
+    }
+    c.handed_back = false;
+    BecomeIdle(c, c.last_progress);
+    return false;
   }
 
   void CheckDeadlines() {
@@ -886,6 +947,10 @@ class Server::Impl {
           late = now >= c->deadline;
           break;
         case State::kDispatched: {
+          if (!Dispatched(*c)) {
+            late = now >= c->deadline;
+            break;
+          }
           std::lock_guard lock(c->mu);
           late = (c->out_bytes > 0 || c->file) && now - c->last_progress > limits_.write_timeout;
           break;
@@ -931,7 +996,7 @@ class Server::Impl {
   std::vector<std::thread> workers_;
   std::thread loop_;
   std::atomic<bool> stopping_{false};
-  bool draining_ = false;  // the loop's
+  std::atomic<bool> draining_{false};  // set by the loop; read by workers (Answer())
   std::unique_ptr<MemoryBudget> own_budget_;
   MemoryBudget* budget_;
   std::atomic<uint64_t> open_{0}, accepted_{0}, evicted_{0}, refused_{0}, timed_out_{0},
@@ -1043,7 +1108,16 @@ void Server::Impl::Answer(Job& job) {
     }
     c.last_progress = std::chrono::steady_clock::now();
     if (!streamed || head_only) c.response_done = true;
-    SendQueued(c);  // what it cannot send (or a broken connection) the loop takes over
+    // What it cannot send (or a broken connection) the loop takes over. draining_ is read
+    // under c.mu: the loop sets it before its Dispatched() takes c.mu, so either this sees it
+    // or the loop sees the connection handed back (and closes it as idle).
+    if (SendQueued(c) && c.response_done && c.out_bytes == 0 && !c.file && !c.close_after &&
+        c.may_hand_back && !draining_.load()) {
+      c.handed_back = true;
+      Release(c.response_charge);
+      c.response_charge = 0;
+      return;
+    }
     Notify(c);
   }
   if (!streamed || head_only) return;

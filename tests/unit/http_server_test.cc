@@ -344,6 +344,39 @@ TEST_F(HttpServerTest, StopFinishesTheRequestsBeingAnswered) {
   stopped.get();
 }
 
+// A worker that sent a keep-alive response whole hands the connection back without waking the
+// loop; the loop must still treat it as idle: its idle deadline, a graceful stop, and input
+// that arrived while the worker was busy.
+TEST_F(HttpServerTest, ConnectionsHandedBackByWorkersAreIdle) {
+  ServerLimits l;
+  l.idle_timeout = 300ms;
+  Start(l);
+  Client idle(port_);
+  idle.Send("GET /hello/a HTTP/1.1\r\n\r\n");
+  EXPECT_EQ(StatusOf(idle.Response()), 200);
+  EXPECT_EQ(idle.Read(5000ms), "");
+  EXPECT_TRUE(idle.closed());  // by the idle deadline, well before the 5 s
+
+  // The next request sent while the first is being answered is read once it is.
+  Client eager(port_);
+  eager.Send("GET /slow HTTP/1.1\r\n\r\n");
+  while (entered_ < 1) std::this_thread::sleep_for(1ms);
+  eager.Send("GET /hello/b HTTP/1.1\r\n\r\n");
+  std::this_thread::sleep_for(50ms);
+  release_ = true;
+  auto both = eager.Read(5000ms, [](const std::string& s) { return s.find("hello b") != s.npos; });
+  EXPECT_LT(both.find("slow"), both.find("hello b"));
+
+  // A graceful stop closes a served, idle connection at once (not after the drain's grace).
+  Client served(port_);
+  served.Send("GET /hello/c HTTP/1.1\r\n\r\n");
+  EXPECT_EQ(StatusOf(served.Response()), 200);
+  auto stopped = std::async(std::launch::async, [this] { server_->Stop(); });
+  served.Read(5000ms);
+  EXPECT_TRUE(served.closed());
+  stopped.get();
+}
+
 TEST_F(HttpServerTest, FilesServeOneRangeAtMost) {
   const auto file = std::filesystem::temp_directory_path() / "outpost-range-test";
   {
