@@ -175,8 +175,8 @@ struct PendingOutput {
 
 // The KServe v2 JSON request decoded from a stream of parse events, in document order (from
 // nlohmann's SAX interface, or from a walk over simdjson's DOM): tensor elements go
-// straight into their buffers, so decoding takes the tensors' own memory and no document tree
-// of many times the body's size. JSON objects are unordered: an input whose "data" comes before
+// straight into their buffers, so a streamed body takes the tensors' own memory and no
+// document tree (simdjson's, charged to the budget, only for bodies up to 1 MiB). JSON objects are unordered: an input whose "data" comes before
 // its "datatype" is counted in the first pass and converted in a second (`second_pass` holds
 // the datatypes the first learned).
 class InferRequestReader {
