@@ -150,6 +150,31 @@ def raw_request(port, data, read=True, timeout=30, shut=False):
         s.close()
 
 
+def trickle(port, prefix, trickled):
+    """Sends `prefix` whole, then `trickled` a byte a second until an answer comes (or 30 s after
+    the last byte); returns the answer's status, 0 for none."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=60)
+    got = b""
+    try:
+        s.sendall(prefix)
+        for b in trickled:
+            s.sendall(bytes([b]))
+            s.settimeout(1.0)
+            try:
+                got = s.recv(4096)
+                break
+            except socket.timeout:
+                continue
+        if not got:
+            s.settimeout(30)
+            got = s.recv(4096)
+    except (BrokenPipeError, ConnectionResetError, socket.timeout):
+        pass
+    finally:
+        s.close()
+    return status_of(got)
+
+
 def status_of(response):
     return int(response[9:12]) if response.startswith(b"HTTP/1.") else 0
 
@@ -185,6 +210,22 @@ class HostileBase(unittest.TestCase):
         self.assertEqual(client.failures, [], f"the well-behaved client under: {name}")
         self.assertGreater(len(client.latencies), 5, "the well-behaved client was not served")
         return statuses
+
+    def slow_connections_attack(self, request_of):
+        """200 connections at once, the i-th sending request_of(i) = (prefix, trickled): every
+        one must be answered 408 when its deadline passes."""
+        def run():
+            out = []
+            threads = [threading.Thread(target=lambda i=i: out.append(trickle(self.port, *request_of(i))))
+                       for i in range(200)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            self.assertEqual(sorted(set(out)), [408], out)
+            return {"408": len(out)}
+
+        self.attack("200 connections trickling a byte a second", run)
 
 
 # --- the agent ----------------------------------------------------------------------------
@@ -393,44 +434,11 @@ class AgentUnderAttack(HostileBase):
         self.attack("20 concurrent gRPC messages of 60 and 80 MiB", run, ceiling=MAX_SIZE_CEILING_MB)
 
     def test_two_hundred_slow_connections(self):
-        def slow_client(kind, out):
-            s = socket.create_connection(("127.0.0.1", self.port), timeout=60)
-            request = b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n"
-            if kind == "body":
-                s.sendall(b"POST /v2/models/add_mul/infer HTTP/1.1\r\nContent-Length: 100000\r\n\r\n")
-                request = b"{" * 100
-            got = b""
-            try:
-                for b in request:
-                    s.sendall(bytes([b]))
-                    s.settimeout(1.0)
-                    try:
-                        got = s.recv(4096)
-                    except socket.timeout:
-                        continue
-                    break
-                if not got:
-                    s.settimeout(30)
-                    got = s.recv(4096)
-            except (BrokenPipeError, ConnectionResetError, socket.timeout):
-                pass
-            out.append(status_of(got))
-            s.close()
-
-        def run():
-            out = []
-            threads = [threading.Thread(target=slow_client, args=("head" if i % 4 else "body", out))
-                       for i in range(200)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-            # Each gets its whole-request deadline (10 s for a head; 10 s plus what 256 KiB/s
-            # needs for a body), however slowly it trickles.
-            self.assertEqual(sorted(set(out)), [408], out)
-            return {"408": len(out)}
-
-        self.attack("200 connections trickling a byte a second", run)
+        # Each gets its whole-request deadline (10 s for a head; 10 s plus what 256 KiB/s needs
+        # for a body), however slowly it trickles.
+        self.slow_connections_attack(
+            lambda i: (b"", b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n") if i % 4 else
+            (b"POST /v2/models/add_mul/infer HTTP/1.1\r\nContent-Length: 100000\r\n\r\n", b"{" * 100))
 
     def test_connection_flood_past_the_cap(self):
         def run():
@@ -625,34 +633,7 @@ class FleetUnderAttack(HostileBase):
         self.attack("2,500 overlapping ranges on a 1 MiB target, 50 at once", run)
 
     def test_two_hundred_slow_connections(self):
-        def slow(out):
-            s = socket.create_connection(("127.0.0.1", self.port), timeout=60)
-            got = b""
-            try:
-                for b in b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n":
-                    s.sendall(bytes([b]))
-                    s.settimeout(1.0)
-                    try:
-                        got = s.recv(4096)
-                        break
-                    except socket.timeout:
-                        continue
-            except (BrokenPipeError, ConnectionResetError):
-                pass
-            out.append(status_of(got))
-            s.close()
-
-        def run():
-            out = []
-            threads = [threading.Thread(target=slow, args=(out,)) for _ in range(200)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-            self.assertEqual(sorted(set(out)), [408], out)
-            return {"408": len(out)}
-
-        self.attack("200 connections trickling a byte a second", run)
+        self.slow_connections_attack(lambda i: (b"", b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"))
 
     def test_huge_bodies_and_headers(self):
         def run():
