@@ -13,7 +13,6 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
-#include "core/json_fields.h"
 #include "core/logging.h"
 #include "core/memory_budget.h"
 #include "fleet/fleet_client.h"
@@ -65,151 +64,6 @@ std::string DeviceId(const std::string& configured) {
 
 }  // namespace
 
-void ApplyConfigJson(const nlohmann::json& j, AgentConfig& c) {
-  const JsonFields f(j, "config");
-  std::vector<std::string> known;
-  const nlohmann::json keys = ToJson(c);  // a named object: items() of a temporary would dangle
-  for (const auto& [k, v] : keys.items()) known.push_back(k);
-  f.OnlyKeys(known);
-  std::string repo = c.model_repository.string(), trust = c.trust_file.string();
-  repo = f.Get("model_repository", repo);
-  trust = f.Get("trust_file", trust);
-  c.model_repository = repo;
-  c.trust_file = trust;
-  c.allow_unsigned_models = f.Get("allow_unsigned_models", c.allow_unsigned_models);
-  c.http_address = f.Get("http_address", c.http_address);
-  c.http_port = f.Get("http_port", c.http_port);
-  c.grpc_address = f.Get("grpc_address", c.grpc_address);
-  c.grpc_port = f.Get("grpc_port", c.grpc_port);
-  c.metrics_port = f.Get("metrics_port", c.metrics_port);
-  c.metrics_address = f.Get("metrics_address", c.metrics_address);
-  c.max_request_bytes = f.Get("max_request_bytes", c.max_request_bytes);
-  c.max_inflight_bytes = f.Get("max_inflight_bytes", c.max_inflight_bytes);
-  c.http_threads = f.Get("http_threads", c.http_threads);
-  c.http_max_connections = f.Get("http_max_connections", c.http_max_connections);
-  c.grpc_max_concurrent_streams =
-      f.Get("grpc_max_concurrent_streams", c.grpc_max_concurrent_streams);
-  c.repository_poll_secs = f.Get("repository_poll_secs", c.repository_poll_secs);
-  c.default_timeout_ms = f.Get("default_timeout_ms", c.default_timeout_ms);
-  c.intra_op_threads = f.Get("intra_op_threads", c.intra_op_threads);
-  c.thread_spinning = f.Get("thread_spinning", c.thread_spinning);
-  c.memory_arena = f.Get("memory_arena", c.memory_arena);
-  c.execution_providers = f.Get("execution_providers", c.execution_providers);
-  std::string update_root = c.update_root.string(), update_state = c.update_state_dir.string();
-  c.update_url = f.Get("update_url", c.update_url);
-  update_root = f.Get("update_root", update_root);
-  update_state = f.Get("update_state_dir", update_state);
-  c.update_root = update_root;
-  c.update_state_dir = update_state;
-  c.update_interval_secs = f.Get("update_interval_secs", c.update_interval_secs);
-  c.update_jitter = f.Get("update_jitter", c.update_jitter);
-  c.update_check_on_start = f.Get("update_check_on_start", c.update_check_on_start);
-  c.update_canary_secs = f.Get("update_canary_secs", c.update_canary_secs);
-  c.update_canary_fraction = f.Get("update_canary_fraction", c.update_canary_fraction);
-  c.update_max_error_rate_increase =
-      f.Get("update_max_error_rate_increase", c.update_max_error_rate_increase);
-  c.update_probe_budget_ms = f.Get("update_probe_budget_ms", c.update_probe_budget_ms);
-  c.update_probes = f.Get("update_probes", c.update_probes);
-  c.update_windows = f.Get("update_windows", c.update_windows);
-  c.update_max_bytes_per_second =
-      f.Get("update_max_bytes_per_second", c.update_max_bytes_per_second);
-  c.update_metered_interfaces = f.Get("update_metered_interfaces", c.update_metered_interfaces);
-  c.update_pinned_models = f.Get("update_pinned_models", c.update_pinned_models);
-  c.update_min_bytes_per_second =
-      f.Get("update_min_bytes_per_second", c.update_min_bytes_per_second);
-  c.update_slow_window_secs = f.Get("update_slow_window_secs", c.update_slow_window_secs);
-  c.update_download_attempts = f.Get("update_download_attempts", c.update_download_attempts);
-  std::string fleet_state = c.fleet_state_dir.string();
-  c.fleet_url = f.Get("fleet_url", c.fleet_url);
-  c.fleet_enrollment_token = f.Get("fleet_enrollment_token", c.fleet_enrollment_token);
-  fleet_state = f.Get("fleet_state_dir", fleet_state);
-  c.fleet_state_dir = fleet_state;
-  c.fleet_poll_secs = f.Get("fleet_poll_secs", c.fleet_poll_secs);
-  if (!c.fleet_url.empty() && c.update_url.empty())
-    Fail(ErrorCode::kInvalidArgument,
-         "fleet_url needs update_url: the repository the fleet's packages come from");
-  if (!(c.fleet_poll_secs >= 1)) Fail(ErrorCode::kInvalidArgument, "fleet_poll_secs must be >= 1");
-  c.health = f.Get("health", c.health);
-  c.device_id = f.Get("device_id", c.device_id);
-  c.telemetry_otlp_url = f.Get("telemetry_otlp_url", c.telemetry_otlp_url);
-  std::string telemetry_dir = c.telemetry_dir.string();
-  telemetry_dir = f.Get("telemetry_dir", telemetry_dir);
-  c.telemetry_dir = telemetry_dir;
-  c.telemetry_max_bytes = f.Get("telemetry_max_bytes", c.telemetry_max_bytes);
-  c.telemetry_summary_secs = f.Get("telemetry_summary_secs", c.telemetry_summary_secs);
-  c.telemetry_noise_epsilon = f.Get("telemetry_noise_epsilon", c.telemetry_noise_epsilon);
-  c.monitoring_webhook_url = f.Get("monitoring_webhook_url", c.monitoring_webhook_url);
-  c.monitoring_captures_allowed =
-      f.Get("monitoring_captures_allowed", c.monitoring_captures_allowed);
-  c.chat_router = f.Get("chat_router", c.chat_router);
-  c.chat_cloud = f.Get("chat_cloud", c.chat_cloud);
-  std::string secrets = c.secrets_dir.string();
-  secrets = f.Get("secrets_dir", secrets);
-  c.secrets_dir = secrets;
-  ParseRouterConfig(c.chat_router, c.chat_cloud);  // refuse a bad router config at load time
-  c.log_level = f.Get("log_level", c.log_level);
-  c.log_format = f.Get("log_format", c.log_format);
-}
-
-nlohmann::json ToJson(const AgentConfig& c) {
-  return {{"model_repository", c.model_repository.string()},
-          {"trust_file", c.trust_file.string()},
-          {"allow_unsigned_models", c.allow_unsigned_models},
-          {"http_address", c.http_address},
-          {"http_port", c.http_port},
-          {"grpc_address", c.grpc_address},
-          {"grpc_port", c.grpc_port},
-          {"metrics_port", c.metrics_port},
-          {"metrics_address", c.metrics_address},
-          {"max_request_bytes", c.max_request_bytes},
-          {"max_inflight_bytes", c.max_inflight_bytes},
-          {"http_threads", c.http_threads},
-          {"http_max_connections", c.http_max_connections},
-          {"grpc_max_concurrent_streams", c.grpc_max_concurrent_streams},
-          {"repository_poll_secs", c.repository_poll_secs},
-          {"default_timeout_ms", c.default_timeout_ms},
-          {"intra_op_threads", c.intra_op_threads},
-          {"thread_spinning", c.thread_spinning},
-          {"memory_arena", c.memory_arena},
-          {"execution_providers", c.execution_providers},
-          {"update_url", c.update_url},
-          {"update_root", c.update_root.string()},
-          {"update_state_dir", c.update_state_dir.string()},
-          {"update_interval_secs", c.update_interval_secs},
-          {"update_jitter", c.update_jitter},
-          {"update_check_on_start", c.update_check_on_start},
-          {"update_canary_secs", c.update_canary_secs},
-          {"update_canary_fraction", c.update_canary_fraction},
-          {"update_max_error_rate_increase", c.update_max_error_rate_increase},
-          {"update_probe_budget_ms", c.update_probe_budget_ms},
-          {"update_probes", c.update_probes},
-          {"update_windows", c.update_windows},
-          {"update_max_bytes_per_second", c.update_max_bytes_per_second},
-          {"update_metered_interfaces", c.update_metered_interfaces},
-          {"update_pinned_models", c.update_pinned_models},
-          {"update_min_bytes_per_second", c.update_min_bytes_per_second},
-          {"update_slow_window_secs", c.update_slow_window_secs},
-          {"update_download_attempts", c.update_download_attempts},
-          {"fleet_url", c.fleet_url},
-          {"fleet_enrollment_token", c.fleet_enrollment_token.empty() ? "" : "(set)"},
-          {"fleet_state_dir", c.fleet_state_dir.string()},
-          {"fleet_poll_secs", c.fleet_poll_secs},
-          {"health", c.health},
-          {"device_id", c.device_id},
-          {"telemetry_otlp_url", c.telemetry_otlp_url},
-          {"telemetry_dir", c.telemetry_dir.string()},
-          {"telemetry_max_bytes", c.telemetry_max_bytes},
-          {"telemetry_summary_secs", c.telemetry_summary_secs},
-          {"telemetry_noise_epsilon", c.telemetry_noise_epsilon},
-          {"monitoring_webhook_url", c.monitoring_webhook_url},
-          {"monitoring_captures_allowed", c.monitoring_captures_allowed},
-          {"chat_router", c.chat_router},
-          {"chat_cloud", c.chat_cloud},
-          {"secrets_dir", c.secrets_dir.string()},
-          {"log_level", c.log_level},
-          {"log_format", c.log_format}};
-}
-
 struct Agent::Parts {
   MetricsRegistry metrics;
   std::unique_ptr<MemoryBudget> budget;  // what requests hold at once, over HTTP and gRPC
@@ -253,44 +107,8 @@ struct Agent::Parts {
 };
 
 Agent::Agent(AgentConfig config) : config_(std::move(config)), parts_(std::make_unique<Parts>()) {
-  auto check_port = [](int port, const char* what, int min) {
-    if (port < min || port > 65535)
-      Fail(ErrorCode::kInvalidArgument,
-           std::string(what) + " must be " + std::to_string(min) + "..65535");
-  };
-  check_port(config_.http_port, "--http-port", 0);
-  check_port(config_.grpc_port, "--grpc-port", 0);
-  check_port(config_.metrics_port, "--metrics-port", -1);
-  if (config_.http_threads < 1 || config_.http_threads > 1024)
-    Fail(ErrorCode::kInvalidArgument, "http_threads must be 1..1024");
-  if (config_.http_max_connections < 1 || config_.http_max_connections > 65536)
-    Fail(ErrorCode::kInvalidArgument, "http_max_connections must be 1..65536");
-  if (config_.grpc_max_concurrent_streams < 1 || config_.grpc_max_concurrent_streams > 1024)
-    Fail(ErrorCode::kInvalidArgument, "grpc_max_concurrent_streams must be 1..1024");
-  if (config_.max_request_bytes < 1024 || config_.max_request_bytes > (2ull << 30))
-    Fail(ErrorCode::kInvalidArgument, "max_request_bytes must be 1 KiB..2 GiB");
+  CheckAgentConfig(config_);
   if (config_.max_inflight_bytes == 0) config_.max_inflight_bytes = 2 * config_.max_request_bytes;
-  // A request of the largest allowed size must fit, or it could never be served.
-  if (config_.max_inflight_bytes < config_.max_request_bytes)
-    Fail(ErrorCode::kInvalidArgument, "max_inflight_bytes must be at least max_request_bytes");
-  if (config_.repository_poll_secs < 0)
-    Fail(ErrorCode::kInvalidArgument, "repository_poll_secs must be >= 0");
-  if (config_.default_timeout_ms <= 0)
-    Fail(ErrorCode::kInvalidArgument, "default_timeout_ms must be > 0");
-  if (!config_.update_url.empty()) {
-    if (config_.update_interval_secs <= 0)
-      Fail(ErrorCode::kInvalidArgument, "update_interval_secs must be > 0");
-    if (config_.update_jitter < 0 || config_.update_jitter >= 1)
-      Fail(ErrorCode::kInvalidArgument, "update_jitter must be in [0, 1)");
-    if (config_.update_canary_fraction <= 0 || config_.update_canary_fraction > 1)
-      Fail(ErrorCode::kInvalidArgument, "update_canary_fraction must be in (0, 1]");
-    if (!config_.update_probes.is_object())
-      Fail(ErrorCode::kInvalidArgument, "update_probes must map model names to requests");
-    for (const auto& w : config_.update_windows) tuf::ParseWindow(w);
-    if (config_.update_slow_window_secs < 1 || config_.update_download_attempts < 1)
-      Fail(ErrorCode::kInvalidArgument,
-           "update_slow_window_secs and update_download_attempts must be >= 1");
-  }
 }
 
 UpdateOptions Agent::MakeUpdateOptions() const {

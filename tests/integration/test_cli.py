@@ -69,7 +69,7 @@ class CliTest(unittest.TestCase):
             self.assertIn(fragment, out.stderr)
         out = run(OUTPOSTD, "--model-repository", self.repo, "--http-port", "70000")
         self.assertEqual(out.returncode, 2)
-        self.assertIn("--http-port must be 0..65535", out.stderr)
+        self.assertIn("http_port (--http-port) must be 0..65535", out.stderr)
         out = run(OUTPOSTD, "--model-repository", self.repo, "--log-level", "loud", "--http-port", "0")
         self.assertEqual(out.returncode, 2)
         self.assertIn("unknown log level 'loud'", out.stderr)
