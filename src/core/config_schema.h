@@ -173,6 +173,8 @@ class ConfigSchema {
         std::string list;
         for (const auto& allowed : o.one_of) list += (list.empty() ? "" : ", ") + allowed;
         Fail(ErrorCode::kInvalidArgument, shown + " must be one of " + list + ", not '" + v + "'");
+      } else {
+        static_cast<void>(c.*field);  // no range for this type
       }
     };
     k.set_from_flag = [field, flag = FirstFlag(k.flag)](Config& c,
@@ -182,6 +184,8 @@ class ConfigSchema {
       } else if constexpr (!std::is_same_v<J, nlohmann::json>) {
         if (words.size() != 1) Fail(ErrorCode::kInvalidArgument, flag + " takes one value");
         d::Io<T>::In(c.*field, d::FromWord<T>(flag, words[0]));
+      } else {
+        static_cast<void>(c.*field);  // objects have no flag
       }
     };
     keys_.push_back(std::move(k));

@@ -236,7 +236,22 @@ class Server::Impl {
     routes_.push_back(
         {std::move(method), Segments(pattern), std::move(handler), std::move(options)});
   }
-  void Use(Middleware m) { middleware_ = std::move(m); }
+  // The first one used runs outermost.
+  void Use(Middleware m) {
+    if (!middleware_) {
+      middleware_ = std::move(m);
+      return;
+    }
+    middleware_ = [outer = std::move(middleware_), inner = std::move(m)](
+                      const Request& req, Response& res, const Handler& handler) {
+      outer(req, res, [&](const Request& r, Response& s) { inner(r, s, handler); });
+    };
+  }
+  void SetPreflight(Handler h) {
+    preflight_.method = "OPTIONS";
+    preflight_.handler = std::move(h);
+    preflight_.options.max_body = 0;
+  }
   void SetErrorBody(ErrorBody b) { error_body_ = std::move(b); }
 
   int Bind(const std::string& address, int port) {
@@ -647,6 +662,8 @@ class Server::Impl {
         break;
       }
     }
+    if (!c.route && path_known && method == "OPTIONS" && preflight_.handler)
+      c.route = &preflight_;  // a CORS preflight for a path that exists
     if (!c.route) {
       Refuse(c, path_known ? 405 : 404,
              path_known ? "method " + method + " is not allowed here" : "no such endpoint");
@@ -985,6 +1002,7 @@ class Server::Impl {
 
   const ServerLimits limits_;
   std::vector<RouteEntry> routes_;
+  RouteEntry preflight_;  // OPTIONS on any known path, when set
   Middleware middleware_;
   ErrorBody error_body_;
   int listen_fd_ = -1, epoll_fd_ = -1, wake_fd_ = -1;
@@ -1146,6 +1164,7 @@ void Server::Route(std::string method, std::string pattern, Handler handler, Rou
   impl_->Route(std::move(method), std::move(pattern), std::move(handler), options);
 }
 void Server::Use(Middleware middleware) { impl_->Use(std::move(middleware)); }
+void Server::SetPreflight(Handler handler) { impl_->SetPreflight(std::move(handler)); }
 void Server::SetErrorBody(ErrorBody body) { impl_->SetErrorBody(std::move(body)); }
 int Server::Bind(const std::string& address, int port) { return impl_->Bind(address, port); }
 void Server::Start() { impl_->Start(); }

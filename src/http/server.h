@@ -86,7 +86,9 @@ class Server {
   // Patterns are literal segments and {name} segments ("/v2/models/{model}/infer"); the first
   // matching route wins. GET routes answer HEAD too.
   void Route(std::string method, std::string pattern, Handler handler, RouteOptions options = {});
-  void Use(Middleware middleware);
+  void Use(Middleware middleware);  // several: the first used runs outermost
+  // Answers OPTIONS on any path some route serves (CORS preflights); unset: 405.
+  void SetPreflight(Handler handler);
   void SetErrorBody(ErrorBody body);
 
   // Binds address:port (port 0: any free one) and returns the port. Throws Error(kUnavailable).

@@ -329,8 +329,9 @@ BoundPorts Agent::Start() {
         {{"protocol", "grpc"}, {"address", config_.grpc_address}, {"port", ports.grpc}});
   }
   if (config_.metrics_port > 0) {
-    p.metrics_server =
-        std::make_unique<MetricsServer>(config_.metrics_address, config_.metrics_port, p.metrics);
+    p.metrics_server = std::make_unique<MetricsServer>(
+        config_.metrics_address, config_.metrics_port, p.metrics,
+        http::BrowserPolicy{config_.http_allowed_hosts, config_.http_cors_origins});
     ports.metrics = p.metrics_server->Start();
     Log(LogSeverity::kInfo, "serving", "listening",
         fmt::format("metrics listening on {}:{}", config_.metrics_address, ports.metrics),
@@ -344,6 +345,7 @@ BoundPorts Agent::Start() {
   ho.limits.max_connections = static_cast<size_t>(config_.http_max_connections);
   ho.limits.max_inflight_bytes = config_.max_inflight_bytes;
   ho.limits.budget = p.budget.get();
+  ho.browser = {config_.http_allowed_hosts, config_.http_cors_origins};
   ho.serve_metrics = config_.metrics_port == -1;
   ho.chat = p.chat.get();
   ho.health = [this] { return Health(); };

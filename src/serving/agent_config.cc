@@ -40,6 +40,12 @@ const ConfigSchema<AgentConfig>& AgentConfigSchema() {
           O{.min = 1, .max = 65536});
     s.Add("grpc_max_concurrent_streams", &C::grpc_max_concurrent_streams,
           "gRPC calls at once per connection", O{.min = 1, .max = 1024});
+    s.Add("http_allowed_hosts", &C::http_allowed_hosts,
+          "Host names HTTP answers to besides IP literals, localhost and this machine's name "
+          "(others are refused: DNS rebinding)");
+    s.Add("http_cors_origins", &C::http_cors_origins,
+          "Origins (scheme://host[:port]) of web pages allowed to call the HTTP API (default: "
+          "none; requests carrying any other Origin are refused)");
     s.Add("default_timeout_ms", &C::default_timeout_ms,
           "Per-request time limit when the request sets none", O{.min = 1});
     // ONNX Runtime.

@@ -29,7 +29,11 @@ struct AgentConfig {
   int http_threads = 32;                 // handlers running at once (connections cost no thread)
   int http_max_connections = 512;        // past it, idle and slow connections are closed first
   int grpc_max_concurrent_streams = 16;  // per connection
-  double repository_poll_secs = 1.0;     // 0: load once, do not watch
+  // What browsers may do (http/browser_guard.h): Host names answered besides IP literals,
+  // localhost and the hostname; origins of pages allowed to call the API (none by default).
+  std::vector<std::string> http_allowed_hosts;
+  std::vector<std::string> http_cors_origins;
+  double repository_poll_secs = 1.0;  // 0: load once, do not watch
   int default_timeout_ms = 30000;
   int intra_op_threads = 0;     // 0: one per core
   bool thread_spinning = true;  // ORT pool threads spin briefly before sleeping

@@ -170,9 +170,11 @@ HttpServer::HttpServer(HttpOptions options, InferenceService& service, MetricsRe
       service_(service),
       metrics_(metrics),
       info_(info),
+      guard_(options_.browser),
       server_(options_.limits) {
   server_.SetErrorBody(ServerErrorBody);
   TraceRequests(server_);
+  guard_.Install(server_);
   Routes();
 }
 
@@ -443,8 +445,13 @@ int HttpServer::Start() { return Listen(server_, options_.address, options_.port
 
 void HttpServer::Stop() { server_.Stop(); }
 
-MetricsServer::MetricsServer(std::string address, int port, MetricsRegistry& metrics)
-    : address_(std::move(address)), port_(port), server_(MetricsLimits()) {
+MetricsServer::MetricsServer(std::string address, int port, MetricsRegistry& metrics,
+                             http::BrowserPolicy browser)
+    : address_(std::move(address)),
+      port_(port),
+      guard_(std::move(browser)),
+      server_(MetricsLimits()) {
+  guard_.Install(server_);
   ServeMetrics(server_, metrics);
 }
 

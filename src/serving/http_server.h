@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "http/browser_guard.h"
 #include "http/server.h"
 #include "serving/chat_service.h"
 #include "serving/inference_service.h"
@@ -23,6 +24,7 @@ struct HttpOptions {
   int port = 8000;
   size_t max_body_bytes = 64u << 20;  // inference requests and package uploads
   http::ServerLimits limits;
+  http::BrowserPolicy browser;
   bool serve_metrics = true;
   // /v1/models and /v1/chat/completions (OpenAI). Unset: those answer 404.
   ChatService* chat = nullptr;
@@ -57,13 +59,15 @@ class HttpServer {
   InferenceService& service_;
   MetricsRegistry& metrics_;
   const ServerInfo& info_;
+  http::BrowserGuard guard_;  // outlives server_, whose middleware holds it
   http::Server server_;
 };
 
 // A listener that serves only GET /metrics, for --metrics-port.
 class MetricsServer {
  public:
-  MetricsServer(std::string address, int port, MetricsRegistry& metrics);
+  MetricsServer(std::string address, int port, MetricsRegistry& metrics,
+                http::BrowserPolicy browser = {});
   ~MetricsServer();
   int Start();
   void Stop();
@@ -71,6 +75,7 @@ class MetricsServer {
  private:
   std::string address_;
   int port_;
+  http::BrowserGuard guard_;
   http::Server server_;
 };
 

@@ -203,9 +203,11 @@ json UpdateService::DesiredStatus(const std::map<std::string, std::string>& desi
     if (agent) state.committed = options_.agent_version;  // the build running now
     if (state.committed.empty()) state.committed = models_.DefaultVersion(name);
     json st = {{"version", state.committed}, {"reason", ""}};
-    bool offered = std::any_of(offers.begin(), offers.end(), [&](const tuf::Offer& o) {
-      return o.name == name && o.version == version;
-    });
+    // Explicit captures: clang before 16 cannot capture structured bindings.
+    bool offered = std::any_of(offers.begin(), offers.end(),
+                               [&name = name, &version = version](const tuf::Offer& o) {
+                                 return o.name == name && o.version == version;
+                               });
     if (state.committed == version) {
       st["status"] = "installed";
     } else if (state.HasFailed(version)) {

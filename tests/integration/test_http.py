@@ -355,5 +355,80 @@ class HttpTest(unittest.TestCase):
         self.assertEqual(check.returncode, 0, check.stdout + check.stderr)
 
 
+class BrowserTest(unittest.TestCase):
+    """What a browser could be made to send (http/browser_guard.h), against a real agent: a
+    DNS-rebinding Host, a page on another origin, a preflight-free form post; and what an
+    allowed origin gets (CORS headers, preflights). Programs are unaffected."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.repo = copy_fixtures(["add_mul"])
+        cls.agent = Agent(cls.repo, ["--http-cors-origins", "https://app.example",
+                                     "--http-allowed-hosts", "device.example"])
+        cls.body = json.dumps({"inputs": [{"name": n, "datatype": "FP32", "shape": [1, 4],
+                                           "data": [1, 2, 3, 4]} for n in ("a", "b")]})
+
+    @classmethod
+    def tearDownClass(cls):
+        rc = cls.agent.close()
+        shutil.rmtree(cls.repo)
+        assert rc == 0, f"outpostd exited with {rc}"
+
+    def infer(self, headers):
+        status, h, raw = self.agent.request("POST", "/v2/models/add_mul/infer", self.body, headers)
+        return status, h, json.loads(raw) if raw else None
+
+    def test_rebinding_hosts_are_refused(self):
+        for host in ("attacker.example", "attacker.example:8000", "127.0.0.1.nip.io"):
+            status, _, body = self.infer({"Host": host, "Content-Type": "application/json"})
+            self.assertEqual(status, 403, body)
+            self.assertIn("http_allowed_hosts", body["error"])
+            status, _, _ = self.agent.request("GET", "/v2/models/add_mul", headers={"Host": host})
+            self.assertEqual(status, 403)
+        for host in ("device.example:8000", "localhost", f"127.0.0.1:{self.agent.http_port}", "[::1]"):
+            self.assertEqual(self.infer({"Host": host, "Content-Type": "application/json"})[0], 200, host)
+
+    def test_pages_on_other_origins_are_refused(self):
+        for origin in ("https://evil.example", "null", "https://app.example:444"):
+            status, headers, body = self.infer({"Origin": origin, "Content-Type": "application/json"})
+            self.assertEqual(status, 403, body)
+            self.assertIn("http_cors_origins", body["error"])
+            self.assertNotIn("Access-Control-Allow-Origin", headers)
+        status, headers, body = self.infer({"Origin": "https://app.example",
+                                            "Content-Type": "application/json"})
+        self.assertEqual(status, 200, body)
+        self.assertEqual(headers["Access-Control-Allow-Origin"], "https://app.example")
+        # No CORS headers for programs, which send no Origin.
+        status, headers, _ = self.infer({"Content-Type": "application/json"})
+        self.assertEqual(status, 200)
+        self.assertNotIn("Access-Control-Allow-Origin", headers)
+
+    def test_preflight_free_posts_from_browsers_are_refused(self):
+        for ctype in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"):
+            status, _, body = self.infer({"Origin": "https://app.example", "Content-Type": ctype})
+            self.assertEqual(status, 415, body)
+            status, _, body = self.infer({"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "no-cors",
+                                          "Content-Type": ctype})
+            self.assertEqual(status, 415, body)
+        status, _, body = self.infer({"Sec-Fetch-Mode": "no-cors"})  # a Blob without a type
+        self.assertEqual(status, 415, body)
+        # curl -d: a program's form post is served.
+        self.assertEqual(self.infer({"Content-Type": "application/x-www-form-urlencoded"})[0], 200)
+
+    def test_preflights_answer_allowed_origins_only(self):
+        ask = {"Origin": "https://app.example", "Access-Control-Request-Method": "POST",
+               "Access-Control-Request-Headers": "content-type"}
+        status, headers, _ = self.agent.request("OPTIONS", "/v2/models/add_mul/infer", headers=ask)
+        self.assertEqual(status, 204)
+        self.assertEqual(headers["Access-Control-Allow-Origin"], "https://app.example")
+        self.assertIn("POST", headers["Access-Control-Allow-Methods"])
+        self.assertIn("Content-Type", headers["Access-Control-Allow-Headers"])
+        status, headers, _ = self.agent.request("OPTIONS", "/v2/models/add_mul/infer",
+                                                headers=dict(ask, Origin="https://evil.example"))
+        self.assertEqual(status, 403)
+        self.assertNotIn("Access-Control-Allow-Origin", headers)
+        self.assertEqual(self.agent.request("OPTIONS", "/nowhere", headers=ask)[0], 404)
+
+
 if __name__ == "__main__":
     unittest.main()
