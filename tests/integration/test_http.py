@@ -14,6 +14,9 @@ import numpy as np
 
 from agent import Agent, copy_fixtures, while_busy
 
+NODE_MODULES = os.environ.get("OUTPOST_NODE_MODULES", "")
+CHROMIUM = os.environ.get("OUTPOST_CHROMIUM", "/usr/bin/chromium")
+
 RNG = np.random.default_rng(11)
 
 
@@ -428,6 +431,42 @@ class BrowserTest(unittest.TestCase):
         self.assertEqual(status, 403)
         self.assertNotIn("Access-Control-Allow-Origin", headers)
         self.assertEqual(self.agent.request("OPTIONS", "/nowhere", headers=ask)[0], 404)
+
+    def served_infers(self):
+        _, _, raw = self.agent.request("GET", "/metrics")
+        for line in raw.decode().splitlines():
+            if line.startswith('outpost_inference_request_success_total{model="add_mul"'):
+                return float(line.split()[-1])
+        return 0.0
+
+    @unittest.skipUnless(NODE_MODULES and os.path.exists(CHROMIUM), "needs playwright-core and chromium (setup.sh)")
+    def test_a_real_browser_cannot_drive_it(self):
+        before = self.served_infers()
+        _, _, index_before = self.agent.request("POST", "/v2/repository/index", b"{}",
+                                                {"Content-Type": "application/json"})
+        out = subprocess.run(["node", os.path.join(os.path.dirname(__file__), "browser_attack.cjs")],
+                             env={**os.environ, "NODE_PATH": NODE_MODULES, "CHROMIUM": CHROMIUM,
+                                  "AGENT_PORT": str(self.agent.http_port)},
+                             capture_output=True, text=True, timeout=240)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        seen = json.loads(out.stdout.strip().splitlines()[-1])
+        self.assertEqual(len(seen["cross"]), 10, seen["cross"])  # every no-cors request was sent
+        # The rebinding page read every answer: each is the Host refusal, or the 404 of a route
+        # this agent does not have (as a program gets it too: "no such endpoint").
+        for key, status in seen["rebound"].items():
+            method, path = key.split(" ", 1)
+            direct = self.agent.request(method, path, b"{}" if method != "GET" else None,
+                                        {"Content-Type": "application/json"})
+            absent = direct[0] == 404 and b"no such endpoint" in direct[2]
+            with self.subTest(request=key):
+                self.assertEqual(status, 404 if absent else 403, f"a program gets {direct[0]}")
+        self.assertIn("GET /v2/models/add_mul", seen["rebound"])
+        self.assertEqual(seen["rebound_page"], 403)  # the navigation under that name, too
+        # Nothing the page sent took effect.
+        self.assertEqual(self.agent.get_json("/v2/logging")[1]["level"], "info")
+        self.assertEqual(self.served_infers(), before)
+        self.assertEqual(self.agent.request("POST", "/v2/repository/index", b"{}",
+                                            {"Content-Type": "application/json"})[2], index_before)
 
 
 if __name__ == "__main__":
