@@ -63,7 +63,7 @@ std::vector<std::function<void(outpost::AgentConfig&)>> AddConfigFlags(CLI::App&
         break;
       case FlagKind::kSwitch: {
         auto value = std::make_shared<std::optional<bool>>();
-        const std::string first = key.flag.substr(0, key.flag.find(','));
+        const std::string first = outpost::ConfigSchema<outpost::AgentConfig>::FirstFlag(key.flag);
         app.add_flag_function(
             key.flag + ",!--no-" + first.substr(2), [value](int64_t n) { *value = n > 0; }, help);
         apply.push_back([value, &key](outpost::AgentConfig& c) {

@@ -80,4 +80,11 @@ std::string FormatLocalNow(const char* format) {
   return std::string(buf, std::strftime(buf, sizeof buf, format, &tm));
 }
 
+std::string AsciiLower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out)
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  return out;
+}
+
 }  // namespace outpost

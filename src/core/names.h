@@ -19,6 +19,9 @@ int CompareVersions(std::string_view a, std::string_view b);
 // True when `path`, once symlinks are resolved, lies inside `root` (also resolved).
 bool IsPathInside(const std::filesystem::path& root, const std::filesystem::path& path);
 
+// `s` with ASCII letters in lower case (header names, host names, media types).
+std::string AsciiLower(std::string_view s);
+
 // The local date (or time) now, in a strftime format.
 std::string FormatLocalNow(const char* format);
 

@@ -4,17 +4,11 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cctype>
+
+#include "core/names.h"
 
 namespace outpost::http {
 namespace {
-
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
-  return out;
-}
 
 // "name:port" or "[v6]:port" without the port; "" for what is neither.
 std::string HostName(std::string_view host) {
@@ -25,7 +19,7 @@ std::string HostName(std::string_view host) {
   }
   if (const size_t colon = host.rfind(':'); colon != std::string_view::npos)
     host = host.substr(0, colon);
-  return Lower(host);
+  return AsciiLower(host);
 }
 
 bool IsIpLiteral(const std::string& name) {
@@ -42,7 +36,7 @@ bool StateChanging(const std::string& method) {
 // The media types a page may send cross-origin without a preflight (the Fetch standard's
 // CORS-safelisted Content-Type values).
 bool CorsSafelistedType(std::string_view content_type) {
-  const std::string type = Lower(content_type.substr(0, content_type.find(';')));
+  const std::string type = AsciiLower(content_type.substr(0, content_type.find(';')));
   const auto first = type.find_first_not_of(" \t");
   const auto last = type.find_last_not_of(" \t");
   const std::string bare = first == std::string::npos ? "" : type.substr(first, last - first + 1);
@@ -53,9 +47,9 @@ bool CorsSafelistedType(std::string_view content_type) {
 }  // namespace
 
 BrowserGuard::BrowserGuard(BrowserPolicy policy) : policy_(std::move(policy)) {
-  for (auto& h : policy_.allowed_hosts) h = Lower(h);
+  for (auto& h : policy_.allowed_hosts) h = AsciiLower(h);
   char name[256] = {};
-  if (::gethostname(name, sizeof name - 1) == 0) hostname_ = Lower(name);
+  if (::gethostname(name, sizeof name - 1) == 0) hostname_ = AsciiLower(name);
 }
 
 bool BrowserGuard::HostAllowed(std::string_view host) const {

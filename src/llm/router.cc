@@ -17,12 +17,6 @@ namespace {
 
 using json = nlohmann::json;
 
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
 size_t Count(std::string_view text, std::string_view needle) {
   size_t n = 0;
   for (size_t at = text.find(needle); at != std::string_view::npos;
@@ -72,7 +66,7 @@ RouterConfig ParseRouterConfig(const json& router, const json& cloud) {
   k.api_key_secret = c.Get("api_key_secret", k.api_key_secret);
   const JsonFields headers = c.Object("headers");
   for (const auto& [name, value] : headers.json().items()) {
-    std::string lower = Lower(name);
+    std::string lower = AsciiLower(name);
     if (lower == "authorization" || lower == "api-key" || lower == "x-api-key")
       Fail(ErrorCode::kInvalidArgument,
            "config: credentials do not belong in 'chat_cloud.headers': store the key with "
@@ -128,7 +122,7 @@ Difficulty EstimateDifficulty(const std::vector<ChatMessage>& messages, int prom
   std::string last;  // the latest user turn says most about what is asked now
   for (auto it = messages.rbegin(); it != messages.rend(); ++it)
     if (it->role == "user") {
-      last = Lower(it->content);
+      last = AsciiLower(it->content);
       break;
     }
   auto fire = [&](const char* signal, double weight) {
