@@ -1,4 +1,5 @@
 #include "infer_command.h"
+#include "agent_client.h"
 
 #include <httplib.h>
 
@@ -103,7 +104,7 @@ void AddInferCommand(CLI::App& app) {
 int RunInferCommand(CLI::App& app) {
   if (!app.got_subcommand("infer")) return -1;
   auto& o = Opts();
-  httplib::Client client(o.url);
+  httplib::Client client = AgentClient(o.url);
   client.set_connection_timeout(3);
   client.set_read_timeout(300);
   std::string base = "/v2/models/" + o.model + (o.version.empty() ? "" : "/versions/" + o.version);

@@ -8,6 +8,8 @@
 #include <iostream>
 
 #include "core/error.h"
+#include "agent_client.h"
+#include "apikey_command.h"
 #include "fleet_command.h"
 #include "infer_command.h"
 #include "package_commands.h"
@@ -53,7 +55,7 @@ int PrintInfo(bool as_json) {
 
 // GET from the agent; returns the parsed JSON body or exits with code 3 when unreachable.
 json Get(const std::string& url, const std::string& path, int* status) {
-  httplib::Client client(url);
+  httplib::Client client = outpost::AgentClient(url);
   client.set_connection_timeout(3);
   client.set_read_timeout(10);
   auto res = client.Get(path);
@@ -159,6 +161,7 @@ int main(int argc, char** argv) {
   outpost::AddSecretCommand(app);
   outpost::AddTokenizeCommand(app);
   outpost::AddFleetCommand(app);
+  outpost::AddApiKeyCommand(app);
   CLI11_PARSE(app, argc, argv);
   try {
     if (int rc = outpost::RunPackageCommand(app); rc >= 0) return rc;
@@ -168,6 +171,7 @@ int main(int argc, char** argv) {
     if (int rc = outpost::RunSecretCommand(app); rc >= 0) return rc;
     if (int rc = outpost::RunTokenizeCommand(app); rc >= 0) return rc;
     if (int rc = outpost::RunFleetCommand(app); rc >= 0) return rc;
+    if (int rc = outpost::RunApiKeyCommand(app); rc >= 0) return rc;
     if (*info) return PrintInfo(as_json);
     if (*models) return PrintModels(url, as_json);
     if (*health) return PrintHealth(url, as_json);

@@ -1,4 +1,5 @@
 #include "package_commands.h"
+#include "agent_client.h"
 
 #include <httplib.h>
 #include <unistd.h>
@@ -52,7 +53,7 @@ int KeyGenerate() {
 int InstallToAgent() {
   auto& o = Opts();
   std::string data = ReadFile(o.input);
-  httplib::Client client(o.url);
+  httplib::Client client = AgentClient(o.url);
   client.set_connection_timeout(3);
   client.set_write_timeout(300);
   client.set_read_timeout(300);

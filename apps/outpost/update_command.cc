@@ -1,4 +1,5 @@
 #include "update_command.h"
+#include "agent_client.h"
 
 #include <httplib.h>
 
@@ -50,7 +51,7 @@ void PrintStatus(const json& s) {
 
 int Call(bool check) {
   auto& o = Opts();
-  httplib::Client client(o.url);
+  httplib::Client client = AgentClient(o.url);
   client.set_connection_timeout(3);
   // A check runs whole updates (download, trial, canary window) before it answers.
   client.set_read_timeout(3600);

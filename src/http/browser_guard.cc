@@ -66,7 +66,7 @@ bool BrowserGuard::OriginAllowed(const std::string& origin) const {
          policy_.allowed_origins.end();
 }
 
-std::optional<BrowserGuard::Refusal> BrowserGuard::Check(const Request& req) const {
+Refusal BrowserGuard::Check(const Request& req) const {
   if (!req.HasHeader("Host")) {
     if (req.version_minor >= 1) return Refusal{400, "an HTTP/1.1 request needs a Host header"};
   } else if (!HostAllowed(req.Header("Host"))) {
@@ -85,25 +85,24 @@ std::optional<BrowserGuard::Refusal> BrowserGuard::Check(const Request& req) con
                             req.HasHeader("Sec-Fetch-Mode") || req.HasHeader("Sec-Fetch-Dest");
   if (from_browser && StateChanging(req.method)) {
     const std::string& type = req.Header("Content-Type");
+    // Checked from the head: the body has not been read (its length is declared, or chunked).
+    const bool has_body = !req.body.empty() || req.HasHeader("Transfer-Encoding") ||
+                          (req.HasHeader("Content-Length") && req.Header("Content-Length") != "0");
     if (req.HasHeader("Content-Type")
             ? CorsSafelistedType(type)
-            : !req.body.empty() && !req.HasHeader("Inference-Header-Content-Length")) {
+            : has_body && !req.HasHeader("Inference-Header-Content-Length")) {
       return Refusal{415, req.method + " " + req.path + " does not take " +
                               (type.empty() ? std::string("a body without a Content-Type")
                                             : "Content-Type " + type) +
                               ": send application/json (or the binary tensor extension)"};
     }
   }
-  return std::nullopt;
+  return {};
 }
 
 void BrowserGuard::Install(Server& server) const {
-  server.Use([this](const Request& req, Response& res, const Handler& handler) {
-    if (auto refusal = Check(req)) {
-      res.status = refusal->status;
-      res.Set(JsonErrorBody(refusal->message), "application/json");
-      return;
-    }
+  server.Admit([this](Request& req, const RouteOptions&) { return Check(req); });
+  server.Use([](const Request& req, Response& res, const Handler& handler) {
     handler(req, res);
     if (req.HasHeader("Origin")) {  // allowed, or Check() would have refused it
       res.SetHeader("Access-Control-Allow-Origin", req.Header("Origin"));
@@ -113,7 +112,7 @@ void BrowserGuard::Install(Server& server) const {
     }
   });
   server.SetPreflight([](const Request& req, Response& res) {
-    // Only reached for an allowed origin (the middleware runs first).
+    // Only reached for an allowed origin (the admission check runs first).
     if (!req.HasHeader("Origin")) {
       res.status = 405;
       res.Set(JsonErrorBody("OPTIONS answers CORS preflights only"), "application/json");

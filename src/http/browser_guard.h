@@ -11,7 +11,6 @@
 //     set without one). Programs keep sending what they send: `curl -d` posts JSON as a form.
 #pragma once
 
-#include <optional>
 #include <string>
 #include <vector>
 
@@ -29,13 +28,11 @@ class BrowserGuard {
  public:
   explicit BrowserGuard(BrowserPolicy policy);
 
-  struct Refusal {
-    int status;
-    std::string message;
-  };
-  std::optional<Refusal> Check(const Request& req) const;
+  // Status 0: the request may go on.
+  Refusal Check(const Request& req) const;
 
-  // Refuses what Check() refuses and answers CORS preflights for the allowed origins.
+  // Refuses what Check() refuses from the head, before a body is read, and answers CORS
+  // preflights for the allowed origins.
   void Install(Server& server) const;
 
  private:

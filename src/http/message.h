@@ -41,6 +41,9 @@ struct Request {
   std::string body;
   std::string remote_addr;
   int version_minor = 1;  // HTTP/1.x
+  // Set by the server's admission check: who is calling, and what they may do.
+  std::string caller;
+  uint32_t granted = 0;
 
   const std::string& Header(std::string_view name) const { return headers.Get(name); }
   bool HasHeader(std::string_view name) const { return headers.Has(name); }

@@ -253,6 +253,17 @@ class Server::Impl {
     preflight_.options.max_body = 0;
   }
   void SetErrorBody(ErrorBody b) { error_body_ = std::move(b); }
+  void Admit(Admission a) {
+    if (!admission_) {
+      admission_ = std::move(a);
+      return;
+    }
+    admission_ = [first = std::move(admission_), then = std::move(a)](
+                     Request& req, const RouteOptions& route) {
+      Refusal r = first(req, route);
+      return r.status != 0 ? r : then(req, route);
+    };
+  }
 
   int Bind(const std::string& address, int port) {
     addrinfo hints{};
@@ -674,6 +685,13 @@ class Server::Impl {
       Refuse(c, 503, "too many connections; try again shortly");
       return false;
     }
+    if (admission_) {
+      Refusal refusal = admission_(c.head.request, c.route->options);
+      if (refusal.status != 0) {
+        Refuse(c, refusal.status, refusal.message, refusal.headers);
+        return false;
+      }
+    }
     c.max_body = c.route->options.max_body;
     if (c.head.body == RequestHead::Body::kLength) {
       if (c.head.content_length > c.max_body) {
@@ -778,15 +796,18 @@ class Server::Impl {
   // Answers `status` from the loop itself and closes the connection after it (the rest of the
   // request is never read).
   // A refusal of a request without a body (404, 405) keeps a keep-alive connection open.
-  void Refuse(Conn& c, int status, const std::string& message) {
+  void Refuse(Conn& c, int status, const std::string& message,
+              const std::vector<std::pair<std::string, std::string>>& headers = {}) {
     if (status == 408) timed_out_++;
     Request& r = c.head.request;
-    const bool keep = (status == 404 || status == 405) && c.state == State::kHead &&
+    const bool keep = (status == 404 || status == 405 || status == 401 || status == 403) &&
+                      c.state == State::kHead &&
                       c.head.body == RequestHead::Body::kNone && c.head.keep_alive &&
                       !c.reserve_only;
     Headers h;
     h.Set("Content-Type", "application/json");
     if (status == 503) h.Set("Retry-After", "1");
+    for (const auto& [name, value] : headers) h.Set(name, value);
     std::string body = error_body_ ? error_body_(r, status, message) : JsonErrorBody(message);
     const std::string length = std::to_string(body.size());
     std::string head = FormatHead(status, h, &length, false, !keep, r.version_minor);
@@ -1005,6 +1026,7 @@ class Server::Impl {
   RouteEntry preflight_;  // OPTIONS on any known path, when set
   Middleware middleware_;
   ErrorBody error_body_;
+  Admission admission_;
   int listen_fd_ = -1, epoll_fd_ = -1, wake_fd_ = -1;
   std::unordered_map<uint64_t, ConnPtr> conns_;  // the loop's, by id
   uint64_t next_id_ = 2;                         // 0 and 1 are the listener and the wake fd
@@ -1164,6 +1186,7 @@ void Server::Route(std::string method, std::string pattern, Handler handler, Rou
   impl_->Route(std::move(method), std::move(pattern), std::move(handler), options);
 }
 void Server::Use(Middleware middleware) { impl_->Use(std::move(middleware)); }
+void Server::Admit(Admission admission) { impl_->Admit(std::move(admission)); }
 void Server::SetPreflight(Handler handler) { impl_->SetPreflight(std::move(handler)); }
 void Server::SetErrorBody(ErrorBody body) { impl_->SetErrorBody(std::move(body)); }
 int Server::Bind(const std::string& address, int port) { return impl_->Bind(address, port); }

@@ -57,6 +57,14 @@ struct ServerLimits {
 struct RouteOptions {
   size_t max_body = 0;    // 0: ServerLimits::default_max_body
   bool priority = false;  // health and metrics: reserved connections and workers
+  uint32_t access = 0;    // what the route requires, for the admission check to interpret
+};
+
+// What the admission check answers instead of the handler; status 0: admitted.
+struct Refusal {
+  int status = 0;
+  std::string message;
+  std::vector<std::pair<std::string, std::string>> headers;  // WWW-Authenticate, ...
 };
 
 using Handler = std::function<void(const Request&, Response&)>;
@@ -65,6 +73,10 @@ using Middleware = std::function<void(const Request&, Response&, const Handler& 
 // The body of an error the server answers itself (404, 413, 503...): {"error": message}
 // unless replaced (the OpenAI routes answer in their own shape).
 using ErrorBody = std::function<std::string(const Request&, int status, const std::string&)>;
+// Decides from the head, before any body byte is read, whether the request goes on (who is
+// calling and what they may do: it may record that in Request::caller and ::granted). Runs on
+// the event loop, so it must be quick and never block.
+using Admission = std::function<Refusal(Request& head, const RouteOptions& route)>;
 
 struct ServerStats {
   uint64_t connections = 0;     // open now
@@ -90,6 +102,7 @@ class Server {
   // Answers OPTIONS on any path some route serves (CORS preflights); unset: 405.
   void SetPreflight(Handler handler);
   void SetErrorBody(ErrorBody body);
+  void Admit(Admission admission);  // several: in the order given; the first refusal answers
 
   // Binds address:port (port 0: any free one) and returns the port. Throws Error(kUnavailable).
   int Bind(const std::string& address, int port);

@@ -181,10 +181,13 @@ RouteDecision DecideRoute(const RouterConfig& config, const RouteInputs& in) {
   const bool fits_local =
       in.has_local && in.prompt_tokens < in.local_context &&
       (in.max_tokens == 0 || in.prompt_tokens + in.max_tokens <= in.local_context);
-  const bool cloud_usable = in.cloud_configured && in.cloud_allowed && in.budget_left;
+  const bool cloud_usable = in.cloud_configured && in.cloud_allowed && in.budget_left &&
+                            in.caller_may_use_cloud && in.caller_budget_left;
   // Why the cloud cannot take it, when it cannot.
   auto no_cloud = [&]() -> std::string {
     if (!in.cloud_configured) return "cloud_not_configured";
+    if (!in.caller_may_use_cloud) return "cloud_not_permitted";
+    if (!in.caller_budget_left) return "key_budget_exhausted";
     if (!in.cloud_allowed) return "cloud_unavailable";
     return "cloud_budget_exhausted";
   };

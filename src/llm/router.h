@@ -66,6 +66,8 @@ struct RouteInputs {
   bool cloud_configured = false;
   bool cloud_allowed = false;  // circuit not open
   bool budget_left = true;
+  bool caller_may_use_cloud = true;  // the caller's credential has the cloud scope
+  bool caller_budget_left = true;    // the caller's own daily cloud tokens (per API key)
 };
 
 struct RouteDecision {

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <set>
 
+#include "auth/authorizer.h"
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/logging.h"
@@ -62,10 +63,17 @@ std::string DeviceId(const std::string& configured) {
   return host;
 }
 
+// What callers of a listener bound to `address` may do without a credential.
+auth::Scopes OpenScopes(const AgentConfig& c, const std::string& address) {
+  if (!auth::IsLoopbackAddress(address) && !c.insecure_open_beyond_loopback) return auth::kNoScopes;
+  return auth::ParseScopes(c.auth_open_scopes);
+}
+
 }  // namespace
 
 struct Agent::Parts {
   MetricsRegistry metrics;
+  std::unique_ptr<auth::ApiKeyStore> keys;
   std::unique_ptr<MemoryBudget> budget;  // what requests hold at once, over HTTP and gRPC
   std::unique_ptr<ModelManager> models;
   std::unique_ptr<InferenceService> service;
@@ -312,6 +320,22 @@ BoundPorts Agent::Start() {
   StartHealth();
   if (p.shipper) p.shipper->Start();
 
+  p.keys = std::make_unique<auth::ApiKeyStore>(config_.auth_dir);
+  const auto admin_key = p.keys->EnsureLocalAdminKey();
+  Log(LogSeverity::kInfo, "auth", "local_key",
+      "API keys in " + config_.auth_dir.string() + "; the console's admin key is " +
+          admin_key.string(),
+      {{"auth_dir", config_.auth_dir.string()}});
+  if (config_.insecure_open_beyond_loopback || config_.insecure_plaintext_beyond_loopback)
+    Log(LogSeverity::kWarn, "auth", "insecure",
+        std::string("INSECURE:") +
+            (config_.insecure_open_beyond_loopback
+                 ? " listeners beyond loopback serve the open scopes without a credential;"
+                 : "") +
+            (config_.insecure_plaintext_beyond_loopback
+                 ? " listeners beyond loopback may carry credentials in clear"
+                 : ""));
+
   // HTTP opens last: it is what answers /v2/health/ready, so "ready" means every listener is up.
   BoundPorts ports;
   if (config_.grpc_port != 0) {
@@ -322,6 +346,8 @@ BoundPorts Agent::Start() {
     go.max_concurrent_streams = config_.grpc_max_concurrent_streams;
     go.max_inflight_bytes = config_.max_inflight_bytes;
     go.budget = p.budget.get();
+    go.keys = p.keys.get();
+    go.open_scopes = OpenScopes(config_, config_.grpc_address);
     p.grpc = std::make_unique<GrpcServer>(go, *p.service, info_);
     ports.grpc = p.grpc->Start();
     Log(LogSeverity::kInfo, "serving", "listening",
@@ -331,7 +357,8 @@ BoundPorts Agent::Start() {
   if (config_.metrics_port > 0) {
     p.metrics_server = std::make_unique<MetricsServer>(
         config_.metrics_address, config_.metrics_port, p.metrics,
-        http::BrowserPolicy{config_.http_allowed_hosts, config_.http_cors_origins});
+        http::BrowserPolicy{config_.http_allowed_hosts, config_.http_cors_origins}, p.keys.get(),
+        OpenScopes(config_, config_.metrics_address));
     ports.metrics = p.metrics_server->Start();
     Log(LogSeverity::kInfo, "serving", "listening",
         fmt::format("metrics listening on {}:{}", config_.metrics_address, ports.metrics),
@@ -346,6 +373,8 @@ BoundPorts Agent::Start() {
   ho.limits.max_inflight_bytes = config_.max_inflight_bytes;
   ho.limits.budget = p.budget.get();
   ho.browser = {config_.http_allowed_hosts, config_.http_cors_origins};
+  ho.keys = p.keys.get();
+  ho.open_scopes = OpenScopes(config_, config_.http_address);
   ho.serve_metrics = config_.metrics_port == -1;
   ho.chat = p.chat.get();
   ho.health = [this] { return Health(); };

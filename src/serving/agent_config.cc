@@ -1,5 +1,6 @@
 #include "serving/agent_config.h"
 
+#include "auth/authorizer.h"
 #include "core/error.h"
 #include "llm/router.h"
 #include "update/policy.h"
@@ -46,6 +47,15 @@ const ConfigSchema<AgentConfig>& AgentConfigSchema() {
     s.Add("http_cors_origins", &C::http_cors_origins,
           "Origins (scheme://host[:port]) of web pages allowed to call the HTTP API (default: "
           "none; requests carrying any other Origin are refused)");
+    // Who may call.
+    s.Add("auth_dir", &C::auth_dir,
+          "API keys (stored hashed) and the console's admin key file (admin.key, 0600)");
+    s.Add("auth_open_scopes", &C::auth_open_scopes,
+          "Scopes callers on a loopback listener have without a credential (never admin)");
+    s.Add("insecure_open_beyond_loopback", &C::insecure_open_beyond_loopback,
+          "INSECURE: listeners beyond loopback also grant auth_open_scopes without a credential");
+    s.Add("insecure_plaintext_beyond_loopback", &C::insecure_plaintext_beyond_loopback,
+          "INSECURE: listen beyond loopback without TLS (credentials cross the network in clear)");
     s.Add("default_timeout_ms", &C::default_timeout_ms,
           "Per-request time limit when the request sets none", O{.min = 1});
     // ONNX Runtime.
@@ -138,6 +148,19 @@ void CheckAgentConfig(const AgentConfig& c) {
   // A request of the largest allowed size must fit, or it could never be served.
   if (c.max_inflight_bytes != 0 && c.max_inflight_bytes < c.max_request_bytes)
     bad("max_inflight_bytes must be 0 or at least max_request_bytes");
+  const auth::Scopes open = auth::ParseScopes(c.auth_open_scopes);
+  if (auth::Has(open, auth::Scope::kAdmin))
+    bad("auth_open_scopes may not hold 'admin': admin always needs a credential");
+  // Credentials crossing a network in clear can be read by anyone on the path.
+  auto plaintext_beyond_loopback = [&](const char* key, const std::string& address) {
+    if (!auth::IsLoopbackAddress(address) && !c.insecure_plaintext_beyond_loopback)
+      bad(std::string(key) + " " + address +
+          " is beyond loopback, where plaintext is refused; to accept it anyway, set "
+          "insecure_plaintext_beyond_loopback (--insecure-plaintext-beyond-loopback)");
+  };
+  plaintext_beyond_loopback("http_address", c.http_address);
+  if (c.grpc_port != 0) plaintext_beyond_loopback("grpc_address", c.grpc_address);
+  if (c.metrics_port > 0) plaintext_beyond_loopback("metrics_address", c.metrics_address);
   if (!c.fleet_url.empty() && c.update_url.empty())
     bad("fleet_url needs update_url: the repository the fleet's packages come from");
   if (c.update_url.empty()) return;

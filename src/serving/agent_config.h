@@ -33,6 +33,13 @@ struct AgentConfig {
   // localhost and the hostname; origins of pages allowed to call the API (none by default).
   std::vector<std::string> http_allowed_hosts;
   std::vector<std::string> http_cors_origins;
+  // Who may call (auth/): API keys and the console's admin key live in auth_dir; on a
+  // loopback listener the open scopes need no credential (admin always does); beyond loopback
+  // every scope needs one and plaintext is refused, unless the insecure switches say otherwise.
+  std::filesystem::path auth_dir = "/var/lib/outpost/auth";
+  std::vector<std::string> auth_open_scopes = {"inference", "chat", "observe"};
+  bool insecure_open_beyond_loopback = false;
+  bool insecure_plaintext_beyond_loopback = false;
   double repository_poll_secs = 1.0;  // 0: load once, do not watch
   int default_timeout_ms = 30000;
   int intra_op_threads = 0;     // 0: one per core

@@ -112,7 +112,7 @@ std::shared_ptr<ServedModel> ChatService::LocalModelFor(const std::string& name)
 }
 
 PreparedChat ChatService::Prepare(ChatCompletionRequest request,
-                                  const std::string& privacy_header) {
+                                  const std::string& privacy_header, CloudPermit permit) {
   if (shed_reason_) {
     if (std::string why = shed_reason_(); !why.empty())
       throw ApiError(ErrorCode::kUnavailable, "shedding load: " + why);
@@ -151,6 +151,9 @@ PreparedChat ChatService::Prepare(ChatCompletionRequest request,
   in.cloud_configured = cloud_ != nullptr;
   in.cloud_allowed = cloud_ && cloud_->breaker().WouldAllow();
   in.budget_left = !budget_ || budget_->HasRoom();
+  in.caller_may_use_cloud = permit.allowed;
+  in.caller_budget_left = !permit.has_room || permit.has_room();
+  chat.permit = std::move(permit);
   chat.decision = DecideRoute(router_, in);
 
   const std::string route(RouteName(chat.decision.route));
@@ -179,10 +182,12 @@ PreparedChat ChatService::Prepare(ChatCompletionRequest request,
     else if (cloud_)
       why += (why.empty() ? "" : "; ") + std::string("the cloud LLM cannot take it (") +
              chat.decision.reason + ")";
-    throw ApiError(chat.decision.reason == "cloud_unavailable" ? ErrorCode::kUnavailable
-                   : chat.decision.reason == "cloud_budget_exhausted"
+    const std::string& reason = chat.decision.reason;
+    throw ApiError(reason == "cloud_unavailable" ? ErrorCode::kUnavailable
+                   : reason == "cloud_budget_exhausted" || reason == "key_budget_exhausted"
                        ? ErrorCode::kResourceExhausted
-                       : ErrorCode::kInvalidArgument,
+                   : reason == "cloud_not_permitted" ? ErrorCode::kPermissionDenied
+                                                     : ErrorCode::kInvalidArgument,
                    why, prompt_fits ? "max_tokens" : "messages", "context_length_exceeded");
   }
   chat.identity = NewCompletionIdentity(
@@ -263,6 +268,8 @@ void ChatService::CountCloud(const PreparedChat& chat, const std::string& outcom
       .Add(completion_tokens);
   if (budget_ && prompt_tokens + completion_tokens > 0)
     budget_->Spend(static_cast<uint64_t>(prompt_tokens + completion_tokens));
+  if (chat.permit.spend && prompt_tokens + completion_tokens > 0)
+    chat.permit.spend(static_cast<uint64_t>(prompt_tokens + completion_tokens));
   Log(LogSeverity::kInfo, "router", "cloud_answer",
       fmt::format("chat {} answered by the cloud ({})", chat.identity.id, outcome),
       {{"completion_id", chat.identity.id},

@@ -21,6 +21,14 @@
 
 namespace outpost {
 
+// What the caller's credential allows of the cloud LLM: the cloud scope, and the key's own
+// daily token budget (unset: none of its own).
+struct CloudPermit {
+  bool allowed = true;
+  std::function<bool()> has_room;
+  std::function<void(uint64_t tokens)> spend;
+};
+
 // A request ready to run: everything that can fail on the caller's input has been checked,
 // so a stream can start with 200.
 struct PreparedChat {
@@ -31,6 +39,7 @@ struct PreparedChat {
   RouteDecision decision;
   CompletionIdentity identity;
   std::map<std::string, std::string> headers;  // X-Outpost-Route and friends
+  CloudPermit permit;
 };
 
 class ChatService {
@@ -46,7 +55,8 @@ class ChatService {
   std::string CloudLinkState() const;
   // `privacy_header` is X-Outpost-Privacy ("" when absent). Throws ApiError / Error for an
   // unknown model, a prompt that fits nowhere, or a private request that cannot stay local.
-  PreparedChat Prepare(ChatCompletionRequest request, const std::string& privacy_header = "");
+  PreparedChat Prepare(ChatCompletionRequest request, const std::string& privacy_header = "",
+                       CloudPermit permit = {});
   // Non-streaming; may change chat.headers (a fallback says so). `cancelled` (may be null) is
   // polled during local generation.
   nlohmann::json Run(PreparedChat& chat, const std::function<bool()>& cancelled = nullptr);

@@ -5,6 +5,7 @@
 
 #include <limits>
 
+#include "auth/authorizer.h"
 #include "core/error.h"
 #include "core/logging.h"
 #include "core/memory_budget.h"
@@ -221,27 +222,46 @@ void FillTensorMetadata(
   }
 }
 
+std::string_view MetadataValue(const grpc::ServerContext* ctx, const char* key) {
+  const auto& metadata = ctx->client_metadata();
+  auto it = metadata.find(key);
+  if (it == metadata.end()) return {};
+  return {it->second.data(), it->second.size()};
+}
+
+// What each method accepts: the server's health and metadata answer `observe` and
+// `inference` alike; model methods need `inference`.
+constexpr auth::Scopes kStatus = auth::Scope::kObserve | auth::Scope::kInference;
+constexpr auth::Scopes kInference = static_cast<auth::Scopes>(auth::Scope::kInference);
+
 }  // namespace
 
 class GrpcServer::Impl final : public inference::GRPCInferenceService::Service {
  public:
-  Impl(InferenceService& service, const ServerInfo& info, MemoryBudget* budget)
-      : service_(service), info_(info), budget_(budget) {}
+  Impl(InferenceService& service, const ServerInfo& info, const GrpcOptions& options)
+      : service_(service),
+        info_(info),
+        budget_(options.budget),
+        keys_(options.keys),
+        open_(options.open_scopes) {}
 
-  grpc::Status ServerLive(grpc::ServerContext*, const inference::ServerLiveRequest*,
+  grpc::Status ServerLive(grpc::ServerContext* ctx, const inference::ServerLiveRequest*,
                           inference::ServerLiveResponse* res) override {
+    if (grpc::Status refused = Admit(ctx, kStatus); !refused.ok()) return refused;
     res->set_live(true);
     return grpc::Status::OK;
   }
 
-  grpc::Status ServerReady(grpc::ServerContext*, const inference::ServerReadyRequest*,
+  grpc::Status ServerReady(grpc::ServerContext* ctx, const inference::ServerReadyRequest*,
                            inference::ServerReadyResponse* res) override {
+    if (grpc::Status refused = Admit(ctx, kStatus); !refused.ok()) return refused;
     res->set_ready(service_.models().IsReady());
     return grpc::Status::OK;
   }
 
-  grpc::Status ModelReady(grpc::ServerContext*, const inference::ModelReadyRequest* req,
+  grpc::Status ModelReady(grpc::ServerContext* ctx, const inference::ModelReadyRequest* req,
                           inference::ModelReadyResponse* res) override {
+    if (grpc::Status refused = Admit(ctx, kInference); !refused.ok()) return refused;
     try {
       service_.models().Get(req->name(), req->version());
       res->set_ready(true);
@@ -252,16 +272,18 @@ class GrpcServer::Impl final : public inference::GRPCInferenceService::Service {
     return grpc::Status::OK;
   }
 
-  grpc::Status ServerMetadata(grpc::ServerContext*, const inference::ServerMetadataRequest*,
+  grpc::Status ServerMetadata(grpc::ServerContext* ctx, const inference::ServerMetadataRequest*,
                               inference::ServerMetadataResponse* res) override {
+    if (grpc::Status refused = Admit(ctx, kStatus); !refused.ok()) return refused;
     res->set_name(info_.name);
     res->set_version(info_.version);
     for (const auto& e : info_.extensions) res->add_extensions(e);
     return grpc::Status::OK;
   }
 
-  grpc::Status ModelMetadata(grpc::ServerContext*, const inference::ModelMetadataRequest* req,
+  grpc::Status ModelMetadata(grpc::ServerContext* ctx, const inference::ModelMetadataRequest* req,
                              inference::ModelMetadataResponse* res) override {
+    if (grpc::Status refused = Admit(ctx, kInference); !refused.ok()) return refused;
     return Guard([&] {
       auto served = service_.models().Get(req->name(), req->version());
       const auto& c = served->config;
@@ -275,6 +297,7 @@ class GrpcServer::Impl final : public inference::GRPCInferenceService::Service {
 
   grpc::Status ModelInfer(grpc::ServerContext* ctx, const inference::ModelInferRequest* req,
                           inference::ModelInferResponse* res) override {
+    if (grpc::Status refused = Admit(ctx, kInference); !refused.ok()) return refused;
     return Traced(ctx, "ModelInfer", [&] {
       // The request is ours to take apart: move the raw contents instead of copying them.
       auto& mutable_req = const_cast<inference::ModelInferRequest&>(*req);
@@ -311,13 +334,26 @@ class GrpcServer::Impl final : public inference::GRPCInferenceService::Service {
   }
 
  private:
+  // The call's credential (authorization: Bearer <key>, or x-api-key metadata) against what
+  // the method accepts.
+  grpc::Status Admit(const grpc::ServerContext* ctx, auth::Scopes accepted) const {
+    const auth::Decision d = auth::Authorize(
+        keys_,
+        auth::PresentedKey(MetadataValue(ctx, "authorization"), MetadataValue(ctx, "x-api-key")),
+        open_, accepted);
+    if (d.allowed) return grpc::Status::OK;
+    return grpc::Status(GrpcCode(d.code), d.message);
+  }
+
   InferenceService& service_;
   const ServerInfo& info_;
   MemoryBudget* budget_;
+  const auth::ApiKeyStore* keys_;
+  auth::Scopes open_;
 };
 
 GrpcServer::GrpcServer(GrpcOptions options, InferenceService& service, const ServerInfo& info)
-    : options_(std::move(options)), impl_(std::make_unique<Impl>(service, info, options_.budget)) {}
+    : options_(std::move(options)), impl_(std::make_unique<Impl>(service, info, options_)) {}
 
 GrpcServer::~GrpcServer() { Stop(); }
 

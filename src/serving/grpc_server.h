@@ -4,6 +4,8 @@
 #include <memory>
 #include <string>
 
+#include "auth/api_keys.h"
+#include "auth/scopes.h"
 #include "serving/inference_service.h"
 #include "serving/server_info.h"
 
@@ -23,6 +25,9 @@ struct GrpcOptions {
   size_t max_inflight_bytes = 128u << 20;  // gRPC's own memory quota: buffers of every call
   int max_threads = 64;                    // the synchronous server's threads, at most
   MemoryBudget* budget = nullptr;          // what calls hold at once, shared with HTTP
+  // Who may call (as for HTTP): API keys, and the scopes granted without a credential.
+  const auth::ApiKeyStore* keys = nullptr;
+  auth::Scopes open_scopes = auth::Scope::kInference | auth::Scope::kChat | auth::Scope::kObserve;
 };
 
 class GrpcServer {

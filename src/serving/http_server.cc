@@ -3,10 +3,12 @@
 #include <fmt/format.h>
 
 #include "core/error.h"
+#include "core/json_fields.h"
 #include "core/json_input.h"
 #include "core/logging.h"
 #include "core/memory_budget.h"
 #include "core/names.h"
+#include "auth/authorizer.h"
 #include "serving/http_codec.h"
 
 namespace outpost {
@@ -17,6 +19,14 @@ using http::Request;
 using http::Response;
 
 constexpr size_t kControlBodyBytes = 64u << 10;
+
+// What each group of routes accepts (RouteOptions::access).
+using auth::Scope;
+constexpr auth::Scopes kStatus = Scope::kObserve | Scope::kInference;  // health, server metadata
+constexpr auth::Scopes kObserve = static_cast<auth::Scopes>(Scope::kObserve);
+constexpr auth::Scopes kInference = static_cast<auth::Scopes>(Scope::kInference);
+constexpr auth::Scopes kChat = static_cast<auth::Scopes>(Scope::kChat);
+constexpr auth::Scopes kAdmin = static_cast<auth::Scopes>(Scope::kAdmin);
 
 void SendJson(Response& res, int status, const json& body) {
   res.status = status;
@@ -66,6 +76,10 @@ void GuardOpenAi(Response& res, F&& f) {
 
 ErrorCode CodeOfStatus(int status) {
   switch (status) {
+    case 401:
+      return ErrorCode::kUnauthenticated;
+    case 403:
+      return ErrorCode::kPermissionDenied;
     case 404:
       return ErrorCode::kNotFound;
     case 408:
@@ -133,12 +147,32 @@ void TraceRequests(http::Server& s) {
   });
 }
 
+// Every route says what it accepts; the credential is checked from the head, before a body is
+// read, so a caller without one cannot make the agent receive (or hold) a large upload.
+void RequireCredentials(http::Server& s, const auth::ApiKeyStore* keys, auth::Scopes open) {
+  s.Admit([keys, open](Request& req, const http::RouteOptions& route) -> http::Refusal {
+    if (route.access == 0) return {};  // a CORS preflight: browsers send it without credentials
+    const auth::Decision d =
+        auth::Authorize(keys, auth::PresentedKey(req.Header("Authorization"), req.Header("X-Api-Key")),
+                        open, route.access);
+    if (d.allowed) {
+      req.caller = d.caller;
+      req.granted = d.scopes;
+      return {};
+    }
+    http::Refusal refusal{HttpStatusOf(d.code), d.message, {}};
+    if (d.code == ErrorCode::kUnauthenticated)
+      refusal.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"outpost\"");
+    return refusal;
+  });
+}
+
 void ServeMetrics(http::Server& s, MetricsRegistry& metrics) {
   s.Route("GET", "/metrics",
           [&metrics](const Request&, Response& res) {
             res.Set(metrics.Render(), "text/plain; version=0.0.4; charset=utf-8");
           },
-          {.priority = true});
+          {.priority = true, .access = kObserve});
 }
 
 int Listen(http::Server& server, const std::string& address, int port, const char* what) {
@@ -174,23 +208,41 @@ HttpServer::HttpServer(HttpOptions options, InferenceService& service, MetricsRe
       server_(options_.limits) {
   server_.SetErrorBody(ServerErrorBody);
   TraceRequests(server_);
-  guard_.Install(server_);
+  guard_.Install(server_);  // a browser's request is refused as such, credentials or not
+  RequireCredentials(server_, options_.keys, options_.open_scopes);
   Routes();
 }
 
 HttpServer::~HttpServer() { Stop(); }
 
+// The cloud scope of the caller, and an API key's own budget of cloud tokens.
+CloudPermit HttpServer::CloudPermitOf(const Request& req) const {
+  CloudPermit permit;
+  permit.allowed = auth::Has(req.granted, Scope::kCloud);
+  if (options_.keys && req.caller.rfind("opk_", 0) == 0) {
+    permit.has_room = [keys = options_.keys, id = req.caller] { return keys->HasCloudRoom(id); };
+    permit.spend = [keys = options_.keys, id = req.caller](uint64_t tokens) {
+      keys->SpendCloud(id, tokens);
+    };
+  }
+  return permit;
+}
+
 void HttpServer::OpenAiRoutes() {
   auto& s = server_;
   ChatService& chat = *options_.chat;
-  s.Route("GET", "/v1/models", [&chat](const Request&, Response& res) {
-    GuardOpenAi(res, [&] { SendJson(res, 200, chat.ListModels()); });
-  });
+  s.Route(
+      "GET", "/v1/models",
+      [&chat](const Request&, Response& res) {
+        GuardOpenAi(res, [&] { SendJson(res, 200, chat.ListModels()); });
+      },
+      {.access = kChat});
   s.Route("POST", "/v1/chat/completions",
-          [&chat](const Request& req, Response& res) {
+          [this, &chat](const Request& req, Response& res) {
             GuardOpenAi(res, [&] {
-              auto prepared = std::make_shared<PreparedChat>(chat.Prepare(
-                  ParseChatCompletionRequest(req.body), req.Header("X-Outpost-Privacy")));
+              auto prepared = std::make_shared<PreparedChat>(
+                  chat.Prepare(ParseChatCompletionRequest(req.body),
+                               req.Header("X-Outpost-Privacy"), CloudPermitOf(req)));
               if (!prepared->request.stream && prepared->decision.route != Route::kLocal) {
                 json body = chat.Run(*prepared);  // a cloud failure changes the route headers
                 for (const auto& [k, v] : prepared->headers) res.SetHeader(k, v);
@@ -231,13 +283,13 @@ void HttpServer::OpenAiRoutes() {
               });
             });
           },
-          {.max_body = kMaxChatRequestBytes});
+          {.max_body = kMaxChatRequestBytes, .access = kChat});
 }
 
 void HttpServer::Routes() {
   auto& s = server_;
   ModelManager& models = service_.models();
-  const http::RouteOptions health{.priority = true};
+  const http::RouteOptions health{.priority = true, .access = kStatus};
   s.Route(
       "GET", "/v2/health/live",
       [](const Request&, Response& res) {
@@ -285,7 +337,7 @@ void HttpServer::Routes() {
               {"extensions", info_.extensions},
               {"unsigned_models_allowed", info_.unsigned_models_allowed},
               {"device", info_.capabilities}});
-  });
+  }, {.access = kStatus});
 
   auto metadata = [&models](const Request& req, Response& res) {
     Guard(res, [&] {
@@ -337,10 +389,10 @@ void HttpServer::Routes() {
       }
     });
   };
-  const http::RouteOptions infer_options{.max_body = options_.max_body_bytes};
+  const http::RouteOptions infer_options{.max_body = options_.max_body_bytes, .access = kInference};
   for (const std::string base : {"/v2/models/{model}", "/v2/models/{model}/versions/{version}"}) {
-    s.Route("GET", base, metadata);
-    s.Route("GET", base + "/ready", ready);
+    s.Route("GET", base, metadata, {.access = kInference});
+    s.Route("GET", base + "/ready", ready, {.access = kInference});
     s.Route("POST", base + "/infer", infer, infer_options);
   }
 
@@ -354,8 +406,9 @@ void HttpServer::Routes() {
     }
     SendJson(res, 200, out);
   };
-  s.Route("GET", "/v2/repository/index", index);
-  s.Route("POST", "/v2/repository/index", index, {.max_body = kControlBodyBytes});
+  s.Route("GET", "/v2/repository/index", index, {.access = kObserve});
+  s.Route("POST", "/v2/repository/index", index,
+          {.max_body = kControlBodyBytes, .access = kObserve});
   if (options_.install_package) {
     s.Route("POST", "/v2/repository/packages",
             [this](const Request& req, Response& res) {
@@ -368,14 +421,17 @@ void HttpServer::Routes() {
                           {"reason", e.reason}});
               });
             },
-            {.max_body = options_.max_body_bytes});
+            {.max_body = options_.max_body_bytes, .access = kAdmin});
   }
-  s.Route("GET", "/v2/updates", [this](const Request&, Response& res) {
-    Guard(res, [&] {
-      SendJson(res, 200,
-               options_.update_status ? options_.update_status() : json{{"enabled", false}});
-    });
-  });
+  s.Route(
+      "GET", "/v2/updates",
+      [this](const Request&, Response& res) {
+        Guard(res, [&] {
+          SendJson(res, 200,
+                   options_.update_status ? options_.update_status() : json{{"enabled", false}});
+        });
+      },
+      {.access = kObserve});
   s.Route("POST", "/v2/updates/check",
           [this](const Request& req, Response& res) {
             Guard(res, [&] {
@@ -385,12 +441,13 @@ void HttpServer::Routes() {
               SendJson(res, 200, options_.update_check(force == "true" || force == "1"));
             });
           },
-          {.max_body = kControlBodyBytes});
+          {.max_body = kControlBodyBytes, .access = kAdmin});
   if (options_.chat) OpenAiRoutes();
   // Log level at run time: GET says it, PUT {"level": "debug"} changes it (until restart).
-  s.Route("GET", "/v2/logging", [](const Request&, Response& res) {
-    SendJson(res, 200, {{"level", LogLevel()}});
-  });
+  s.Route(
+      "GET", "/v2/logging",
+      [](const Request&, Response& res) { SendJson(res, 200, {{"level", LogLevel()}}); },
+      {.access = kObserve});
   s.Route("PUT", "/v2/logging",
           [](const Request& req, Response& res) {
             Guard(res, [&] {
@@ -406,12 +463,73 @@ void HttpServer::Routes() {
               SendJson(res, 200, {{"level", LogLevel()}});
             });
           },
-          {.max_body = kControlBodyBytes});
+          {.max_body = kControlBodyBytes, .access = kAdmin});
   if (options_.monitoring_status)
-    s.Route("GET", "/v2/monitoring", [this](const Request&, Response& res) {
-      Guard(res, [&] { SendJson(res, 200, options_.monitoring_status()); });
-    });
+    s.Route(
+        "GET", "/v2/monitoring",
+        [this](const Request&, Response& res) {
+          Guard(res, [&] { SendJson(res, 200, options_.monitoring_status()); });
+        },
+        {.access = kAdmin});
+  if (options_.keys) KeyRoutes();
   if (options_.serve_metrics) ServeMetrics(s, metrics_);
+}
+
+// API keys: GET lists them (never their secrets), POST {"scopes": [...], "name": "...",
+// "budget_tokens": N} makes one and answers its key, once; DELETE revokes one at once.
+void HttpServer::KeyRoutes() {
+  auto& s = server_;
+  auth::ApiKeyStore& keys = *options_.keys;
+  auto info_json = [](const auth::ApiKeyInfo& k) {
+    json out = {{"id", k.id},
+                {"name", k.name},
+                {"scopes", auth::ScopeNames(k.scopes)},
+                {"created", k.created},
+                {"revoked", k.revoked}};
+    if (k.budget_tokens) {
+      out["budget_tokens"] = k.budget_tokens;
+      out["spent_tokens_today"] = k.spent_tokens;
+    }
+    return out;
+  };
+  s.Route(
+      "GET", "/v2/auth/keys",
+      [&keys, info_json](const Request&, Response& res) {
+        json out = json::array();
+        for (const auto& k : keys.List()) out.push_back(info_json(k));
+        SendJson(res, 200, out);
+      },
+      {.access = kAdmin});
+  s.Route(
+      "POST", "/v2/auth/keys",
+      [&keys, info_json](const Request& req, Response& res) {
+        Guard(res, [&] {
+          const json body = ParseJson(req.body, JsonLimits::Control(), "API key");
+          const JsonFields f(body, "request", "API key");
+          f.OnlyKeys({"name", "scopes", "budget_tokens"});
+          const auto scopes = f.Get("scopes", std::vector<std::string>{});
+          if (scopes.empty())
+            Fail(ErrorCode::kInvalidArgument,
+                 "an API key needs \"scopes\": some of inference, chat, cloud, admin, observe");
+          auto created = keys.Create(f.Get("name", ""), auth::ParseScopes(scopes),
+                                     f.Get("budget_tokens", uint64_t{0}));
+          json out = info_json(created.info);
+          out["id"] = "opk_" + created.info.id;
+          out["key"] = created.key;
+          res.SetHeader("Cache-Control", "no-store");
+          SendJson(res, 201, out);
+        });
+      },
+      {.max_body = kControlBodyBytes, .access = kAdmin});
+  s.Route(
+      "DELETE", "/v2/auth/keys/{id}",
+      [&keys](const Request& req, Response& res) {
+        Guard(res, [&] {
+          keys.Revoke(req.PathParam("id"));
+          SendJson(res, 200, {{"id", req.PathParam("id")}, {"revoked", true}});
+        });
+      },
+      {.access = kAdmin});
 }
 
 void HttpServer::AppendMetrics(std::string& out) const {
@@ -446,12 +564,14 @@ int HttpServer::Start() { return Listen(server_, options_.address, options_.port
 void HttpServer::Stop() { server_.Stop(); }
 
 MetricsServer::MetricsServer(std::string address, int port, MetricsRegistry& metrics,
-                             http::BrowserPolicy browser)
+                             http::BrowserPolicy browser, const auth::ApiKeyStore* keys,
+                             auth::Scopes open_scopes)
     : address_(std::move(address)),
       port_(port),
       guard_(std::move(browser)),
       server_(MetricsLimits()) {
   guard_.Install(server_);
+  RequireCredentials(server_, keys, open_scopes);
   ServeMetrics(server_, metrics);
 }
 

@@ -10,6 +10,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "auth/api_keys.h"
+#include "auth/scopes.h"
 #include "http/browser_guard.h"
 #include "http/server.h"
 #include "serving/chat_service.h"
@@ -25,6 +27,10 @@ struct HttpOptions {
   size_t max_body_bytes = 64u << 20;  // inference requests and package uploads
   http::ServerLimits limits;
   http::BrowserPolicy browser;
+  // Who may call: API keys (null: none accepted; /v2/auth/keys answers 404) and the scopes
+  // anyone reaching the listener has without a credential.
+  auth::ApiKeyStore* keys = nullptr;
+  auth::Scopes open_scopes = auth::Scope::kInference | auth::Scope::kChat | auth::Scope::kObserve;
   bool serve_metrics = true;
   // /v1/models and /v1/chat/completions (OpenAI). Unset: those answer 404.
   ChatService* chat = nullptr;
@@ -55,6 +61,8 @@ class HttpServer {
  private:
   void Routes();
   void OpenAiRoutes();
+  void KeyRoutes();
+  CloudPermit CloudPermitOf(const http::Request& req) const;
   HttpOptions options_;
   InferenceService& service_;
   MetricsRegistry& metrics_;
@@ -67,7 +75,8 @@ class HttpServer {
 class MetricsServer {
  public:
   MetricsServer(std::string address, int port, MetricsRegistry& metrics,
-                http::BrowserPolicy browser = {});
+                http::BrowserPolicy browser = {}, const auth::ApiKeyStore* keys = nullptr,
+                auth::Scopes open_scopes = static_cast<auth::Scopes>(auth::Scope::kObserve));
   ~MetricsServer();
   int Start();
   void Stop();

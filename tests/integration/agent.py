@@ -60,14 +60,19 @@ def from_raw(data, dtype, shape):
 class Agent:
     """outpostd on free loopback ports, stopped (and checked to have exited cleanly) at close()."""
 
-    def __init__(self, repository, extra_args=(), grpc=True, signed_only=False, env=None):
-        """signed_only: production mode; otherwise development mode, for plain fixture directories."""
+    def __init__(self, repository, extra_args=(), grpc=True, signed_only=False, env=None, auth_dir=None):
+        """signed_only: production mode; otherwise development mode, for plain fixture directories.
+        Each agent keeps its API keys in a directory of its own (auth_dir, else a new one), never
+        the system's; self.admin_key is the console key it made there."""
         self.repository = repository
         self.http_port = free_port()
         self.grpc_port = free_port() if grpc else 0
         self.log_path = tempfile.mktemp(prefix="outpostd-", suffix=".log")
+        self.auth_dir = auth_dir or tempfile.mkdtemp(prefix="outpost-auth-")
+        self.admin_key = None
         args = [os.path.join(BIN_DIR, "outpostd"), "--model-repository", repository,
-                "--http-port", str(self.http_port), "--grpc-port", str(self.grpc_port), *extra_args]
+                "--http-port", str(self.http_port), "--grpc-port", str(self.grpc_port),
+                "--auth-dir", self.auth_dir, *extra_args]
         if not signed_only:
             args.append("--allow-unsigned-models")
         self.log = open(self.log_path, "w")
@@ -82,8 +87,10 @@ class Agent:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"outpostd exited with {self.proc.returncode}:\n{self.logs()}")
             try:
-                status, _, _ = self.request("GET", "/v2/health/ready")
+                status, _, _ = self.request("GET", "/v2/health/ready", key=None)
                 if status == 200:
+                    with open(os.path.join(self.auth_dir, "admin.key")) as f:
+                        self.admin_key = f.read().strip()
                     return
             except OSError:
                 pass
@@ -108,10 +115,25 @@ class Agent:
         return self.proc.returncode
 
     # --- HTTP -------------------------------------------------------------------------
-    def request(self, method, path, body=None, headers=None, timeout=60):
+    def key_file(self):
+        """The console's admin key file, for the outpost CLI (OUTPOST_API_KEY_FILE)."""
+        return os.path.join(self.auth_dir, "admin.key")
+
+    def cli_env(self):
+        """The environment of an `outpost` command run against this agent, as at its console."""
+        return {**os.environ, "OUTPOST_API_KEY_FILE": self.key_file()}
+
+    def request(self, method, path, body=None, headers=None, timeout=60, key="admin"):
+        """key: "admin" sends the console's admin key (as the CLI does), None no credential,
+        anything else that key."""
+        headers = dict(headers or {})
+        if key == "admin":
+            key = self.admin_key
+        if key and "Authorization" not in headers and "X-Api-Key" not in headers:
+            headers["Authorization"] = "Bearer " + key
         conn = http.client.HTTPConnection("127.0.0.1", self.http_port, timeout=timeout)
         try:
-            conn.request(method, path, body=body, headers=headers or {})
+            conn.request(method, path, body=body, headers=headers)
             r = conn.getresponse()
             return r.status, dict(r.getheaders()), r.read()
         finally:

@@ -75,7 +75,7 @@ class AgentUpdateTest(unittest.TestCase):
         args = [os.path.join(BIN_DIR, "outpost-supervisor"), "--slots", self.slots, "--trust-file", self.repo.trust,
                 "--health-url", f"http://127.0.0.1:{self.port}/v2/health/ready", "--trial-timeout-secs", trial_timeout,
                 "--trial-stable-secs", "1", "--", "--model-repository", self.models, "--http-port", str(self.port),
-                "--grpc-port", "0", "--trust-file", self.repo.trust]
+                "--grpc-port", "0", "--trust-file", self.repo.trust, "--auth-dir", os.path.join(self.tmp, "auth")]
         if cfg:
             args += ["--config", cfg]
         self.log = open(os.path.join(self.tmp, "supervisor.log"), "a")
@@ -111,7 +111,9 @@ class AgentUpdateTest(unittest.TestCase):
     def check(self):
         try:
             c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
-            c.request("POST", "/v2/updates/check")
+            with open(os.path.join(self.tmp, "auth", "admin.key")) as f:
+                key = f.read().strip()
+            c.request("POST", "/v2/updates/check", headers={"Authorization": "Bearer " + key})
             c.getresponse().read()
         except (OSError, http.client.HTTPException):
             pass  # the agent may end the connection as it exits into the new build

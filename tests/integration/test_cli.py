@@ -13,8 +13,8 @@ OUTPOSTD = os.path.join(BIN_DIR, "outpostd")
 OUTPOST = os.path.join(BIN_DIR, "outpost")
 
 
-def run(*args, timeout=60):
-    return subprocess.run(list(args), capture_output=True, text=True, timeout=timeout)
+def run(*args, timeout=60, env=None):
+    return subprocess.run(list(args), capture_output=True, text=True, timeout=timeout, env=env)
 
 
 def listening_addresses(pid):
@@ -106,19 +106,20 @@ class CliTest(unittest.TestCase):
             url = f"http://127.0.0.1:{agent.http_port}"
             out_dir = os.path.join(self.tmp, "outs")
             r = run(OUTPOST, "infer", "add_mul", "--url", url, "-i", f"a={self.tmp}/a.npy", "-i", f"b={self.tmp}/b.json",
-                    "--output-dir", out_dir, "--json")
+                    "--output-dir", out_dir, "--json", env=agent.cli_env())
             self.assertEqual(r.returncode, 0, r.stderr)
             body = json.loads(r.stdout)
             outs = {o["name"]: o for o in body["outputs"]}
             self.assertEqual(outs["sum"]["data"], [1, 2, 3, 4, 6, 7, 8, 9])
             np.testing.assert_array_equal(np.load(os.path.join(out_dir, "prod.npy")), a * np.array([[1], [2]], np.float32))
-            r = run(OUTPOST, "infer", "add_mul", "--url", url, "-i", f"a={self.tmp}/a.npy", "-o", "sum")
+            r = run(OUTPOST, "infer", "add_mul", "--url", url, "-i", f"a={self.tmp}/a.npy", "-o", "sum", env=agent.cli_env())
             self.assertEqual(r.returncode, 1)
             self.assertIn("needs input 'b'", r.stderr)
-            r = run(OUTPOST, "infer", "add_mul", "--url", url, "-i", f"a={self.tmp}/bad.npy", "-i", f"b={self.tmp}/b.json")
+            r = run(OUTPOST, "infer", "add_mul", "--url", url, "-i", f"a={self.tmp}/bad.npy", "-i", f"b={self.tmp}/b.json",
+                    env=agent.cli_env())
             self.assertEqual(r.returncode, 1)
             self.assertIn("bad.npy", r.stderr)
-            r = run(OUTPOST, "infer", "nope", "--url", url, "-i", f"a={self.tmp}/a.npy")
+            r = run(OUTPOST, "infer", "nope", "--url", url, "-i", f"a={self.tmp}/a.npy", env=agent.cli_env())
             self.assertEqual(r.returncode, 1)
             self.assertIn("not in the repository", r.stderr)
         finally:
@@ -127,10 +128,12 @@ class CliTest(unittest.TestCase):
     def test_port_in_use_is_reported(self):
         agent = Agent(self.repo)
         try:
-            out = run(OUTPOSTD, "--model-repository", self.repo, "--http-port", str(agent.http_port), "--grpc-port", "0")
+            out = run(OUTPOSTD, "--model-repository", self.repo, "--http-port", str(agent.http_port), "--grpc-port", "0",
+                      "--auth-dir", agent.auth_dir)
             self.assertEqual(out.returncode, 1)
             self.assertIn(f"cannot listen for HTTP on 127.0.0.1:{agent.http_port}", out.stderr)
-            out = run(OUTPOSTD, "--model-repository", self.repo, "--http-port", "0", "--grpc-port", str(agent.grpc_port))
+            out = run(OUTPOSTD, "--model-repository", self.repo, "--http-port", "0", "--grpc-port", str(agent.grpc_port),
+                      "--auth-dir", agent.auth_dir)
             self.assertEqual(out.returncode, 1)
             self.assertIn(f"cannot listen for gRPC on 127.0.0.1:{agent.grpc_port}", out.stderr)
         finally:
@@ -174,10 +177,10 @@ class CliTest(unittest.TestCase):
         agent = Agent(self.repo)
         try:
             url = f"http://127.0.0.1:{agent.http_port}"
-            out = run(OUTPOST, "models", "--url", url, "--json")
+            out = run(OUTPOST, "models", "--url", url, "--json", env=agent.cli_env())
             self.assertEqual(out.returncode, 0, out.stderr)
             self.assertEqual(json.loads(out.stdout), [{"name": "add_mul", "state": "READY", "version": "1"}])
-            out = run(OUTPOST, "health", "--url", url)
+            out = run(OUTPOST, "health", "--url", url, env=agent.cli_env())
             self.assertEqual(out.returncode, 0)
             self.assertIn("ready yes", out.stdout)
         finally:

@@ -339,26 +339,30 @@ class AgentUnderAttack(HostileBase):
         self.attack("header floods", run)
 
     def test_huge_and_lying_bodies(self):
+        # With the admin key: the size limits are what is under test, not the credential check
+        # (which comes first, from the head: without a key these all end in 401).
+        key = f"Authorization: Bearer {self.agent.admin_key}\r\n"
+
         def run():
             seen = {}
             for path, limit in (("/v2/models/add_mul/infer", 64 << 20), ("/v2/logging", 64 << 10),
                                 ("/v1/chat/completions", 8 << 20), ("/v2/repository/index", 64 << 10)):
                 method = "PUT" if path == "/v2/logging" else "POST"
-                r = raw_request(self.port, f"{method} {path} HTTP/1.1\r\nContent-Length: 2147483648\r\n\r\n".encode())
+                r = raw_request(self.port, f"{method} {path} HTTP/1.1\r\n{key}Content-Length: 2147483648\r\n\r\n".encode())
                 self.assertEqual(status_of(r), 413, r[:300])
                 self.assertIn(str(limit).encode(), body_of(r))
                 seen[f"{path} Content-Length 2 GiB"] = 413
             # 60 MiB actually sent to a control endpoint: refused from the header, never read.
-            r = raw_request(self.port, b"PUT /v2/logging HTTP/1.1\r\nContent-Length: 62914560\r\n\r\n" + b"{" * (1 << 20))
+            r = raw_request(self.port, f"PUT /v2/logging HTTP/1.1\r\n{key}Content-Length: 62914560\r\n\r\n".encode() + b"{" * (1 << 20))
             self.assertEqual(status_of(r), 413)
             seen["60 MiB to /v2/logging"] = 413
             # A length that lies short: the rest is read as the next request, which is refused.
-            r = raw_request(self.port, b"PUT /v2/logging HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}"
+            r = raw_request(self.port, f"PUT /v2/logging HTTP/1.1\r\n{key}Content-Length: 2\r\n\r\n{{}}".encode() +
                                        b"GARBAGE / HTTP/1.1\r\nConnection: close\r\n\r\n")
             self.assertEqual(re.findall(rb"HTTP/1.1 (\d{3})", r), [b"400", b"404"], r)
             seen["Content-Length lying short"] = "400 then 404"
             # Chunks that claim more than the route takes.
-            r = raw_request(self.port, b"PUT /v2/logging HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nffffffff\r\n")
+            r = raw_request(self.port, f"PUT /v2/logging HTTP/1.1\r\n{key}Transfer-Encoding: chunked\r\n\r\nffffffff\r\n".encode())
             self.assertEqual(status_of(r), 413)
             seen["chunk of 4 GiB"] = 413
             return seen
@@ -520,7 +524,8 @@ class NothingPhonesHome(unittest.TestCase):
         port = free_port()
         proc = subprocess.Popen([strace, "-f", "-qq", "-e", "trace=connect", "-o", trace,
                                  os.path.join(BIN_DIR, "outpostd"), "--model-repository", repo,
-                                 "--allow-unsigned-models", "--http-port", str(port), "--grpc-port", "0"],
+                                 "--allow-unsigned-models", "--http-port", str(port), "--grpc-port", "0",
+                                 "--auth-dir", os.path.join(home, "auth")],
                                 env={**os.environ, "HOME": home}, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
         try:

@@ -16,8 +16,8 @@ from agent import BIN_DIR, FIXTURES
 OUTPOST = os.path.join(BIN_DIR, "outpost")
 
 
-def outpost(*args):
-    return subprocess.run([OUTPOST, *map(str, args)], capture_output=True, text=True, timeout=120)
+def outpost(*args, env=None):
+    return subprocess.run([OUTPOST, *map(str, args)], capture_output=True, text=True, timeout=120, env=env)
 
 
 def tree(path):
@@ -218,13 +218,13 @@ class PackageTest(unittest.TestCase):
         agent = Agent(repo, ["--trust-file", self.trust(), "--repository-poll-secs", "0"], signed_only=True)
         try:
             url = f"http://127.0.0.1:{agent.http_port}"
-            r = outpost("install", self.pack("up.opkg"), "--url", url)
+            r = outpost("install", self.pack("up.opkg"), "--url", url, env=agent.cli_env())
             self.assertEqual(r.returncode, 0, r.stderr)
             self.assertIn("installed add_mul 1.0.0", r.stdout)
             a = np.ones((1, 4), np.float32)
             status, body = agent.infer_json("add_mul", {"a": a, "b": a})  # loaded before the upload returned
             self.assertEqual((status, body["model_version"]), (200, "1.0.0"))
-            r = outpost("install", self.pack("up.opkg"), "--url", url)
+            r = outpost("install", self.pack("up.opkg"), "--url", url, env=agent.cli_env())
             self.assertEqual(r.returncode, 1)
             self.assertIn("(409)", r.stderr)
             self.assertIn("already exists", r.stderr)
@@ -232,7 +232,7 @@ class PackageTest(unittest.TestCase):
             d = os.path.join(self.tmp, "up2")
             shutil.copytree(self.src, d)
             self.write_template(d, "2.0.0")
-            r = outpost("install", self.pack("up2.opkg", signers=(), src=d), "--url", url)
+            r = outpost("install", self.pack("up2.opkg", signers=(), src=d), "--url", url, env=agent.cli_env())
             self.assertEqual(r.returncode, 1)
             self.assertIn("(403)", r.stderr)
             self.assertIn("not signed", r.stderr)
@@ -240,7 +240,7 @@ class PackageTest(unittest.TestCase):
             data[len(data) // 2] ^= 1
             with open(os.path.join(self.tmp, "up3bad.opkg"), "wb") as f:
                 f.write(data)
-            r = outpost("install", os.path.join(self.tmp, "up3bad.opkg"), "--url", url)
+            r = outpost("install", os.path.join(self.tmp, "up3bad.opkg"), "--url", url, env=agent.cli_env())
             self.assertEqual(r.returncode, 1)
             self.assertEqual(tree(repo), before, "a refused upload leaves nothing behind")
         finally:
@@ -260,7 +260,7 @@ class PackageTest(unittest.TestCase):
             self.assertEqual(entry["state"], "UNAVAILABLE")
             self.assertIn("needs outpost 99.0.0 or newer; this agent is", entry["reason"])
             shutil.rmtree(os.path.join(repo, "add_mul"))
-            r = outpost("install", p, "--url", f"http://127.0.0.1:{agent.http_port}")
+            r = outpost("install", p, "--url", f"http://127.0.0.1:{agent.http_port}", env=agent.cli_env())
             self.assertEqual(r.returncode, 1)
             self.assertIn("(409)", r.stderr)
             self.assertIn("needs outpost 99.0.0", r.stderr)

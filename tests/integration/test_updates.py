@@ -52,7 +52,7 @@ class UpdateTestBase(unittest.TestCase):
     def check(self, force=False):
         """POST /v2/updates/check through the CLI; returns (exit code, status)."""
         args = ["update", "check", "--url", f"http://127.0.0.1:{self.agent.http_port}", "--json"]
-        r = outpost(*args, *(["--force"] if force else []))
+        r = outpost(*args, *(["--force"] if force else []), env=self.agent.cli_env())
         status = json.loads(r.stdout) if r.stdout.strip() else None
         return r.returncode, status
 

@@ -21,8 +21,8 @@ OUTPOST = os.path.join(BIN_DIR, "outpost")
 BALLAST = 256 * 1024  # random bytes in every model, so a download takes more than one read
 
 
-def outpost(*args, timeout=300):
-    return subprocess.run([OUTPOST, *map(str, args)], capture_output=True, text=True, timeout=timeout)
+def outpost(*args, timeout=300, env=None):
+    return subprocess.run([OUTPOST, *map(str, args)], capture_output=True, text=True, timeout=timeout, env=env)
 
 
 def must(*args, timeout=300):

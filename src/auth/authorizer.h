@@ -1,0 +1,46 @@
+// The decision for one request: the credential it presents (if any), what the listener or the
+// peer grants without one, and the scope the endpoint needs. Front ends (HTTP, gRPC) extract
+// the credential in their own way and convert a refusal to their own status, once.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "auth/api_keys.h"
+#include "auth/scopes.h"
+#include "core/error.h"
+
+namespace outpost::auth {
+
+// An API key as a request carries it: "Authorization: Bearer <key>" (what OpenAI SDKs
+// send) or "X-Api-Key: <key>" (headers or gRPC metadata, either one). A token that is not an
+// Outpost key ("opk_...") counts as no credential: OpenAI SDKs insist on sending some key,
+// and what a request may do without one it may do with a dummy (and never more).
+struct Presented {
+  bool present = false;    // an Outpost key was sent, good or bad
+  std::string_view key;    // that key
+  bool foreign = false;    // a credential that is not an Outpost key was sent
+  bool malformed = false;  // two different Outpost keys
+};
+Presented PresentedKey(std::string_view authorization, std::string_view x_api_key);
+
+struct Decision {
+  bool allowed = false;
+  ErrorCode code = ErrorCode::kUnauthenticated;  // when refused: 401 or 403
+  std::string message;
+  std::string caller;  // "opk_<id>" for a key, "anonymous" otherwise
+  Scopes scopes = kNoScopes;  // what the caller may do (for decisions inside a handler)
+};
+
+// `accepted`: the scopes any of which lets a caller in (health answers `observe` and
+// `inference` alike). `open`: the scopes granted with no credential here (a loopback
+// listener's defaults, a Unix socket peer's uid). A presented credential is always checked,
+// even where none is needed: a client with a wrong or revoked key is told so, not served
+// anonymously.
+Decision Authorize(const ApiKeyStore* keys, const Presented& presented, Scopes open,
+                   Scopes accepted);
+
+// True for addresses only this machine reaches: 127.0.0.0/8, ::1, "localhost".
+bool IsLoopbackAddress(std::string_view address);
+
+}  // namespace outpost::auth
