@@ -1,12 +1,15 @@
 #include "auth/api_keys.h"
 
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <openssl/rand.h>
-#include <openssl/sha.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <array>
+#include <tuple>
 #include <ctime>
+#include <memory>
 #include <mutex>
 
 #include <fmt/format.h>
@@ -21,7 +24,7 @@ namespace outpost::auth {
 namespace {
 
 using json = nlohmann::json;
-using Digest = std::array<unsigned char, SHA256_DIGEST_LENGTH>;
+using Digest = std::array<unsigned char, 32>;
 
 constexpr std::string_view kPrefix = "opk_";
 constexpr size_t kIdHexChars = 12;
@@ -60,9 +63,22 @@ std::string RandomHex(size_t bytes) {
   return out;
 }
 
-Digest HashOf(std::string_view secret) {
-  Digest d;
-  SHA256(reinterpret_cast<const unsigned char*>(secret.data()), secret.size(), d.data());
+// SHA-256 of the secret's 32 bytes (one block). The algorithm is fetched once and each thread
+// keeps its context: OpenSSL 3's one-shot SHA256() looks the algorithm up on every call, which
+// costs more than the hash.
+Digest HashOf(std::string_view secret_hex) {
+  unsigned char raw[kSecretBytes];
+  Digest d{};
+  if (!FromHex(secret_hex, raw, sizeof raw)) return d;  // the caller checked the shape
+  static EVP_MD* const md = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+  thread_local std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(),
+                                                                           EVP_MD_CTX_free);
+  unsigned int n = 0;
+  if (!md || !ctx || EVP_DigestInit_ex2(ctx.get(), md, nullptr) != 1 ||
+      EVP_DigestUpdate(ctx.get(), raw, sizeof raw) != 1 ||
+      EVP_DigestFinal_ex(ctx.get(), d.data(), &n) != 1)
+    Fail(ErrorCode::kInternal, "SHA-256 is not available");
+  OPENSSL_cleanse(raw, sizeof raw);
   return d;
 }
 
@@ -146,9 +162,18 @@ ApiKeyStore::ApiKeyStore(std::filesystem::path dir) : dir_(std::move(dir)) {
 
 ApiKeyStore::~ApiKeyStore() = default;
 
+std::vector<const ApiKeyStore::Record*> ApiKeyStore::SortedLocked() const {
+  std::vector<const Record*> out;
+  for (const auto& [id, r] : records_) out.push_back(r.get());
+  std::sort(out.begin(), out.end(), [](const Record* a, const Record* b) {
+    return std::tie(a->info.created, a->info.id) < std::tie(b->info.created, b->info.id);
+  });
+  return out;
+}
+
 void ApiKeyStore::SaveLocked() const {
   json keys = json::array();
-  for (const auto& [id, r] : records_) {
+  for (const Record* r : SortedLocked()) {
     const ApiKeyInfo& i = r->info;
     keys.push_back({{"id", i.id},
                     {"name", i.name},
@@ -204,9 +229,9 @@ std::vector<ApiKeyInfo> ApiKeyStore::List() const {
   std::shared_lock lock(mu_);
   std::vector<ApiKeyInfo> out;
   const std::string today = Today();
-  for (const auto& [id, r] : records_) {
+  for (const Record* r : SortedLocked()) {
     out.push_back(r->info);
-    out.back().id = std::string(kPrefix) + id;
+    out.back().id = std::string(kPrefix) + r->info.id;
     if (out.back().spent_day != today) out.back().spent_tokens = 0;
   }
   return out;

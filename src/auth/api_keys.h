@@ -11,7 +11,7 @@
 
 #include <cstdint>
 #include <filesystem>
-#include <map>
+#include <unordered_map>
 #include <memory>
 #include <shared_mutex>
 #include <string>
@@ -71,10 +71,17 @@ class ApiKeyStore {
 
  private:
   struct Record;
+  // A hash map looked up by string_view: the check runs on the event loop for every request,
+  // and a tree of a thousand keys costs cache misses a hash lookup does not.
+  struct IdHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
+  std::vector<const Record*> SortedLocked() const;  // oldest first
   void SaveLocked() const;
   std::filesystem::path dir_;
   mutable std::shared_mutex mu_;
-  std::map<std::string, std::unique_ptr<Record>, std::less<>> records_;
+  std::unordered_map<std::string, std::unique_ptr<Record>, IdHash, std::equal_to<>> records_;
 };
 
 // True for what claims to be one of our keys (it starts "opk_"), valid or not.

@@ -87,10 +87,12 @@ class Agent:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"outpostd exited with {self.proc.returncode}:\n{self.logs()}")
             try:
-                status, _, _ = self.request("GET", "/v2/health/ready", key=None)
-                if status == 200:
-                    with open(os.path.join(self.auth_dir, "admin.key")) as f:
+                # The key file is made before the listeners open; health needs it beyond loopback.
+                if self.admin_key is None and os.path.exists(self.key_file()):
+                    with open(self.key_file()) as f:
                         self.admin_key = f.read().strip()
+                status, _, _ = self.request("GET", "/v2/health/ready")
+                if status == 200:
                     return
             except OSError:
                 pass

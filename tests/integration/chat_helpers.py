@@ -35,10 +35,10 @@ def parse_sse(raw):
 class ChatClientMixin:
     """For unittest.TestCase classes with `self.agent` and `self.schemas`."""
 
-    def chat(self, body, expect=200, headers=None):
+    def chat(self, body, expect=200, headers=None, key="admin"):
         status, h, raw = self.agent.request("POST", "/v1/chat/completions", json.dumps(body),
                                             {"Content-Type": "application/json", **(headers or {})},
-                                            timeout=120)
+                                            timeout=120, key=key)
         parsed = json.loads(raw)
         self.assertEqual(status, expect, parsed)
         self.schemas.validate(parsed, "CreateChatCompletionResponse" if status == 200 else "ErrorResponse")

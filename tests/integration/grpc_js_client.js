@@ -30,7 +30,8 @@ async function main() {
   fs.cpSync(path.join(fixtures, 'add_mul'), path.join(repo, 'add_mul'), { recursive: true });
   const [httpPort, grpcPort] = [await freePort(), await freePort()];
   const agent = spawn(path.join(binDir, 'outpostd'), ['--model-repository', repo, '--http-port', String(httpPort),
-    '--grpc-port', String(grpcPort), '--allow-unsigned-models'], { stdio: 'inherit' });
+    '--grpc-port', String(grpcPort), '--allow-unsigned-models', '--auth-dir', path.join(repo, '.auth')],
+  { stdio: 'inherit' });
   let failures = 0, passes = 0;
   const check = async (name, fn) => {
     try { await fn(); passes++; console.log(`ok - ${name}`); } catch (e) { failures++; console.log(`not ok - ${name}: ${e.message}`); }

@@ -1,10 +1,11 @@
 // The official OpenAI SDK for Node.js, unchanged, against the agent.
-// Usage: node openai_client.cjs BASE_URL MODEL  -> prints a JSON summary of what the SDK saw.
+// Usage: node openai_client.cjs BASE_URL MODEL [API_KEY]  -> prints a JSON summary of what the
+// SDK saw. Without a key it sends a placeholder, as users of local servers do.
 const OpenAI = require("openai");
 
 async function main() {
-  const [baseURL, model] = process.argv.slice(2);
-  const client = new OpenAI({ baseURL, apiKey: "not-needed-on-loopback", maxRetries: 0 });
+  const [baseURL, model, apiKey] = process.argv.slice(2);
+  const client = new OpenAI({ baseURL, apiKey: apiKey || "not-needed-on-loopback", maxRetries: 0 });
   const messages = [{ role: "user", content: "hello world" }];
   const out = {};
   out.models = (await client.models.list()).data.map((m) => m.id);

@@ -272,6 +272,42 @@ class RouterTest(ChatClientMixin, unittest.TestCase):
         _, h = self.chat(ask)
         self.assertEqual(h["X-Outpost-Route-Reason"], "cloud_budget_exhausted")
 
+    def test_cloud_scope_and_per_key_budgets(self):
+        """Only callers whose credential has the cloud scope reach the cloud (anonymous loopback
+        callers do not), and each key spends its own daily budget."""
+        self.start()
+        keys = {}
+        for name, scopes, budget in (("chat", ["chat"], 0), ("a", ["chat", "cloud"], 30), ("b", ["chat", "cloud"], 30)):
+            status, _, raw = self.agent.request("POST", "/v2/auth/keys", json.dumps(
+                {"name": name, "scopes": scopes, **({"budget_tokens": budget} if budget else {})}),
+                {"Content-Type": "application/json"})
+            self.assertEqual(status, 201, raw)
+            keys[name] = json.loads(raw)["key"]
+        ask = {"model": "outpost", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3,
+               "metadata": {"route": "cloud"}}
+        for key in (None, keys["chat"]):
+            _, h = self.chat(ask, key=key)
+            self.assertEqual((h["X-Outpost-Route"], h["X-Outpost-Route-Reason"]), ("local", "cloud_not_permitted"))
+            # What only the cloud could answer is refused, and says why.
+            err, _ = self.chat({**ask, "messages": [{"role": "user", "content": "word " * 2500}]}, expect=403,
+                               key=key)
+            self.assertIn("cloud_not_permitted", err["error"]["message"])
+        self.assertEqual(self.cloud.requests, [])
+        for _ in range(2):  # 17 tokens each: 34 > 30 after the second
+            _, h = self.chat(ask, key=keys["a"])
+            self.assertEqual(h["X-Outpost-Route"], "cloud")
+        _, h = self.chat(ask, key=keys["a"])
+        self.assertEqual((h["X-Outpost-Route"], h["X-Outpost-Route-Reason"]), ("local", "key_budget_exhausted"))
+        err, _ = self.chat({**ask, "messages": [{"role": "user", "content": "word " * 2500}]}, expect=429,
+                           key=keys["a"])
+        self.assertIn("key_budget_exhausted", err["error"]["message"])
+        _, h = self.chat(ask, key=keys["b"])  # another key's budget is its own
+        self.assertEqual(h["X-Outpost-Route"], "cloud")
+        self.assertEqual(len(self.cloud.requests), 3)
+        status, _, raw = self.agent.request("GET", "/v2/auth/keys")
+        spent = {k["name"]: k.get("spent_tokens_today") for k in json.loads(raw)}
+        self.assertEqual((spent["a"], spent["b"], spent["chat"]), (34, 17, None))
+
     def test_circuit_breaker_opens_and_half_opens(self):
         self.start(cloud={"retries": 0})
         ask = {"model": "outpost", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2,

@@ -212,6 +212,13 @@ TEST(Router, EveryReason) {
   EXPECT_EQ(decide(in), "cloud:context_exceeds_local");
   in.budget_left = false;
   EXPECT_EQ(decide(in), "refuse:cloud_budget_exhausted");
+  // The caller's credential: no cloud scope, or its own budget spent.
+  in.budget_left = true;
+  in.caller_may_use_cloud = false;
+  EXPECT_EQ(decide(in), "refuse:cloud_not_permitted");
+  in.caller_may_use_cloud = true;
+  in.caller_budget_left = false;
+  EXPECT_EQ(decide(in), "refuse:key_budget_exhausted");
   in = Routine();
   in.max_tokens = 2000;
   EXPECT_EQ(decide(in), "cloud:max_tokens_exceeds_local");

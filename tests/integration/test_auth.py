@@ -1,0 +1,316 @@
+"""Who may call the agent: every HTTP endpoint and gRPC method against every kind of
+credential (none, a wrong key, a revoked key, a key of the wrong scope, the right key), on a
+loopback listener (inference, chat and observe open; admin never) and on a listener beyond
+loopback (nothing open), with keys made and revoked at run time through `outpost apikey`; the
+official openai SDK and @grpc/grpc-js presenting keys; and the refusals that come before a body
+is read."""
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import unittest
+
+import numpy as np
+
+from agent import BIN_DIR, Agent, copy_fixtures, grpc_modules
+from chat_helpers import make_variant
+
+OUTPOST = os.path.join(BIN_DIR, "outpost")
+HERE = os.path.dirname(os.path.abspath(__file__))
+SCOPES = ("inference", "chat", "cloud", "admin", "observe")
+
+INFER_BODY = json.dumps({"inputs": [{"name": n, "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]}
+                                    for n in ("a", "b")]})
+CHAT_BODY = json.dumps({"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2})
+
+# (method, path, body, scopes the endpoint accepts, the status a caller it admits gets)
+HTTP_ENDPOINTS = [
+    ("GET", "/v2/health/live", None, {"observe", "inference"}, 200),
+    ("GET", "/v2/health/ready", None, {"observe", "inference"}, 200),
+    ("GET", "/v2/health", None, {"observe", "inference"}, 200),
+    ("GET", "/v2", None, {"observe", "inference"}, 200),
+    ("GET", "/v2/models/add_mul", None, {"inference"}, 200),
+    ("GET", "/v2/models/add_mul/ready", None, {"inference"}, 200),
+    ("GET", "/v2/models/add_mul/versions/1", None, {"inference"}, 200),
+    ("POST", "/v2/models/add_mul/infer", INFER_BODY, {"inference"}, 200),
+    ("POST", "/v2/models/add_mul/versions/1/infer", INFER_BODY, {"inference"}, 200),
+    ("GET", "/v2/repository/index", None, {"observe"}, 200),
+    ("POST", "/v2/repository/index", "{}", {"observe"}, 200),
+    ("GET", "/v2/updates", None, {"observe"}, 200),
+    ("GET", "/v2/logging", None, {"observe"}, 200),
+    ("GET", "/metrics", None, {"observe"}, 200),
+    ("GET", "/v1/models", None, {"chat"}, 200),
+    ("POST", "/v1/chat/completions", CHAT_BODY, {"chat"}, 200),
+    ("PUT", "/v2/logging", '{"level": "info"}', {"admin"}, 200),
+    ("POST", "/v2/updates/check", None, {"admin"}, 409),       # admitted; updates are off
+    ("POST", "/v2/repository/packages", "not a package", {"admin"}, 400),  # admitted; refused
+    ("GET", "/v2/monitoring", None, {"admin"}, 200),
+    ("GET", "/v2/auth/keys", None, {"admin"}, 200),
+    ("POST", "/v2/auth/keys", '{"scopes": ["observe"], "name": "matrix"}', {"admin"}, 201),
+    ("DELETE", "/v2/auth/keys/opk_000000000000", None, {"admin"}, 404),
+]
+
+GRPC_METHODS = [
+    ("ServerLive", {"observe", "inference"}),
+    ("ServerReady", {"observe", "inference"}),
+    ("ServerMetadata", {"observe", "inference"}),
+    ("ModelReady", {"inference"}),
+    ("ModelMetadata", {"inference"}),
+    ("ModelInfer", {"inference"}),
+]
+
+LOOPBACK_OPEN = {"inference", "chat", "observe"}
+GRPC_UNAUTHENTICATED, GRPC_PERMISSION_DENIED = 16, 7
+
+
+def non_loopback_address():
+    """An address of this machine other than loopback, if it has one (else None)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        s.connect(("10.254.254.254", 9))  # no packet is sent: this only picks a route
+        address = s.getsockname()[0]
+        return None if address.startswith("127.") else address
+    except OSError:
+        return None
+    finally:
+        s.close()
+
+
+def apikey(agent, *args):
+    return subprocess.run([OUTPOST, "apikey", *args, "--url", f"http://127.0.0.1:{agent.http_port}"],
+                          capture_output=True, text=True, timeout=60, env=agent.cli_env())
+
+
+class Credentials:
+    """One key per scope, a revoked key with every scope, and a wrong one, made on `agent`
+    through the CLI (as an operator would)."""
+
+    def __init__(self, test, agent):
+        self.by_scope = {}
+        for scope in SCOPES:
+            r = apikey(agent, "create", "--scope", scope, "--name", f"{scope} only")
+            test.assertEqual(r.returncode, 0, r.stderr)
+            self.by_scope[scope] = r.stdout.strip()
+        r = apikey(agent, "create", *[a for s in SCOPES for a in ("--scope", s)], "--name", "to revoke")
+        test.assertEqual(r.returncode, 0, r.stderr)
+        self.revoked = r.stdout.strip()
+        key_id = "_".join(self.revoked.split("_")[:2])
+        r = apikey(agent, "revoke", key_id)
+        test.assertEqual(r.returncode, 0, r.stderr)
+        self.wrong = "opk_" + "0" * 12 + "_" + "0" * 64
+
+    def cases(self, accepted):
+        """(credential kind, key or None) for an endpoint accepting `accepted`."""
+        right = self.by_scope[sorted(accepted)[0]]
+        # The cloud scope alone opens no endpoint: the wrong scope for every one of them.
+        return [("none", None), ("wrong", self.wrong), ("revoked", self.revoked),
+                ("wrong scope", self.by_scope["cloud"]), ("right", right)]
+
+
+def expected(kind, accepted, open_scopes, admitted):
+    if kind == "right" or (kind == "none" and accepted & open_scopes):
+        return admitted
+    return 403 if kind == "wrong scope" else 401
+
+
+class AuthMatrixTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.repos = []
+        cls.agents = {}
+        for name, args in (("loopback", []),
+                           ("beyond loopback", ["--http-address", "0.0.0.0", "--grpc-address", "0.0.0.0",
+                                                "--insecure-plaintext-beyond-loopback"])):
+            repo = copy_fixtures(["add_mul"])
+            make_variant(repo, "tiny", [])
+            cls.repos.append(repo)
+            cls.agents[name] = Agent(repo, args)
+
+    @classmethod
+    def tearDownClass(cls):
+        for agent in cls.agents.values():
+            agent.close()
+        for repo in cls.repos:
+            shutil.rmtree(repo, ignore_errors=True)
+
+    def http_matrix(self, agent, open_scopes, host="127.0.0.1"):
+        creds = Credentials(self, agent)
+        for method, path, body, accepted, admitted in HTTP_ENDPOINTS:
+            for kind, key in creds.cases(accepted):
+                with self.subTest(host=host, endpoint=f"{method} {path}", credential=kind):
+                    headers = {"Content-Type": "application/json"}
+                    if key:
+                        headers["Authorization"] = "Bearer " + key
+                    import http.client
+                    conn = http.client.HTTPConnection(host, agent.http_port, timeout=60)
+                    try:
+                        conn.request(method, path, body=body, headers=headers)
+                        r = conn.getresponse()
+                        status, raw = r.status, r.read()
+                        challenge = r.getheader("WWW-Authenticate")
+                    finally:
+                        conn.close()
+                    want = expected(kind, accepted, open_scopes, admitted)
+                    self.assertEqual(status, want, raw[:300])
+                    if status == 401:
+                        self.assertEqual(challenge, 'Bearer realm="outpost"')
+                    if status in (401, 403):
+                        err = json.loads(raw)["error"]
+                        message = err["message"] if isinstance(err, dict) else err  # OpenAI's shape on /v1
+                        if kind == "revoked":
+                            self.assertIn("has been revoked", message)
+                        if kind == "wrong scope":
+                            self.assertIn("lacks", message)
+
+    def grpc_matrix(self, agent, open_scopes, host="127.0.0.1"):
+        import grpc as grpclib
+        pb2, pb2_grpc = grpc_modules()
+        creds = Credentials(self, agent)
+        channel = grpclib.insecure_channel(f"{host}:{agent.grpc_port}")
+        stub = pb2_grpc.GRPCInferenceServiceStub(channel)
+        a = np.array([[1, 2, 3, 4]], np.float32)
+        infer = pb2.ModelInferRequest(model_name="add_mul")
+        for n in ("a", "b"):
+            infer.inputs.add(name=n, datatype="FP32", shape=[1, 4])
+            infer.raw_input_contents.append(a.tobytes())
+        requests = {"ServerLive": pb2.ServerLiveRequest(), "ServerReady": pb2.ServerReadyRequest(),
+                    "ServerMetadata": pb2.ServerMetadataRequest(),
+                    "ModelReady": pb2.ModelReadyRequest(name="add_mul"),
+                    "ModelMetadata": pb2.ModelMetadataRequest(name="add_mul"), "ModelInfer": infer}
+        try:
+            for method, accepted in GRPC_METHODS:
+                for kind, key in creds.cases(accepted):
+                    with self.subTest(host=host, method=method, credential=kind):
+                        # Bearer for some, x-api-key for the others: both are read.
+                        metadata = [] if not key else [("authorization", "Bearer " + key)] \
+                            if kind != "right" else [("x-api-key", key)]
+                        want = expected(kind, accepted, open_scopes, 200)
+                        try:
+                            getattr(stub, method)(requests[method], metadata=metadata, timeout=30)
+                            got = 200
+                        except grpclib.RpcError as e:
+                            got = {grpclib.StatusCode.UNAUTHENTICATED: 401,
+                                   grpclib.StatusCode.PERMISSION_DENIED: 403}.get(e.code(), e.code())
+                        self.assertEqual(got, want)
+        finally:
+            channel.close()
+
+    def test_http_on_loopback(self):
+        self.http_matrix(self.agents["loopback"], LOOPBACK_OPEN)
+
+    def test_http_beyond_loopback(self):
+        agent = self.agents["beyond loopback"]
+        self.http_matrix(agent, set())
+        if address := non_loopback_address():  # the same listener reached from the network side
+            self.http_matrix(agent, set(), host=address)
+
+    def test_grpc_on_loopback(self):
+        self.grpc_matrix(self.agents["loopback"], LOOPBACK_OPEN)
+
+    def test_grpc_beyond_loopback(self):
+        agent = self.agents["beyond loopback"]
+        self.grpc_matrix(agent, set())
+        if address := non_loopback_address():
+            self.grpc_matrix(agent, set(), host=address)
+
+    def test_keys_are_stored_hashed_and_listed_without_secrets(self):
+        agent = self.agents["loopback"]
+        r = apikey(agent, "create", "--scope", "inference", "--scope", "chat", "--name", "hashed")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        key = r.stdout.strip()
+        secret = key.split("_")[2]
+        with open(os.path.join(agent.auth_dir, "api_keys.json")) as f:
+            self.assertNotIn(secret, f.read())
+        self.assertEqual(os.stat(os.path.join(agent.auth_dir, "api_keys.json")).st_mode & 0o777, 0o600)
+        self.assertEqual(os.stat(agent.key_file()).st_mode & 0o777, 0o600)
+        r = apikey(agent, "list", "--json")
+        listed = json.loads(r.stdout)
+        self.assertNotIn(secret, r.stdout)
+        mine = [k for k in listed if key.startswith(k["id"] + "_")]
+        self.assertEqual(len(mine), 1)
+        self.assertEqual(mine[0]["scopes"], ["inference", "chat"])
+        self.assertNotIn(secret, agent.logs())
+        # Revoked at once, no restart: the next request is refused.
+        self.assertEqual(agent.request("GET", "/v2/models/add_mul", key=key)[0], 200)
+        self.assertEqual(apikey(agent, "revoke", mine[0]["id"]).returncode, 0)
+        self.assertEqual(agent.request("GET", "/v2/models/add_mul", key=key)[0], 401)
+        # Without the console's key the CLI is refused admin work, and says why.
+        r = subprocess.run([OUTPOST, "apikey", "list", "--url", f"http://127.0.0.1:{agent.http_port}"],
+                           capture_output=True, text=True, env={**os.environ, "OUTPOST_API_KEY": key})
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("401", r.stderr)
+
+    def test_no_body_is_read_for_a_caller_without_the_scope(self):
+        # 60 MiB declared to the package endpoint with no credential: refused from the head.
+        agent = self.agents["loopback"]
+        with socket.create_connection(("127.0.0.1", agent.http_port), timeout=10) as s:
+            s.sendall(b"POST /v2/repository/packages HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                      b"Content-Type: application/octet-stream\r\nContent-Length: 62914560\r\n\r\n")
+            head = s.recv(4096)
+        self.assertTrue(head.startswith(b"HTTP/1.1 401 "), head)
+
+    @unittest.skipUnless(os.environ.get("OUTPOST_NODE_MODULES"), "needs the openai npm package")
+    def test_openai_sdk_with_keys(self):
+        agent = self.agents["beyond loopback"]
+        chat_key = apikey(agent, "create", "--scope", "chat").stdout.strip()
+        node = lambda *args: subprocess.run(  # noqa: E731
+            ["node", os.path.join(HERE, "openai_client.cjs"), f"http://127.0.0.1:{agent.http_port}/v1", "tiny", *args],
+            env={**os.environ, "NODE_PATH": os.environ["OUTPOST_NODE_MODULES"]},
+            capture_output=True, text=True, timeout=120)
+        out = node(chat_key)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        seen = json.loads(out.stdout)
+        self.assertIn("tiny", seen["models"])
+        self.assertTrue(seen["content"])
+        # A placeholder key (what the SDK needs on loopback) is no key here.
+        out = node()
+        self.assertNotEqual(out.returncode, 0)
+        self.assertIn("AuthenticationError", out.stderr)
+        self.assertIn("not an Outpost API key", out.stderr)
+
+    @unittest.skipUnless(os.environ.get("OUTPOST_NODE_MODULES"), "needs @grpc/grpc-js")
+    def test_grpc_js_with_keys(self):
+        agent = self.agents["beyond loopback"]
+        infer_key = apikey(agent, "create", "--scope", "inference").stdout.strip()
+        observe_key = apikey(agent, "create", "--scope", "observe").stdout.strip()
+        cases = [{"name": "live, none", "method": "ServerLive"},
+                 {"name": "live, observe key", "method": "ServerLive", "metadata": {"x-api-key": observe_key}},
+                 {"name": "infer, none", "method": "ModelInfer"},
+                 {"name": "infer, observe key", "method": "ModelInfer",
+                  "metadata": {"authorization": "Bearer " + observe_key}},
+                 {"name": "infer, inference key", "method": "ModelInfer",
+                  "metadata": {"authorization": "Bearer " + infer_key}}]
+        out = subprocess.run(["node", os.path.join(HERE, "grpc_js_auth.cjs"), f"127.0.0.1:{agent.grpc_port}",
+                              json.dumps(cases)],
+                             env={**os.environ, "NODE_PATH": os.environ["OUTPOST_NODE_MODULES"]},
+                             capture_output=True, text=True, timeout=120)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertEqual(json.loads(out.stdout),
+                         {"live, none": GRPC_UNAUTHENTICATED, "live, observe key": 0,
+                          "infer, none": GRPC_UNAUTHENTICATED, "infer, observe key": GRPC_PERMISSION_DENIED,
+                          "infer, inference key": 0})
+
+
+class ListenerPolicyTest(unittest.TestCase):
+    def test_beyond_loopback_without_tls_needs_the_insecure_switch(self):
+        tmp = tempfile.mkdtemp(prefix="outpost-auth-cfg-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        for flags, key in ((["--http-address", "0.0.0.0"], "http_address"),
+                           (["--grpc-address", "::"], "grpc_address"),
+                           (["--metrics-port", "9", "--metrics-address", "10.1.2.3"], "metrics_address")):
+            r = subprocess.run([os.path.join(BIN_DIR, "outpostd"), "--model-repository", tmp, "--auth-dir", tmp,
+                                *flags, "--print-config"], capture_output=True, text=True, timeout=60)
+            self.assertEqual(r.returncode, 2, r.stderr)
+            self.assertIn(f"{key}", r.stderr)
+            self.assertIn("--insecure-plaintext-beyond-loopback", r.stderr)
+        r = subprocess.run([os.path.join(BIN_DIR, "outpostd"), "--model-repository", tmp, "--auth-dir", tmp,
+                            "--auth-open-scopes", "inference", "admin", "--print-config"],
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("admin always needs a credential", r.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()
