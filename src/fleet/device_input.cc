@@ -69,7 +69,7 @@ json PlainAttributes(const json& attributes) {
 
 bool Kept(const std::string& event) {
   return event == "drift" || event == "anomaly" || event == "anomaly_over" ||
-         event == "load_shed" || event == "capture";
+         event == "load_shed" || event == "capture" || event == "local_change";
 }
 
 }  // namespace

@@ -1,7 +1,8 @@
 // Telemetry from the agents' store-and-forward: OTLP/HTTP JSON logs, one batch per request.
 // A batch id (the agent's `Idempotency-Key`) is stored with the batch's events in one
 // transaction, so a batch delivered twice is counted once. Events that matter to operators
-// (drift, anomalies, load shedding, captures) are kept per device, model and version; drift
+// (drift, anomalies, load shedding, captures, changes made at the device rather than by the
+// fleet) are kept per device, model and version; drift
 // events are forwarded to the retraining webhook.
 #include <fmt/format.h>
 

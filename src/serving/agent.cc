@@ -388,10 +388,19 @@ BoundPorts Agent::Start() {
     });
     return out;
   };
-  ho.install_package = [this](const std::string& bytes) { return InstallUploadedPackage(bytes); };
+  ho.install_package = [this](const std::string& bytes, const std::string& caller) {
+    return InstallUploadedPackage(bytes, caller);
+  };
   if (p.updates) {
     ho.update_status = [u = p.updates.get()] { return u->Status(); };
-    ho.update_check = [u = p.updates.get()](bool force) { return u->CheckNow(force); };
+    ho.update_check = [this, u = p.updates.get()](bool force, const std::string& caller) {
+      // A forced check overrides the device's windows and metered links, not the fleet's
+      // choice of versions; still, on a managed device it is the fleet's to order.
+      if (force) CheckLocalChange("a forced update check");
+      nlohmann::json out = u->CheckNow(force);
+      if (force) ReportLocalChange("a forced update check", caller);
+      return out;
+    };
   }
   p.http = std::make_unique<HttpServer>(ho, *p.service, p.metrics, info_);
   p.metrics.AddCollector([http = p.http.get()](std::string& out) { http->AppendMetrics(out); });
@@ -460,8 +469,27 @@ void Agent::StartFleetClient() {
                   config_.fleet_poll_secs));
 }
 
-IndexEntry Agent::InstallUploadedPackage(const std::string& bytes) {
+void Agent::CheckLocalChange(const std::string& what) const {
+  if (config_.fleet_url.empty() || config_.fleet_allow_local_install) return;
+  Fail(ErrorCode::kPermissionDenied,
+       "this device is managed by its fleet (" + config_.fleet_url + "): " + what +
+           " is refused here; the fleet's desired state says what is installed (set "
+           "fleet_allow_local_install to allow it; each one is reported to the fleet)");
+}
+
+void Agent::ReportLocalChange(const std::string& what, const std::string& caller,
+                              nlohmann::json fields) {
+  if (config_.fleet_url.empty()) return;
+  fields["caller"] = caller;
+  fields["change"] = what;
+  parts_->Emit({LogSeverity::kWarn, "fleet", "local_change",
+                what + " was made at the device (by " + caller + "), not by the fleet", fields},
+               "local_change", /*priority=*/1);
+}
+
+IndexEntry Agent::InstallUploadedPackage(const std::string& bytes, const std::string& caller) {
   auto& p = *parts_;
+  CheckLocalChange("a package upload");
   if (!trust_ && !config_.allow_unsigned_models) {
     Fail(ErrorCode::kPermissionDenied,
          "the agent has no trust file (--trust-file): it cannot accept packages");
@@ -483,6 +511,8 @@ IndexEntry Agent::InstallUploadedPackage(const std::string& bytes) {
     Log(LogSeverity::kInfo, "update", "package_uploaded",
         fmt::format("installed package {} {} from an upload", r.manifest.name, r.manifest.version),
         {{"model", r.manifest.name}, {"version", r.manifest.version}});
+    ReportLocalChange("a package upload", caller,
+                      {{"model", r.manifest.name}, {"version", r.manifest.version}});
     p.models->Reconcile(/*settle=*/false);
     for (const auto& e : p.models->Index()) {
       if (e.name == r.manifest.name && e.version == r.manifest.version) return e;

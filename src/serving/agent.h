@@ -37,7 +37,13 @@ class Agent {
 
  private:
   struct Parts;
-  IndexEntry InstallUploadedPackage(const std::string& bytes);
+  IndexEntry InstallUploadedPackage(const std::string& bytes, const std::string& caller);
+  // On a device its fleet manages, what is installed is what the fleet wants: a change made at
+  // the device (an upload, a forced update check) is refused unless fleet_allow_local_install
+  // says otherwise, and then reported to the fleet.
+  void CheckLocalChange(const std::string& what) const;
+  void ReportLocalChange(const std::string& what, const std::string& caller,
+                        nlohmann::json fields = nlohmann::json::object());
   UpdateOptions MakeUpdateOptions() const;
   void StartHealth();
   void StartFleetClient();

@@ -108,6 +108,9 @@ const ConfigSchema<AgentConfig>& AgentConfigSchema() {
           "The device's fleet identity (empty: <model_repository>/.fleet)");
     s.Add("fleet_poll_secs", &C::fleet_poll_secs, "Seconds between polls of the fleet server",
           O{.min = 1});
+    s.Add("fleet_allow_local_install", &C::fleet_allow_local_install,
+          "A managed device still takes package uploads and forced update checks from an admin "
+          "key at the device (each reported to the fleet)");
     // Health, telemetry and monitoring.
     s.Add("health", &C::health, "Resource polling and load shedding");
     s.Add("device_id", &C::device_id, "Device id (empty: /etc/machine-id, else the host name)");

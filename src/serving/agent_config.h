@@ -71,6 +71,7 @@ struct AgentConfig {
   std::string fleet_enrollment_token;     // used once; never printed
   std::filesystem::path fleet_state_dir;  // empty: <model_repository>/.fleet
   double fleet_poll_secs = 60;
+  bool fleet_allow_local_install = false;  // local uploads and forced checks on a managed device
   // Health: resource polling and load shedding; keys proc_root, sys_root, poll_secs,
   // min_memory_available_fraction, max_temperature_c, min_disk_free_bytes.
   nlohmann::json health = nlohmann::json::object();

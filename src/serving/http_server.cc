@@ -413,7 +413,7 @@ void HttpServer::Routes() {
     s.Route("POST", "/v2/repository/packages",
             [this](const Request& req, Response& res) {
               Guard(res, [&] {
-                IndexEntry e = options_.install_package(req.body);
+                IndexEntry e = options_.install_package(req.body, req.caller);
                 SendJson(res, 201,
                          {{"name", e.name},
                           {"version", e.version},
@@ -438,7 +438,8 @@ void HttpServer::Routes() {
               if (!options_.update_check)
                 Fail(ErrorCode::kFailedPrecondition, "updates are off (no update_url configured)");
               const std::string force = req.Query("force");
-              SendJson(res, 200, options_.update_check(force == "true" || force == "1"));
+              SendJson(res, 200,
+                       options_.update_check(force == "true" || force == "1", req.caller));
             });
           },
           {.max_body = kControlBodyBytes, .access = kAdmin});

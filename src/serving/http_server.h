@@ -40,10 +40,11 @@ struct HttpOptions {
   std::function<nlohmann::json()> monitoring_status;
   // POST /v2/repository/packages: installs the uploaded package bytes and returns the new
   // version's repository index entry. Unset: the endpoint answers 404.
-  std::function<IndexEntry(const std::string& package)> install_package;
+  // `caller` is who asked (an API key id).
+  std::function<IndexEntry(const std::string& package, const std::string& caller)> install_package;
   // GET /v2/updates and POST /v2/updates/check[?force=true]. Unset: updates are off.
   std::function<nlohmann::json()> update_status;
-  std::function<nlohmann::json(bool force)> update_check;
+  std::function<nlohmann::json(bool force, const std::string& caller)> update_check;
 };
 
 class HttpServer {

@@ -45,8 +45,8 @@ class FleetAgentTest(unittest.TestCase):
         self.agent = None
         self.addCleanup(lambda: self.agent and self.agent.close())
 
-    def start_agent(self):
-        cfg = {"update_url": self.repo_server.url, "update_root": self.repo.root,
+    def start_agent(self, **extra):
+        cfg = {**extra,"update_url": self.repo_server.url, "update_root": self.repo.root,
                "update_interval_secs": 3600, "update_check_on_start": False,
                "update_canary_secs": 0.3, "update_probes": {"scaler": PROBE},
                "fleet_url": f"http://127.0.0.1:{self.fleet.port}",
@@ -161,6 +161,36 @@ class FleetAgentTest(unittest.TestCase):
         self.assertEqual(self.served(), "2.0.0")
         status, devices = self.fleet.op(self.token, "GET", "/api/v1/devices")
         self.assertEqual(len(devices), 1)
+
+    def test_a_managed_device_installs_only_what_its_fleet_wants(self):
+        self.start_agent()
+        device = self.wait("enrollment", lambda d: d["models"].get("scaler") == "1.0.0")["id"]
+        with open(self.repo.package("2.0.0", 2.0), "rb") as f:
+            package = f.read()
+        # An admin key at the device is not enough: the fleet decides what runs here.
+        status, _, raw = self.agent.request("POST", "/v2/repository/packages", package,
+                                            {"Content-Type": "application/octet-stream"})
+        self.assertEqual(status, 403, raw)
+        self.assertIn("managed by its fleet", json.loads(raw)["error"])
+        status, _, raw = self.agent.request("POST", "/v2/updates/check?force=true")
+        self.assertEqual(status, 403, raw)
+        self.assertEqual(self.agent.request("POST", "/v2/updates/check")[0], 200)  # the fleet's own plan
+        self.assertEqual(self.served(), "1.0.0")
+        # Allowed explicitly, a local install happens and the fleet hears of it.
+        self.agent.close()
+        self.start_agent(fleet_allow_local_install=True)
+        status, _, raw = self.agent.request("POST", "/v2/repository/packages", package,
+                                            {"Content-Type": "application/octet-stream"})
+        self.assertEqual(status, 201, raw)
+        deadline = time.time() + 30
+        events = []
+        while time.time() < deadline and not events:
+            status, events = self.fleet.op(self.token, "GET", "/api/v1/events")
+            events = [e for e in events if e["event"] == "local_change"]
+            time.sleep(0.2)
+        self.assertEqual(len(events), 1, self.agent.logs()[-2000:])
+        self.assertEqual(events[0]["device_id"], device)
+        self.assertIn("package upload", json.dumps(events[0]))
 
 
 if __name__ == "__main__":
