@@ -1,6 +1,11 @@
 #include "auth/authorizer.h"
 
 #include <arpa/inet.h>
+#include <grp.h>
+#include <pwd.h>
+
+#include <charconv>
+#include <vector>
 
 #include "core/names.h"
 
@@ -91,6 +96,53 @@ Decision Authorize(const ApiKeyStore* keys, const Presented& presented, Scopes o
   }
   d.allowed = true;
   return d;
+}
+
+Scopes PeerPolicy::For(uint32_t uid, uint32_t gid) const {
+  Scopes out = kNoScopes;
+  if (auto it = uids.find(uid); it != uids.end()) out |= it->second;
+  if (auto it = gids.find(gid); it != gids.end()) out |= it->second;
+  return out;
+}
+
+PeerPolicy ParsePeerPolicy(const nlohmann::json& config) {
+  PeerPolicy out;
+  if (config.is_null()) return out;
+  auto bad = [](const std::string& message) {
+    Fail(ErrorCode::kInvalidArgument, "unix_socket_peers: " + message);
+  };
+  if (!config.is_object())
+    bad("expected {\"uid:N\" | \"gid:N\" | \"user:NAME\" | \"group:NAME\": [scopes]}");
+  for (const auto& [who, scopes] : config.items()) {
+    const size_t colon = who.find(':');
+    const std::string kind = who.substr(0, colon), name = colon == std::string::npos ? "" : who.substr(colon + 1);
+    if (!scopes.is_array()) bad("'" + who + "' must list scopes");
+    std::vector<std::string> names;
+    for (const auto& s : scopes) {
+      if (!s.is_string()) bad("'" + who + "' must list scope names");
+      names.push_back(s.get<std::string>());
+    }
+    const Scopes granted = ParseScopes(names);
+    uint32_t id = 0;
+    if (kind == "uid" || kind == "gid") {
+      auto [end, ec] = std::from_chars(name.data(), name.data() + name.size(), id);
+      if (ec != std::errc() || end != name.data() + name.size() || name.empty())
+        bad("'" + who + "' is not a number");
+    } else if (kind == "user") {
+      const passwd* pw = ::getpwnam(name.c_str());
+      if (!pw) bad("no user '" + name + "' on this machine");
+      id = pw->pw_uid;
+    } else if (kind == "group") {
+      const group* gr = ::getgrnam(name.c_str());
+      if (!gr) bad("no group '" + name + "' on this machine");
+      id = gr->gr_gid;
+    } else {
+      bad("'" + who + "' must start with uid:, gid:, user: or group:");
+    }
+    auto& map = kind == "uid" || kind == "user" ? out.uids : out.gids;
+    map[id] |= granted;
+  }
+  return out;
 }
 
 bool IsLoopbackAddress(std::string_view address) {

@@ -3,8 +3,12 @@
 // the credential in their own way and convert a refusal to their own status, once.
 #pragma once
 
+#include <cstdint>
+#include <map>
 #include <string>
 #include <string_view>
+
+#include <nlohmann/json.hpp>
 
 #include "auth/api_keys.h"
 #include "auth/scopes.h"
@@ -39,6 +43,17 @@ struct Decision {
 // anonymously.
 Decision Authorize(const ApiKeyStore* keys, const Presented& presented, Scopes open,
                    Scopes accepted);
+
+// What local processes on the Unix socket may do without a credential, by the uid and gid the
+// kernel reports for them (SO_PEERCRED): config {"uid:1000": ["inference"], "group:video":
+// ["observe"], "user:app": [...]}. A peer gets the union of its uid's and its gid's scopes.
+struct PeerPolicy {
+  std::map<uint32_t, Scopes> uids;
+  std::map<uint32_t, Scopes> gids;
+  Scopes For(uint32_t uid, uint32_t gid) const;
+};
+// Resolves user and group names now; throws Error(kInvalidArgument) naming the bad entry.
+PeerPolicy ParsePeerPolicy(const nlohmann::json& config);
 
 // True for addresses only this machine reaches: 127.0.0.0/8, ::1, "localhost".
 bool IsLoopbackAddress(std::string_view address);

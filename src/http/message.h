@@ -40,6 +40,8 @@ struct Request {
   Headers headers;
   std::string body;
   std::string remote_addr;
+  bool local_socket = false;  // came over a Unix socket, from the peer below
+  uint32_t peer_uid = 0, peer_gid = 0;
   int version_minor = 1;  // HTTP/1.x
   // Set by the server's admission check: who is calling, and what they may do.
   std::string caller;

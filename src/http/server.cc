@@ -9,7 +9,9 @@
 #include <sys/eventfd.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -40,7 +42,7 @@ constexpr size_t kReadChunk = 64u << 10;
 constexpr size_t kReadPerTurn = 4 * kReadChunk;  // from one connection per loop round
 constexpr auto kTick = std::chrono::milliseconds(100);
 constexpr auto kLinger = std::chrono::seconds(2);
-constexpr uint64_t kListenKey = 0, kWakeKey = 1;
+constexpr uint64_t kListenKey = 0, kWakeKey = 1, kUnixListenKey = 2;
 constexpr auto kDrainGrace = std::chrono::seconds(30);
 constexpr uint64_t kLargeRequest = 4u << 20;
 constexpr int kAcceptBatch = 64;
@@ -90,6 +92,8 @@ struct Conn {
   uint64_t id = 0;  // the epoll key: a descriptor number is reused, an id never is
   std::weak_ptr<Conn> self;
   std::string remote;
+  bool local_socket = false;  // a Unix socket: the peer's credentials below
+  uint32_t peer_uid = 0, peer_gid = 0;
   // Owned by the event loop.
   State state = State::kIdle;
   std::string in;
@@ -298,8 +302,37 @@ class Server::Impl {
                                              : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
   }
 
+  void BindUnix(const std::string& path) {
+    sockaddr_un addr{};
+    if (path.empty() || path.size() >= sizeof addr.sun_path)
+      Fail(ErrorCode::kInvalidArgument, "http: a Unix socket path must be 1.." +
+                                            std::to_string(sizeof addr.sun_path - 1) + " bytes");
+    addr.sun_family = AF_UNIX;
+    std::memcpy(addr.sun_path, path.c_str(), path.size());
+    // A socket left by an earlier run is replaced; anything else at the path is not touched.
+    struct stat st{};
+    if (::lstat(path.c_str(), &st) == 0) {
+      if (!S_ISSOCK(st.st_mode))
+        Fail(ErrorCode::kUnavailable, path + " exists and is not a socket");
+      ::unlink(path.c_str());
+    }
+    int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+        ::listen(fd, 1024) != 0) {
+      std::string why = std::strerror(errno);
+      if (fd >= 0) ::close(fd);
+      Fail(ErrorCode::kUnavailable, path + ": " + why);
+    }
+    // Anyone on the machine may connect: what a peer may do follows from its uid and gid,
+    // which the kernel vouches for (SO_PEERCRED), not from who could open the file.
+    ::chmod(path.c_str(), 0666);
+    unix_fd_ = fd;
+    unix_path_ = path;
+  }
+
   void Start() {
-    if (listen_fd_ < 0) Fail(ErrorCode::kFailedPrecondition, "http: Start before Bind");
+    if (listen_fd_ < 0 && unix_fd_ < 0)
+      Fail(ErrorCode::kFailedPrecondition, "http: Start before Bind");
     epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
     wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (epoll_fd_ < 0 || wake_fd_ < 0)
@@ -307,7 +340,9 @@ class Server::Impl {
     epoll_event ev{};
     ev.events = EPOLLIN;
     ev.data.u64 = kListenKey;
-    ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, listen_fd_, &ev);
+    if (listen_fd_ >= 0) ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, listen_fd_, &ev);
+    ev.data.u64 = kUnixListenKey;
+    if (unix_fd_ >= 0) ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, unix_fd_, &ev);
     ev.data.u64 = kWakeKey;
     ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, wake_fd_, &ev);
     for (int i = 0; i < std::max(1, limits_.worker_threads); ++i)
@@ -328,9 +363,10 @@ class Server::Impl {
     }
     for (auto& t : workers_)
       if (t.joinable()) t.join();
-    for (int fd : {listen_fd_, epoll_fd_, wake_fd_})
+    for (int fd : {listen_fd_, unix_fd_, epoll_fd_, wake_fd_})
       if (fd >= 0) ::close(fd);
-    listen_fd_ = epoll_fd_ = wake_fd_ = -1;
+    listen_fd_ = unix_fd_ = epoll_fd_ = wake_fd_ = -1;
+    if (!unix_path_.empty()) ::unlink(unix_path_.c_str());
   }
 
   ServerStats Stats() const {
@@ -381,7 +417,8 @@ class Server::Impl {
         // finish (within kDrainGrace) and their connections close after the response.
         draining_.store(true);  // before Dispatched() looks: see Answer()
         drain_deadline = Clock::now() + kDrainGrace;
-        ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, listen_fd_, nullptr);
+        for (int fd : {listen_fd_, unix_fd_})
+          if (fd >= 0) ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
         std::vector<ConnPtr> idle;
         for (auto& [id, c] : conns_)
           if (!Dispatched(*c)) idle.push_back(c);
@@ -400,9 +437,9 @@ class Server::Impl {
                      [](const epoll_event& e) { return e.data.u64 == kWakeKey; });
       for (int i = 0; i < n; ++i) {
         const uint64_t key = events[i].data.u64;
-        if (key == kListenKey) {
+        if (key == kListenKey || key == kUnixListenKey) {
           if (draining_) continue;
-          Accept();
+          Accept(key == kListenKey ? listen_fd_ : unix_fd_);
         } else if (key == kWakeKey) {
           uint64_t count;
           [[maybe_unused]] ssize_t r = ::read(wake_fd_, &count, sizeof count);
@@ -446,13 +483,13 @@ class Server::Impl {
     }
   }
 
-  void Accept() {
+  void Accept(int listen_fd) {
     // In batches: the loop's other events (a request waiting on a busy connection) are not
     // starved by a connection flood.
     for (int accepted = 0; accepted < kAcceptBatch; ++accepted) {
       sockaddr_storage addr{};
       socklen_t len = sizeof addr;
-      int fd = ::accept4(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len,
+      int fd = ::accept4(listen_fd, reinterpret_cast<sockaddr*>(&addr), &len,
                          SOCK_NONBLOCK | SOCK_CLOEXEC);
       if (fd < 0) {
         if (errno == EINTR || errno == ECONNABORTED) continue;
@@ -479,14 +516,26 @@ class Server::Impl {
         }
         reserve_only = true;
       }
-      int yes = 1;
-      ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &yes, sizeof yes);
       auto c = std::make_shared<Conn>();
+      if (addr.ss_family == AF_UNIX) {
+        ucred cred{};
+        socklen_t cred_len = sizeof cred;
+        if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cred_len) != 0) {
+          ::close(fd);
+          continue;
+        }
+        c->local_socket = true;
+        c->peer_uid = cred.uid;
+        c->peer_gid = cred.gid;
+      } else {
+        int yes = 1;
+        ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &yes, sizeof yes);
+      }
       c->fd = fd;
       c->id = next_id_++;
       c->self = c;
       c->reserve_only = reserve_only;
-      c->remote = RemoteAddress(addr);
+      c->remote = c->local_socket ? "unix:uid=" + std::to_string(c->peer_uid) : RemoteAddress(addr);
       c->deadline = Clock::now() + limits_.idle_timeout;
       c->request_start = Clock::now();
       conns_[c->id] = c;
@@ -659,6 +708,9 @@ class Server::Impl {
       return false;
     }
     c.head.request.remote_addr = c.remote;
+    c.head.request.local_socket = c.local_socket;
+    c.head.request.peer_uid = c.peer_uid;
+    c.head.request.peer_gid = c.peer_gid;
     const std::string& method = c.head.request.method;
     const bool head_request = method == "HEAD";
     const auto segments = Segments(c.head.request.path);
@@ -1027,9 +1079,10 @@ class Server::Impl {
   Middleware middleware_;
   ErrorBody error_body_;
   Admission admission_;
-  int listen_fd_ = -1, epoll_fd_ = -1, wake_fd_ = -1;
+  int listen_fd_ = -1, unix_fd_ = -1, epoll_fd_ = -1, wake_fd_ = -1;
+  std::string unix_path_;
   std::unordered_map<uint64_t, ConnPtr> conns_;  // the loop's, by id
-  uint64_t next_id_ = 2;                         // 0 and 1 are the listener and the wake fd
+  uint64_t next_id_ = 3;  // 0-2: the TCP listener, the wake fd, the Unix socket listener
   std::mutex ready_mu_;
   std::vector<std::weak_ptr<Conn>> ready_;
   JobQueue normal_, priority_;
@@ -1186,6 +1239,7 @@ void Server::Route(std::string method, std::string pattern, Handler handler, Rou
   impl_->Route(std::move(method), std::move(pattern), std::move(handler), options);
 }
 void Server::Use(Middleware middleware) { impl_->Use(std::move(middleware)); }
+void Server::BindUnix(const std::string& path) { impl_->BindUnix(path); }
 void Server::Admit(Admission admission) { impl_->Admit(std::move(admission)); }
 void Server::SetPreflight(Handler handler) { impl_->SetPreflight(std::move(handler)); }
 void Server::SetErrorBody(ErrorBody body) { impl_->SetErrorBody(std::move(body)); }

@@ -106,6 +106,9 @@ class Server {
 
   // Binds address:port (port 0: any free one) and returns the port. Throws Error(kUnavailable).
   int Bind(const std::string& address, int port);
+  // Also (or only) a Unix domain socket at `path`, mode 0666: each request carries the peer's
+  // uid and gid (SO_PEERCRED) for the admission check to map. Removed at Stop().
+  void BindUnix(const std::string& path);
   void Start();  // the event loop and the workers
   void Stop();   // stops accepting, ends connections, waits for running handlers
 

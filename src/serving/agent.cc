@@ -375,6 +375,8 @@ BoundPorts Agent::Start() {
   ho.browser = {config_.http_allowed_hosts, config_.http_cors_origins};
   ho.keys = p.keys.get();
   ho.open_scopes = OpenScopes(config_, config_.http_address);
+  ho.unix_socket = config_.unix_socket.string();
+  ho.unix_peers = auth::ParsePeerPolicy(config_.unix_socket_peers);
   ho.serve_metrics = config_.metrics_port == -1;
   ho.chat = p.chat.get();
   ho.health = [this] { return Health(); };
@@ -408,6 +410,10 @@ BoundPorts Agent::Start() {
   Log(LogSeverity::kInfo, "serving", "listening",
       fmt::format("HTTP (KServe v2) listening on {}:{}", config_.http_address, ports.http),
       {{"protocol", "http"}, {"address", config_.http_address}, {"port", ports.http}});
+  if (!config_.unix_socket.empty())
+    Log(LogSeverity::kInfo, "serving", "listening",
+        "HTTP also on the Unix socket " + config_.unix_socket.string(),
+        {{"protocol", "http"}, {"unix_socket", config_.unix_socket.string()}});
   if (config_.metrics_port == -1) ports.metrics = ports.http;
   if (p.updates) {
     p.updates->Start();

@@ -54,6 +54,11 @@ const ConfigSchema<AgentConfig>& AgentConfigSchema() {
           "Scopes callers on a loopback listener have without a credential (never admin)");
     s.Add("insecure_open_beyond_loopback", &C::insecure_open_beyond_loopback,
           "INSECURE: listeners beyond loopback also grant auth_open_scopes without a credential");
+    s.Add("unix_socket", &C::unix_socket,
+          "A Unix socket serving the HTTP API to local programs (empty: none)");
+    s.Add("unix_socket_peers", &C::unix_socket_peers,
+          "Scopes of Unix socket peers by uid/gid: {\"uid:N\"|\"gid:N\"|\"user:NAME\"|"
+          "\"group:NAME\": [scopes]}");
     s.Add("insecure_plaintext_beyond_loopback", &C::insecure_plaintext_beyond_loopback,
           "INSECURE: listen beyond loopback without TLS (credentials cross the network in clear)");
     s.Add("default_timeout_ms", &C::default_timeout_ms,
@@ -154,6 +159,7 @@ void CheckAgentConfig(const AgentConfig& c) {
   const auth::Scopes open = auth::ParseScopes(c.auth_open_scopes);
   if (auth::Has(open, auth::Scope::kAdmin))
     bad("auth_open_scopes may not hold 'admin': admin always needs a credential");
+  auth::ParsePeerPolicy(c.unix_socket_peers);
   // Credentials crossing a network in clear can be read by anyone on the path.
   auto plaintext_beyond_loopback = [&](const char* key, const std::string& address) {
     if (!auth::IsLoopbackAddress(address) && !c.insecure_plaintext_beyond_loopback)

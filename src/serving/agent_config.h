@@ -40,6 +40,10 @@ struct AgentConfig {
   std::vector<std::string> auth_open_scopes = {"inference", "chat", "observe"};
   bool insecure_open_beyond_loopback = false;
   bool insecure_plaintext_beyond_loopback = false;
+  // A Unix socket for local programs (empty: none): its peers' uid/gid grant scopes
+  // (auth::PeerPolicy); anything more needs a key, as on TCP.
+  std::filesystem::path unix_socket;
+  nlohmann::json unix_socket_peers = nlohmann::json::object();
   double repository_poll_secs = 1.0;  // 0: load once, do not watch
   int default_timeout_ms = 30000;
   int intra_op_threads = 0;     // 0: one per core

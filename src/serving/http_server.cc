@@ -149,12 +149,15 @@ void TraceRequests(http::Server& s) {
 
 // Every route says what it accepts; the credential is checked from the head, before a body is
 // read, so a caller without one cannot make the agent receive (or hold) a large upload.
-void RequireCredentials(http::Server& s, const auth::ApiKeyStore* keys, auth::Scopes open) {
-  s.Admit([keys, open](Request& req, const http::RouteOptions& route) -> http::Refusal {
+// On the Unix socket, what a caller may do without a key follows from its uid and gid.
+void RequireCredentials(http::Server& s, const auth::ApiKeyStore* keys, auth::Scopes open,
+                        auth::PeerPolicy peers = {}) {
+  s.Admit([keys, open, peers = std::move(peers)](
+              Request& req, const http::RouteOptions& route) -> http::Refusal {
     if (route.access == 0) return {};  // a CORS preflight: browsers send it without credentials
-    const auth::Decision d =
-        auth::Authorize(keys, auth::PresentedKey(req.Header("Authorization"), req.Header("X-Api-Key")),
-                        open, route.access);
+    const auth::Decision d = auth::Authorize(
+        keys, auth::PresentedKey(req.Header("Authorization"), req.Header("X-Api-Key")),
+        req.local_socket ? peers.For(req.peer_uid, req.peer_gid) : open, route.access);
     if (d.allowed) {
       req.caller = d.caller;
       req.granted = d.scopes;
@@ -209,7 +212,7 @@ HttpServer::HttpServer(HttpOptions options, InferenceService& service, MetricsRe
   server_.SetErrorBody(ServerErrorBody);
   TraceRequests(server_);
   guard_.Install(server_);  // a browser's request is refused as such, credentials or not
-  RequireCredentials(server_, options_.keys, options_.open_scopes);
+  RequireCredentials(server_, options_.keys, options_.open_scopes, options_.unix_peers);
   Routes();
 }
 
@@ -560,7 +563,16 @@ void HttpServer::AppendMetrics(std::string& out) const {
          static_cast<double>(s.overloaded_total));
 }
 
-int HttpServer::Start() { return Listen(server_, options_.address, options_.port, "HTTP"); }
+int HttpServer::Start() {
+  if (!options_.unix_socket.empty()) {
+    try {
+      server_.BindUnix(options_.unix_socket);
+    } catch (const Error& e) {
+      Fail(ErrorCode::kUnavailable, std::string("cannot listen on the Unix socket ") + e.what());
+    }
+  }
+  return Listen(server_, options_.address, options_.port, "HTTP");
+}
 
 void HttpServer::Stop() { server_.Stop(); }
 

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "auth/api_keys.h"
+#include "auth/authorizer.h"
 #include "auth/scopes.h"
 #include "http/browser_guard.h"
 #include "http/server.h"
@@ -31,6 +32,9 @@ struct HttpOptions {
   // anyone reaching the listener has without a credential.
   auth::ApiKeyStore* keys = nullptr;
   auth::Scopes open_scopes = auth::Scope::kInference | auth::Scope::kChat | auth::Scope::kObserve;
+  // The same API on a Unix socket (empty: none), its peers' scopes by uid/gid.
+  std::string unix_socket;
+  auth::PeerPolicy unix_peers;
   bool serve_metrics = true;
   // /v1/models and /v1/chat/completions (OpenAI). Unset: those answer 404.
   ChatService* chat = nullptr;

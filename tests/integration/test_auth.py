@@ -293,6 +293,81 @@ class AuthMatrixTest(unittest.TestCase):
                           "infer, inference key": 0})
 
 
+# Requests over a Unix socket, run as whichever user the test starts it as: reads
+# [[method, path, body, key-or-null], ...] on stdin, prints the statuses.
+UNIX_CLIENT = r"""
+import http.client, json, socket, sys
+path, cases = sys.argv[1], json.load(sys.stdin)
+class Conn(http.client.HTTPConnection):
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(60)
+        self.sock.connect(path)
+out = []
+for method, target, body, key in cases:
+    c = Conn("localhost")
+    c.request(method, target, body=body, headers={"Content-Type": "application/json",
+                                                  **({"Authorization": "Bearer " + key} if key else {})})
+    r = c.getresponse(); r.read(); c.close()
+    out.append(r.status)
+print(json.dumps(out))
+"""
+
+
+class UnixSocketTest(unittest.TestCase):
+    """Local programs on the Unix socket: root and `nobody` get what their uids are mapped to
+    without a key, and keys work there as on TCP."""
+
+    NOBODY = 65534
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="outpost-unix-")
+        os.chmod(cls.tmp, 0o755)  # nobody must reach the socket
+        cls.socket = os.path.join(cls.tmp, "outpost.sock")
+        cls.repo = copy_fixtures(["add_mul"])
+        make_variant(cls.repo, "tiny", [])
+        cfg = os.path.join(cls.tmp, "agent.json")
+        with open(cfg, "w") as f:
+            json.dump({"unix_socket": cls.socket,
+                       "unix_socket_peers": {"uid:0": ["inference", "admin", "observe"],
+                                             f"uid:{cls.NOBODY}": ["observe"]}}, f)
+        cls.agent = Agent(cls.repo, ["--config", cfg])
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.agent.close()
+        shutil.rmtree(cls.repo, ignore_errors=True)
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def over_socket(self, uid, cases):
+        r = subprocess.run(["python3", "-c", UNIX_CLIENT, self.socket], input=json.dumps(cases),
+                           capture_output=True, text=True, timeout=120, user=uid)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return json.loads(r.stdout)
+
+    def test_peers_by_uid_and_keys(self):
+        self.assertEqual(os.stat(self.socket).st_mode & 0o777, 0o666)
+        creds = Credentials(self, self.agent)
+        granted = {0: {"inference", "admin", "observe"}, self.NOBODY: {"observe"}}
+        for uid in (0, self.NOBODY):
+            cases, want = [], []
+            for method, path, body, accepted, admitted in HTTP_ENDPOINTS:
+                if method == "POST" and path == "/v2/auth/keys":
+                    continue  # makes keys: covered on TCP
+                for kind, key in creds.cases(accepted):
+                    cases.append([method, path, body, key])
+                    want.append((f"{method} {path}", kind, expected(kind, accepted, granted[uid], admitted)))
+            got = self.over_socket(uid, cases)
+            self.assertEqual(len(got), len(want))
+            for (endpoint, kind, status), seen in zip(want, got):
+                with self.subTest(uid=uid, endpoint=endpoint, credential=kind):
+                    self.assertEqual(seen, status)
+        # The socket's peers are not loopback TCP callers: chat is open on TCP, not to uid 0 here.
+        self.assertEqual(self.over_socket(0, [["GET", "/v1/models", None, None]]), [401])
+        self.assertEqual(self.agent.request("GET", "/v1/models", key=None)[0], 200)
+
+
 class ListenerPolicyTest(unittest.TestCase):
     def test_beyond_loopback_without_tls_needs_the_insecure_switch(self):
         tmp = tempfile.mkdtemp(prefix="outpost-auth-cfg-")
@@ -310,6 +385,13 @@ class ListenerPolicyTest(unittest.TestCase):
                            capture_output=True, text=True, timeout=60)
         self.assertEqual(r.returncode, 2)
         self.assertIn("admin always needs a credential", r.stderr)
+        cfg = os.path.join(tmp, "peers.json")
+        with open(cfg, "w") as f:
+            json.dump({"unix_socket_peers": {"uid:0": ["root"]}}, f)
+        r = subprocess.run([os.path.join(BIN_DIR, "outpostd"), "--model-repository", tmp, "--auth-dir", tmp,
+                            "--config", cfg, "--print-config"], capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("unknown scope 'root'", r.stderr)
 
 
 if __name__ == "__main__":
