@@ -23,10 +23,20 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--trial-stable-secs", stable_s, "Time it must then stay up to be committed")
       ->capture_default_str();
+  std::string run_dir;
+  std::vector<std::string> library_dirs;
+  app.add_option("--run-dir", run_dir,
+                 "Where the running build's verified copy is made (default <slots>/.run; in "
+                 "production a directory only the supervisor writes, e.g. /run/outpost-supervisor)");
+  app.add_option("--library-dir", library_dirs,
+                 "A directory the agent may load libraries from besides its own build and the "
+                 "system's (repeatable; writable by root or this user only)");
   app.add_option("agent_args", o.agent_args, "Arguments for outpostd (after --)");
   CLI11_PARSE(app, argc, argv);
   o.slots = slots;
   o.trust_file = trust;
+  o.run_dir = run_dir;
+  o.library_dirs.assign(library_dirs.begin(), library_dirs.end());
   o.trial_timeout = std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000));
   o.trial_stable = std::chrono::milliseconds(static_cast<int64_t>(stable_s * 1000));
   outpost::InitLogging("info", false);

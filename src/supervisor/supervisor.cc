@@ -2,7 +2,9 @@
 
 #include <curl/curl.h>
 #include <fmt/format.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -14,6 +16,7 @@
 #include "core/logging.h"
 #include "core/names.h"
 #include "package/package.h"
+#include "supervisor/verified_build.h"
 #include "update/slots.h"
 
 namespace outpost {
@@ -67,7 +70,23 @@ std::string DescribeStatus(int status) {
 class Supervisor {
  public:
   explicit Supervisor(const SupervisorOptions& o)
-      : o_(o), dir_(o.slots / kAgentName), trust_(LoadTrustPolicy(o.trust_file)) {}
+      : o_(o),
+        dir_(o.slots / kAgentName),
+        run_root_(o.run_dir.empty() ? o.slots / ".run" : o.run_dir),
+        trust_(LoadTrustPolicy(o.trust_file)) {
+    for (const auto& d : o.library_dirs) {
+      struct stat st{};
+      if (::stat(d.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+        outpost::Fail(ErrorCode::kInvalidArgument, "library directory " + d.string() + " is missing");
+      if ((st.st_mode & 022) != 0 || (st.st_uid != 0 && st.st_uid != ::geteuid()))
+        outpost::Fail(ErrorCode::kPermissionDenied,
+                      "library directory " + d.string() +
+                          " may be written by others than root or this user: an agent cannot "
+                          "load libraries from it");
+      library_path_ += (library_path_.empty() ? "" : ":") + fs::absolute(d).string();
+    }
+    RemoveStaleBuilds(run_root_);
+  }
 
   int Run() {
     milliseconds backoff{1000};
@@ -158,12 +177,13 @@ class Supervisor {
   // Verifies the build against the trust file, then starts it.
   bool Start(const std::string& version, bool trial) {
     fs::path vdir = dir_ / version;
-    fs::path entry;
+    running_.reset();  // the last build's copy: its process has exited
+    std::unique_ptr<VerifiedBuild> build;
     try {
       PackageReport r = VerifyInstalledVersion(vdir, trust_);
       if (r.manifest.json.value("runtime", "") != "agent" || r.manifest.version != version)
         outpost::Fail(ErrorCode::kPermissionDenied, "not an agent build of version " + version);
-      entry = vdir / r.manifest.model_file;
+      build = std::make_unique<VerifiedBuild>(vdir, r.manifest, run_root_);
     } catch (const std::exception& e) {
       Log(LogSeverity::kError, "supervisor", "agent_refused",
           fmt::format("agent {} refused: {}", version, e.what()), {{"version", version}});
@@ -178,15 +198,21 @@ class Supervisor {
       ::setenv("OUTPOST_AGENT_SLOTS", o_.slots.c_str(), 1);
       ::setenv("OUTPOST_AGENT_SLOT_VERSION", version.c_str(), 1);
       if (trial) ::setenv("OUTPOST_AGENT_TRIAL", "1", 1);
+      // Libraries from the build's own copy, the system, or the named directories only.
+      for (const char* name : {"LD_PRELOAD", "LD_AUDIT", "LD_LIBRARY_PATH"}) ::unsetenv(name);
+      if (!library_path_.empty()) ::setenv("LD_LIBRARY_PATH", library_path_.c_str(), 1);
       std::vector<char*> argv;
-      std::string path = entry.string();
+      std::string path = build->entry().string();  // argv[0] only: the descriptor is what runs
       argv.push_back(path.data());
       std::vector<std::string> args = o_.agent_args;
       for (auto& a : args) argv.push_back(a.data());
       argv.push_back(nullptr);
-      ::execv(path.c_str(), argv.data());
+      // A script's interpreter opens it as /dev/fd/N: that descriptor must survive the exec.
+      if (build->entry_is_script()) ::fcntl(build->entry_fd(), F_SETFD, 0);
+      ::fexecve(build->entry_fd(), argv.data(), environ);
       ::_exit(127);
     }
+    running_ = std::move(build);
     child_ = pid;
     Log(LogSeverity::kInfo, "supervisor", "agent_started",
         fmt::format("agent {} started{} (pid {})", version, trial ? " on trial" : "", pid),
@@ -283,8 +309,11 @@ class Supervisor {
 
   const SupervisorOptions& o_;
   fs::path dir_;
+  fs::path run_root_;
+  std::string library_path_;
   TrustPolicy trust_;
   pid_t child_ = -1;
+  std::unique_ptr<VerifiedBuild> running_;  // the copy the child runs from
 };
 
 }  // namespace

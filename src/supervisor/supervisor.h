@@ -4,7 +4,8 @@
 // must answer the health URL within the trial timeout and stay up for the stable window, or
 // the previous build is restored and the new one marked failed. A trial that a power loss
 // interrupts is retried once, then refused. Every build is verified against the trust file
-// before it is executed.
+// and run from a private copy of exactly its signed files (supervisor/verified_build.h), with
+// libraries from that copy, the system, or library directories the operator names.
 #pragma once
 
 #include <chrono>
@@ -22,6 +23,13 @@ struct SupervisorOptions {
   std::chrono::milliseconds trial_stable{10000};
   std::chrono::milliseconds max_restart_backoff{30000};
   std::vector<std::string> agent_args;
+  // Where the running build's private copy lives (empty: <slots>/.run). In production a
+  // directory only the supervisor may write (/run/outpost-supervisor).
+  std::filesystem::path run_dir;
+  // Libraries the agent may load besides its own and the system's (the agent's
+  // LD_LIBRARY_PATH, which is otherwise cleared with LD_PRELOAD and LD_AUDIT). Each must be
+  // writable by its owner alone, and owned by root or the supervisor's user.
+  std::vector<std::filesystem::path> library_dirs;
 };
 
 // Runs until SIGTERM or SIGINT (forwarded to the agent); returns the exit code.

@@ -79,8 +79,11 @@ class AgentUpdateTest(unittest.TestCase):
         if cfg:
             args += ["--config", cfg]
         self.log = open(os.path.join(self.tmp, "supervisor.log"), "a")
+        # The agent finds ONNX Runtime in the build tree's lib/, named to the supervisor as a
+        # library directory: whatever LD_LIBRARY_PATH the supervisor has, the agent gets only that.
+        args[1:1] = ["--library-dir", LIB_DIR]
         self.supervisor = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT,
-                                           env={**os.environ, "LD_LIBRARY_PATH": LIB_DIR})
+                                           env={**os.environ, "LD_LIBRARY_PATH": "/nonexistent"})
 
     def child(self):
         try:
@@ -95,8 +98,13 @@ class AgentUpdateTest(unittest.TestCase):
         with open(f"/proc/{self.supervisor.pid}/task/{self.supervisor.pid}/children") as f:
             children = f.read().split()
         self.assertEqual(len(children), 1, children)
+        # It runs from a private copy (<slots>/.run/<version>-XXXXXX/bin/outpostd), told its slot.
+        with open(f"/proc/{children[0]}/environ", "rb") as f:
+            env = dict(e.split(b"=", 1) for e in f.read().split(b"\0") if b"=" in e)
         exe = os.readlink(f"/proc/{children[0]}/exe")
-        return os.path.basename(os.path.dirname(os.path.dirname(exe)))
+        version = env[b"OUTPOST_AGENT_SLOT_VERSION"].decode()
+        self.assertTrue(os.path.basename(os.path.dirname(os.path.dirname(exe))).startswith(version + "-"), exe)
+        return version
 
     def wait_for(self, predicate, what, timeout=90):
         deadline = time.time() + timeout
@@ -234,6 +242,49 @@ class AgentUpdateTest(unittest.TestCase):
             self.supervisor.send_signal(signal.SIGTERM)
             self.assertEqual(self.supervisor.wait(timeout=60), 0)
             self.log.close()
+
+    def test_a_library_planted_in_the_slot_is_not_loaded(self):
+        """Files beside a signed build (a library the loader would find through the binary's
+        $ORIGIN/../lib before the system's) do not reach the agent: it runs from a private
+        copy of exactly its signed files, executed through the descriptor that was verified."""
+        must("install", self.build("0.1.0"), "--repository", self.slots, "--trust", self.repo.trust)
+        marker = os.path.join(self.tmp, "planted-library-ran")
+        src = os.path.join(self.tmp, "planted.c")
+        with open(src, "w") as f:
+            f.write('#include <stdio.h>\n__attribute__((constructor)) static void run(void) {'
+                    f' FILE* f = fopen("{marker}", "w"); if (f) fclose(f); }}\n')
+        lib = os.path.join(self.slots, "outpostd", "0.1.0", "lib")
+        os.makedirs(lib)
+        for name in ("libz.so.1", "libonnxruntime.so.1"):
+            subprocess.run(["cc", "-shared", "-fPIC", "-o", os.path.join(lib, name), src], check=True)
+        self.start_supervisor()
+        try:
+            self.wait_for(self.healthy, "the build")
+            self.assertFalse(os.path.exists(marker), "the planted library ran inside the agent")
+            pid = self.child()
+            exe = os.readlink(f"/proc/{pid}/exe")
+            self.assertTrue(exe.startswith(os.path.join(self.slots, ".run", "0.1.0-")), exe)
+            with open(f"/proc/{pid}/maps") as f:
+                maps = f.read()
+            self.assertNotIn(lib, maps)
+            self.assertIn(os.path.realpath(os.path.join(LIB_DIR, "libonnxruntime.so.1")), maps)
+            # The copy it runs from is read-only and holds only the signed files.
+            run_dir = os.path.dirname(os.path.dirname(exe))
+            self.assertEqual(sorted(os.listdir(run_dir)), ["bin"])
+            self.assertEqual(os.stat(run_dir).st_mode & 0o777, 0o555)
+            # Tampering with the slot itself is refused at the next start.
+            with open(os.path.join(self.slots, "outpostd", "0.1.0", "bin", "outpostd"), "r+b") as f:
+                f.seek(100)
+                byte = f.read(1)
+                f.seek(100)
+                f.write(bytes([byte[0] ^ 0xff]))
+            os.kill(pid, signal.SIGKILL)
+            self.wait_for(lambda: "refused" in open(os.path.join(self.tmp, "supervisor.log")).read(),
+                          "the altered build to be refused")
+        finally:
+            self.supervisor.send_signal(signal.SIGTERM)
+            self.supervisor.wait(timeout=60)
+        self.assertFalse(os.path.exists(marker))
 
 
 if __name__ == "__main__":
