@@ -112,7 +112,12 @@ int main(int argc, char** argv) {
   serve->add_option("--repository-dir", repository_dir,
                     "Keep an update repository (served under /repo): target files live here");
   serve->add_option("--online-key", online_key,
-                    "The key (0600) this server signs snapshot and timestamp with");
+                    "The key (0600) this server signs its audit head with, and the update "
+                    "repository's snapshot and timestamp");
+  double audit_sign_secs = 300;
+  serve->add_option("--audit-sign-secs", audit_sign_secs,
+                    "The signed audit head is logged when it moves and at least this often "
+                    "(default 300)");
   double batch_retention_secs = 7 * 86400, event_retention_secs = 30 * 86400;
   serve->add_option("--batch-retention-secs", batch_retention_secs,
                     "How long telemetry batch ids are remembered, so a redelivered batch counts "
@@ -145,12 +150,13 @@ int main(int argc, char** argv) {
     if (!db_file.empty()) db_url = ReadSecretFile(db_file);
     if (serve->parsed()) {
       server_options.rollout_tick = std::chrono::milliseconds(tick_ms);
+      server_options.audit_sign_interval = static_cast<fleet::Millis>(audit_sign_secs * 1000);
       if (!(batch_retention_secs > 0) || !(event_retention_secs > 0))
         Fail(ErrorCode::kInvalidArgument, "retention must be positive");
       options.batch_retention_ms = static_cast<Millis>(batch_retention_secs * 1000);
       options.event_retention_ms = static_cast<Millis>(event_retention_secs * 1000);
-      if (repository_dir.empty() != online_key.empty())
-        Fail(ErrorCode::kInvalidArgument, "--repository-dir and --online-key go together");
+      if (!repository_dir.empty() && online_key.empty())
+        Fail(ErrorCode::kInvalidArgument, "--repository-dir needs --online-key");
       if (!online_key.empty()) {
         RequirePrivateFile(online_key);
         options.online_key = LoadSigningKey(online_key);

@@ -11,7 +11,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/atomic_file.h"
 #include "core/credentials.h"
+#include "package/keys.h"
 #include "fleet/audit.h"
 
 namespace outpost {
@@ -26,6 +28,7 @@ struct FleetCli {
   std::vector<std::string> tags, packages, selector;
   std::string id, name, scope = "read", action;
   std::string model, version;
+  std::string audit_state, online_pub;
   int64_t uses = 1, expires_in = 24 * 3600, priority = 0, after = 0;
   bool layered = false;
   std::vector<double> waves;
@@ -160,9 +163,31 @@ void PrintRollouts(const json& rollouts) {
   }
 }
 
+// Where `audit verify` keeps the last signed head it saw of each server.
+std::filesystem::path AuditStateFile() {
+  if (!Opts().audit_state.empty()) return Opts().audit_state;
+  const char* state = std::getenv("XDG_STATE_HOME");
+  const char* home = std::getenv("HOME");
+  std::filesystem::path dir = state && *state ? std::filesystem::path(state)
+                              : home && *home ? std::filesystem::path(home) / ".local" / "state"
+                                              : std::filesystem::path(".");
+  return dir / "outpost" / "fleet-audit-heads.json";
+}
+
 // Fetches every audit entry and checks the chain here, so a server that lies about its own
-// log is caught too; the head comes from the server's verification.
+// log is caught too. With a signed head (servers with an online key): its signature, its key
+// (the one given, or the one seen first), its place in the chain, and the head kept from the
+// last verification, whose entry must still be there unchanged: a database owner can rewrite
+// the chain and its head, not the signatures a client already holds.
 int VerifyAudit() {
+  auto& o = Opts();
+  std::optional<fleet::SignedAuditHead> head;
+  auto signed_head = Call("GET", "/api/v1/audit/head");
+  if (signed_head.first == 200) {
+    head = fleet::SignedAuditHeadFromJson(signed_head.second);
+  } else if (signed_head.first != 409) {  // 409: the server has no online key
+    if (int rc = Check(signed_head)) return rc;
+  }
   std::vector<fleet::AuditEntry> entries;
   for (int64_t after = 0;;) {
     auto r = Call("GET", "/api/v1/audit?after=" + std::to_string(after) + "&limit=5000");
@@ -178,7 +203,43 @@ int VerifyAudit() {
     v.problem = "the server's head " + server.second.value("head_hash", "") +
                 " is not the end of the chain it sent";
   }
-  std::cout << (Opts().json_out ? fleet::ToJson(v).dump(2) : fleet::Describe(v)) << "\n";
+  const auto state_file = AuditStateFile();
+  json state = json::object();
+  if (std::filesystem::exists(state_file)) state = json::parse(ReadFile(state_file));
+  std::optional<fleet::SignedAuditHead> earlier;
+  if (state.contains(o.server)) earlier = fleet::SignedAuditHeadFromJson(state[o.server]);
+  if (v.ok && head) {
+    std::string pinned = earlier ? earlier->public_key : "";
+    if (!o.online_pub.empty()) pinned = LoadPublicKey(o.online_pub).public_key;
+    if (!fleet::VerifySignedAuditHead(*head)) {
+      v.ok = false;
+      v.problem = "the server's signed head does not verify";
+    } else if (!pinned.empty() && head->public_key != pinned) {
+      v.ok = false;
+      v.problem = "the head is signed by key " + ToHex(head->public_key).substr(0, 16) +
+                  ", not the server's online key " + ToHex(pinned).substr(0, 16);
+    } else {
+      fleet::CheckAgainstEarlierHead(entries, *head, v);
+    }
+  }
+  if (v.ok && earlier) fleet::CheckAgainstEarlierHead(entries, *earlier, v);
+  if (v.ok && head) {
+    state[o.server] = fleet::ToJson(*head);
+    std::filesystem::create_directories(state_file.parent_path());
+    WriteFileAtomically(state_file, state.dump(2), 0600);
+  }
+  if (o.json_out) {
+    json out = fleet::ToJson(v);
+    if (head) out["signed_head"] = fleet::ToJson(*head);
+    std::cout << out.dump(2) << "\n";
+  } else {
+    std::cout << fleet::Describe(v) << "\n";
+    if (head && v.ok)
+      std::cout << "head entry " << head->seq << " signed by the online key "
+                << ToHex(head->public_key).substr(0, 16) << "; kept in " << state_file.string()
+                << "\n";
+    if (!head) std::cout << "(the server signs no audit head: it has no online key)\n";
+  }
   return v.ok ? 0 : 1;
 }
 
@@ -332,6 +393,11 @@ void AddFleetCommand(CLI::App& app) {
   auto* audit = f->add_subcommand("audit", "The audit log; 'audit verify' checks its hash chain");
   audit->add_option("action", o.action)->check(CLI::IsMember({"list", "verify"}));
   audit->add_option("--after", o.after, "Entries after this sequence number");
+  audit->add_option("--state", o.audit_state,
+                    "Where verify keeps the last signed head per server (default "
+                    "~/.local/state/outpost/fleet-audit-heads.json)");
+  audit->add_option("--online-pub", o.online_pub,
+                    "The server's online public key; without it, the key first seen is kept");
   auto* publish = f->add_subcommand(
       "publish", "Publish an offline-signed update repository (outpost repo) through the server");
   publish->add_option("dir", o.id, "The repository directory")

@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include "core/json_fields.h"
+#include "package/keys.h"
 #include "package/sha256.h"
 #include "update/tuf.h"
 
@@ -80,6 +82,58 @@ std::vector<AuditEntry> ReadAudit(SqlConnection& c, int64_t after_seq, int64_t l
     out.push_back(std::move(e));
   }
   return out;
+}
+
+std::string AuditHeadSigningString(int64_t seq, const std::string& hash, int64_t time_ms) {
+  return "outpost-audit-head-v1\n" +
+         tuf::CanonicalJson(json{{"seq", seq}, {"hash", hash}, {"time_ms", time_ms}});
+}
+
+json ToJson(const SignedAuditHead& h) {
+  return {{"seq", h.seq},
+          {"hash", h.hash},
+          {"time_ms", h.time_ms},
+          {"public_key", ToHex(h.public_key)},
+          {"signature", ToHex(h.signature)}};
+}
+
+SignedAuditHead SignedAuditHeadFromJson(const json& j) {
+  const JsonFields f(j, "audit head");
+  SignedAuditHead h;
+  h.seq = f.Require<int64_t>("seq");
+  h.hash = f.Require<std::string>("hash");
+  h.time_ms = f.Require<int64_t>("time_ms");
+  h.public_key = FromHex(f.Require<std::string>("public_key"), "audit head public_key");
+  h.signature = FromHex(f.Require<std::string>("signature"), "audit head signature");
+  return h;
+}
+
+bool VerifySignedAuditHead(const SignedAuditHead& h) {
+  if (h.public_key.size() != 32 || h.signature.size() != 64) return false;
+  PublicKey key;
+  key.public_key = h.public_key;
+  return VerifySignature(key, AuditHeadSigningString(h.seq, h.hash, h.time_ms), h.signature);
+}
+
+void CheckAgainstEarlierHead(const std::vector<AuditEntry>& entries, const SignedAuditHead& earlier,
+                             AuditVerdict& v) {
+  if (earlier.seq == 0) return;
+  for (const auto& e : entries) {
+    if (e.seq != earlier.seq) continue;
+    if (e.hash == earlier.hash) return;
+    v.ok = false;
+    v.first_bad_seq = e.seq;
+    v.problem = fmt::format(
+        "the history was rewritten: entry {} had hash {} when its head was signed ({} ms), "
+        "now {}",
+        e.seq, earlier.hash.substr(0, 16), earlier.time_ms, e.hash.substr(0, 16));
+    return;
+  }
+  v.ok = false;
+  v.first_bad_seq = earlier.seq;
+  v.problem = fmt::format(
+      "entries were removed: the head signed at {} ms was entry {}, which is gone",
+      earlier.time_ms, earlier.seq);
 }
 
 json ToJson(const AuditVerdict& v) {

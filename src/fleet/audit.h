@@ -49,6 +49,27 @@ struct AuditVerdict {
   std::string problem;
 };
 
+// The head signed with the server's online key (an Ed25519 key the database does not hold):
+// someone with the database alone can rewrite the chain and its head, but cannot sign the
+// result, and a client that kept an earlier signed head sees its entry changed or gone.
+struct SignedAuditHead {
+  int64_t seq = 0;
+  std::string hash;
+  int64_t time_ms = 0;
+  std::string public_key;  // 32 raw bytes
+  std::string signature;   // 64 raw bytes
+};
+// The bytes signed: a domain tag, then the canonical JSON of seq, hash and time.
+std::string AuditHeadSigningString(int64_t seq, const std::string& hash, int64_t time_ms);
+nlohmann::json ToJson(const SignedAuditHead& h);
+SignedAuditHead SignedAuditHeadFromJson(const nlohmann::json& j);  // throws Error(kInvalidArgument)
+bool VerifySignedAuditHead(const SignedAuditHead& h);
+
+// Checks a chain against a head signed (and saved) earlier: its entry must still be there,
+// with the same hash. Fills `v` with the problem when not.
+void CheckAgainstEarlierHead(const std::vector<AuditEntry>& entries, const SignedAuditHead& earlier,
+                             AuditVerdict& v);
+
 nlohmann::json ToJson(const AuditVerdict& v);
 std::string Describe(const AuditVerdict& v);  // one line for people
 

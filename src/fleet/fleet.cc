@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <tuple>
+
 #include "core/json_fields.h"
 #include "core/logging.h"
 #include "telemetry/webhook.h"
@@ -131,6 +133,33 @@ json Fleet::ListAudit(int64_t after, int64_t limit) {
 }
 
 AuditVerdict Fleet::VerifyAudit() { return VerifyAudit(db_); }
+
+SignedAuditHead Fleet::SignAuditHead() {
+  if (!options_.online_key)
+    Fail(ErrorCode::kFailedPrecondition,
+         "this server has no online key (--online-key): its audit head is not signed");
+  SignedAuditHead h;
+  db_.Transact([&](SqlConnection& c) { std::tie(h.seq, h.hash) = AuditHead(c); });
+  h.time_ms = Now();
+  h.public_key = options_.online_key->pub.public_key;
+  h.signature = Sign(*options_.online_key, AuditHeadSigningString(h.seq, h.hash, h.time_ms));
+  return h;
+}
+
+bool Fleet::PublishAuditHead(Millis interval) {
+  if (!options_.online_key) return false;
+  int64_t seq = 0;
+  db_.Transact([&](SqlConnection& c) { seq = AuditHead(c).first; });
+  if (seq == published_seq_ && Now() - published_at_ < interval) return false;
+  const SignedAuditHead h = SignAuditHead();
+  published_seq_ = h.seq;
+  published_at_ = h.time_ms;
+  const json j = ToJson(h);
+  Log(LogSeverity::kInfo, "fleet", "audit_head",
+      fmt::format("audit head {} {} signed", h.seq, h.hash.substr(0, 16)),
+      {{"seq", h.seq}, {"hash", h.hash}, {"time_ms", h.time_ms}, {"signature", j["signature"]}});
+  return true;
+}
 
 AuditVerdict Fleet::VerifyAudit(Database& db) {
   // One consistent view: the head and the rows read in one transaction.

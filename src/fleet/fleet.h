@@ -143,6 +143,12 @@ class Fleet {
   json ListAudit(int64_t after, int64_t limit);
   AuditVerdict VerifyAudit();
   static AuditVerdict VerifyAudit(Database& db);
+  // The current head, signed now with the online key. Throws Error(kFailedPrecondition)
+  // without one.
+  SignedAuditHead SignAuditHead();
+  // Signs the head when it moved (every change appends an entry) or `interval` passed, and
+  // writes it to the server's log, which lives apart from the database. True when it did.
+  bool PublishAuditHead(Millis interval);
 
   Database& db() { return db_; }
   const FleetOptions& options() const { return options_; }
@@ -155,6 +161,8 @@ class Fleet {
 
   Database& db_;
   FleetOptions options_;
+  int64_t published_seq_ = -1;  // PublishAuditHead: the last head logged, and when
+  Millis published_at_ = 0;
   std::unique_ptr<WebhookSender> drift_webhook_;
 
   std::mutex cache_mu_;

@@ -138,6 +138,7 @@ void FleetServer::ControllerLoop() {
     try {
       fleet_.TickRollouts();
       fleet_.RefreshTimestamp();
+      fleet_.PublishAuditHead(options_.audit_sign_interval);
       fleet_.Maintain();
     } catch (const std::exception& e) {
       Log(LogSeverity::kWarn, "fleet", "controller_failed",
@@ -322,6 +323,10 @@ void FleetServer::Routes() {
           op(Scope::kRead, [&f](const Caller&, const Request& req, Response& res) {
             SendJson(res, 200,
                      f.ListAudit(IntParam(req, "after", 0), IntParam(req, "limit", 1000)));
+          }));
+  s.Route("GET", "/api/v1/audit/head",
+          op(Scope::kRead, [&f](const Caller&, const Request&, Response& res) {
+            SendJson(res, 200, ToJson(f.SignAuditHead()));
           }));
   s.Route("GET", "/api/v1/audit/verify",
           op(Scope::kRead, [&f](const Caller&, const Request&, Response& res) {

@@ -22,6 +22,7 @@ struct FleetServerOptions {
   int threads = 16;
   int max_connections = 4096;  // past it, idle and slow connections are closed first
   std::chrono::milliseconds rollout_tick{1000};
+  Millis audit_sign_interval = 300000;  // the signed audit head is logged this often at least
   int poll_secs = 60;  // what devices are told to wait between polls (they add jitter)
 };
 

@@ -2,6 +2,7 @@
 desired state, staged rollouts, telemetry intake and the audit chain, on SQLite and on a real
 PostgreSQL."""
 import http.server
+import hashlib
 import json
 import math
 import os
@@ -435,8 +436,11 @@ class FleetTests:
     # --- the operator's command line -------------------------------------------------------
 
     def cli(self, *args, token=None):
+        if not hasattr(self, "cli_state"):  # audit verify keeps signed heads: never in the real home
+            self.cli_state = tempfile.mkdtemp(prefix="outpost-cli-state-")
+            self.addCleanup(shutil.rmtree, self.cli_state, True)
         env = {**os.environ, "OUTPOST_FLEET_URL": f"http://127.0.0.1:{self.server.port}",
-               "OUTPOST_FLEET_TOKEN": token or self.admin}
+               "OUTPOST_FLEET_TOKEN": token or self.admin, "XDG_STATE_HOME": self.cli_state}
         return subprocess.run([os.path.join(BIN_DIR, "outpost"), "fleet", *args], env=env,
                               capture_output=True, text=True, timeout=60)
 
@@ -515,6 +519,57 @@ class FleetTests:
         self.assertIn("entry 4", out.stdout)
         status, verdict = self.op("GET", "/api/v1/audit/verify")
         self.assertEqual((status, verdict["ok"], verdict["first_bad_seq"]), (409, False, 4))
+
+    def test_a_rewritten_audit_history_fails_verify_against_the_signed_head(self):
+        keys = tempfile.mkdtemp(prefix="outpost-fleet-keys-")
+        self.addCleanup(shutil.rmtree, keys, True)
+        out = subprocess.run([os.path.join(BIN_DIR, "outpost"), "key", "generate", "online", "--dir", keys],
+                             capture_output=True, text=True)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.server.close()
+        self.server = FleetServer(self.db_url, ["--online-key", os.path.join(keys, "online.key")])
+        self.addCleanup(self.server.close)
+        d = self.enrolled({"site": "berlin"})
+        self.op("PUT", "/api/v1/deployments/app", {"packages": {"dense64": "1.0.0"}})
+        self.op("PUT", f"/api/v1/devices/{d.id}/tags", {"tags": {"site": "paris"}})
+        state = os.path.join(keys, "heads.json")
+        out = self.cli("audit", "verify", "--state", state, "--online-pub", os.path.join(keys, "online.pub"))
+        self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+        self.assertIn("signed by the online key", out.stdout)
+        # The head is also signed into the server's own log (kept apart from the database).
+        deadline = time.time() + 10
+        while "audit head 5 " not in self.server.logs() and time.time() < deadline:
+            time.sleep(0.1)
+        self.assertIn("audit head 5 ", self.server.logs())
+        # Whoever owns the database rewrites entry 4, every hash after it and the head: the
+        # chain is consistent again, and the server's own check cannot tell.
+        self.tamper("DROP TRIGGER audit_log_no_update" if "sqlite" in self.db_url
+                    else "DROP TRIGGER audit_log_append_only ON audit_log")
+        status, log = self.op("GET", "/api/v1/audit")
+        prev = log[2]["hash"]
+        for e in log[3:]:
+            if e["seq"] == 4:
+                e["actor"] = "token:someone-else"
+            fields = {k: e[k] for k in ("seq", "time_ms", "actor", "action", "target", "detail", "source")}
+            canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"))
+            e["hash"] = hashlib.sha256((prev + "\n" + canonical).encode()).hexdigest()
+            self.tamper(f"UPDATE audit_log SET actor = '{e['actor']}', prev_hash = '{prev}', "
+                        f"hash = '{e['hash']}' WHERE seq = {e['seq']}")
+            prev = e["hash"]
+        self.tamper(f"UPDATE fleet_meta SET value = '{log[-1]['seq']}:{prev}' WHERE key = 'audit_head'")
+        status, verdict = self.op("GET", "/api/v1/audit/verify")
+        self.assertEqual((status, verdict["ok"]), (200, True), "the rewrite was not self-consistent")
+        out = self.cli("audit", "verify", "--state", state)
+        self.assertEqual(out.returncode, 1, out.stdout + out.stderr)
+        self.assertIn("the history was rewritten: entry 5", out.stdout)
+        # Cutting entries off the end is caught the same way.
+        if "sqlite" in self.db_url:
+            self.tamper("DROP TRIGGER audit_log_no_delete")
+        self.tamper("DELETE FROM audit_log WHERE seq = 5")
+        self.tamper(f"UPDATE fleet_meta SET value = '4:{log[3]['hash']}' WHERE key = 'audit_head'")
+        out = self.cli("audit", "verify", "--state", state)
+        self.assertEqual(out.returncode, 1, out.stdout + out.stderr)
+        self.assertIn("entries were removed", out.stdout)
 
 
 class SqliteFleetTest(FleetTests, unittest.TestCase):
