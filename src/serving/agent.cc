@@ -348,10 +348,18 @@ BoundPorts Agent::Start() {
     go.budget = p.budget.get();
     go.keys = p.keys.get();
     go.open_scopes = OpenScopes(config_, config_.grpc_address);
+    go.tls_cert_file = config_.tls_cert_file.string();
+    go.tls_key_file = config_.tls_key_file.string();
+    go.tls_client_ca_file = config_.tls_client_ca_file.string();
+    go.tls_reload_secs = static_cast<unsigned>(config_.tls_reload_secs);
+    go.tls_client_subjects = TlsSubjectScopes(config_.tls_client_subjects);
     p.grpc = std::make_unique<GrpcServer>(go, *p.service, info_);
     ports.grpc = p.grpc->Start();
     Log(LogSeverity::kInfo, "serving", "listening",
-        fmt::format("gRPC (KServe v2) listening on {}:{}", config_.grpc_address, ports.grpc),
+        fmt::format("gRPC (KServe v2) listening on {}:{}{}", config_.grpc_address, ports.grpc,
+                    config_.tls_cert_file.empty() ? ""
+                    : config_.tls_client_ca_file.empty() ? " (TLS)"
+                                                         : " (TLS, client certificates)"),
         {{"protocol", "grpc"}, {"address", config_.grpc_address}, {"port", ports.grpc}});
   }
   if (config_.metrics_port > 0) {

@@ -54,6 +54,15 @@ const ConfigSchema<AgentConfig>& AgentConfigSchema() {
           "Scopes callers on a loopback listener have without a credential (never admin)");
     s.Add("insecure_open_beyond_loopback", &C::insecure_open_beyond_loopback,
           "INSECURE: listeners beyond loopback also grant auth_open_scopes without a credential");
+    s.Add("tls_cert_file", &C::tls_cert_file,
+          "TLS certificate chain (PEM) for gRPC; reloaded when it changes");
+    s.Add("tls_key_file", &C::tls_key_file, "TLS private key (PEM, 0600)");
+    s.Add("tls_client_ca_file", &C::tls_client_ca_file,
+          "CA (PEM) whose client certificates gRPC accepts (mTLS; optional for clients)");
+    s.Add("tls_client_subjects", &C::tls_client_subjects,
+          "Scopes of client certificates by subject (RFC 2253): {\"CN=app,O=org\": [scopes]}");
+    s.Add("tls_reload_secs", &C::tls_reload_secs,
+          "Seconds between checks of the TLS files for changes", O{.min = 1, .max = 3600});
     s.Add("unix_socket", &C::unix_socket,
           "A Unix socket serving the HTTP API to local programs (empty: none)");
     s.Add("unix_socket_peers", &C::unix_socket_peers,
@@ -150,6 +159,25 @@ void ApplyConfigJson(const nlohmann::json& j, AgentConfig& c) {
 
 nlohmann::json ToJson(const AgentConfig& c) { return AgentConfigSchema().ToJson(c); }
 
+std::map<std::string, auth::Scopes> TlsSubjectScopes(const nlohmann::json& subjects) {
+  std::map<std::string, auth::Scopes> out;
+  if (!subjects.is_object())
+    Fail(ErrorCode::kInvalidArgument, "tls_client_subjects: expected {\"<subject>\": [scopes]}");
+  for (const auto& [subject, scopes] : subjects.items()) {
+    if (!scopes.is_array())
+      Fail(ErrorCode::kInvalidArgument, "tls_client_subjects: '" + subject + "' must list scopes");
+    std::vector<std::string> names;
+    for (const auto& s : scopes) {
+      if (!s.is_string())
+        Fail(ErrorCode::kInvalidArgument,
+             "tls_client_subjects: '" + subject + "' must list scope names");
+      names.push_back(s.get<std::string>());
+    }
+    out[subject] = auth::ParseScopes(names);
+  }
+  return out;
+}
+
 void CheckAgentConfig(const AgentConfig& c) {
   AgentConfigSchema().Check(c);
   auto bad = [](const std::string& message) { Fail(ErrorCode::kInvalidArgument, message); };
@@ -167,8 +195,16 @@ void CheckAgentConfig(const AgentConfig& c) {
           " is beyond loopback, where plaintext is refused; to accept it anyway, set "
           "insecure_plaintext_beyond_loopback (--insecure-plaintext-beyond-loopback)");
   };
+  if (c.tls_cert_file.empty() != c.tls_key_file.empty())
+    bad("tls_cert_file and tls_key_file go together");
+  if (!c.tls_client_ca_file.empty() && c.tls_cert_file.empty())
+    bad("tls_client_ca_file needs tls_cert_file and tls_key_file");
+  if (!c.tls_client_subjects.empty() && c.tls_client_ca_file.empty())
+    bad("tls_client_subjects needs tls_client_ca_file: who vouches for the subjects");
+  TlsSubjectScopes(c.tls_client_subjects);
   plaintext_beyond_loopback("http_address", c.http_address);
-  if (c.grpc_port != 0) plaintext_beyond_loopback("grpc_address", c.grpc_address);
+  if (c.grpc_port != 0 && c.tls_cert_file.empty())
+    plaintext_beyond_loopback("grpc_address", c.grpc_address);
   if (c.metrics_port > 0) plaintext_beyond_loopback("metrics_address", c.metrics_address);
   if (!c.fleet_url.empty() && c.update_url.empty())
     bad("fleet_url needs update_url: the repository the fleet's packages come from");

@@ -3,11 +3,13 @@
 #pragma once
 
 #include <filesystem>
+#include <map>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "auth/scopes.h"
 #include "core/config_schema.h"
 
 namespace outpost {
@@ -42,6 +44,14 @@ struct AgentConfig {
   bool insecure_plaintext_beyond_loopback = false;
   // A Unix socket for local programs (empty: none): its peers' uid/gid grant scopes
   // (auth::PeerPolicy); anything more needs a key, as on TCP.
+  // TLS for gRPC (HTTP: not yet): the server's certificate chain and key (PEM, the key 0600),
+  // watched and reloaded when they change; with a client CA, clients may present certificates,
+  // whose subjects (RFC 2253) tls_client_subjects maps to scopes.
+  std::filesystem::path tls_cert_file;
+  std::filesystem::path tls_key_file;
+  std::filesystem::path tls_client_ca_file;
+  nlohmann::json tls_client_subjects = nlohmann::json::object();
+  int tls_reload_secs = 10;
   std::filesystem::path unix_socket;
   nlohmann::json unix_socket_peers = nlohmann::json::object();
   double repository_poll_secs = 1.0;  // 0: load once, do not watch
@@ -105,6 +115,8 @@ const ConfigSchema<AgentConfig>& AgentConfigSchema();
 // Throws Error(kInvalidArgument) for an unknown key or a value of the wrong type.
 void ApplyConfigJson(const nlohmann::json& j, AgentConfig& config);
 nlohmann::json ToJson(const AgentConfig& config);
+// tls_client_subjects parsed; throws Error(kInvalidArgument).
+std::map<std::string, auth::Scopes> TlsSubjectScopes(const nlohmann::json& subjects);
 // Every key's range and the rules across keys; throws Error(kInvalidArgument) naming the key.
 void CheckAgentConfig(const AgentConfig& config);
 

@@ -2,10 +2,13 @@
 
 #include <fmt/format.h>
 #include <grpcpp/grpcpp.h>
+#include <grpcpp/security/tls_certificate_provider.h>
+#include <grpcpp/security/tls_credentials_options.h>
 
 #include <limits>
 
 #include "auth/authorizer.h"
+#include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/logging.h"
 #include "core/memory_budget.h"
@@ -243,7 +246,8 @@ class GrpcServer::Impl final : public inference::GRPCInferenceService::Service {
         info_(info),
         budget_(options.budget),
         keys_(options.keys),
-        open_(options.open_scopes) {}
+        open_(options.open_scopes),
+        subjects_(options.tls_client_subjects) {}
 
   grpc::Status ServerLive(grpc::ServerContext* ctx, const inference::ServerLiveRequest*,
                           inference::ServerLiveResponse* res) override {
@@ -337,10 +341,19 @@ class GrpcServer::Impl final : public inference::GRPCInferenceService::Service {
   // The call's credential (authorization: Bearer <key>, or x-api-key metadata) against what
   // the method accepts.
   grpc::Status Admit(const grpc::ServerContext* ctx, auth::Scopes accepted) const {
+    auth::Scopes open = open_;
+    if (!subjects_.empty()) {
+      // A client certificate the CA vouched for (the handshake verified it) grants its
+      // subject's scopes.
+      for (const auto& subject : ctx->auth_context()->FindPropertyValues(GRPC_X509_SUBJECT_PROPERTY_NAME)) {
+        auto it = subjects_.find(std::string(subject.data(), subject.size()));
+        if (it != subjects_.end()) open |= it->second;
+      }
+    }
     const auth::Decision d = auth::Authorize(
         keys_,
         auth::PresentedKey(MetadataValue(ctx, "authorization"), MetadataValue(ctx, "x-api-key")),
-        open_, accepted);
+        open, accepted);
     if (d.allowed) return grpc::Status::OK;
     return grpc::Status(GrpcCode(d.code), d.message);
   }
@@ -350,6 +363,7 @@ class GrpcServer::Impl final : public inference::GRPCInferenceService::Service {
   MemoryBudget* budget_;
   const auth::ApiKeyStore* keys_;
   auth::Scopes open_;
+  std::map<std::string, auth::Scopes> subjects_;
 };
 
 GrpcServer::GrpcServer(GrpcOptions options, InferenceService& service, const ServerInfo& info)
@@ -357,14 +371,32 @@ GrpcServer::GrpcServer(GrpcOptions options, InferenceService& service, const Ser
 
 GrpcServer::~GrpcServer() { Stop(); }
 
+std::shared_ptr<grpc::ServerCredentials> GrpcServer::Credentials() const {
+  if (options_.tls_cert_file.empty()) return grpc::InsecureServerCredentials();
+  // Readable now, or the start fails here rather than at every handshake.
+  RequirePrivateFile(options_.tls_key_file);
+  for (const auto& f : {options_.tls_cert_file, options_.tls_key_file, options_.tls_client_ca_file})
+    if (!f.empty()) ReadFile(f);
+  auto provider = std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
+      options_.tls_key_file, options_.tls_cert_file, options_.tls_client_ca_file,
+      options_.tls_reload_secs);
+  grpc::experimental::TlsServerCredentialsOptions tls(provider);
+  tls.watch_identity_key_cert_pairs();
+  if (!options_.tls_client_ca_file.empty()) {
+    tls.watch_root_certs();
+    // Optional: clients without a certificate still connect and present API keys.
+    tls.set_cert_request_type(GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY);
+  }
+  return grpc::experimental::TlsServerCredentials(tls);
+}
+
 int GrpcServer::Start() {
   grpc::ServerBuilder builder;
   int bound = 0;
   std::string address = options_.address.find(':') != std::string::npos
                             ? "[" + options_.address + "]"
                             : options_.address;
-  builder.AddListeningPort(address + ":" + std::to_string(options_.port),
-                           grpc::InsecureServerCredentials(), &bound);
+  builder.AddListeningPort(address + ":" + std::to_string(options_.port), Credentials(), &bound);
   builder.SetMaxReceiveMessageSize(static_cast<int>(options_.max_message_bytes));
   builder.SetMaxSendMessageSize(static_cast<int>(options_.max_message_bytes));
   builder.RegisterService(impl_.get());

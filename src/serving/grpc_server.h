@@ -1,6 +1,7 @@
 // The KServe v2 gRPC front end (inference.GRPCInferenceService).
 #pragma once
 
+#include <map>
 #include <memory>
 #include <string>
 
@@ -11,6 +12,7 @@
 
 namespace grpc {
 class Server;
+class ServerCredentials;
 }
 
 namespace outpost {
@@ -28,6 +30,11 @@ struct GrpcOptions {
   // Who may call (as for HTTP): API keys, and the scopes granted without a credential.
   const auth::ApiKeyStore* keys = nullptr;
   auth::Scopes open_scopes = auth::Scope::kInference | auth::Scope::kChat | auth::Scope::kObserve;
+  // TLS (empty tls_cert_file: plaintext). The files are watched and reloaded when they change;
+  // with a client CA, a client certificate (optional) grants the scopes of its subject.
+  std::string tls_cert_file, tls_key_file, tls_client_ca_file;
+  unsigned tls_reload_secs = 10;
+  std::map<std::string, auth::Scopes> tls_client_subjects;
 };
 
 class GrpcServer {
@@ -39,6 +46,7 @@ class GrpcServer {
 
  private:
   class Impl;
+  std::shared_ptr<grpc::ServerCredentials> Credentials() const;
   GrpcOptions options_;
   std::unique_ptr<Impl> impl_;
   std::unique_ptr<grpc::Server> server_;

@@ -10,6 +10,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
 import unittest
 
 import numpy as np
@@ -366,6 +367,139 @@ class UnixSocketTest(unittest.TestCase):
         # The socket's peers are not loopback TCP callers: chat is open on TCP, not to uid 0 here.
         self.assertEqual(self.over_socket(0, [["GET", "/v1/models", None, None]]), [401])
         self.assertEqual(self.agent.request("GET", "/v1/models", key=None)[0], 200)
+
+
+def openssl(*args, cwd):
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def make_ca(d, name):
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+            "-keyout", f"{name}.key", "-out", f"{name}.pem", "-days", "2", "-subj", f"/CN={name}", cwd=d)
+
+
+def make_cert(d, name, ca, cn, server=False):
+    openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+            "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={cn}", cwd=d)
+    ext = os.path.join(d, f"{name}.ext")
+    with open(ext, "w") as f:
+        f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\n" if server else "extendedKeyUsage=clientAuth\n")
+    openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}.key", "-CAcreateserial",
+            "-out", f"{name}.pem", "-days", "2", "-extfile", ext, cwd=d)
+    os.chmod(os.path.join(d, f"{name}.key"), 0o600)
+
+
+def read(d, name):
+    with open(os.path.join(d, name), "rb") as f:
+        return f.read()
+
+
+class GrpcTlsTest(unittest.TestCase):
+    """gRPC over TLS beyond loopback (no insecure switch needed), API keys over it, client
+    certificates mapped to scopes by subject, and the server certificate replaced on disk while
+    clients keep connecting."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="outpost-tls-")
+        d = cls.tmp
+        for ca in ("ca", "ca2", "rogue"):
+            make_ca(d, ca)
+        make_cert(d, "server", "ca", "localhost", server=True)
+        make_cert(d, "server2", "ca2", "localhost", server=True)
+        make_cert(d, "camera", "ca", "camera-app")
+        make_cert(d, "stranger", "ca", "stranger")
+        make_cert(d, "rogue-camera", "rogue", "camera-app")
+        shutil.copy(os.path.join(d, "server.pem"), os.path.join(d, "live.pem"))
+        shutil.copy(os.path.join(d, "server.key"), os.path.join(d, "live.key"))
+        cfg = os.path.join(d, "agent.json")
+        with open(cfg, "w") as f:
+            json.dump({"grpc_address": "0.0.0.0", "tls_cert_file": os.path.join(d, "live.pem"),
+                       "tls_key_file": os.path.join(d, "live.key"), "tls_client_ca_file": os.path.join(d, "ca.pem"),
+                       "tls_client_subjects": {"CN=camera-app": ["inference"]}, "tls_reload_secs": 1}, f)
+        cls.repo = copy_fixtures(["add_mul"])
+        cls.agent = Agent(cls.repo, ["--config", cfg])
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.agent.close()
+        shutil.rmtree(cls.repo, ignore_errors=True)
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def call(self, method, roots=b"", cert=None, key=None, plaintext=False):
+        """A fresh channel; returns 200, 401, 403 or the gRPC status name."""
+        import grpc as grpclib
+        pb2, pb2_grpc = grpc_modules()
+        target = f"localhost:{self.agent.grpc_port}"
+        if plaintext:
+            channel = grpclib.insecure_channel(target)
+        else:
+            creds = grpclib.ssl_channel_credentials(
+                # Both CAs unless told: the other test replaces the server's certificate.
+                root_certificates=roots or read(self.tmp, "ca.pem") + read(self.tmp, "ca2.pem"),
+                private_key=read(self.tmp, f"{cert}.key") if cert else None,
+                certificate_chain=read(self.tmp, f"{cert}.pem") if cert else None)
+            channel = grpclib.secure_channel(target, creds)
+        request = {"ServerLive": pb2.ServerLiveRequest(),
+                   "ModelMetadata": pb2.ModelMetadataRequest(name="add_mul")}[method]
+        try:
+            getattr(pb2_grpc.GRPCInferenceServiceStub(channel), method)(
+                request, metadata=[("authorization", "Bearer " + key)] if key else [], timeout=10)
+            return 200
+        except grpclib.RpcError as e:
+            return {grpclib.StatusCode.UNAUTHENTICATED: 401,
+                    grpclib.StatusCode.PERMISSION_DENIED: 403}.get(e.code(), e.code().name)
+        finally:
+            channel.close()
+
+    def test_keys_and_client_certificates(self):
+        observe = apikey(self.agent, "create", "--scope", "observe").stdout.strip()
+        # Beyond loopback nothing is open; a key works over TLS.
+        self.assertEqual(self.call("ServerLive"), 401)
+        self.assertEqual(self.call("ServerLive", key=observe), 200)
+        self.assertEqual(self.call("ModelMetadata", key=observe), 403)
+        # A certificate from the CA, with a mapped subject, is the credential itself.
+        self.assertEqual(self.call("ModelMetadata", cert="camera"), 200)
+        self.assertEqual(self.call("ServerLive", cert="camera"), 200)
+        # From the CA but no mapped subject: a TLS client like any other.
+        self.assertEqual(self.call("ModelMetadata", cert="stranger"), 401)
+        # The same subject from another CA does not even finish the handshake.
+        self.assertEqual(self.call("ModelMetadata", cert="rogue-camera"), "UNAVAILABLE")
+        # Plaintext to the TLS port fails.
+        self.assertEqual(self.call("ServerLive", plaintext=True), "UNAVAILABLE")
+
+    def test_certificate_replaced_while_clients_keep_connecting(self):
+        import threading
+        both = read(self.tmp, "ca.pem") + read(self.tmp, "ca2.pem")
+        results, stop = [], threading.Event()
+
+        def client():
+            while not stop.is_set():
+                results.append(self.call("ModelMetadata", roots=both, cert="camera"))
+
+        t = threading.Thread(target=client)
+        t.start()
+        try:
+            time.sleep(1)
+            # Replaced as a deployment tool would: new files renamed over the old ones.
+            for ext in ("key", "pem"):
+                shutil.copy(os.path.join(self.tmp, f"server2.{ext}"), os.path.join(self.tmp, f"next.{ext}"))
+            os.chmod(os.path.join(self.tmp, "next.key"), 0o600)
+            os.rename(os.path.join(self.tmp, "next.key"), os.path.join(self.tmp, "live.key"))
+            os.rename(os.path.join(self.tmp, "next.pem"), os.path.join(self.tmp, "live.pem"))
+            deadline = time.time() + 20
+            while time.time() < deadline and self.call("ServerLive", roots=read(self.tmp, "ca2.pem"),
+                                                       cert="camera") != 200:
+                time.sleep(0.2)
+            time.sleep(1)
+        finally:
+            stop.set()
+            t.join()
+        self.assertGreater(len(results), 10)
+        self.assertEqual(set(results), {200}, "a client failed while the certificate was replaced")
+        self.assertEqual(self.call("ServerLive", roots=read(self.tmp, "ca2.pem"), cert="camera"), 200)
+        self.assertEqual(self.call("ServerLive", roots=read(self.tmp, "ca.pem"), cert="camera"),
+                         "UNAVAILABLE")  # trusting the old CA only
 
 
 class ListenerPolicyTest(unittest.TestCase):
