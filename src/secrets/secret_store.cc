@@ -1,5 +1,7 @@
 #include "secrets/secret_store.h"
 
+#include <cstring>
+
 #include <sodium.h>
 #include <sys/stat.h>
 
@@ -46,12 +48,24 @@ SecretStore::SecretStore(fs::path dir, bool create) : dir_(std::move(dir)) {
     Fail(ErrorCode::kFailedPrecondition,
          dir_.string() + " is open to group or others; chmod 700 it");
   RequirePrivateFile(key_path);
-  key_ = ReadFile(key_path);
-  if (key_.size() != crypto_aead_xchacha20poly1305_ietf_KEYBYTES)
+  std::string key = ReadFile(key_path);
+  if (key.size() != crypto_aead_xchacha20poly1305_ietf_KEYBYTES) {
+    Wipe(key);
     Fail(ErrorCode::kInvalidArgument, key_path.string() + " is not a secret store key");
+  }
+  key_ = static_cast<unsigned char*>(sodium_malloc(key.size()));
+  if (!key_) {
+    Wipe(key);
+    Fail(ErrorCode::kInternal, "no locked memory for the secret store key");
+  }
+  std::memcpy(key_, key.data(), key.size());
+  Wipe(key);
+  sodium_mprotect_readonly(key_);
 }
 
-SecretStore::~SecretStore() { Wipe(key_); }
+SecretStore::~SecretStore() {
+  if (key_) sodium_free(key_);  // zeroes it first
+}
 
 fs::path SecretStore::PathOf(const std::string& name) const {
   if (!IsValidModelName(name))
@@ -68,8 +82,7 @@ void SecretStore::Set(const std::string& name, const std::string& value) {
   unsigned long long written = 0;
   crypto_aead_xchacha20poly1305_ietf_encrypt(
       nonce + kNonce, &written, reinterpret_cast<const unsigned char*>(value.data()), value.size(),
-      reinterpret_cast<const unsigned char*>(name.data()), name.size(), nullptr, nonce,
-      reinterpret_cast<const unsigned char*>(key_.data()));
+      reinterpret_cast<const unsigned char*>(name.data()), name.size(), nullptr, nonce, key_);
   out.resize(kNonce + written);
   WriteFileAtomically(path, out, 0600);
 }
@@ -87,7 +100,7 @@ SecretValue SecretStore::Get(const std::string& name) const {
   if (crypto_aead_xchacha20poly1305_ietf_decrypt(
           reinterpret_cast<unsigned char*>(value.data()), &n, nullptr, in + kNonce,
           data.size() - kNonce, reinterpret_cast<const unsigned char*>(name.data()), name.size(),
-          in, reinterpret_cast<const unsigned char*>(key_.data())) != 0) {
+          in, key_) != 0) {
     Fail(ErrorCode::kPermissionDenied,
          "secret '" + name + "' does not decrypt (altered, renamed, or from another store)");
   }

@@ -46,7 +46,9 @@ class SecretStore {
  private:
   std::filesystem::path PathOf(const std::string& name) const;
   std::filesystem::path dir_;
-  std::string key_;
+  // In libsodium's guarded memory: locked (never swapped), left out of core dumps
+  // (MADV_DONTDUMP), and read-only between uses.
+  unsigned char* key_ = nullptr;
 };
 
 }  // namespace outpost
