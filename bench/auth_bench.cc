@@ -59,7 +59,8 @@ class Client {
     a.sin_family = AF_INET;
     a.sin_port = htons(static_cast<uint16_t>(port));
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) throw std::runtime_error("connect");
+    if (::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0)
+      throw std::runtime_error("connect");
     int yes = 1;
     ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &yes, sizeof yes);
   }
@@ -101,7 +102,8 @@ int main(int argc, char** argv) {
   const std::string key = store.Create("bench", auth::kAllScopes).key;
   auto revoked = store.Create("revoked", auth::kAllScopes);
   store.Revoke(revoked.info.id);
-  const std::string bearer = "Bearer " + key, wrong = "Bearer opk_000000000000_" + std::string(64, '0');
+  const std::string bearer = "Bearer " + key,
+                    wrong = "Bearer opk_000000000000_" + std::string(64, '0');
   const std::string revoked_bearer = "Bearer " + revoked.key;
   const auth::Scopes open = auth::Scope::kInference | auth::Scope::kObserve;
   const auth::Scopes accepted = static_cast<auth::Scopes>(auth::Scope::kInference);
@@ -127,18 +129,21 @@ int main(int argc, char** argv) {
                [](const http::Request&, http::Response& res) { res.Set("{}", "application/json"); },
                {.access = accepted});
   server.Admit([&](http::Request& req, const http::RouteOptions& route) -> http::Refusal {
-    auto d = auth::Authorize(&store, auth::PresentedKey(req.Header("Authorization"), req.Header("X-Api-Key")),
-                             open, route.access);
+    auto d = auth::Authorize(
+        &store, auth::PresentedKey(req.Header("Authorization"), req.Header("X-Api-Key")), open,
+        route.access);
     if (d.allowed) return {};
     return {401, d.message, {}};
   });
   const int port = server.Bind("127.0.0.1", 0);
   server.Start();
   const int requests = std::max(2000, iterations / 20);
-  std::printf("a request end to end (GET, one keep-alive loopback connection, %d requests)\n", requests);
+  std::printf("a request end to end (GET, one keep-alive loopback connection, %d requests)\n",
+              requests);
   auto e2e = [&](const char* name, const std::string& extra) {
     Client client(port);
-    const std::string request = "GET /v2/health/live HTTP/1.1\r\nHost: 127.0.0.1\r\n" + extra + "\r\n";
+    const std::string request =
+        "GET /v2/health/live HTTP/1.1\r\nHost: 127.0.0.1\r\n" + extra + "\r\n";
     for (int i = 0; i < 500; ++i) client.Roundtrip(request);  // warm
     int status = 0;
     Percentiles p = Time(requests, [&] { status = client.Roundtrip(request); });
@@ -147,10 +152,13 @@ int main(int argc, char** argv) {
   };
   Percentiles plain = e2e("no credential", "");
   // As many header bytes, checked by nothing: what a longer request costs on its own.
-  Percentiles padded = e2e("same bytes, no credential", "X-Padding: " + std::string(bearer.size() + 4, 'x') + "\r\n");
+  Percentiles padded = e2e("same bytes, no credential",
+                           "X-Padding: " + std::string(bearer.size() + 4, 'x') + "\r\n");
   Percentiles keyed = e2e("valid key", "Authorization: " + bearer + "\r\n");
-  std::printf("  added by a valid key: %.1f us p50 (%.3fx) over no credential, %.1f us over as many bytes\n",
-              (keyed.p50 - plain.p50) / 1000, keyed.p50 / plain.p50, (keyed.p50 - padded.p50) / 1000);
+  std::printf(
+      "  added by a valid key: %.1f us p50 (%.3fx) over no credential, %.1f us over as many "
+      "bytes\n",
+      (keyed.p50 - plain.p50) / 1000, keyed.p50 / plain.p50, (keyed.p50 - padded.p50) / 1000);
   server.Stop();
   std::filesystem::remove_all(dir);
   return 0;

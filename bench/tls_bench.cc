@@ -49,10 +49,20 @@ struct Agent {
   Agent(const std::string& bin, const fs::path& repo, const fs::path& auth, int http, int grpc,
         std::vector<std::string> extra)
       : port(grpc) {
-    std::vector<std::string> args = {bin, "--model-repository", repo.string(), "--http-port",
-                                     std::to_string(http), "--grpc-port", std::to_string(grpc),
-                                     "--allow-unsigned-models", "--log-level", "warn",
-                                     "--auth-dir", auth.string(), "--repository-poll-secs", "0"};
+    std::vector<std::string> args = {bin,
+                                     "--model-repository",
+                                     repo.string(),
+                                     "--http-port",
+                                     std::to_string(http),
+                                     "--grpc-port",
+                                     std::to_string(grpc),
+                                     "--allow-unsigned-models",
+                                     "--log-level",
+                                     "warn",
+                                     "--auth-dir",
+                                     auth.string(),
+                                     "--repository-poll-secs",
+                                     "0"};
     args.insert(args.end(), extra.begin(), extra.end());
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
@@ -66,7 +76,8 @@ struct Agent {
   }
 };
 
-std::shared_ptr<grpc::Channel> Connect(int port, const std::string& ca, grpc_ssl_session_cache* cache) {
+std::shared_ptr<grpc::Channel> Connect(int port, const std::string& ca,
+                                       grpc_ssl_session_cache* cache) {
   grpc::ChannelArguments args;
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);  // a new connection every time
   if (cache) {
@@ -166,11 +177,13 @@ int main(int argc, char** argv) {
   fs::create_directories(dir / "repo" / "add_mul");
   fs::copy(fs::path(fixtures) / "add_mul", dir / "repo" / "add_mul", fs::copy_options::recursive);
   const std::string d = dir.string();
-  Run("cd " + d + " && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
+  Run("cd " + d +
+      " && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
       "-keyout ca.key -out ca.pem -days 1 -subj /CN=bench-ca 2>/dev/null && "
       "openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout server.key "
       "-out server.csr -subj /CN=localhost 2>/dev/null && "
-      "printf 'subjectAltName=DNS:localhost\\n' > ext && openssl x509 -req -in server.csr -CA ca.pem "
+      "printf 'subjectAltName=DNS:localhost\\n' > ext && openssl x509 -req -in server.csr -CA "
+      "ca.pem "
       "-CAkey ca.key -CAcreateserial -out server.pem -days 1 -extfile ext 2>/dev/null && "
       "chmod 600 server.key");
   const std::string ca = Slurp(dir / "ca.pem");
@@ -187,10 +200,12 @@ int main(int argc, char** argv) {
     const double full_us = FirstCall(tls.port, ca, nullptr, handshakes);
     const double resumed_us = FirstCall(tls.port, ca, cache, handshakes);
     grpc_ssl_session_cache_destroy(cache);
-    std::printf("a new connection's first call (median of %d, loopback, P-256, TLS 1.3)\n", handshakes);
+    std::printf("a new connection's first call (median of %d, loopback, P-256, TLS 1.3)\n",
+                handshakes);
     std::printf("  plaintext             %8.0f us\n", plain_us);
     std::printf("  TLS, full handshake   %8.0f us  (+%.0f us)\n", full_us, full_us - plain_us);
-    std::printf("  TLS, session cache    %8.0f us  (+%.0f us)\n\n", resumed_us, resumed_us - plain_us);
+    std::printf("  TLS, session cache    %8.0f us  (+%.0f us)\n\n", resumed_us,
+                resumed_us - plain_us);
     const double plain_rps = Throughput(plain.port, "", 16, seconds);
     const double tls_rps = Throughput(tls.port, ca, 16, seconds);
     std::printf("ModelInfer add_mul [1,4] x2, 16 clients on their own connections, %.0f s each\n",

@@ -25,9 +25,10 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   std::string run_dir;
   std::vector<std::string> library_dirs;
-  app.add_option("--run-dir", run_dir,
-                 "Where the running build's verified copy is made (default <slots>/.run; in "
-                 "production a directory only the supervisor writes, e.g. /run/outpost-supervisor)");
+  app.add_option(
+      "--run-dir", run_dir,
+      "Where the running build's verified copy is made (default <slots>/.run; in "
+      "production a directory only the supervisor writes, e.g. /run/outpost-supervisor)");
   app.add_option("--library-dir", library_dirs,
                  "A directory the agent may load libraries from besides its own build and the "
                  "system's (repeatable; writable by root or this user only)");

@@ -38,7 +38,8 @@ int Run(const std::string& command) {
   json body = {{"scopes", o.scopes}};
   if (!o.name.empty()) body["name"] = o.name;
   if (o.budget_tokens) body["budget_tokens"] = o.budget_tokens;
-  httplib::Result res = command == "create" ? client.Post("/v2/auth/keys", body.dump(), "application/json")
+  httplib::Result res = command == "create"
+                            ? client.Post("/v2/auth/keys", body.dump(), "application/json")
                         : command == "list" ? client.Get("/v2/auth/keys")
                                             : client.Delete("/v2/auth/keys/" + o.id);
   if (!res) {

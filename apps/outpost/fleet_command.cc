@@ -13,8 +13,8 @@
 
 #include "core/atomic_file.h"
 #include "core/credentials.h"
-#include "package/keys.h"
 #include "fleet/audit.h"
+#include "package/keys.h"
 
 namespace outpost {
 namespace {

@@ -7,9 +7,9 @@
 
 #include <iostream>
 
-#include "core/error.h"
 #include "agent_client.h"
 #include "apikey_command.h"
+#include "core/error.h"
 #include "fleet_command.h"
 #include "infer_command.h"
 #include "package_commands.h"

@@ -7,10 +7,10 @@
 
 #include <algorithm>
 #include <array>
-#include <tuple>
 #include <ctime>
 #include <memory>
 #include <mutex>
+#include <tuple>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -50,7 +50,8 @@ bool IsLowerHex(std::string_view s) {
 bool FromHex(std::string_view s, unsigned char* out, size_t n) {
   if (s.size() != n * 2 || !IsLowerHex(s)) return false;
   auto v = [](char c) { return c <= '9' ? c - '0' : c - 'a' + 10; };
-  for (size_t i = 0; i < n; ++i) out[i] = static_cast<unsigned char>(v(s[2 * i]) << 4 | v(s[2 * i + 1]));
+  for (size_t i = 0; i < n; ++i)
+    out[i] = static_cast<unsigned char>(v(s[2 * i]) << 4 | v(s[2 * i + 1]));
   return true;
 }
 
@@ -276,7 +277,8 @@ void ApiKeyStore::SpendCloud(const std::string& id, uint64_t tokens) {
   } catch (const std::exception& e) {
     // Still counted in memory: the budget holds until restart.
     Log(LogSeverity::kWarn, "auth", "budget_not_recorded",
-        fmt::format("cannot record the cloud tokens of key {}{}: {}", kPrefix, it->first, e.what()));
+        fmt::format("cannot record the cloud tokens of key {}{}: {}", kPrefix, it->first,
+                    e.what()));
   }
 }
 

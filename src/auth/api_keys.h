@@ -11,11 +11,11 @@
 
 #include <cstdint>
 #include <filesystem>
-#include <unordered_map>
 #include <memory>
 #include <shared_mutex>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "auth/scopes.h"

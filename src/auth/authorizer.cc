@@ -64,15 +64,16 @@ Decision Authorize(const ApiKeyStore* keys, const Presented& presented, Scopes o
       return d;
     }
     d.code = ErrorCode::kUnauthenticated;
-    d.message = std::string(presented.foreign ? "the credential sent is not an Outpost API key; " : "") +
-                "this endpoint needs an API key with " + ScopeWanted(accepted) +
-                " (Authorization: Bearer opk_..., or X-Api-Key)";
+    d.message =
+        std::string(presented.foreign ? "the credential sent is not an Outpost API key; " : "") +
+        "this endpoint needs an API key with " + ScopeWanted(accepted) +
+        " (Authorization: Bearer opk_..., or X-Api-Key)";
     return d;
   }
   d.code = ErrorCode::kUnauthenticated;
   if (presented.malformed || !keys) {
-    d.message = presented.malformed ? "two different API keys were sent"
-                                    : "API keys are not accepted here";
+    d.message =
+        presented.malformed ? "two different API keys were sent" : "API keys are not accepted here";
     return d;
   }
   const KeyMatch m = keys->Verify(presented.key);
@@ -115,7 +116,8 @@ PeerPolicy ParsePeerPolicy(const nlohmann::json& config) {
     bad("expected {\"uid:N\" | \"gid:N\" | \"user:NAME\" | \"group:NAME\": [scopes]}");
   for (const auto& [who, scopes] : config.items()) {
     const size_t colon = who.find(':');
-    const std::string kind = who.substr(0, colon), name = colon == std::string::npos ? "" : who.substr(colon + 1);
+    const std::string kind = who.substr(0, colon),
+                      name = colon == std::string::npos ? "" : who.substr(colon + 1);
     if (!scopes.is_array()) bad("'" + who + "' must list scopes");
     std::vector<std::string> names;
     for (const auto& s : scopes) {

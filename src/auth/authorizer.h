@@ -32,7 +32,7 @@ struct Decision {
   bool allowed = false;
   ErrorCode code = ErrorCode::kUnauthenticated;  // when refused: 401 or 403
   std::string message;
-  std::string caller;  // "opk_<id>" for a key, "anonymous" otherwise
+  std::string caller;         // "opk_<id>" for a key, "anonymous" otherwise
   Scopes scopes = kNoScopes;  // what the caller may do (for decisions inside a handler)
 };
 

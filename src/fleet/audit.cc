@@ -131,9 +131,9 @@ void CheckAgainstEarlierHead(const std::vector<AuditEntry>& entries, const Signe
   }
   v.ok = false;
   v.first_bad_seq = earlier.seq;
-  v.problem = fmt::format(
-      "entries were removed: the head signed at {} ms was entry {}, which is gone",
-      earlier.time_ms, earlier.seq);
+  v.problem =
+      fmt::format("entries were removed: the head signed at {} ms was entry {}, which is gone",
+                  earlier.time_ms, earlier.seq);
 }
 
 json ToJson(const AuditVerdict& v) {

@@ -262,8 +262,8 @@ class Server::Impl {
       admission_ = std::move(a);
       return;
     }
-    admission_ = [first = std::move(admission_), then = std::move(a)](
-                     Request& req, const RouteOptions& route) {
+    admission_ = [first = std::move(admission_), then = std::move(a)](Request& req,
+                                                                      const RouteOptions& route) {
       Refusal r = first(req, route);
       return r.status != 0 ? r : then(req, route);
     };
@@ -310,7 +310,7 @@ class Server::Impl {
     addr.sun_family = AF_UNIX;
     std::memcpy(addr.sun_path, path.c_str(), path.size());
     // A socket left by an earlier run is replaced; anything else at the path is not touched.
-    struct stat st{};
+    struct stat st {};
     if (::lstat(path.c_str(), &st) == 0) {
       if (!S_ISSOCK(st.st_mode))
         Fail(ErrorCode::kUnavailable, path + " exists and is not a socket");
@@ -853,9 +853,8 @@ class Server::Impl {
     if (status == 408) timed_out_++;
     Request& r = c.head.request;
     const bool keep = (status == 404 || status == 405 || status == 401 || status == 403) &&
-                      c.state == State::kHead &&
-                      c.head.body == RequestHead::Body::kNone && c.head.keep_alive &&
-                      !c.reserve_only;
+                      c.state == State::kHead && c.head.body == RequestHead::Body::kNone &&
+                      c.head.keep_alive && !c.reserve_only;
     Headers h;
     h.Set("Content-Type", "application/json");
     if (status == 503) h.Set("Retry-After", "1");

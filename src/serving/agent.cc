@@ -357,7 +357,7 @@ BoundPorts Agent::Start() {
     ports.grpc = p.grpc->Start();
     Log(LogSeverity::kInfo, "serving", "listening",
         fmt::format("gRPC (KServe v2) listening on {}:{}{}", config_.grpc_address, ports.grpc,
-                    config_.tls_cert_file.empty() ? ""
+                    config_.tls_cert_file.empty()        ? ""
                     : config_.tls_client_ca_file.empty() ? " (TLS)"
                                                          : " (TLS, client certificates)"),
         {{"protocol", "grpc"}, {"address", config_.grpc_address}, {"port", ports.grpc}});

@@ -43,7 +43,7 @@ class Agent {
   // says otherwise, and then reported to the fleet.
   void CheckLocalChange(const std::string& what) const;
   void ReportLocalChange(const std::string& what, const std::string& caller,
-                        nlohmann::json fields = nlohmann::json::object());
+                         nlohmann::json fields = nlohmann::json::object());
   UpdateOptions MakeUpdateOptions() const;
   void StartHealth();
   void StartFleetClient();

@@ -111,8 +111,8 @@ std::shared_ptr<ServedModel> ChatService::LocalModelFor(const std::string& name)
   }
 }
 
-PreparedChat ChatService::Prepare(ChatCompletionRequest request,
-                                  const std::string& privacy_header, CloudPermit permit) {
+PreparedChat ChatService::Prepare(ChatCompletionRequest request, const std::string& privacy_header,
+                                  CloudPermit permit) {
   if (shed_reason_) {
     if (std::string why = shed_reason_(); !why.empty())
       throw ApiError(ErrorCode::kUnavailable, "shedding load: " + why);

@@ -345,7 +345,8 @@ class GrpcServer::Impl final : public inference::GRPCInferenceService::Service {
     if (!subjects_.empty()) {
       // A client certificate the CA vouched for (the handshake verified it) grants its
       // subject's scopes.
-      for (const auto& subject : ctx->auth_context()->FindPropertyValues(GRPC_X509_SUBJECT_PROPERTY_NAME)) {
+      for (const auto& subject :
+           ctx->auth_context()->FindPropertyValues(GRPC_X509_SUBJECT_PROPERTY_NAME)) {
         auto it = subjects_.find(std::string(subject.data(), subject.size()));
         if (it != subjects_.end()) open |= it->second;
       }

@@ -13,7 +13,7 @@
 namespace grpc {
 class Server;
 class ServerCredentials;
-}
+}  // namespace grpc
 
 namespace outpost {
 

@@ -2,13 +2,13 @@
 
 #include <fmt/format.h>
 
+#include "auth/authorizer.h"
 #include "core/error.h"
 #include "core/json_fields.h"
 #include "core/json_input.h"
 #include "core/logging.h"
 #include "core/memory_budget.h"
 #include "core/names.h"
-#include "auth/authorizer.h"
 #include "serving/http_codec.h"
 
 namespace outpost {
@@ -152,8 +152,8 @@ void TraceRequests(http::Server& s) {
 // On the Unix socket, what a caller may do without a key follows from its uid and gid.
 void RequireCredentials(http::Server& s, const auth::ApiKeyStore* keys, auth::Scopes open,
                         auth::PeerPolicy peers = {}) {
-  s.Admit([keys, open, peers = std::move(peers)](
-              Request& req, const http::RouteOptions& route) -> http::Refusal {
+  s.Admit([keys, open, peers = std::move(peers)](Request& req,
+                                                 const http::RouteOptions& route) -> http::Refusal {
     if (route.access == 0) return {};  // a CORS preflight: browsers send it without credentials
     const auth::Decision d = auth::Authorize(
         keys, auth::PresentedKey(req.Header("Authorization"), req.Header("X-Api-Key")),
@@ -234,12 +234,11 @@ CloudPermit HttpServer::CloudPermitOf(const Request& req) const {
 void HttpServer::OpenAiRoutes() {
   auto& s = server_;
   ChatService& chat = *options_.chat;
-  s.Route(
-      "GET", "/v1/models",
-      [&chat](const Request&, Response& res) {
-        GuardOpenAi(res, [&] { SendJson(res, 200, chat.ListModels()); });
-      },
-      {.access = kChat});
+  s.Route("GET", "/v1/models",
+          [&chat](const Request&, Response& res) {
+            GuardOpenAi(res, [&] { SendJson(res, 200, chat.ListModels()); });
+          },
+          {.access = kChat});
   s.Route("POST", "/v1/chat/completions",
           [this, &chat](const Request& req, Response& res) {
             GuardOpenAi(res, [&] {
@@ -333,14 +332,16 @@ void HttpServer::Routes() {
         });
       },
       health);
-  s.Route("GET", "/v2", [this](const Request&, Response& res) {
-    SendJson(res, 200,
-             {{"name", info_.name},
-              {"version", info_.version},
-              {"extensions", info_.extensions},
-              {"unsigned_models_allowed", info_.unsigned_models_allowed},
-              {"device", info_.capabilities}});
-  }, {.access = kStatus});
+  s.Route("GET", "/v2",
+          [this](const Request&, Response& res) {
+            SendJson(res, 200,
+                     {{"name", info_.name},
+                      {"version", info_.version},
+                      {"extensions", info_.extensions},
+                      {"unsigned_models_allowed", info_.unsigned_models_allowed},
+                      {"device", info_.capabilities}});
+          },
+          {.access = kStatus});
 
   auto metadata = [&models](const Request& req, Response& res) {
     Guard(res, [&] {
@@ -426,15 +427,15 @@ void HttpServer::Routes() {
             },
             {.max_body = options_.max_body_bytes, .access = kAdmin});
   }
-  s.Route(
-      "GET", "/v2/updates",
-      [this](const Request&, Response& res) {
-        Guard(res, [&] {
-          SendJson(res, 200,
-                   options_.update_status ? options_.update_status() : json{{"enabled", false}});
-        });
-      },
-      {.access = kObserve});
+  s.Route("GET", "/v2/updates",
+          [this](const Request&, Response& res) {
+            Guard(res, [&] {
+              SendJson(
+                  res, 200,
+                  options_.update_status ? options_.update_status() : json{{"enabled", false}});
+            });
+          },
+          {.access = kObserve});
   s.Route("POST", "/v2/updates/check",
           [this](const Request& req, Response& res) {
             Guard(res, [&] {
@@ -448,10 +449,11 @@ void HttpServer::Routes() {
           {.max_body = kControlBodyBytes, .access = kAdmin});
   if (options_.chat) OpenAiRoutes();
   // Log level at run time: GET says it, PUT {"level": "debug"} changes it (until restart).
-  s.Route(
-      "GET", "/v2/logging",
-      [](const Request&, Response& res) { SendJson(res, 200, {{"level", LogLevel()}}); },
-      {.access = kObserve});
+  s.Route("GET", "/v2/logging",
+          [](const Request&, Response& res) {
+            SendJson(res, 200, {{"level", LogLevel()}});
+          },
+          {.access = kObserve});
   s.Route("PUT", "/v2/logging",
           [](const Request& req, Response& res) {
             Guard(res, [&] {
@@ -469,12 +471,11 @@ void HttpServer::Routes() {
           },
           {.max_body = kControlBodyBytes, .access = kAdmin});
   if (options_.monitoring_status)
-    s.Route(
-        "GET", "/v2/monitoring",
-        [this](const Request&, Response& res) {
-          Guard(res, [&] { SendJson(res, 200, options_.monitoring_status()); });
-        },
-        {.access = kAdmin});
+    s.Route("GET", "/v2/monitoring",
+            [this](const Request&, Response& res) {
+              Guard(res, [&] { SendJson(res, 200, options_.monitoring_status()); });
+            },
+            {.access = kAdmin});
   if (options_.keys) KeyRoutes();
   if (options_.serve_metrics) ServeMetrics(s, metrics_);
 }
@@ -496,44 +497,41 @@ void HttpServer::KeyRoutes() {
     }
     return out;
   };
-  s.Route(
-      "GET", "/v2/auth/keys",
-      [&keys, info_json](const Request&, Response& res) {
-        json out = json::array();
-        for (const auto& k : keys.List()) out.push_back(info_json(k));
-        SendJson(res, 200, out);
-      },
-      {.access = kAdmin});
-  s.Route(
-      "POST", "/v2/auth/keys",
-      [&keys, info_json](const Request& req, Response& res) {
-        Guard(res, [&] {
-          const json body = ParseJson(req.body, JsonLimits::Control(), "API key");
-          const JsonFields f(body, "request", "API key");
-          f.OnlyKeys({"name", "scopes", "budget_tokens"});
-          const auto scopes = f.Get("scopes", std::vector<std::string>{});
-          if (scopes.empty())
-            Fail(ErrorCode::kInvalidArgument,
-                 "an API key needs \"scopes\": some of inference, chat, cloud, admin, observe");
-          auto created = keys.Create(f.Get("name", ""), auth::ParseScopes(scopes),
-                                     f.Get("budget_tokens", uint64_t{0}));
-          json out = info_json(created.info);
-          out["id"] = "opk_" + created.info.id;
-          out["key"] = created.key;
-          res.SetHeader("Cache-Control", "no-store");
-          SendJson(res, 201, out);
-        });
-      },
-      {.max_body = kControlBodyBytes, .access = kAdmin});
-  s.Route(
-      "DELETE", "/v2/auth/keys/{id}",
-      [&keys](const Request& req, Response& res) {
-        Guard(res, [&] {
-          keys.Revoke(req.PathParam("id"));
-          SendJson(res, 200, {{"id", req.PathParam("id")}, {"revoked", true}});
-        });
-      },
-      {.access = kAdmin});
+  s.Route("GET", "/v2/auth/keys",
+          [&keys, info_json](const Request&, Response& res) {
+            json out = json::array();
+            for (const auto& k : keys.List()) out.push_back(info_json(k));
+            SendJson(res, 200, out);
+          },
+          {.access = kAdmin});
+  s.Route("POST", "/v2/auth/keys",
+          [&keys, info_json](const Request& req, Response& res) {
+            Guard(res, [&] {
+              const json body = ParseJson(req.body, JsonLimits::Control(), "API key");
+              const JsonFields f(body, "request", "API key");
+              f.OnlyKeys({"name", "scopes", "budget_tokens"});
+              const auto scopes = f.Get("scopes", std::vector<std::string>{});
+              if (scopes.empty())
+                Fail(ErrorCode::kInvalidArgument,
+                     "an API key needs \"scopes\": some of inference, chat, cloud, admin, observe");
+              auto created = keys.Create(f.Get("name", ""), auth::ParseScopes(scopes),
+                                         f.Get("budget_tokens", uint64_t{0}));
+              json out = info_json(created.info);
+              out["id"] = "opk_" + created.info.id;
+              out["key"] = created.key;
+              res.SetHeader("Cache-Control", "no-store");
+              SendJson(res, 201, out);
+            });
+          },
+          {.max_body = kControlBodyBytes, .access = kAdmin});
+  s.Route("DELETE", "/v2/auth/keys/{id}",
+          [&keys](const Request& req, Response& res) {
+            Guard(res, [&] {
+              keys.Revoke(req.PathParam("id"));
+              SendJson(res, 200, {{"id", req.PathParam("id")}, {"revoked", true}});
+            });
+          },
+          {.access = kAdmin});
 }
 
 void HttpServer::AppendMetrics(std::string& out) const {

@@ -1,8 +1,8 @@
 #include "supervisor/supervisor.h"
 
 #include <curl/curl.h>
-#include <fmt/format.h>
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -75,9 +75,10 @@ class Supervisor {
         run_root_(o.run_dir.empty() ? o.slots / ".run" : o.run_dir),
         trust_(LoadTrustPolicy(o.trust_file)) {
     for (const auto& d : o.library_dirs) {
-      struct stat st{};
+      struct stat st {};
       if (::stat(d.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
-        outpost::Fail(ErrorCode::kInvalidArgument, "library directory " + d.string() + " is missing");
+        outpost::Fail(ErrorCode::kInvalidArgument,
+                      "library directory " + d.string() + " is missing");
       if ((st.st_mode & 022) != 0 || (st.st_uid != 0 && st.st_uid != ::geteuid()))
         outpost::Fail(ErrorCode::kPermissionDenied,
                       "library directory " + d.string() +

@@ -80,7 +80,7 @@ VerifiedBuild::VerifiedBuild(const fs::path& version_dir, const PackageManifest&
     for (const auto& f : manifest.files) {
       const fs::path to = dir_ / f.path;
       fs::create_directories(to.parent_path());
-      struct stat st{};
+      struct stat st {};
       const bool executable =
           ::lstat((version_dir / f.path).c_str(), &st) == 0 && (st.st_mode & 0100);
       if (CopyHashing(version_dir / f.path, to, f.size, executable ? 0555 : 0444) != f.sha256)
@@ -111,8 +111,8 @@ void VerifiedBuild::Remove() {
   if (dir_.empty()) return;
   std::error_code ec;
   // Writable again first: remove_all needs to unlink entries of 0555 directories.
-  for (auto it = fs::recursive_directory_iterator(dir_, ec); it != fs::recursive_directory_iterator();
-       it.increment(ec))
+  for (auto it = fs::recursive_directory_iterator(dir_, ec);
+       it != fs::recursive_directory_iterator(); it.increment(ec))
     if (it->is_directory(ec)) ::chmod(it->path().c_str(), 0700);
   ::chmod(dir_.c_str(), 0700);
   fs::remove_all(dir_, ec);

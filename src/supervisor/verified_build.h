@@ -29,7 +29,7 @@ class VerifiedBuild {
 
   const std::filesystem::path& dir() const { return dir_; }
   const std::filesystem::path& entry() const { return entry_; }  // inside dir()
-  int entry_fd() const { return entry_fd_; }  // read-only, close-on-exec
+  int entry_fd() const { return entry_fd_; }                     // read-only, close-on-exec
   bool entry_is_script() const { return script_; }
 
  private:

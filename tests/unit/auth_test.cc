@@ -29,7 +29,7 @@ class TempDir {
 };
 
 unsigned ModeOf(const fs::path& p) {
-  struct stat st{};
+  struct stat st {};
   ::stat(p.c_str(), &st);
   return st.st_mode & 0777;
 }
@@ -150,8 +150,7 @@ TEST(Authorizer, TheMatrixOfCredentialsAndScopes) {
   EXPECT_EQ(status("Basic dXNlcjpwYXNz", loopback_open, admin), 401);
   // X-Api-Key, and two different keys at once.
   EXPECT_TRUE(Authorize(&store, PresentedKey("", inference), kNoScopes, infer).allowed);
-  EXPECT_FALSE(
-      Authorize(&store, PresentedKey(right, revoked.key), loopback_open, infer).allowed);
+  EXPECT_FALSE(Authorize(&store, PresentedKey(right, revoked.key), loopback_open, infer).allowed);
   const Decision d = Authorize(&store, PresentedKey(right, ""), kNoScopes, admin);
   EXPECT_NE(d.message.find("lacks the 'admin' scope"), std::string::npos) << d.message;
 }
