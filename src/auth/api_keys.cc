@@ -93,15 +93,6 @@ bool SplitKey(std::string_view key, std::string_view& id, std::string_view& secr
   return IsLowerHex(id) && IsLowerHex(secret);
 }
 
-std::string UtcNow() {
-  std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
 std::string Today() { return FormatLocalNow("%Y-%m-%d"); }
 
 // Ids are accepted with or without the "opk_" of the key they come from.
@@ -203,7 +194,7 @@ ApiKeyStore::Created ApiKeyStore::Create(const std::string& name, Scopes scopes,
   } while (records_.count(id));
   std::string secret = RandomHex(kSecretBytes);
   auto r = std::make_unique<Record>();
-  r->info = {id, name, scopes, budget_tokens, UtcNow(), false, "", 0};
+  r->info = {id, name, scopes, budget_tokens, FormatUtc(std::time(nullptr)), false, "", 0};
   r->hash = HashOf(secret);
   Created out{r->info, std::string(kPrefix) + id + "_" + secret};
   OPENSSL_cleanse(secret.data(), secret.size());

@@ -80,6 +80,13 @@ std::string FormatLocalNow(const char* format) {
   return std::string(buf, std::strftime(buf, sizeof buf, format, &tm));
 }
 
+std::string FormatUtc(std::time_t t) {
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  return std::string(buf, std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm));
+}
+
 std::string AsciiLower(std::string_view s) {
   std::string out(s);
   for (char& c : out)

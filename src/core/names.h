@@ -1,5 +1,6 @@
 #pragma once
 
+#include <ctime>
 #include <filesystem>
 #include <string>
 #include <string_view>
@@ -24,5 +25,7 @@ std::string AsciiLower(std::string_view s);
 
 // The local date (or time) now, in a strftime format.
 std::string FormatLocalNow(const char* format);
+// A UTC time as RFC 3339 ("2026-12-01T03:04:05Z").
+std::string FormatUtc(std::time_t t);
 
 }  // namespace outpost

@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "core/json_input.h"
+#include "core/names.h"
 #include "package/sha256.h"
 
 namespace outpost::tuf {
@@ -214,14 +215,7 @@ json SignEnvelope(const json& signed_part, const std::vector<const SigningKey*>&
   return {{"signed", signed_part}, {"signatures", sigs}};
 }
 
-std::string FormatExpiry(Clock::time_point t) {
-  std::time_t tt = Clock::to_time_t(t);
-  std::tm tm{};
-  gmtime_r(&tt, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
+std::string FormatExpiry(Clock::time_point t) { return FormatUtc(Clock::to_time_t(t)); }
 
 Targets VerifyTargets(const std::string& root_bytes, const std::string& targets_bytes,
                       Clock::time_point now) {

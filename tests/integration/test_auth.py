@@ -315,7 +315,17 @@ print(json.dumps(out))
 """
 
 
-class UnixSocketTest(unittest.TestCase):
+class OneAgentTest(unittest.TestCase):
+    """A class's tests share one agent (cls.agent), its repository and a directory."""
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.agent.close()
+        shutil.rmtree(cls.repo, ignore_errors=True)
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+
+class UnixSocketTest(OneAgentTest):
     """Local programs on the Unix socket: root and `nobody` get what their uids are mapped to
     without a key, and keys work there as on TCP."""
 
@@ -335,11 +345,6 @@ class UnixSocketTest(unittest.TestCase):
                                              f"uid:{cls.NOBODY}": ["observe"]}}, f)
         cls.agent = Agent(cls.repo, ["--config", cfg])
 
-    @classmethod
-    def tearDownClass(cls):
-        cls.agent.close()
-        shutil.rmtree(cls.repo, ignore_errors=True)
-        shutil.rmtree(cls.tmp, ignore_errors=True)
 
     def over_socket(self, uid, cases):
         r = subprocess.run(["python3", "-c", UNIX_CLIENT, self.socket], input=json.dumps(cases),
@@ -394,7 +399,7 @@ def read(d, name):
         return f.read()
 
 
-class GrpcTlsTest(unittest.TestCase):
+class GrpcTlsTest(OneAgentTest):
     """gRPC over TLS beyond loopback (no insecure switch needed), API keys over it, client
     certificates mapped to scopes by subject, and the server certificate replaced on disk while
     clients keep connecting."""
@@ -420,11 +425,6 @@ class GrpcTlsTest(unittest.TestCase):
         cls.repo = copy_fixtures(["add_mul"])
         cls.agent = Agent(cls.repo, ["--config", cfg])
 
-    @classmethod
-    def tearDownClass(cls):
-        cls.agent.close()
-        shutil.rmtree(cls.repo, ignore_errors=True)
-        shutil.rmtree(cls.tmp, ignore_errors=True)
 
     def call(self, method, roots=b"", cert=None, key=None, plaintext=False):
         """A fresh channel; returns 200, 401, 403 or the gRPC status name."""
