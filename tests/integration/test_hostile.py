@@ -339,9 +339,9 @@ class AgentUnderAttack(HostileBase):
         self.attack("header floods", run)
 
     def test_huge_and_lying_bodies(self):
-        # With the admin key: the size limits are what is under test, not the credential check
-        # (which comes first, from the head: without a key these all end in 401).
-        key = f"Authorization: Bearer {self.agent.admin_key}\r\n"
+        # With a Host and the admin key: the size limits are what is under test, not the browser
+        # guard or the credential check (which come first, from the head: 400 or 401).
+        key = f"Host: 127.0.0.1\r\nAuthorization: Bearer {self.agent.admin_key}\r\n"
 
         def run():
             seen = {}
@@ -442,7 +442,8 @@ class AgentUnderAttack(HostileBase):
         # for a body), however slowly it trickles.
         self.slow_connections_attack(
             lambda i: (b"", b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n") if i % 4 else
-            (b"POST /v2/models/add_mul/infer HTTP/1.1\r\nContent-Length: 100000\r\n\r\n", b"{" * 100))
+            (b"POST /v2/models/add_mul/infer HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100000\r\n\r\n",
+             b"{" * 100))
 
     def test_connection_flood_past_the_cap(self):
         def run():
@@ -521,11 +522,13 @@ class NothingPhonesHome(unittest.TestCase):
         repo = copy_fixtures(["add_mul"])
         self.addCleanup(shutil.rmtree, repo, True)
         trace = os.path.join(home, "trace")
+        auth_dir = tempfile.mkdtemp(prefix="outpost-auth-")  # outside $HOME, which must stay empty
+        self.addCleanup(shutil.rmtree, auth_dir, True)
         port = free_port()
         proc = subprocess.Popen([strace, "-f", "-qq", "-e", "trace=connect", "-o", trace,
                                  os.path.join(BIN_DIR, "outpostd"), "--model-repository", repo,
                                  "--allow-unsigned-models", "--http-port", str(port), "--grpc-port", "0",
-                                 "--auth-dir", os.path.join(home, "auth")],
+                                 "--auth-dir", auth_dir],
                                 env={**os.environ, "HOME": home}, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
         try:
