@@ -7,6 +7,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "auth_fuzz_input.h"
 #include "chat_fuzz_input.h"
 #include "core/atomic_file.h"
 #include "core/error.h"
@@ -45,6 +46,9 @@ TEST(FuzzRegression, PackageCorpus) { ReplayCorpus("package", outpost_fuzz::RunP
 TEST(FuzzRegression, HttpRequestCorpus) {
   ReplayCorpus("http_request", outpost_fuzz::RunHttpRequestInput);
 }
+
+// Authorization and X-Api-Key headers: no crash, and nothing admitted that nothing grants.
+TEST(FuzzRegression, AuthCorpus) { ReplayCorpus("auth", outpost_fuzz::RunAuthInput); }
 
 // Prompt texts: redaction round-trips exactly.
 TEST(FuzzRegression, RedactionCorpus) {
