@@ -212,8 +212,8 @@ json ErrorBody(const Error& e) {
   json code = nullptr;
   if (api && !api->api_code.empty()) code = api->api_code;
   if (!api && e.code() == ErrorCode::kNotFound) code = "model_not_found";
-  if (!api && e.code() == ErrorCode::kUnauthenticated) code = "invalid_api_key";
-  if (!api && e.code() == ErrorCode::kPermissionDenied) code = "permission_denied";
+  if (code.is_null() && e.code() == ErrorCode::kUnauthenticated) code = "invalid_api_key";
+  if (code.is_null() && e.code() == ErrorCode::kPermissionDenied) code = "permission_denied";
   json param = api && !api->param.empty() ? json(api->param) : json(nullptr);
   return {{"error", {{"message", e.what()}, {"type", type}, {"param", param}, {"code", code}}}};
 }

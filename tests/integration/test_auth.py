@@ -160,6 +160,8 @@ class AuthMatrixTest(unittest.TestCase):
                     if status in (401, 403):
                         err = json.loads(raw)["error"]
                         message = err["message"] if isinstance(err, dict) else err  # OpenAI's shape on /v1
+                        if path.startswith("/v1/"):
+                            self.assertEqual(err["code"], "invalid_api_key" if status == 401 else "permission_denied")
                         if kind == "revoked":
                             self.assertIn("has been revoked", message)
                         if kind == "wrong scope":
