@@ -88,10 +88,14 @@ class Agent:
                 raise RuntimeError(f"outpostd exited with {self.proc.returncode}:\n{self.logs()}")
             try:
                 # The key file is made before the listeners open; health needs it beyond loopback.
+                # Read again after an answer: the agent may have made it (and opened its port)
+                # between the check and the request.
                 if self.admin_key is None and os.path.exists(self.key_file()):
                     with open(self.key_file()) as f:
                         self.admin_key = f.read().strip()
                 status, _, _ = self.request("GET", "/v2/health/ready")
+                if status == 200 and self.admin_key is None:
+                    continue
                 if status == 200:
                     return
             except OSError:
