@@ -202,10 +202,11 @@ void CheckAgentConfig(const AgentConfig& c) {
   if (!c.tls_client_subjects.empty() && c.tls_client_ca_file.empty())
     bad("tls_client_subjects needs tls_client_ca_file: who vouches for the subjects");
   TlsSubjectScopes(c.tls_client_subjects);
-  plaintext_beyond_loopback("http_address", c.http_address);
-  if (c.grpc_port != 0 && c.tls_cert_file.empty())
-    plaintext_beyond_loopback("grpc_address", c.grpc_address);
-  if (c.metrics_port > 0) plaintext_beyond_loopback("metrics_address", c.metrics_address);
+  if (c.tls_cert_file.empty()) {
+    plaintext_beyond_loopback("http_address", c.http_address);
+    if (c.grpc_port != 0) plaintext_beyond_loopback("grpc_address", c.grpc_address);
+    if (c.metrics_port > 0) plaintext_beyond_loopback("metrics_address", c.metrics_address);
+  }
   if (!c.fleet_url.empty() && c.update_url.empty())
     bad("fleet_url needs update_url: the repository the fleet's packages come from");
   if (c.update_url.empty()) return;
