@@ -55,10 +55,10 @@ const ConfigSchema<AgentConfig>& AgentConfigSchema() {
     s.Add("insecure_open_beyond_loopback", &C::insecure_open_beyond_loopback,
           "INSECURE: listeners beyond loopback also grant auth_open_scopes without a credential");
     s.Add("tls_cert_file", &C::tls_cert_file,
-          "TLS certificate chain (PEM) for gRPC; reloaded when it changes");
+          "TLS certificate chain (PEM) for HTTP, gRPC and metrics; reloaded when it changes");
     s.Add("tls_key_file", &C::tls_key_file, "TLS private key (PEM, 0600)");
     s.Add("tls_client_ca_file", &C::tls_client_ca_file,
-          "CA (PEM) whose client certificates gRPC accepts (mTLS; optional for clients)");
+          "CA (PEM) whose client certificates are accepted (mTLS; optional for clients)");
     s.Add("tls_client_subjects", &C::tls_client_subjects,
           "Scopes of client certificates by subject (RFC 2253): {\"CN=app,O=org\": [scopes]}");
     s.Add("tls_reload_secs", &C::tls_reload_secs,
