@@ -23,6 +23,8 @@ std::string ApiKey() {
 
 httplib::Client AgentClient(const std::string& url) {
   httplib::Client client(url);
+  // An agent serving HTTPS with a certificate from a private CA.
+  if (const char* ca = std::getenv("OUTPOST_CA_FILE"); ca && *ca) client.set_ca_cert_path(ca);
   if (std::string key = ApiKey(); !key.empty()) client.set_bearer_token_auth(key);
   return client;
 }

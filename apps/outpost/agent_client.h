@@ -2,6 +2,7 @@
 // in this order: $OUTPOST_API_KEY, the file $OUTPOST_API_KEY_FILE names, the console's admin
 // key (<auth_dir>/admin.key, made by the agent at first start, 0600) when this user may read
 // it. Without any, requests go out without a credential (fine for what loopback leaves open).
+// An https:// URL is verified against the system's CAs, or $OUTPOST_CA_FILE.
 #pragma once
 
 #include <httplib.h>

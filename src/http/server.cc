@@ -1,10 +1,14 @@
 #include "http/server.h"
 
+#include "http/tls_context.h"
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/sendfile.h>
@@ -94,6 +98,10 @@ struct Conn {
   std::string remote;
   bool local_socket = false;  // a Unix socket: the peer's credentials below
   uint32_t peer_uid = 0, peer_gid = 0;
+  // TLS: every SSL call is made under `mu` (the loop reads, a worker may write).
+  SSL* ssl = nullptr;
+  bool handshaking = false;
+  std::string tls_subject;  // a verified client certificate's
   // Owned by the event loop.
   State state = State::kIdle;
   std::string in;
@@ -257,6 +265,8 @@ class Server::Impl {
     preflight_.options.max_body = 0;
   }
   void SetErrorBody(ErrorBody b) { error_body_ = std::move(b); }
+  void SetTls(std::shared_ptr<TlsContext> tls) { tls_ = std::move(tls); }
+
   void Admit(Admission a) {
     if (!admission_) {
       admission_ = std::move(a);
@@ -429,7 +439,7 @@ class Server::Impl {
                                     [](const auto& e) { return e.second->shut_down; })))
         break;
       int n = ::epoll_wait(epoll_fd_, events.data(), static_cast<int>(events.size()),
-                           static_cast<int>(kTick.count()));
+                           again_.empty() ? static_cast<int>(kTick.count()) : 0);
       if (n < 0 && errno != EINTR) break;
       // Finished responses first: their connections are then ready for the next request that
       // may be reported in this same batch.
@@ -452,9 +462,15 @@ class Server::Impl {
             continue;
           }
           if (ev & EPOLLIN) OnReadable(*c);
-          if ((ev & EPOLLOUT) && c->fd >= 0) Flush(*c);
+          if ((ev & EPOLLOUT) && c->fd >= 0) {
+            if (c->handshaking)
+              OnReadable(*c);
+            else
+              Flush(*c);
+          }
         }
       }
+      ReadAgain();
       if (Clock::now() >= next_tick) {
         CheckDeadlines();
         next_tick = Clock::now() + kTick;
@@ -507,6 +523,10 @@ class Server::Impl {
       if (conns_.size() >= limits_.max_connections && !Evict()) {
         if (conns_.size() >= limits_.max_connections + limits_.reserved_connections) {
           refused_++;
+          if (tls_) {  // a plaintext answer means nothing to a TLS client
+            ::close(fd);
+            continue;
+          }
           static const char kFull[] =
               "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: 0\r\n"
               "Connection: close\r\n\r\n";
@@ -530,6 +550,14 @@ class Server::Impl {
       } else {
         int yes = 1;
         ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &yes, sizeof yes);
+        if (tls_) {
+          c->ssl = tls_->NewConnection(fd);
+          if (!c->ssl) {
+            ::close(fd);
+            continue;
+          }
+          c->handshaking = true;
+        }
       }
       c->fd = fd;
       c->id = next_id_++;
@@ -618,6 +646,10 @@ class Server::Impl {
     std::lock_guard lock(c.mu);
     // Closed under the lock: a worker sends on the descriptor only while it holds the lock and
     // the connection is not closed, so it never writes to a number reused by another client.
+    if (c.ssl) {
+      SSL_free(c.ssl);
+      c.ssl = nullptr;
+    }
     ::close(c.fd);
     c.fd = -1;
     c.closed = true;
@@ -629,7 +661,74 @@ class Server::Impl {
     c.cv.notify_all();
   }
 
+  // Reads what the client sent (decrypted, with TLS): bytes, 0 at its end, -1 with errno
+  // (EAGAIN: nothing more now).
+  ssize_t Receive(Conn& c, char* buf, size_t size) {
+    if (!c.ssl) return ::recv(c.fd, buf, size, 0);
+    std::lock_guard lock(c.mu);
+    ERR_clear_error();
+    int n = SSL_read(c.ssl, buf, static_cast<int>(size));
+    if (n > 0) return n;
+    switch (SSL_get_error(c.ssl, n)) {
+      case SSL_ERROR_WANT_READ:
+      case SSL_ERROR_WANT_WRITE:
+        errno = EAGAIN;
+        return -1;
+      case SSL_ERROR_ZERO_RETURN:
+        return 0;
+      default:
+        errno = ECONNRESET;
+        return -1;
+    }
+  }
+
+  // Advances a TLS handshake; true once it is done.
+  bool Handshake(Conn& c) {
+    int rc, err;
+    {
+      std::lock_guard lock(c.mu);
+      ERR_clear_error();
+      rc = SSL_do_handshake(c.ssl);
+      err = rc == 1 ? SSL_ERROR_NONE : SSL_get_error(c.ssl, rc);
+      if (rc == 1) c.tls_subject = TlsContext::PeerSubject(c.ssl);
+    }
+    if (rc == 1) {
+      c.handshaking = false;
+      SetInterest(c, EPOLLIN);
+      return true;
+    }
+    if (err == SSL_ERROR_WANT_READ) {
+      SetInterest(c, EPOLLIN);
+    } else if (err == SSL_ERROR_WANT_WRITE) {
+      SetInterest(c, EPOLLIN | EPOLLOUT);
+    } else {
+      Close(c);  // not TLS, a certificate we do not trust, or a broken link
+    }
+    return false;
+  }
+
+  // TLS keeps decrypted bytes the socket no longer shows: epoll will not report them, so a
+  // connection that stopped reading with some waiting is read again next round.
+  bool TlsPending(Conn& c) {
+    if (!c.ssl) return false;
+    std::lock_guard lock(c.mu);
+    return SSL_pending(c.ssl) > 0;
+  }
+
+  void ReadAgain() {
+    if (again_.empty()) return;
+    std::vector<uint64_t> ids;
+    ids.swap(again_);
+    for (uint64_t id : ids) {
+      auto it = conns_.find(id);
+      if (it == conns_.end()) continue;
+      ConnPtr c = it->second;
+      if (c->fd >= 0 && !c->handshaking) OnReadable(*c);
+    }
+  }
+
   void OnReadable(Conn& c) {
+    if (c.handshaking && !Handshake(c)) return;
     char buf[kReadChunk];
     // Level-triggered: what is left is reported again on the next round, after every other
     // ready connection had its turn; a client sending fast over loopback would otherwise keep
@@ -644,7 +743,7 @@ class Server::Impl {
       // Never hold more unparsed input than a head may be (a body is consumed as it comes).
       if (c.state != State::kLingering && c.in.size() > limits_.head.max_head_bytes + kReadChunk)
         return;
-      ssize_t n = ::recv(c.fd, buf, sizeof buf, 0);
+      ssize_t n = Receive(c, buf, sizeof buf);
       if (n < 0) {
         if (errno == EINTR) continue;
         if (errno != EAGAIN && errno != EWOULDBLOCK) Close(c);
@@ -659,6 +758,7 @@ class Server::Impl {
       c.in.append(buf, static_cast<size_t>(n));
       Process(c);
     }
+    if (c.fd >= 0 && TlsPending(c)) again_.push_back(c.id);
   }
 
   // Advances the request on `c` as far as its buffered input allows.
@@ -711,6 +811,8 @@ class Server::Impl {
     c.head.request.local_socket = c.local_socket;
     c.head.request.peer_uid = c.peer_uid;
     c.head.request.peer_gid = c.peer_gid;
+    c.head.request.tls = c.ssl != nullptr;
+    c.head.request.tls_subject = c.tls_subject;
     const std::string& method = c.head.request.method;
     const bool head_request = method == "HEAD";
     const auto segments = Segments(c.head.request.path);
@@ -828,7 +930,8 @@ class Server::Impl {
       std::lock_guard lock(c.mu);
       c.response_done = false;
       c.file_sent = 0;
-      c.may_hand_back = c.in.empty() && job.keep_alive;
+      // With TLS, input may wait inside the session where the hand-back would not look.
+      c.may_hand_back = c.in.empty() && job.keep_alive && !(c.ssl && SSL_pending(c.ssl) > 0);
       c.handed_back = false;
     }
     // EPOLLIN stays: a client that waits for its answer sends nothing meanwhile, and leaving
@@ -899,6 +1002,7 @@ class Server::Impl {
   // at once (a hand-over to the loop costs a wake-up, and on a small device the loop's turn on
   // a core can come long after).
   static bool SendQueued(Conn& c) {
+    if (c.ssl) return SendQueuedTls(c);
     while (c.out_bytes > 0 && !c.closed) {
       iovec iov[8];
       int count = 0;
@@ -934,6 +1038,50 @@ class Server::Impl {
     return true;
   }
 
+  // SendQueued over TLS: one record per buffer (c.mu held).
+  static bool SendQueuedTls(Conn& c) {
+    while (c.out_bytes > 0 && !c.closed && !c.handshaking) {
+      const std::string& front = c.out.front();
+      ERR_clear_error();
+      int n = SSL_write(c.ssl, front.data() + c.out_offset,
+                        static_cast<int>(std::min<size_t>(front.size() - c.out_offset, 1u << 20)));
+      if (n <= 0) {
+        int err = SSL_get_error(c.ssl, n);
+        return err == SSL_ERROR_WANT_WRITE || err == SSL_ERROR_WANT_READ;
+      }
+      c.last_progress = Clock::now();
+      c.out_bytes -= static_cast<size_t>(n);
+      c.out_offset += static_cast<size_t>(n);
+      if (c.out_offset == front.size()) {
+        c.out.pop_front();
+        c.out_offset = 0;
+      }
+    }
+    return true;
+  }
+
+  // A file body over TLS: read and written in chunks (sendfile cannot encrypt). c.mu held.
+  // False on a broken connection or a file that shrank.
+  static bool SendFileTls(Conn& c) {
+    char chunk[16384];
+    while (c.file_sent < c.file->length) {
+      const size_t want =
+          static_cast<size_t>(std::min<uint64_t>(c.file->length - c.file_sent, sizeof chunk));
+      ssize_t got =
+          ::pread(c.file->fd, chunk, want, static_cast<off_t>(c.file->offset + c.file_sent));
+      if (got <= 0) return false;
+      ERR_clear_error();
+      int n = SSL_write(c.ssl, chunk, static_cast<int>(got));
+      if (n <= 0) {
+        int err = SSL_get_error(c.ssl, n);
+        return err == SSL_ERROR_WANT_WRITE || err == SSL_ERROR_WANT_READ;
+      }
+      c.file_sent += static_cast<uint64_t>(n);
+      c.last_progress = Clock::now();
+    }
+    return true;
+  }
+
   // Writes what is pending; when the response is complete, finishes it.
   void Flush(Conn& c) {
     if (c.fd < 0) return;
@@ -946,7 +1094,14 @@ class Server::Impl {
         return;
       }
       if (c.out_bytes < limits_.stream_buffer_bytes) c.cv.notify_all();
-      if (c.out_bytes == 0 && c.file) {
+      if (c.out_bytes == 0 && c.file && c.ssl) {
+        if (!SendFileTls(c)) {
+          lock.unlock();
+          Close(c);
+          return;
+        }
+        if (c.file_sent == c.file->length) c.file.reset();
+      } else if (c.out_bytes == 0 && c.file) {
         while (c.file_sent < c.file->length) {
           off_t offset = static_cast<off_t>(c.file->offset + c.file_sent);
           ssize_t n = ::sendfile(
@@ -988,6 +1143,10 @@ class Server::Impl {
       // Half-close, then read what the client still sends until it closes too (or kLinger
       // passes): closing with unread input would reset the connection and could destroy the
       // response before the client reads it.
+      if (c.ssl) {
+        std::lock_guard lock(c.mu);
+        SSL_shutdown(c.ssl);  // close_notify, best effort
+      }
       ::shutdown(c.fd, SHUT_WR);
       c.shut_down = true;
       c.state = State::kLingering;
@@ -995,9 +1154,10 @@ class Server::Impl {
       SetInterest(c, EPOLLIN);
       return;
     }
-    // Keep-alive: the next request may already be buffered.
+    // Keep-alive: the next request may already be buffered (here, or inside TLS).
     BecomeIdle(c, Clock::now());
     SetInterest(c, EPOLLIN);
+    if (TlsPending(c)) again_.push_back(c.id);
     Process(c);
   }
 
@@ -1078,6 +1238,8 @@ class Server::Impl {
   Middleware middleware_;
   ErrorBody error_body_;
   Admission admission_;
+  std::shared_ptr<TlsContext> tls_;  // set: TCP connections speak TLS
+  std::vector<uint64_t> again_;      // connections with decrypted input epoll cannot see
   int listen_fd_ = -1, unix_fd_ = -1, epoll_fd_ = -1, wake_fd_ = -1;
   std::string unix_path_;
   std::unordered_map<uint64_t, ConnPtr> conns_;  // the loop's, by id
@@ -1239,6 +1401,7 @@ void Server::Route(std::string method, std::string pattern, Handler handler, Rou
 }
 void Server::Use(Middleware middleware) { impl_->Use(std::move(middleware)); }
 void Server::BindUnix(const std::string& path) { impl_->BindUnix(path); }
+void Server::SetTls(std::shared_ptr<TlsContext> tls) { impl_->SetTls(std::move(tls)); }
 void Server::Admit(Admission admission) { impl_->Admit(std::move(admission)); }
 void Server::SetPreflight(Handler handler) { impl_->SetPreflight(std::move(handler)); }
 void Server::SetErrorBody(ErrorBody body) { impl_->SetErrorBody(std::move(body)); }

@@ -35,6 +35,10 @@ class MemoryBudget;
 }
 
 namespace outpost::http {
+class TlsContext;
+}
+
+namespace outpost::http {
 
 struct ServerLimits {
   HeadLimits head;
@@ -109,6 +113,9 @@ class Server {
   // Also (or only) a Unix domain socket at `path`, mode 0666: each request carries the peer's
   // uid and gid (SO_PEERCRED) for the admission check to map. Removed at Stop().
   void BindUnix(const std::string& path);
+  // TCP connections speak TLS (before Start). Unix socket connections stay plaintext: the
+  // kernel vouches for their peer.
+  void SetTls(std::shared_ptr<TlsContext> tls);
   void Start();  // the event loop and the workers
   void Stop();   // stops accepting, ends connections, waits for running handlers
 

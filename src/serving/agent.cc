@@ -19,6 +19,7 @@
 #include "fleet/fleet_client.h"
 #include "health/health.h"
 #include "health/resources.h"
+#include "http/tls_context.h"
 #include "llm/redaction.h"
 #include "llm/router.h"
 #include "monitoring/anomaly.h"
@@ -74,7 +75,8 @@ auth::Scopes OpenScopes(const AgentConfig& c, const std::string& address) {
 struct Agent::Parts {
   MetricsRegistry metrics;
   std::unique_ptr<auth::ApiKeyStore> keys;
-  std::unique_ptr<MemoryBudget> budget;  // what requests hold at once, over HTTP and gRPC
+  std::shared_ptr<http::TlsContext> tls;  // HTTP and metrics listeners, when configured
+  std::unique_ptr<MemoryBudget> budget;   // what requests hold at once, over HTTP and gRPC
   std::unique_ptr<ModelManager> models;
   std::unique_ptr<InferenceService> service;
   std::unique_ptr<ChatService> chat;
@@ -320,6 +322,10 @@ BoundPorts Agent::Start() {
   StartHealth();
   if (p.shipper) p.shipper->Start();
 
+  if (!config_.tls_cert_file.empty())
+    p.tls = std::make_shared<http::TlsContext>(http::TlsFiles{
+        config_.tls_cert_file, config_.tls_key_file, config_.tls_client_ca_file,
+        std::chrono::milliseconds(static_cast<int64_t>(config_.tls_reload_secs) * 1000)});
   p.keys = std::make_unique<auth::ApiKeyStore>(config_.auth_dir);
   const auto admin_key = p.keys->EnsureLocalAdminKey();
   Log(LogSeverity::kInfo, "auth", "local_key",
@@ -366,7 +372,8 @@ BoundPorts Agent::Start() {
     p.metrics_server = std::make_unique<MetricsServer>(
         config_.metrics_address, config_.metrics_port, p.metrics,
         http::BrowserPolicy{config_.http_allowed_hosts, config_.http_cors_origins}, p.keys.get(),
-        OpenScopes(config_, config_.metrics_address));
+        OpenScopes(config_, config_.metrics_address), p.tls,
+        TlsSubjectScopes(config_.tls_client_subjects));
     ports.metrics = p.metrics_server->Start();
     Log(LogSeverity::kInfo, "serving", "listening",
         fmt::format("metrics listening on {}:{}", config_.metrics_address, ports.metrics),
@@ -384,6 +391,8 @@ BoundPorts Agent::Start() {
   ho.keys = p.keys.get();
   ho.open_scopes = OpenScopes(config_, config_.http_address);
   ho.unix_socket = config_.unix_socket.string();
+  ho.tls = p.tls;
+  ho.tls_client_subjects = TlsSubjectScopes(config_.tls_client_subjects);
   ho.unix_peers = auth::ParsePeerPolicy(config_.unix_socket_peers);
   ho.serve_metrics = config_.metrics_port == -1;
   ho.chat = p.chat.get();

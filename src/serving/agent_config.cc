@@ -55,10 +55,10 @@ const ConfigSchema<AgentConfig>& AgentConfigSchema() {
     s.Add("insecure_open_beyond_loopback", &C::insecure_open_beyond_loopback,
           "INSECURE: listeners beyond loopback also grant auth_open_scopes without a credential");
     s.Add("tls_cert_file", &C::tls_cert_file,
-          "TLS certificate chain (PEM) for gRPC; reloaded when it changes");
+          "TLS certificate chain (PEM) for HTTP, gRPC and metrics; reloaded when it changes");
     s.Add("tls_key_file", &C::tls_key_file, "TLS private key (PEM, 0600)");
     s.Add("tls_client_ca_file", &C::tls_client_ca_file,
-          "CA (PEM) whose client certificates gRPC accepts (mTLS; optional for clients)");
+          "CA (PEM) whose client certificates are accepted (mTLS; optional for clients)");
     s.Add("tls_client_subjects", &C::tls_client_subjects,
           "Scopes of client certificates by subject (RFC 2253): {\"CN=app,O=org\": [scopes]}");
     s.Add("tls_reload_secs", &C::tls_reload_secs,
@@ -202,10 +202,11 @@ void CheckAgentConfig(const AgentConfig& c) {
   if (!c.tls_client_subjects.empty() && c.tls_client_ca_file.empty())
     bad("tls_client_subjects needs tls_client_ca_file: who vouches for the subjects");
   TlsSubjectScopes(c.tls_client_subjects);
-  plaintext_beyond_loopback("http_address", c.http_address);
-  if (c.grpc_port != 0 && c.tls_cert_file.empty())
-    plaintext_beyond_loopback("grpc_address", c.grpc_address);
-  if (c.metrics_port > 0) plaintext_beyond_loopback("metrics_address", c.metrics_address);
+  if (c.tls_cert_file.empty()) {
+    plaintext_beyond_loopback("http_address", c.http_address);
+    if (c.grpc_port != 0) plaintext_beyond_loopback("grpc_address", c.grpc_address);
+    if (c.metrics_port > 0) plaintext_beyond_loopback("metrics_address", c.metrics_address);
+  }
   if (!c.fleet_url.empty() && c.update_url.empty())
     bad("fleet_url needs update_url: the repository the fleet's packages come from");
   if (c.update_url.empty()) return;

@@ -44,8 +44,8 @@ struct AgentConfig {
   bool insecure_plaintext_beyond_loopback = false;
   // A Unix socket for local programs (empty: none): its peers' uid/gid grant scopes
   // (auth::PeerPolicy); anything more needs a key, as on TCP.
-  // TLS for gRPC (HTTP: not yet): the server's certificate chain and key (PEM, the key 0600),
-  // watched and reloaded when they change; with a client CA, clients may present certificates,
+  // TLS for every TCP listener (HTTP, gRPC, metrics): the certificate chain and key (PEM, the
+  // key 0600), reloaded when they change; with a client CA, clients may present certificates,
   // whose subjects (RFC 2253) tls_client_subjects maps to scopes.
   std::filesystem::path tls_cert_file;
   std::filesystem::path tls_key_file;

@@ -150,14 +150,19 @@ void TraceRequests(http::Server& s) {
 // Every route says what it accepts; the credential is checked from the head, before a body is
 // read, so a caller without one cannot make the agent receive (or hold) a large upload.
 // On the Unix socket, what a caller may do without a key follows from its uid and gid.
+// Over TLS, a verified client certificate grants its subject's scopes.
 void RequireCredentials(http::Server& s, const auth::ApiKeyStore* keys, auth::Scopes open,
-                        auth::PeerPolicy peers = {}) {
-  s.Admit([keys, open, peers = std::move(peers)](Request& req,
-                                                 const http::RouteOptions& route) -> http::Refusal {
+                        auth::PeerPolicy peers = {},
+                        std::map<std::string, auth::Scopes> subjects = {}) {
+  s.Admit([keys, open, peers = std::move(peers), subjects = std::move(subjects)](
+              Request& req, const http::RouteOptions& route) -> http::Refusal {
     if (route.access == 0) return {};  // a CORS preflight: browsers send it without credentials
+    auth::Scopes granted = req.local_socket ? peers.For(req.peer_uid, req.peer_gid) : open;
+    if (!req.tls_subject.empty())
+      if (auto it = subjects.find(req.tls_subject); it != subjects.end()) granted |= it->second;
     const auth::Decision d = auth::Authorize(
-        keys, auth::PresentedKey(req.Header("Authorization"), req.Header("X-Api-Key")),
-        req.local_socket ? peers.For(req.peer_uid, req.peer_gid) : open, route.access);
+        keys, auth::PresentedKey(req.Header("Authorization"), req.Header("X-Api-Key")), granted,
+        route.access);
     if (d.allowed) {
       req.caller = d.caller;
       req.granted = d.scopes;
@@ -212,7 +217,9 @@ HttpServer::HttpServer(HttpOptions options, InferenceService& service, MetricsRe
   server_.SetErrorBody(ServerErrorBody);
   TraceRequests(server_);
   guard_.Install(server_);  // a browser's request is refused as such, credentials or not
-  RequireCredentials(server_, options_.keys, options_.open_scopes, options_.unix_peers);
+  RequireCredentials(server_, options_.keys, options_.open_scopes, options_.unix_peers,
+                     options_.tls_client_subjects);
+  if (options_.tls) server_.SetTls(options_.tls);
   Routes();
 }
 
@@ -576,13 +583,15 @@ void HttpServer::Stop() { server_.Stop(); }
 
 MetricsServer::MetricsServer(std::string address, int port, MetricsRegistry& metrics,
                              http::BrowserPolicy browser, const auth::ApiKeyStore* keys,
-                             auth::Scopes open_scopes)
+                             auth::Scopes open_scopes, std::shared_ptr<http::TlsContext> tls,
+                             std::map<std::string, auth::Scopes> tls_client_subjects)
     : address_(std::move(address)),
       port_(port),
       guard_(std::move(browser)),
       server_(MetricsLimits()) {
   guard_.Install(server_);
-  RequireCredentials(server_, keys, open_scopes);
+  RequireCredentials(server_, keys, open_scopes, {}, std::move(tls_client_subjects));
+  if (tls) server_.SetTls(std::move(tls));
   ServeMetrics(server_, metrics);
 }
 

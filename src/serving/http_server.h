@@ -5,6 +5,7 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -35,6 +36,10 @@ struct HttpOptions {
   // The same API on a Unix socket (empty: none), its peers' scopes by uid/gid.
   std::string unix_socket;
   auth::PeerPolicy unix_peers;
+  // TLS on the TCP listener (null: plaintext); a verified client certificate's subject grants
+  // the scopes mapped here.
+  std::shared_ptr<http::TlsContext> tls;
+  std::map<std::string, auth::Scopes> tls_client_subjects;
   bool serve_metrics = true;
   // /v1/models and /v1/chat/completions (OpenAI). Unset: those answer 404.
   ChatService* chat = nullptr;
@@ -81,7 +86,9 @@ class MetricsServer {
  public:
   MetricsServer(std::string address, int port, MetricsRegistry& metrics,
                 http::BrowserPolicy browser = {}, const auth::ApiKeyStore* keys = nullptr,
-                auth::Scopes open_scopes = static_cast<auth::Scopes>(auth::Scope::kObserve));
+                auth::Scopes open_scopes = static_cast<auth::Scopes>(auth::Scope::kObserve),
+                std::shared_ptr<http::TlsContext> tls = nullptr,
+                std::map<std::string, auth::Scopes> tls_client_subjects = {});
   ~MetricsServer();
   int Start();
   void Stop();

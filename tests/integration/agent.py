@@ -60,11 +60,13 @@ def from_raw(data, dtype, shape):
 class Agent:
     """outpostd on free loopback ports, stopped (and checked to have exited cleanly) at close()."""
 
-    def __init__(self, repository, extra_args=(), grpc=True, signed_only=False, env=None, auth_dir=None):
+    def __init__(self, repository, extra_args=(), grpc=True, signed_only=False, env=None, auth_dir=None,
+                 tls_ca=None):
         """signed_only: production mode; otherwise development mode, for plain fixture directories.
         Each agent keeps its API keys in a directory of its own (auth_dir, else a new one), never
         the system's; self.admin_key is the console key it made there."""
         self.repository = repository
+        self.tls_ca = tls_ca  # set: the agent speaks HTTPS, with a certificate from this CA file
         self.http_port = free_port()
         self.grpc_port = free_port() if grpc else 0
         self.log_path = tempfile.mktemp(prefix="outpostd-", suffix=".log")
@@ -121,6 +123,17 @@ class Agent:
         return self.proc.returncode
 
     # --- HTTP -------------------------------------------------------------------------
+    def connection(self, timeout=60, cert=None):
+        """An HTTP(S) connection to the agent; `cert` (a (certfile, keyfile) pair) is a client
+        certificate."""
+        if not self.tls_ca:
+            return http.client.HTTPConnection("127.0.0.1", self.http_port, timeout=timeout)
+        import ssl
+        ctx = ssl.create_default_context(cafile=self.tls_ca)
+        if cert:
+            ctx.load_cert_chain(*cert)
+        return http.client.HTTPSConnection("localhost", self.http_port, timeout=timeout, context=ctx)
+
     def key_file(self):
         """The console's admin key file, for the outpost CLI (OUTPOST_API_KEY_FILE)."""
         return os.path.join(self.auth_dir, "admin.key")
@@ -137,7 +150,7 @@ class Agent:
             key = self.admin_key
         if key and "Authorization" not in headers and "X-Api-Key" not in headers:
             headers["Authorization"] = "Bearer " + key
-        conn = http.client.HTTPConnection("127.0.0.1", self.http_port, timeout=timeout)
+        conn = self.connection(timeout)
         try:
             conn.request(method, path, body=body, headers=headers)
             r = conn.getresponse()

@@ -80,8 +80,10 @@ def non_loopback_address():
 
 
 def apikey(agent, *args):
-    return subprocess.run([OUTPOST, "apikey", *args, "--url", f"http://127.0.0.1:{agent.http_port}"],
-                          capture_output=True, text=True, timeout=60, env=agent.cli_env())
+    url = f"https://localhost:{agent.http_port}" if agent.tls_ca else f"http://127.0.0.1:{agent.http_port}"
+    env = {**agent.cli_env(), **({"OUTPOST_CA_FILE": agent.tls_ca} if agent.tls_ca else {})}
+    return subprocess.run([OUTPOST, "apikey", *args, "--url", url], capture_output=True, text=True, timeout=60,
+                          env=env)
 
 
 class Credentials:
@@ -347,7 +349,6 @@ class UnixSocketTest(OneAgentTest):
                                              f"uid:{cls.NOBODY}": ["observe"]}}, f)
         cls.agent = Agent(cls.repo, ["--config", cfg])
 
-
     def over_socket(self, uid, cases):
         r = subprocess.run(["python3", "-c", UNIX_CLIENT, self.socket], input=json.dumps(cases),
                            capture_output=True, text=True, timeout=120, user=uid)
@@ -425,8 +426,67 @@ class GrpcTlsTest(OneAgentTest):
                        "tls_key_file": os.path.join(d, "live.key"), "tls_client_ca_file": os.path.join(d, "ca.pem"),
                        "tls_client_subjects": {"CN=camera-app": ["inference"]}, "tls_reload_secs": 1}, f)
         cls.repo = copy_fixtures(["add_mul"])
-        cls.agent = Agent(cls.repo, ["--config", cfg])
+        # HTTP speaks TLS too (the same files): the harness trusts both CAs, across the rotation.
+        with open(os.path.join(d, "both.pem"), "wb") as f:
+            f.write(read(d, "ca.pem") + read(d, "ca2.pem"))
+        cls.agent = Agent(cls.repo, ["--config", cfg, "--http-address", "0.0.0.0"],
+                          tls_ca=os.path.join(d, "both.pem"))
 
+    def https(self, method, path, body=None, key=None, cert=None):
+        """One request over a new HTTPS connection: (status, body), or the TLS error's class."""
+        import ssl
+        try:
+            conn = self.agent.connection(30, cert=(os.path.join(self.tmp, f"{cert}.pem"),
+                                                   os.path.join(self.tmp, f"{cert}.key")) if cert else None)
+            conn.request(method, path, body=body, headers={"Content-Type": "application/json",
+                                                           **({"Authorization": "Bearer " + key} if key else {})})
+            r = conn.getresponse()
+            out = (r.status, r.read())
+            conn.close()
+            return out
+        except (ssl.SSLError, ConnectionError) as e:
+            return (type(e).__name__, b"")
+
+    def test_https_keys_client_certificates_and_large_bodies(self):
+        observe = apikey(self.agent, "create", "--scope", "observe")
+        self.assertEqual(observe.returncode, 0, observe.stderr)
+        observe = observe.stdout.strip()
+        self.assertEqual(self.https("GET", "/v2/health/live")[0], 401)
+        self.assertEqual(self.https("GET", "/v2/health/live", key=observe)[0], 200)
+        self.assertEqual(self.https("GET", "/v2/models/add_mul", key=observe)[0], 403)
+        self.assertEqual(self.https("GET", "/v2/models/add_mul", cert="camera")[0], 200)
+        self.assertEqual(self.https("GET", "/v2/models/add_mul", cert="stranger")[0], 401)
+        self.assertIn(self.https("GET", "/v2/models/add_mul", cert="rogue-camera")[0],
+                      ("SSLError", "ConnectionResetError", "SSLEOFError"))
+        # Plaintext to the TLS port gets no HTTP answer.
+        with socket.create_connection(("127.0.0.1", self.agent.http_port), timeout=10) as s:
+            s.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            try:
+                answer = s.recv(100)
+            except ConnectionResetError:
+                answer = b""
+        self.assertFalse(answer.startswith(b"HTTP/1.1 200"), answer)
+        # 16 MiB each way through TLS records (binary tensors), and the sums are right.
+        a = np.arange(1 << 22, dtype=np.float32).reshape(-1, 4)
+        status, out = self.agent.infer_binary("add_mul", {"a": a, "b": a})
+        self.assertEqual(status, 200, out)
+        np.testing.assert_array_equal(out["sum"], a + a)
+        # Two requests in one write (pipelined) over one TLS connection: two answers in order.
+        import ssl
+        ctx = ssl.create_default_context(cafile=self.agent.tls_ca)
+        ctx.load_cert_chain(os.path.join(self.tmp, "camera.pem"), os.path.join(self.tmp, "camera.key"))
+        with socket.create_connection(("127.0.0.1", self.agent.http_port), timeout=10) as raw:
+            with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+                s.sendall(b"GET /v2/models/add_mul HTTP/1.1\r\nHost: localhost\r\n\r\n"
+                          b"GET /v2/health/live HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                data = b""
+                while True:
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+        self.assertEqual(data.count(b"HTTP/1.1 200 OK"), 2, data[:400])
+        self.assertIn(b'{"live":true}', data)
 
     def call(self, method, roots=b"", cert=None, key=None, plaintext=False):
         """A fresh channel; returns 200, 401, 403 or the gRPC status name."""
@@ -478,6 +538,7 @@ class GrpcTlsTest(OneAgentTest):
         def client():
             while not stop.is_set():
                 results.append(self.call("ModelMetadata", roots=both, cert="camera"))
+                results.append(self.https("GET", "/v2/models/add_mul", cert="camera")[0])
 
         t = threading.Thread(target=client)
         t.start()
