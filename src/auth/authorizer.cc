@@ -5,6 +5,7 @@
 #include <pwd.h>
 
 #include <charconv>
+#include <functional>
 #include <vector>
 
 #include "core/names.h"
@@ -24,6 +25,27 @@ std::string ScopeWanted(Scopes accepted) {
   std::string out = "one of the scopes";
   for (size_t i = 0; i < names.size(); ++i) out += (i ? ", '" : " '") + names[i] + "'";
   return out;
+}
+
+// Calls `each(key, scopes)` for an object of scope lists ({"<key>": ["inference", ...]});
+// throws Error(kInvalidArgument) opening with `context`, saying `shape` is expected.
+void ForEachScopeList(const nlohmann::json& config, const std::string& context,
+                      const std::string& shape,
+                      const std::function<void(const std::string&, Scopes)>& each) {
+  if (config.is_null()) return;
+  auto bad = [&](const std::string& message) {
+    Fail(ErrorCode::kInvalidArgument, context + ": " + message);
+  };
+  if (!config.is_object()) bad("expected " + shape);
+  for (const auto& [key, scopes] : config.items()) {
+    if (!scopes.is_array()) bad("'" + key + "' must list scopes");
+    std::vector<std::string> names;
+    for (const auto& s : scopes) {
+      if (!s.is_string()) bad("'" + key + "' must list scope names");
+      names.push_back(s.get<std::string>());
+    }
+    each(key, ParseScopes(names));
+  }
 }
 
 }  // namespace
@@ -108,42 +130,49 @@ Scopes PeerPolicy::For(uint32_t uid, uint32_t gid) const {
 
 PeerPolicy ParsePeerPolicy(const nlohmann::json& config) {
   PeerPolicy out;
-  if (config.is_null()) return out;
   auto bad = [](const std::string& message) {
     Fail(ErrorCode::kInvalidArgument, "unix_socket_peers: " + message);
   };
-  if (!config.is_object())
-    bad("expected {\"uid:N\" | \"gid:N\" | \"user:NAME\" | \"group:NAME\": [scopes]}");
-  for (const auto& [who, scopes] : config.items()) {
-    const size_t colon = who.find(':');
-    const std::string kind = who.substr(0, colon),
-                      name = colon == std::string::npos ? "" : who.substr(colon + 1);
-    if (!scopes.is_array()) bad("'" + who + "' must list scopes");
-    std::vector<std::string> names;
-    for (const auto& s : scopes) {
-      if (!s.is_string()) bad("'" + who + "' must list scope names");
-      names.push_back(s.get<std::string>());
-    }
-    const Scopes granted = ParseScopes(names);
-    uint32_t id = 0;
-    if (kind == "uid" || kind == "gid") {
-      auto [end, ec] = std::from_chars(name.data(), name.data() + name.size(), id);
-      if (ec != std::errc() || end != name.data() + name.size() || name.empty())
-        bad("'" + who + "' is not a number");
-    } else if (kind == "user") {
-      const passwd* pw = ::getpwnam(name.c_str());
-      if (!pw) bad("no user '" + name + "' on this machine");
-      id = pw->pw_uid;
-    } else if (kind == "group") {
-      const group* gr = ::getgrnam(name.c_str());
-      if (!gr) bad("no group '" + name + "' on this machine");
-      id = gr->gr_gid;
-    } else {
-      bad("'" + who + "' must start with uid:, gid:, user: or group:");
-    }
-    auto& map = kind == "uid" || kind == "user" ? out.uids : out.gids;
-    map[id] |= granted;
-  }
+  ForEachScopeList(config, "unix_socket_peers",
+                   "{\"uid:N\" | \"gid:N\" | \"user:NAME\" | \"group:NAME\": [scopes]}",
+                   [&](const std::string& who, Scopes granted) {
+                     const size_t colon = who.find(':');
+                     const std::string kind = who.substr(0, colon),
+                                       name =
+                                           colon == std::string::npos ? "" : who.substr(colon + 1);
+                     uint32_t id = 0;
+                     if (kind == "uid" || kind == "gid") {
+                       auto [end, ec] = std::from_chars(name.data(), name.data() + name.size(), id);
+                       if (ec != std::errc() || end != name.data() + name.size() || name.empty())
+                         bad("'" + who + "' is not a number");
+                     } else if (kind == "user") {
+                       const passwd* pw = ::getpwnam(name.c_str());
+                       if (!pw) bad("no user '" + name + "' on this machine");
+                       id = pw->pw_uid;
+                     } else if (kind == "group") {
+                       const group* gr = ::getgrnam(name.c_str());
+                       if (!gr) bad("no group '" + name + "' on this machine");
+                       id = gr->gr_gid;
+                     } else {
+                       bad("'" + who + "' must start with uid:, gid:, user: or group:");
+                     }
+                     auto& map = kind == "uid" || kind == "user" ? out.uids : out.gids;
+                     map[id] |= granted;
+                   });
+  return out;
+}
+
+Scopes SubjectPolicy::For(std::string_view subject) const {
+  if (subject.empty()) return kNoScopes;
+  auto it = subjects.find(subject);
+  return it == subjects.end() ? kNoScopes : it->second;
+}
+
+SubjectPolicy ParseSubjectPolicy(const nlohmann::json& config) {
+  SubjectPolicy out;
+  ForEachScopeList(
+      config, "tls_client_subjects", "{\"<subject>\": [scopes]}",
+      [&](const std::string& subject, Scopes granted) { out.subjects[subject] = granted; });
   return out;
 }
 

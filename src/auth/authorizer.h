@@ -55,6 +55,14 @@ struct PeerPolicy {
 // Resolves user and group names now; throws Error(kInvalidArgument) naming the bad entry.
 PeerPolicy ParsePeerPolicy(const nlohmann::json& config);
 
+// What TLS clients may do without a key, by the subject (RFC 2253) of a certificate the client
+// CA vouched for: config {"CN=camera-app": ["inference"]}.
+struct SubjectPolicy {
+  std::map<std::string, Scopes, std::less<>> subjects;
+  Scopes For(std::string_view subject) const;  // none for "" (no certificate)
+};
+SubjectPolicy ParseSubjectPolicy(const nlohmann::json& config);  // Error(kInvalidArgument)
+
 // True for addresses only this machine reaches: 127.0.0.0/8, ::1, "localhost".
 bool IsLoopbackAddress(std::string_view address);
 

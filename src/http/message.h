@@ -42,9 +42,8 @@ struct Request {
   std::string remote_addr;
   bool local_socket = false;  // came over a Unix socket, from the peer below
   uint32_t peer_uid = 0, peer_gid = 0;
-  bool tls = false;
   std::string tls_subject;  // a verified client certificate's subject (RFC 2253), or ""
-  int version_minor = 1;  // HTTP/1.x
+  int version_minor = 1;    // HTTP/1.x
   // Set by the server's admission check: who is calling, and what they may do.
   std::string caller;
   uint32_t granted = 0;

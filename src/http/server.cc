@@ -811,7 +811,6 @@ class Server::Impl {
     c.head.request.local_socket = c.local_socket;
     c.head.request.peer_uid = c.peer_uid;
     c.head.request.peer_gid = c.peer_gid;
-    c.head.request.tls = c.ssl != nullptr;
     c.head.request.tls_subject = c.tls_subject;
     const std::string& method = c.head.request.method;
     const bool head_request = method == "HEAD";

@@ -326,6 +326,7 @@ BoundPorts Agent::Start() {
     p.tls = std::make_shared<http::TlsContext>(http::TlsFiles{
         config_.tls_cert_file, config_.tls_key_file, config_.tls_client_ca_file,
         std::chrono::milliseconds(static_cast<int64_t>(config_.tls_reload_secs) * 1000)});
+  const auth::SubjectPolicy subjects = auth::ParseSubjectPolicy(config_.tls_client_subjects);
   p.keys = std::make_unique<auth::ApiKeyStore>(config_.auth_dir);
   const auto admin_key = p.keys->EnsureLocalAdminKey();
   Log(LogSeverity::kInfo, "auth", "local_key",
@@ -358,7 +359,7 @@ BoundPorts Agent::Start() {
     go.tls_key_file = config_.tls_key_file.string();
     go.tls_client_ca_file = config_.tls_client_ca_file.string();
     go.tls_reload_secs = static_cast<unsigned>(config_.tls_reload_secs);
-    go.tls_client_subjects = TlsSubjectScopes(config_.tls_client_subjects);
+    go.tls_client_subjects = subjects;
     p.grpc = std::make_unique<GrpcServer>(go, *p.service, info_);
     ports.grpc = p.grpc->Start();
     Log(LogSeverity::kInfo, "serving", "listening",
@@ -372,8 +373,7 @@ BoundPorts Agent::Start() {
     p.metrics_server = std::make_unique<MetricsServer>(
         config_.metrics_address, config_.metrics_port, p.metrics,
         http::BrowserPolicy{config_.http_allowed_hosts, config_.http_cors_origins}, p.keys.get(),
-        OpenScopes(config_, config_.metrics_address), p.tls,
-        TlsSubjectScopes(config_.tls_client_subjects));
+        OpenScopes(config_, config_.metrics_address), p.tls, subjects);
     ports.metrics = p.metrics_server->Start();
     Log(LogSeverity::kInfo, "serving", "listening",
         fmt::format("metrics listening on {}:{}", config_.metrics_address, ports.metrics),
@@ -392,7 +392,7 @@ BoundPorts Agent::Start() {
   ho.open_scopes = OpenScopes(config_, config_.http_address);
   ho.unix_socket = config_.unix_socket.string();
   ho.tls = p.tls;
-  ho.tls_client_subjects = TlsSubjectScopes(config_.tls_client_subjects);
+  ho.tls_client_subjects = subjects;
   ho.unix_peers = auth::ParsePeerPolicy(config_.unix_socket_peers);
   ho.serve_metrics = config_.metrics_port == -1;
   ho.chat = p.chat.get();

@@ -159,25 +159,6 @@ void ApplyConfigJson(const nlohmann::json& j, AgentConfig& c) {
 
 nlohmann::json ToJson(const AgentConfig& c) { return AgentConfigSchema().ToJson(c); }
 
-std::map<std::string, auth::Scopes> TlsSubjectScopes(const nlohmann::json& subjects) {
-  std::map<std::string, auth::Scopes> out;
-  if (!subjects.is_object())
-    Fail(ErrorCode::kInvalidArgument, "tls_client_subjects: expected {\"<subject>\": [scopes]}");
-  for (const auto& [subject, scopes] : subjects.items()) {
-    if (!scopes.is_array())
-      Fail(ErrorCode::kInvalidArgument, "tls_client_subjects: '" + subject + "' must list scopes");
-    std::vector<std::string> names;
-    for (const auto& s : scopes) {
-      if (!s.is_string())
-        Fail(ErrorCode::kInvalidArgument,
-             "tls_client_subjects: '" + subject + "' must list scope names");
-      names.push_back(s.get<std::string>());
-    }
-    out[subject] = auth::ParseScopes(names);
-  }
-  return out;
-}
-
 void CheckAgentConfig(const AgentConfig& c) {
   AgentConfigSchema().Check(c);
   auto bad = [](const std::string& message) { Fail(ErrorCode::kInvalidArgument, message); };
@@ -201,7 +182,7 @@ void CheckAgentConfig(const AgentConfig& c) {
     bad("tls_client_ca_file needs tls_cert_file and tls_key_file");
   if (!c.tls_client_subjects.empty() && c.tls_client_ca_file.empty())
     bad("tls_client_subjects needs tls_client_ca_file: who vouches for the subjects");
-  TlsSubjectScopes(c.tls_client_subjects);
+  auth::ParseSubjectPolicy(c.tls_client_subjects);
   if (c.tls_cert_file.empty()) {
     plaintext_beyond_loopback("http_address", c.http_address);
     if (c.grpc_port != 0) plaintext_beyond_loopback("grpc_address", c.grpc_address);

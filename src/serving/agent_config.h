@@ -115,8 +115,6 @@ const ConfigSchema<AgentConfig>& AgentConfigSchema();
 // Throws Error(kInvalidArgument) for an unknown key or a value of the wrong type.
 void ApplyConfigJson(const nlohmann::json& j, AgentConfig& config);
 nlohmann::json ToJson(const AgentConfig& config);
-// tls_client_subjects parsed; throws Error(kInvalidArgument).
-std::map<std::string, auth::Scopes> TlsSubjectScopes(const nlohmann::json& subjects);
 // Every key's range and the rules across keys; throws Error(kInvalidArgument) naming the key.
 void CheckAgentConfig(const AgentConfig& config);
 

@@ -342,14 +342,12 @@ class GrpcServer::Impl final : public inference::GRPCInferenceService::Service {
   // the method accepts.
   grpc::Status Admit(const grpc::ServerContext* ctx, auth::Scopes accepted) const {
     auth::Scopes open = open_;
-    if (!subjects_.empty()) {
+    if (!subjects_.subjects.empty()) {
       // A client certificate the CA vouched for (the handshake verified it) grants its
       // subject's scopes.
       for (const auto& subject :
-           ctx->auth_context()->FindPropertyValues(GRPC_X509_SUBJECT_PROPERTY_NAME)) {
-        auto it = subjects_.find(std::string(subject.data(), subject.size()));
-        if (it != subjects_.end()) open |= it->second;
-      }
+           ctx->auth_context()->FindPropertyValues(GRPC_X509_SUBJECT_PROPERTY_NAME))
+        open |= subjects_.For(std::string_view(subject.data(), subject.size()));
     }
     const auth::Decision d = auth::Authorize(
         keys_,
@@ -364,7 +362,7 @@ class GrpcServer::Impl final : public inference::GRPCInferenceService::Service {
   MemoryBudget* budget_;
   const auth::ApiKeyStore* keys_;
   auth::Scopes open_;
-  std::map<std::string, auth::Scopes> subjects_;
+  auth::SubjectPolicy subjects_;
 };
 
 GrpcServer::GrpcServer(GrpcOptions options, InferenceService& service, const ServerInfo& info)

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "auth/api_keys.h"
+#include "auth/authorizer.h"
 #include "auth/scopes.h"
 #include "serving/inference_service.h"
 #include "serving/server_info.h"
@@ -34,7 +35,7 @@ struct GrpcOptions {
   // with a client CA, a client certificate (optional) grants the scopes of its subject.
   std::string tls_cert_file, tls_key_file, tls_client_ca_file;
   unsigned tls_reload_secs = 10;
-  std::map<std::string, auth::Scopes> tls_client_subjects;
+  auth::SubjectPolicy tls_client_subjects;
 };
 
 class GrpcServer {

@@ -152,14 +152,12 @@ void TraceRequests(http::Server& s) {
 // On the Unix socket, what a caller may do without a key follows from its uid and gid.
 // Over TLS, a verified client certificate grants its subject's scopes.
 void RequireCredentials(http::Server& s, const auth::ApiKeyStore* keys, auth::Scopes open,
-                        auth::PeerPolicy peers = {},
-                        std::map<std::string, auth::Scopes> subjects = {}) {
+                        auth::PeerPolicy peers = {}, auth::SubjectPolicy subjects = {}) {
   s.Admit([keys, open, peers = std::move(peers), subjects = std::move(subjects)](
               Request& req, const http::RouteOptions& route) -> http::Refusal {
     if (route.access == 0) return {};  // a CORS preflight: browsers send it without credentials
     auth::Scopes granted = req.local_socket ? peers.For(req.peer_uid, req.peer_gid) : open;
-    if (!req.tls_subject.empty())
-      if (auto it = subjects.find(req.tls_subject); it != subjects.end()) granted |= it->second;
+    granted |= subjects.For(req.tls_subject);
     const auth::Decision d = auth::Authorize(
         keys, auth::PresentedKey(req.Header("Authorization"), req.Header("X-Api-Key")), granted,
         route.access);
@@ -584,7 +582,7 @@ void HttpServer::Stop() { server_.Stop(); }
 MetricsServer::MetricsServer(std::string address, int port, MetricsRegistry& metrics,
                              http::BrowserPolicy browser, const auth::ApiKeyStore* keys,
                              auth::Scopes open_scopes, std::shared_ptr<http::TlsContext> tls,
-                             std::map<std::string, auth::Scopes> tls_client_subjects)
+                             auth::SubjectPolicy tls_client_subjects)
     : address_(std::move(address)),
       port_(port),
       guard_(std::move(browser)),

@@ -39,7 +39,7 @@ struct HttpOptions {
   // TLS on the TCP listener (null: plaintext); a verified client certificate's subject grants
   // the scopes mapped here.
   std::shared_ptr<http::TlsContext> tls;
-  std::map<std::string, auth::Scopes> tls_client_subjects;
+  auth::SubjectPolicy tls_client_subjects;
   bool serve_metrics = true;
   // /v1/models and /v1/chat/completions (OpenAI). Unset: those answer 404.
   ChatService* chat = nullptr;
@@ -88,7 +88,7 @@ class MetricsServer {
                 http::BrowserPolicy browser = {}, const auth::ApiKeyStore* keys = nullptr,
                 auth::Scopes open_scopes = static_cast<auth::Scopes>(auth::Scope::kObserve),
                 std::shared_ptr<http::TlsContext> tls = nullptr,
-                std::map<std::string, auth::Scopes> tls_client_subjects = {});
+                auth::SubjectPolicy tls_client_subjects = {});
   ~MetricsServer();
   int Start();
   void Stop();
