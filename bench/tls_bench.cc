@@ -1,12 +1,19 @@
-// What TLS costs the gRPC front end: two agents on the same models, one plaintext and one
-// with TLS (a P-256 certificate made here with the openssl command), and
+// What TLS costs the gRPC and HTTP front ends: two agents on the same models, one plaintext
+// and one with TLS (a P-256 certificate made here with the openssl command), and
 //   - a new connection's first call (connect, handshake, HTTP/2 setup, ServerLive), plain vs
 //     TLS, and TLS again with a client session cache (resumption, where the server offers it);
-//   - throughput of 16 clients, each on its own connection, calling ModelInfer on add_mul.
+//   - throughput of 16 clients, each on its own connection, calling ModelInfer on add_mul;
+//   - the same over HTTP/1.1 (OpenSSL's client): a new connection's GET /v2/health/live, full
+//     and resumed handshakes, and 16 keep-alive clients on health and on a JSON infer.
 // Usage: tls_bench --outpostd build/bin/outpostd --fixtures build/test-fixtures [--seconds S]
+#include <arpa/inet.h>
 #include <grpc/grpc_security.h>
 #include <grpcpp/grpcpp.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/ssl.h>
 #include <spawn.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -159,6 +166,119 @@ double Throughput(int port, const std::string& ca, int clients, double seconds) 
   return static_cast<double>(done) / seconds;
 }
 
+// ---- HTTP/1.1, plain or over OpenSSL ----------------------------------------------------------
+
+// One client connection: TLS when `ctx` is set.
+class HttpConn {
+ public:
+  HttpConn(int port, SSL_CTX* ctx, SSL_SESSION* resume = nullptr) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<uint16_t>(port));
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int yes = 1;
+    ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &yes, sizeof yes);
+    if (::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0)
+      throw std::runtime_error("connect");
+    if (!ctx) return;
+    ssl_ = SSL_new(ctx);
+    SSL_set_fd(ssl_, fd_);
+    SSL_set_tlsext_host_name(ssl_, "localhost");
+    SSL_set1_host(ssl_, "localhost");
+    if (resume) SSL_set_session(ssl_, resume);
+    if (SSL_connect(ssl_) != 1) throw std::runtime_error("TLS handshake failed");
+  }
+  ~HttpConn() {
+    if (ssl_) {
+      SSL_shutdown(ssl_);  // a session ended without close_notify is not resumable
+      SSL_free(ssl_);
+    }
+    ::close(fd_);
+  }
+  bool resumed() const { return ssl_ && SSL_session_reused(ssl_); }
+  SSL_SESSION* session() const { return ssl_ ? SSL_get1_session(ssl_) : nullptr; }
+
+  // Sends `request` and reads one response whole; its status.
+  int Call(const std::string& request) {
+    if (Write(request.data(), request.size()) != static_cast<ssize_t>(request.size()))
+      throw std::runtime_error("write");
+    size_t head_end;
+    while ((head_end = buf_.find("\r\n\r\n")) == std::string::npos) Fill();
+    size_t length = 0;
+    if (auto at = buf_.find("Content-Length: "); at != std::string::npos && at < head_end)
+      length = std::stoul(buf_.substr(at + 16));
+    while (buf_.size() < head_end + 4 + length) Fill();
+    int status = std::stoi(buf_.substr(9, 3));
+    buf_.erase(0, head_end + 4 + length);
+    return status;
+  }
+
+ private:
+  ssize_t Write(const char* p, size_t n) {
+    return ssl_ ? SSL_write(ssl_, p, static_cast<int>(n)) : ::send(fd_, p, n, MSG_NOSIGNAL);
+  }
+  void Fill() {
+    char chunk[16384];
+    ssize_t n = ssl_ ? SSL_read(ssl_, chunk, sizeof chunk) : ::recv(fd_, chunk, sizeof chunk, 0);
+    if (n <= 0) throw std::runtime_error("connection closed mid-response");
+    buf_.append(chunk, static_cast<size_t>(n));
+  }
+  int fd_ = -1;
+  SSL* ssl_ = nullptr;
+  std::string buf_;
+};
+
+const std::string kHealth = "GET /v2/health/live HTTP/1.1\r\nHost: localhost\r\n\r\n";
+
+std::string InferRequest() {
+  const std::string body =
+      R"({"inputs":[{"name":"a","datatype":"FP32","shape":[1,4],"data":[1,2,3,4]},)"
+      R"({"name":"b","datatype":"FP32","shape":[1,4],"data":[1,2,3,4]}]})";
+  return "POST /v2/models/add_mul/infer HTTP/1.1\r\nHost: localhost\r\nContent-Type: "
+         "application/json\r\nContent-Length: " +
+         std::to_string(body.size()) + "\r\n\r\n" + body;
+}
+
+// Median microseconds of a new connection's GET /v2/health/live; with `resume`, offering the
+// session of the connection before (counted in *resumed when the server took it).
+double HttpFirstCall(int port, SSL_CTX* ctx, bool resume, int n, int* resumed) {
+  std::vector<double> us;
+  SSL_SESSION* session = nullptr;
+  for (int i = 0; i < n; ++i) {
+    auto t0 = Clock::now();
+    HttpConn c(port, ctx, resume ? session : nullptr);
+    if (c.Call(kHealth) != 200) throw std::runtime_error("health failed");
+    us.push_back(std::chrono::duration<double, std::micro>(Clock::now() - t0).count());
+    if (resumed && c.resumed()) ++*resumed;
+    if (resume) {  // TLS 1.3 tickets come after the handshake: taken once a response was read
+      if (session) SSL_SESSION_free(session);
+      session = c.session();
+    }
+  }
+  if (session) SSL_SESSION_free(session);
+  std::sort(us.begin(), us.end());
+  return us[us.size() / 2];
+}
+
+double HttpThroughput(int port, SSL_CTX* ctx, const std::string& request, int clients,
+                      double seconds) {
+  std::atomic<uint64_t> done{0};
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < clients; ++t) {
+    threads.emplace_back([&] {
+      HttpConn c(port, ctx);
+      while (!stop)
+        if (c.Call(request) == 200) done++;
+    });
+  }
+  std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
+  stop = true;
+  for (auto& t : threads) t.join();
+  return static_cast<double>(done) / seconds;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -210,8 +330,32 @@ int main(int argc, char** argv) {
     const double tls_rps = Throughput(tls.port, ca, 16, seconds);
     std::printf("ModelInfer add_mul [1,4] x2, 16 clients on their own connections, %.0f s each\n",
                 seconds);
-    std::printf("  plaintext %10.0f req/s\n  TLS       %10.0f req/s  (%.3fx)\n", plain_rps, tls_rps,
-                tls_rps / plain_rps);
+    std::printf("  plaintext %10.0f req/s\n  TLS       %10.0f req/s  (%.3fx)\n\n", plain_rps,
+                tls_rps, tls_rps / plain_rps);
+
+    SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
+    SSL_CTX_load_verify_locations(ctx, (dir / "ca.pem").c_str(), nullptr);
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT);
+    const int http_plain = base, http_tls = base + 2;
+    int resumed = 0;
+    const double h_plain = HttpFirstCall(http_plain, nullptr, false, handshakes, nullptr);
+    const double h_full = HttpFirstCall(http_tls, ctx, false, handshakes, nullptr);
+    const double h_resumed = HttpFirstCall(http_tls, ctx, true, handshakes, &resumed);
+    std::printf("HTTP: a new connection's GET /v2/health/live (median of %d)\n", handshakes);
+    std::printf("  plaintext             %8.0f us\n", h_plain);
+    std::printf("  TLS, full handshake   %8.0f us  (+%.0f us)\n", h_full, h_full - h_plain);
+    std::printf("  TLS, resumed          %8.0f us  (+%.0f us; %d of %d resumed)\n\n", h_resumed,
+                h_resumed - h_plain, resumed, handshakes);
+    const std::string infer = InferRequest();
+    for (const auto& [name, request] :
+         {std::pair{"GET /v2/health/live", kHealth}, std::pair{"POST infer (JSON)", infer}}) {
+      const double p = HttpThroughput(http_plain, nullptr, request, 16, seconds);
+      const double t = HttpThroughput(http_tls, ctx, request, 16, seconds);
+      std::printf("HTTP %s, 16 keep-alive clients, %.0f s each\n", name, seconds);
+      std::printf("  plaintext %10.0f req/s\n  TLS       %10.0f req/s  (%.3fx)\n", p, t, t / p);
+    }
+    SSL_CTX_free(ctx);
   }
   fs::remove_all(dir);
   return 0;

@@ -101,7 +101,9 @@ struct Conn {
   // TLS: every SSL call is made under `mu` (the loop reads, a worker may write).
   SSL* ssl = nullptr;
   bool handshaking = false;
-  std::string tls_subject;  // a verified client certificate's
+  bool handshake_queued = false;  // with a handshake thread; owned by the loop
+  int handshake_step = 0;         // the thread's last SSL_do_handshake outcome (under mu)
+  std::string tls_subject;        // a verified client certificate's
   // Owned by the event loop.
   State state = State::kIdle;
   std::string in;
@@ -199,6 +201,56 @@ class JobQueue {
   std::deque<Job> jobs_;
   std::vector<Idle*> idle_;
   bool stopped_ = false;
+};
+
+// TLS handshakes run here, not on the event loop: a full handshake costs a millisecond of
+// signing and key agreement, and a flood of them would otherwise hold up every established
+// connection's requests behind it. One step per connection is queued at a time (first come,
+// first served), so the flood waits its turn with the other new clients while the loop goes on.
+class HandshakeThreads {
+ public:
+  using Step = std::function<void(const std::weak_ptr<Conn>&)>;
+  void Start(int threads, Step step) {
+    step_ = std::move(step);
+    for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { Run(); });
+  }
+  void Push(std::weak_ptr<Conn> c) {
+    {
+      std::lock_guard lock(mu_);
+      queue_.push_back(std::move(c));
+    }
+    cv_.notify_one();
+  }
+  void Stop() {
+    {
+      std::lock_guard lock(mu_);
+      stopped_ = true;
+    }
+    cv_.notify_all();
+    for (auto& t : threads_) t.join();
+    threads_.clear();
+  }
+
+ private:
+  void Run() {
+    while (true) {
+      std::weak_ptr<Conn> c;
+      {
+        std::unique_lock lock(mu_);
+        cv_.wait(lock, [&] { return stopped_ || !queue_.empty(); });
+        if (stopped_) return;
+        c = std::move(queue_.front());
+        queue_.pop_front();
+      }
+      step_(c);
+    }
+  }
+  Step step_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::weak_ptr<Conn>> queue_;
+  bool stopped_ = false;
+  std::vector<std::thread> threads_;
 };
 
 std::string FormatHead(int status, const Headers& headers, const std::string* length, bool chunked,
@@ -359,6 +411,12 @@ class Server::Impl {
       workers_.emplace_back([this] { Work(normal_); });
     for (int i = 0; i < std::max(1, limits_.priority_threads); ++i)
       workers_.emplace_back([this] { Work(priority_); });
+    if (tls_) {
+      // Half the cores at most: a handshake flood leaves the others to requests.
+      const int cores = static_cast<int>(std::thread::hardware_concurrency());
+      handshakes_.Start(std::clamp(cores / 2, 1, 4),
+                        [this](const std::weak_ptr<Conn>& c) { HandshakeStep(c); });
+    }
     loop_ = std::thread([this] { Loop(); });
   }
 
@@ -373,6 +431,7 @@ class Server::Impl {
     }
     for (auto& t : workers_)
       if (t.joinable()) t.join();
+    handshakes_.Stop();
     for (int fd : {listen_fd_, unix_fd_, epoll_fd_, wake_fd_})
       if (fd >= 0) ::close(fd);
     listen_fd_ = unix_fd_ = epoll_fd_ = wake_fd_ = -1;
@@ -483,10 +542,15 @@ class Server::Impl {
   }
 
   void DrainReady() {
-    std::vector<std::weak_ptr<Conn>> ready;
+    std::vector<std::weak_ptr<Conn>> ready, shaken;
     {
       std::lock_guard lock(ready_mu_);
       ready.swap(ready_);
+      shaken.swap(shaken_);
+    }
+    for (auto& weak : shaken) {
+      ConnPtr c = weak.lock();
+      if (c && c->fd >= 0) HandshakeStepped(*c);
     }
     for (auto& weak : ready) {
       ConnPtr c = weak.lock();
@@ -564,7 +628,8 @@ class Server::Impl {
       c->self = c;
       c->reserve_only = reserve_only;
       c->remote = c->local_socket ? "unix:uid=" + std::to_string(c->peer_uid) : RemoteAddress(addr);
-      c->deadline = Clock::now() + limits_.idle_timeout;
+      // A handshake is held to the time a request head has.
+      c->deadline = Clock::now() + (c->handshaking ? limits_.header_timeout : limits_.idle_timeout);
       c->request_start = Clock::now();
       conns_[c->id] = c;
       open_ = conns_.size();
@@ -682,29 +747,54 @@ class Server::Impl {
     }
   }
 
-  // Advances a TLS handshake; true once it is done.
-  bool Handshake(Conn& c) {
-    int rc, err;
+  // Hands the next step of a TLS handshake to a handshake thread; the connection is not
+  // watched meanwhile (but for errors and hang-ups, which close it).
+  void QueueHandshake(Conn& c) {
+    if (c.handshake_queued) return;
+    c.handshake_queued = true;
+    SetInterest(c, 0);
+    handshakes_.Push(c.self);
+  }
+
+  // On a handshake thread.
+  void HandshakeStep(const std::weak_ptr<Conn>& weak) {
+    ConnPtr c = weak.lock();
+    if (!c) return;
+    {
+      std::lock_guard lock(c->mu);
+      if (c->closed || !c->ssl) return;
+      ERR_clear_error();
+      int rc = SSL_do_handshake(c->ssl);
+      c->handshake_step = rc == 1 ? SSL_ERROR_NONE : SSL_get_error(c->ssl, rc);
+      if (rc == 1) c->tls_subject = TlsContext::PeerSubject(c->ssl);
+    }
+    {
+      std::lock_guard lock(ready_mu_);
+      shaken_.push_back(weak);
+    }
+    Wake();
+  }
+
+  // Back on the loop: what the step needs next.
+  void HandshakeStepped(Conn& c) {
+    c.handshake_queued = false;
+    int step;
     {
       std::lock_guard lock(c.mu);
-      ERR_clear_error();
-      rc = SSL_do_handshake(c.ssl);
-      err = rc == 1 ? SSL_ERROR_NONE : SSL_get_error(c.ssl, rc);
-      if (rc == 1) c.tls_subject = TlsContext::PeerSubject(c.ssl);
+      step = c.handshake_step;
     }
-    if (rc == 1) {
+    if (step == SSL_ERROR_NONE) {
       c.handshaking = false;
+      c.deadline = Clock::now() + limits_.idle_timeout;
       SetInterest(c, EPOLLIN);
-      return true;
-    }
-    if (err == SSL_ERROR_WANT_READ) {
+      again_.push_back(c.id);  // the request may have come with the handshake's last flight
+    } else if (step == SSL_ERROR_WANT_READ) {
       SetInterest(c, EPOLLIN);
-    } else if (err == SSL_ERROR_WANT_WRITE) {
+    } else if (step == SSL_ERROR_WANT_WRITE) {
       SetInterest(c, EPOLLIN | EPOLLOUT);
     } else {
       Close(c);  // not TLS, a certificate we do not trust, or a broken link
     }
-    return false;
   }
 
   // TLS keeps decrypted bytes the socket no longer shows: epoll will not report them, so a
@@ -728,7 +818,10 @@ class Server::Impl {
   }
 
   void OnReadable(Conn& c) {
-    if (c.handshaking && !Handshake(c)) return;
+    if (c.handshaking) {
+      QueueHandshake(c);
+      return;
+    }
     char buf[kReadChunk];
     // Level-triggered: what is left is reported again on the next round, after every other
     // ready connection had its turn; a client sending fast over loopback would otherwise keep
@@ -1244,6 +1337,8 @@ class Server::Impl {
   std::unordered_map<uint64_t, ConnPtr> conns_;  // the loop's, by id
   uint64_t next_id_ = 3;  // 0-2: the TCP listener, the wake fd, the Unix socket listener
   std::mutex ready_mu_;
+  std::vector<std::weak_ptr<Conn>> shaken_;  // handshake steps done, for the loop (ready_mu_)
+  HandshakeThreads handshakes_;
   std::vector<std::weak_ptr<Conn>> ready_;
   JobQueue normal_, priority_;
   std::vector<std::thread> workers_;

@@ -17,6 +17,7 @@ import numpy as np
 
 from agent import BIN_DIR, Agent, copy_fixtures, grpc_modules
 from chat_helpers import make_variant
+from tls_certs import make_ca, make_cert
 
 OUTPOST = os.path.join(BIN_DIR, "outpost")
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -375,26 +376,6 @@ class UnixSocketTest(OneAgentTest):
         # The socket's peers are not loopback TCP callers: chat is open on TCP, not to uid 0 here.
         self.assertEqual(self.over_socket(0, [["GET", "/v1/models", None, None]]), [401])
         self.assertEqual(self.agent.request("GET", "/v1/models", key=None)[0], 200)
-
-
-def openssl(*args, cwd):
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
-
-
-def make_ca(d, name):
-    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-            "-keyout", f"{name}.key", "-out", f"{name}.pem", "-days", "2", "-subj", f"/CN={name}", cwd=d)
-
-
-def make_cert(d, name, ca, cn, server=False):
-    openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-            "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={cn}", cwd=d)
-    ext = os.path.join(d, f"{name}.ext")
-    with open(ext, "w") as f:
-        f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\n" if server else "extendedKeyUsage=clientAuth\n")
-    openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}.key", "-CAcreateserial",
-            "-out", f"{name}.pem", "-days", "2", "-extfile", ext, cwd=d)
-    os.chmod(os.path.join(d, f"{name}.key"), 0o600)
 
 
 def read(d, name):

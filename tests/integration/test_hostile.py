@@ -79,10 +79,10 @@ class RssWatch:
 class Bystander:
     """The well-behaved client (bystander.py), in a process of its own."""
 
-    def __init__(self, port, method, path, body=None, headers=None):
+    def __init__(self, port, method, path, body=None, headers=None, ca=None):
         self.proc = subprocess.Popen(
             [sys.executable, os.path.join(os.path.dirname(__file__), "bystander.py"), str(port),
-             method, path, body or ""], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+             method, path, body or "", ca or ""], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         assert self.proc.stdout.readline().strip() == "ready"
         self.started = time.monotonic()
 
@@ -186,6 +186,7 @@ def body_of(response):
 class HostileBase(unittest.TestCase):
     port = 0
     bystander_request = ("GET", "/", None, None)
+    bystander_ca = None  # set: the bystander speaks HTTPS
 
     def process_pid(self):
         raise NotImplementedError
@@ -194,11 +195,11 @@ class HostileBase(unittest.TestCase):
         """Measures a quiet baseline, then runs `run()` (which returns the statuses it saw) with
         the RSS watched and the bystander alongside; checks the process, the RSS and the
         bystander."""
-        quiet = Bystander(self.port, *self.bystander_request)
+        quiet = Bystander(self.port, *self.bystander_request, ca=self.bystander_ca)
         baseline = quiet.finish(at_least=quiet_secs).p99_ms()
         self.assertEqual(quiet.failures, [])
         watch = RssWatch(self.process_pid())
-        client = Bystander(self.port, *self.bystander_request)
+        client = Bystander(self.port, *self.bystander_request, ca=self.bystander_ca)
         try:
             statuses = run()
         finally:
@@ -472,6 +473,107 @@ class AgentUnderAttack(HostileBase):
             return {"idle connections closed to make room": closed}
 
         self.attack("700 idle connections (cap 512)", run)
+
+
+class TlsAgentUnderAttack(HostileBase):
+    """The agent speaking HTTPS: handshakes run off the event loop, so a flood of them does not
+    hold up a client whose connection is already established, and a handshake that never
+    finishes is dropped when a request head would be (10 s)."""
+
+    @classmethod
+    def setUpClass(cls):
+        from tls_certs import make_ca, make_cert
+        cls.tmp = tempfile.mkdtemp(prefix="outpost-hostile-tls-")
+        make_ca(cls.tmp, "ca")
+        make_cert(cls.tmp, "server", "ca", "localhost", server=True)
+        cfg = os.path.join(cls.tmp, "agent.json")
+        with open(cfg, "w") as f:
+            json.dump({"tls_cert_file": os.path.join(cls.tmp, "server.pem"),
+                       "tls_key_file": os.path.join(cls.tmp, "server.key")}, f)
+        cls.repo = copy_fixtures(["add_mul"])
+        cls.bystander_ca = os.path.join(cls.tmp, "ca.pem")
+        cls.agent = Agent(cls.repo, ["--config", cfg], grpc=False, tls_ca=cls.bystander_ca)
+        cls.port = cls.agent.http_port
+        cls.bystander_request = ("GET", "/v2/models/add_mul/ready", None, None)
+
+    @classmethod
+    def tearDownClass(cls):
+        rc = cls.agent.close()
+        shutil.rmtree(cls.repo, ignore_errors=True)
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+        assert rc == 0, f"outpostd exited with {rc}"
+
+    def process_pid(self):
+        return self.agent.proc.pid
+
+    def proc(self):
+        return self.agent.proc
+
+    def test_handshake_flood(self):
+        import ssl
+        ctx = ssl.create_default_context(cafile=self.bystander_ca)
+
+        def run():
+            done, errors = [], []
+            stop = time.monotonic() + 5
+
+            def flood():
+                n = 0
+                while time.monotonic() < stop:
+                    try:
+                        with socket.create_connection(("127.0.0.1", self.port), timeout=30) as raw:
+                            with ctx.wrap_socket(raw, server_hostname="localhost"):
+                                n += 1  # a full handshake, then gone without a request
+                    except OSError as e:
+                        errors.append(repr(e))
+                done.append(n)
+
+            threads = [threading.Thread(target=flood) for _ in range(32)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            # Every handshake completes: none is refused or dropped for the flood's sake.
+            self.assertEqual(errors, [])
+            self.assertGreater(sum(done), 32)
+            return {"full handshakes": sum(done)}
+
+        self.attack("32 clients doing nothing but TLS handshakes for 5 s", run)
+
+    def test_two_hundred_stalled_handshakes(self):
+        hello = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"  # a ClientHello's start
+
+        def stall(out):
+            # A byte a second for 30 s: the handshake must be dropped at its 10 s deadline.
+            s = socket.create_connection(("127.0.0.1", self.port), timeout=60)
+            try:
+                s.sendall(hello[:5])
+                s.settimeout(1.0)
+                for i in range(30):
+                    s.sendall(hello[5 + i % 6:6 + i % 6])
+                    try:
+                        if s.recv(4096) == b"":
+                            out.append("dropped")
+                            return
+                    except socket.timeout:
+                        continue
+                out.append("still open after 30 s")
+            except (BrokenPipeError, ConnectionResetError):
+                out.append("dropped")
+            finally:
+                s.close()
+
+        def run():
+            out = []
+            threads = [threading.Thread(target=stall, args=(out,)) for _ in range(200)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            self.assertEqual(sorted(set(out)), ["dropped"], out)
+            return {"dropped": len(out)}
+
+        self.attack("200 TLS handshakes trickling a byte a second", run)
 
 
 class MaliciousMirror(unittest.TestCase):
