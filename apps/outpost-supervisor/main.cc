@@ -32,6 +32,9 @@ int main(int argc, char** argv) {
   app.add_option("--library-dir", library_dirs,
                  "A directory the agent may load libraries from besides its own build and the "
                  "system's (repeatable; writable by root or this user only)");
+  app.add_option("--agent-user", o.agent_user,
+                 "Run the agent as this user (its groups too), which must not be able to write "
+                 "the slots; the supervisor then runs as root");
   app.add_option("agent_args", o.agent_args, "Arguments for outpostd (after --)");
   CLI11_PARSE(app, argc, argv);
   o.slots = slots;

@@ -423,39 +423,40 @@ fs::path UpdateService::FetchWithBase(const tuf::Offer& offer, const fs::path& d
   return package;
 }
 
-// Installs a new agent build beside the running one and marks it for trial; the supervisor
-// (outpost-supervisor) starts it when this process exits, commits it once it reports healthy,
-// and otherwise restores this build.
+// Hands a new agent build to the supervisor (outpost-supervisor), which alone writes the
+// agent's slots: it verifies and installs the package once this process has exited, starts it
+// on trial, commits it once it reports healthy, and otherwise restores this build.
 void UpdateService::StageAgent(const tuf::Offer& offer, bool directed) {
-  fs::path dir = options_.agent_slots / offer.name;
   SlotState state;
-  if (auto s = ReadSlots(dir)) state = *s;
+  if (auto s = ReadSlots(options_.agent_slots / offer.name)) state = *s;
   if ((directed ? offer.version == options_.agent_version
                 : CompareVersions(offer.version, options_.agent_version) <= 0) ||
       state.HasFailed(offer.version))
     return;
   Event ev = MakeEvent(offer.name, offer.version, "", "");
-  fs::path package = FetchWithBase(offer, dir, ev);
+  fs::path package = FetchWithBase(offer, options_.agent_slots / offer.name, ev);
   PackageManifest m = VerifyPackageFile(package, trust_).manifest;
   if (m.name != offer.name || m.version != offer.version || m.json.value("runtime", "") != "agent")
     Fail(ErrorCode::kPermissionDenied, "the package is " + m.name + " " + m.version +
                                            ", not the agent build the repository names");
-  if (state.committed.empty()) state.committed = options_.agent_version;
-  state.previous.clear();  // its slot takes the new build
-  WriteSlots(dir, state);
-  RemoveVersionsExcept(dir, {state.committed});
-  InstallPackage(package, options_.agent_slots, trust_);
-  state.trial = offer.version;
-  state.trial_attempts = 0;
-  WriteSlots(dir, state);
+  // Whole or not at all: a copy beside the hand-off name, then renamed over it.
+  const fs::path handoff = AgentHandoffPackage(options_.agent_slots);
+  const fs::path partial = handoff.string() + ".partial";
+  std::error_code ec;
+  fs::copy_file(package, partial, fs::copy_options::overwrite_existing, ec);
+  if (!ec) fs::rename(partial, handoff, ec);
+  if (ec) {
+    fs::remove(partial);
+    Fail(ErrorCode::kUnavailable,
+         "cannot hand the build to the supervisor at " + handoff.string() + ": " + ec.message());
+  }
   client_->CleanDownloads();
   ev.outcome = "staged";
-  ev.reason = "restarting into it: the supervisor commits it once it is healthy";
+  ev.reason = "restarting into it: the supervisor installs it and commits it once it is healthy";
   Record(ev);
   Log(LogSeverity::kWarn, "update", "agent_staged",
-      fmt::format("update: agent {} staged beside {}; restarting into it", offer.version,
-                  state.committed),
-      {{"version", offer.version}, {"committed", state.committed}});
+      fmt::format("update: agent {} handed to the supervisor; restarting into it", offer.version),
+      {{"version", offer.version}, {"committed", options_.agent_version}});
   ::kill(::getpid(), SIGTERM);  // the main thread's orderly shutdown
 }
 

@@ -3,6 +3,8 @@
 #include <curl/curl.h>
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <grp.h>
+#include <pwd.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -86,12 +88,40 @@ class Supervisor {
                           "load libraries from it");
       library_path_ += (library_path_.empty() ? "" : ":") + fs::absolute(d).string();
     }
+    if (!o.agent_user.empty()) {
+      const passwd* pw = ::getpwnam(o.agent_user.c_str());
+      if (!pw) outpost::Fail(ErrorCode::kInvalidArgument, "no user " + o.agent_user);
+      agent_uid_ = pw->pw_uid;
+      agent_gid_ = pw->pw_gid;
+      if (::geteuid() != 0)
+        outpost::Fail(ErrorCode::kPermissionDenied,
+                      "--agent-user needs the supervisor to run as root");
+      if (agent_uid_ == 0)
+        outpost::Fail(ErrorCode::kInvalidArgument, "--agent-user must not be root");
+    } else if (::geteuid() == 0) {
+      Log(LogSeverity::kWarn, "supervisor", "agent_as_root",
+          "the agent runs as root: name an unprivileged user with --agent-user");
+    }
+    std::error_code ec;
+    fs::create_directories(dir_, ec);
+    for (const fs::path& d : {o.slots, dir_}) RequireOwnDirectory(d);
+    // The hand-off directory is the agent's: it writes there, never in the slots.
+    const fs::path incoming = AgentHandoffDir(o.slots);
+    fs::create_directories(incoming, ec);
+    struct stat st {};
+    if (::lstat(incoming.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+      outpost::Fail(ErrorCode::kFailedPrecondition, incoming.string() + " is not a directory");
+    if (agent_uid_ != ::geteuid() && ::chown(incoming.c_str(), agent_uid_, agent_gid_) != 0)
+      outpost::Fail(ErrorCode::kPermissionDenied,
+                    "cannot give " + incoming.string() + " to " + o.agent_user);
+    ::chmod(incoming.c_str(), 0700);
     RemoveStaleBuilds(run_root_);
   }
 
   int Run() {
     milliseconds backoff{1000};
     while (true) {
+      TakeHandoff();
       SlotState state = Load();
       if (!state.trial.empty()) {
         if (state.trial_attempts >= 2) {
@@ -138,6 +168,7 @@ class Supervisor {
         if (e == Event::kTerminate) return Stop();
         if (Reaped(&status)) break;
       }
+      TakeHandoff();  // an agent that exits to update itself left its new build there
       if (Load().trial.empty()) {
         if (Clock::now() - started > std::chrono::seconds(60)) backoff = milliseconds(1000);
         Log(LogSeverity::kWarn, "supervisor", "agent_exited",
@@ -196,6 +227,9 @@ class Supervisor {
       sigset_t none;
       sigemptyset(&none);
       ::sigprocmask(SIG_SETMASK, &none, nullptr);
+      if (agent_uid_ != ::geteuid() && (::initgroups(o_.agent_user.c_str(), agent_gid_) != 0 ||
+                                        ::setgid(agent_gid_) != 0 || ::setuid(agent_uid_) != 0))
+        ::_exit(126);
       ::setenv("OUTPOST_AGENT_SLOTS", o_.slots.c_str(), 1);
       ::setenv("OUTPOST_AGENT_SLOT_VERSION", version.c_str(), 1);
       if (trial) ::setenv("OUTPOST_AGENT_TRIAL", "1", 1);
@@ -284,6 +318,84 @@ class Supervisor {
     }
   }
 
+  // The slots hold what runs as the agent: with a user of its own, it must not be able to
+  // write them (or swap them for a directory it can).
+  void RequireOwnDirectory(const fs::path& d) {
+    struct stat st {};
+    if (::lstat(d.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+      outpost::Fail(ErrorCode::kFailedPrecondition, d.string() + " is not a directory");
+    const bool own = st.st_uid == ::geteuid() || st.st_uid == 0;
+    if ((st.st_mode & 022) == 0 && own) return;
+    if (o_.agent_user.empty()) {
+      Log(LogSeverity::kWarn, "supervisor", "slots_writable",
+          d.string() + " may be written by users other than the supervisor's");
+      return;
+    }
+    outpost::Fail(ErrorCode::kPermissionDenied,
+                  d.string() + " may be written by users other than the supervisor's (" +
+                      o_.agent_user + " among them): make it the supervisor's, mode 0755");
+  }
+
+  // A build the agent handed over: copied away from the agent's directory first (so nothing
+  // the agent's user runs can change it while it is checked), verified against the trust
+  // file, installed into the slots and recorded as the trial, which Run() then starts.
+  void TakeHandoff() {
+    const fs::path offered = AgentHandoffPackage(o_.slots);
+    int in = ::open(offered.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+    if (in < 0) return;
+    ::unlink(offered.c_str());
+    std::error_code ec;
+    fs::create_directories(run_root_, ec);
+    const fs::path copy = run_root_ / "handoff.opkg";
+    try {
+      CopyHandoff(in, copy);
+      ::close(in);
+      in = -1;
+      PackageReport r = VerifyPackageFile(copy, &trust_);
+      const std::string& version = r.manifest.version;
+      if (r.manifest.name != kAgentName || r.manifest.json.value("runtime", "") != "agent")
+        outpost::Fail(ErrorCode::kPermissionDenied,
+                      r.manifest.name + " " + version + " is not an agent build");
+      SlotState state = Load();
+      if (version == state.committed || state.HasFailed(version))
+        outpost::Fail(ErrorCode::kFailedPrecondition,
+                      version + (version == state.committed ? " is the committed build"
+                                                            : " failed its trial before"));
+      state.previous.clear();  // its slot takes the new build
+      state.trial.clear();
+      WriteSlots(dir_, state);
+      RemoveOthers(state);
+      InstallPackage(copy, o_.slots, &trust_);
+      state.trial = version;
+      state.trial_attempts = 0;
+      WriteSlots(dir_, state);
+      Log(LogSeverity::kInfo, "supervisor", "agent_staged",
+          fmt::format("agent {} handed over and installed beside {}", version, state.committed),
+          {{"version", version}, {"committed", state.committed}});
+    } catch (const std::exception& e) {
+      Log(LogSeverity::kError, "supervisor", "agent_refused",
+          std::string("the build the agent handed over was refused: ") + e.what());
+    }
+    if (in >= 0) ::close(in);
+    fs::remove(copy, ec);
+  }
+
+  static void CopyHandoff(int in, const fs::path& to) {
+    struct stat st {};
+    if (::fstat(in, &st) != 0 || !S_ISREG(st.st_mode))
+      outpost::Fail(ErrorCode::kInvalidArgument, "not a regular file");
+    int out = ::open(to.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (out < 0) outpost::Fail(ErrorCode::kInternal, "cannot write " + to.string());
+    char buf[1 << 16];
+    ssize_t n;
+    bool ok = true;
+    while (ok && (n = ::read(in, buf, sizeof buf)) > 0)
+      ok = ::write(out, buf, static_cast<size_t>(n)) == n;
+    ok = ok && n == 0;
+    ::close(out);
+    if (!ok) outpost::Fail(ErrorCode::kInternal, "cannot copy the handed-over build");
+  }
+
   void Fail(SlotState& state, const std::string& reason) {
     Kill();
     std::string version = state.trial;
@@ -309,6 +421,8 @@ class Supervisor {
   }
 
   const SupervisorOptions& o_;
+  uid_t agent_uid_ = ::geteuid();
+  gid_t agent_gid_ = ::getegid();
   fs::path dir_;
   fs::path run_root_;
   std::string library_path_;

@@ -72,7 +72,9 @@ VerifiedBuild::VerifiedBuild(const fs::path& version_dir, const PackageManifest&
                              const fs::path& run_root) {
   std::error_code ec;
   fs::create_directories(run_root, ec);
-  ::chmod(run_root.c_str(), 0700);
+  // Others may pass through (an agent running as its own user loads its libraries from its
+  // copy) but not list or write it.
+  ::chmod(run_root.c_str(), 0711);
   std::string tmpl = (run_root / (manifest.version + "-XXXXXX")).string();
   if (!::mkdtemp(tmpl.data())) Failed("cannot make a directory in " + run_root.string());
   dir_ = tmpl;

@@ -1,6 +1,6 @@
 // The build a supervisor runs is the build it verified. A slot can be written by whoever
-// installs into it (the agent stages its own updates there), so between a check of the slot and
-// an exec by path a file could change, and anything planted beside the signed files (a library
+// installs into it (root, or the supervisor's user), so between a check of the slot and an exec
+// by path a file could change, and anything planted beside the signed files (a library
 // the loader finds through $ORIGIN/../lib before the system's) would be loaded. Instead, each
 // start copies exactly the files the signed manifest lists into a fresh private directory,
 // hashing the bytes as they are written there, makes the copy read-only, and executes the
@@ -19,7 +19,7 @@ namespace outpost {
 class VerifiedBuild {
  public:
   // Copies the manifest's files from `version_dir` into a new directory under `run_root`
-  // (0700, created when missing). Throws Error(kPermissionDenied) when a file differs from the
+  // (0711, created when missing). Throws Error(kPermissionDenied) when a file differs from the
   // manifest, Error(kInternal) when the copy cannot be made.
   VerifiedBuild(const std::filesystem::path& version_dir, const PackageManifest& manifest,
                 const std::filesystem::path& run_root);

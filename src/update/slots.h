@@ -15,6 +15,17 @@ namespace outpost {
 
 inline constexpr const char* kSlotsFile = ".slots.json";
 
+// The agent's slots are written by outpost-supervisor alone. An agent that has fetched and
+// verified a new build of itself leaves the package here, in a directory of the agent's own
+// inside the slots, and exits; the supervisor takes it from there (verifies it again, installs
+// it, and starts its trial).
+inline std::filesystem::path AgentHandoffDir(const std::filesystem::path& agent_slots) {
+  return agent_slots / ".incoming";
+}
+inline std::filesystem::path AgentHandoffPackage(const std::filesystem::path& agent_slots) {
+  return AgentHandoffDir(agent_slots) / "outpostd.opkg";
+}
+
 struct SlotState {
   std::string committed;
   std::string previous;

@@ -1,6 +1,7 @@
 """The agent updating itself: outpost-supervisor runs outpostd from its A/B slots, the agent
-stages a newer signed build from the update repository and exits, the supervisor starts it on
-trial and commits it once healthy, or restores the previous build when it is not."""
+fetches a newer signed build from the update repository, hands it over and exits, the supervisor
+installs it, starts it on trial and commits it once healthy, or restores the previous build when
+it is not."""
 import http.client
 import json
 import os
@@ -71,8 +72,8 @@ class AgentUpdateTest(unittest.TestCase):
         except OSError:
             return False
 
-    def start_supervisor(self, cfg=None, trial_timeout="30"):
-        args = [os.path.join(BIN_DIR, "outpost-supervisor"), "--slots", self.slots, "--trust-file", self.repo.trust,
+    def start_supervisor(self, cfg=None, trial_timeout="30", options=()):
+        args = [os.path.join(BIN_DIR, "outpost-supervisor"), *options, "--slots", self.slots, "--trust-file", self.repo.trust,
                 "--health-url", f"http://127.0.0.1:{self.port}/v2/health/ready", "--trial-timeout-secs", trial_timeout,
                 "--trial-stable-secs", "1", "--", "--model-repository", self.models, "--http-port", str(self.port),
                 "--grpc-port", "0", "--trust-file", self.repo.trust, "--auth-dir", os.path.join(self.tmp, "auth")]
@@ -163,6 +164,59 @@ class AgentUpdateTest(unittest.TestCase):
             self.check()
             time.sleep(1)
             self.assertEqual(self.running_build(), "0.2.0")
+        finally:
+            self.supervisor.send_signal(signal.SIGTERM)
+            self.assertEqual(self.supervisor.wait(timeout=60), 0)
+            self.log.close()
+
+    def test_the_agent_runs_as_its_own_user_and_cannot_write_its_slots(self):
+        """With --agent-user the agent runs unprivileged; the slots are the supervisor's alone:
+        the agent cannot write them, hands a new build over in its own directory, and the
+        supervisor verifies it there before installing it (something else left there is
+        refused)."""
+        import pwd
+        nobody = pwd.getpwnam("nobody")
+        as_nobody = ["setpriv", f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}", "--clear-groups"]
+        os.chmod(self.tmp, 0o755)
+        os.makedirs(os.path.join(self.tmp, "auth"))
+        for d in (self.models, os.path.join(self.tmp, "auth")):
+            os.chown(d, nobody.pw_uid, nobody.pw_gid)
+        must("install", self.build("0.1.0"), "--repository", self.slots, "--trust", self.repo.trust)
+        cfg = os.path.join(self.tmp, "agent.json")
+        with open(cfg, "w") as f:
+            json.dump({"update_url": self.server.url, "update_root": self.repo.root,
+                       "update_check_on_start": False, "update_canary_secs": 0}, f)
+        self.start_supervisor(cfg, options=["--agent-user", "nobody"])
+        try:
+            self.wait_for(self.healthy, "the first build")
+            with open(f"/proc/{self.child()}/status") as f:
+                uids = next(line for line in f if line.startswith("Uid:")).split()[1:]
+            self.assertEqual(set(uids), {str(nobody.pw_uid)})
+            handoff = os.path.join(self.slots, ".incoming")
+            self.assertEqual(os.stat(handoff).st_uid, nobody.pw_uid)
+            for target in (os.path.join(self.slots, "planted"), os.path.join(self.slots, "outpostd", "planted"),
+                           os.path.join(self.slots, "outpostd", "0.1.0", "bin", "planted")):
+                r = subprocess.run(as_nobody + ["touch", target], capture_output=True, text=True)
+                self.assertNotEqual(r.returncode, 0, f"the agent's user wrote {target}")
+                self.assertIn("Permission denied", r.stderr)
+            r = subprocess.run(as_nobody + ["sh", "-c", f"echo 'not a package' > {handoff}/outpostd.opkg"])
+            self.assertEqual(r.returncode, 0)
+            os.kill(self.child(), signal.SIGKILL)
+            self.wait_for(lambda: "was refused" in open(os.path.join(self.tmp, "supervisor.log")).read(),
+                          "the planted hand-off to be refused")
+            self.wait_for(self.healthy, "the build to restart")
+            self.assertEqual(self.running_build(), "0.1.0")
+            self.assertEqual(os.listdir(handoff), [])
+            self.assertEqual(self.slot_state().get("trial", ""), "")
+
+            must("repo", "add", self.repo.dir, self.build("0.2.0"), "--kind", "agent",
+                 "--targets-key", self.repo.keys["targets"])
+            self.repo.publish()
+            self.check()
+            self.wait_for(lambda: self.slot_state().get("committed") == "0.2.0" and self.healthy(), "0.2.0 to commit")
+            self.assertEqual(self.running_build(), "0.2.0")
+            self.assertEqual(os.stat(os.path.join(self.slots, "outpostd", "0.2.0")).st_uid, 0)
+            self.assertEqual(os.listdir(handoff), [])
         finally:
             self.supervisor.send_signal(signal.SIGTERM)
             self.assertEqual(self.supervisor.wait(timeout=60), 0)
