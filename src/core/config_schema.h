@@ -102,6 +102,10 @@ typename Io<T>::Json FromWord(const std::string& flag, const std::string& word) 
 template <typename Config>
 class ConfigSchema {
  public:
+  // `path`: where these keys sit in the config file ("chat_cloud"), for messages; empty: the
+  // top. Keys below the top have no flags.
+  explicit ConfigSchema(std::string path = {}) : path_(std::move(path)) {}
+
   struct Options {
     // Empty: "--" and the name with dashes. May list aliases CLI11-style ("--a,--b"); the first
     // names the key in messages. "-": no flag.
@@ -130,7 +134,7 @@ class ConfigSchema {
     Key k;
     k.name = name;
     k.help = std::move(help);
-    if (o.flag == "-" || o.secret || std::is_same_v<J, nlohmann::json>) {
+    if (o.flag == "-" || o.secret || !path_.empty() || std::is_same_v<J, nlohmann::json>) {
       k.kind = FlagKind::kNone;
     } else if constexpr (std::is_same_v<J, bool>) {
       k.kind = FlagKind::kSwitch;
@@ -145,7 +149,9 @@ class ConfigSchema {
              : std::is_unsigned_v<J>                  ? "UINT"
              : std::is_integral_v<J>                  ? "INT"
                                                       : "TEXT";
-    const std::string shown = k.flag.empty() ? name : name + " (" + FirstFlag(k.flag) + ")";
+    const std::string qualified = path_.empty() ? name : path_ + "." + name;
+    const std::string shown =
+        k.flag.empty() ? qualified : qualified + " (" + FirstFlag(k.flag) + ")";
 
     k.read = [name, field](const JsonFields& f, Config& c) {
       d::Io<T>::In(c.*field, f.Get<J>(name, J(d::Io<T>::Out(c.*field))));
@@ -192,9 +198,26 @@ class ConfigSchema {
     return *this;
   }
 
+  // A key of a type the schema cannot read by itself (a list of objects, a map): the caller
+  // reads, checks and prints it. Config file only.
+  ConfigSchema& Add(std::string name, std::string help,
+                    std::function<void(const JsonFields&, Config&)> read,
+                    std::function<nlohmann::json(const Config&)> write) {
+    Key k;
+    k.name = std::move(name);
+    k.help = std::move(help);
+    k.type = "JSON";
+    k.read = std::move(read);
+    k.write = std::move(write);
+    k.check = [](const Config&) {};
+    k.set_from_flag = [](Config&, const std::vector<std::string>&) {};
+    keys_.push_back(std::move(k));
+    return *this;
+  }
+
   // Reads the keys of `object` over `config`; refuses keys the schema does not declare.
   void Apply(const nlohmann::json& object, Config& config, std::string context = "config") const {
-    const JsonFields f(object, std::move(context));
+    const JsonFields f(object, std::move(context), path_);
     std::vector<std::string> names;
     for (const auto& k : keys_) names.push_back(k.name);
     f.OnlyKeys(names);
@@ -217,6 +240,7 @@ class ConfigSchema {
   static std::string FirstFlag(const std::string& flag) { return flag.substr(0, flag.find(',')); }
 
  private:
+  std::string path_;
   std::vector<Key> keys_;
 };
 

@@ -7,6 +7,7 @@
 #include <set>
 
 #include "core/atomic_file.h"
+#include "core/config_schema.h"
 #include "core/error.h"
 #include "core/json_fields.h"
 #include "core/logging.h"
@@ -29,92 +30,102 @@ std::string Today() { return FormatLocalNow("%Y-%m-%d"); }
 
 }  // namespace
 
-RouterConfig ParseRouterConfig(const json& router, const json& cloud) {
-  RouterConfig out;
-  const JsonFields r(router, "config", "chat_router");
-  const JsonFields c(cloud, "config", "chat_cloud");
-  r.OnlyKeys({"model_alias", "local_model", "difficulty_threshold", "daily_cloud_tokens",
-              "default_privacy", "prefer", "redaction_rules", "state_dir"});
-  c.OnlyKeys({"url", "model", "api_key_secret", "headers", "connect_timeout_ms", "timeout_ms",
-              "first_byte_timeout_ms", "retries", "backoff_ms", "breaker_failures",
-              "breaker_cooldown_secs"});
-  out.model_alias = r.Get("model_alias", out.model_alias);
-  out.local_model = r.Get("local_model", out.local_model);
-  out.difficulty_threshold = r.Get("difficulty_threshold", out.difficulty_threshold);
-  out.daily_cloud_tokens = r.Get("daily_cloud_tokens", out.daily_cloud_tokens);
-  out.default_privacy = r.Get("default_privacy", out.default_privacy);
-  out.prefer = r.Get("prefer", out.prefer);
-  out.state_dir = r.Get("state_dir", out.state_dir.string());
-  if (const json* rules = r.Find("redaction_rules")) {
-    if (!rules->is_array()) r.Fail("redaction_rules", "must be an array");
-    size_t i = 0;
-    for (const auto& rule : *rules) {
-      const JsonFields f(rule, "config",
-                         "chat_router.redaction_rules[" + std::to_string(i++) + "]");
-      f.OnlyKeys({"kind", "pattern"});
-      out.redaction_rules.push_back(
-          {f.Require<std::string>("kind"), f.Require<std::string>("pattern")});
-    }
-  }
-  if (out.default_privacy != "standard" && out.default_privacy != "private")
-    r.Fail("default_privacy", "must be \"standard\" or \"private\"");
-  if (out.prefer != "local" && out.prefer != "cloud")
-    r.Fail("prefer", "must be \"local\" or \"cloud\"");
-  auto& k = out.cloud;
-  k.url = c.Get("url", k.url);
-  k.model = c.Get("model", k.model);
-  k.api_key_secret = c.Get("api_key_secret", k.api_key_secret);
-  const JsonFields headers = c.Object("headers");
-  for (const auto& [name, value] : headers.json().items()) {
-    std::string lower = AsciiLower(name);
-    if (lower == "authorization" || lower == "api-key" || lower == "x-api-key")
-      Fail(ErrorCode::kInvalidArgument,
-           "config: credentials do not belong in 'chat_cloud.headers': store the key with "
-           "`outpost secret set NAME` and name it in 'chat_cloud.api_key_secret'");
-    k.headers.emplace_back(name, headers.Require<std::string>(name));
-  }
-  k.connect_timeout_ms = c.Get("connect_timeout_ms", k.connect_timeout_ms);
-  k.timeout_ms = c.Get("timeout_ms", k.timeout_ms);
-  k.first_byte_timeout_ms = c.Get("first_byte_timeout_ms", k.first_byte_timeout_ms);
-  k.retries = c.Get("retries", k.retries);
-  k.backoff_ms = c.Get("backoff_ms", k.backoff_ms);
-  k.breaker_failures = c.Get("breaker_failures", k.breaker_failures);
-  k.breaker_cooldown_secs = c.Get("breaker_cooldown_secs", k.breaker_cooldown_secs);
-  if (!k.url.empty() && k.url.rfind("http://", 0) != 0 && k.url.rfind("https://", 0) != 0)
-    c.Fail("url", "must be an http(s) URL");
-  if (k.retries < 0 || k.breaker_failures < 1 || k.timeout_ms < 1 || k.connect_timeout_ms < 1)
-    Fail(ErrorCode::kInvalidArgument, "config: 'chat_cloud' timeouts and counts must be positive");
-  Redactor check(out.redaction_rules);  // a bad pattern is a config error now, not per request
-  return out;
+namespace {
+
+const ConfigSchema<CloudConfig>& CloudSchema() {
+  using C = CloudConfig;
+  using O = ConfigSchema<C>::Options;
+  static const ConfigSchema<C> schema = [] {
+    ConfigSchema<C> s("chat_cloud");
+    s.Add("url", &C::url, "OpenAI-compatible base URL (http or https)");
+    s.Add("model", &C::model, "The model the cloud is asked for");
+    s.Add("api_key_secret", &C::api_key_secret, "The API key's name in the secret store");
+    s.Add(
+        "headers", "Extra request headers (never credentials)",
+        [](const JsonFields& f, C& c) {
+          const JsonFields headers = f.Object("headers");
+          for (const auto& [name, value] : headers.json().items()) {
+            std::string lower = AsciiLower(name);
+            if (lower == "authorization" || lower == "api-key" || lower == "x-api-key")
+              Fail(ErrorCode::kInvalidArgument,
+                   "config: credentials do not belong in 'chat_cloud.headers': store the key "
+                   "with `outpost secret set NAME` and name it in 'chat_cloud.api_key_secret'");
+            c.headers.emplace_back(name, headers.Require<std::string>(name));
+          }
+        },
+        [](const C& c) {
+          json headers = json::object();
+          for (const auto& [k, v] : c.headers) headers[k] = v;
+          return headers;
+        });
+    s.Add("connect_timeout_ms", &C::connect_timeout_ms, "Connection timeout", O{.min = 1});
+    s.Add("timeout_ms", &C::timeout_ms, "The whole request, streaming included", O{.min = 1});
+    s.Add("first_byte_timeout_ms", &C::first_byte_timeout_ms, "Until the first byte", O{.min = 1});
+    s.Add("retries", &C::retries, "Retries before any output", O{.min = 0, .max = 10});
+    s.Add("backoff_ms", &C::backoff_ms, "First retry delay (doubled per retry)", O{.min = 0});
+    s.Add("breaker_failures", &C::breaker_failures, "Failures in a row that open the circuit",
+          O{.min = 1});
+    s.Add("breaker_cooldown_secs", &C::breaker_cooldown_secs, "How long the circuit stays open",
+          O{.min = 0});
+    return s;
+  }();
+  return schema;
 }
 
-json ToJson(const RouterConfig& c) {
-  json rules = json::array();
-  for (const auto& r : c.redaction_rules)
-    rules.push_back({{"kind", r.kind}, {"pattern", r.pattern}});
-  json headers = json::object();
-  for (const auto& [k, v] : c.cloud.headers) headers[k] = v;
-  return {{"chat_router",
-           {{"model_alias", c.model_alias},
-            {"local_model", c.local_model},
-            {"difficulty_threshold", c.difficulty_threshold},
-            {"daily_cloud_tokens", c.daily_cloud_tokens},
-            {"default_privacy", c.default_privacy},
-            {"prefer", c.prefer},
-            {"redaction_rules", rules},
-            {"state_dir", c.state_dir.string()}}},
-          {"chat_cloud",
-           {{"url", c.cloud.url},
-            {"model", c.cloud.model},
-            {"api_key_secret", c.cloud.api_key_secret},
-            {"headers", headers},
-            {"connect_timeout_ms", c.cloud.connect_timeout_ms},
-            {"timeout_ms", c.cloud.timeout_ms},
-            {"first_byte_timeout_ms", c.cloud.first_byte_timeout_ms},
-            {"retries", c.cloud.retries},
-            {"backoff_ms", c.cloud.backoff_ms},
-            {"breaker_failures", c.cloud.breaker_failures},
-            {"breaker_cooldown_secs", c.cloud.breaker_cooldown_secs}}}};
+const ConfigSchema<RouterConfig>& RouterSchema() {
+  using R = RouterConfig;
+  using O = ConfigSchema<R>::Options;
+  static const ConfigSchema<R> schema = [] {
+    ConfigSchema<R> s("chat_router");
+    s.Add("model_alias", &R::model_alias, "The model name that lets the router choose");
+    s.Add("local_model", &R::local_model, "The local chat model for the alias");
+    s.Add("difficulty_threshold", &R::difficulty_threshold, "At or above: the cloud",
+          O{.min = 0, .max = 1});
+    s.Add("daily_cloud_tokens", &R::daily_cloud_tokens, "Cloud tokens per day (0: no limit)");
+    s.Add("default_privacy", &R::default_privacy, "standard or private",
+          O{.one_of = {"standard", "private"}});
+    s.Add("prefer", &R::prefer, "local or cloud, when no rule decides",
+          O{.one_of = {"local", "cloud"}});
+    s.Add(
+        "redaction_rules", "What is redacted before a request leaves the device",
+        [](const JsonFields& f, R& r) {
+          const json* rules = f.Find("redaction_rules");
+          if (!rules) return;
+          if (!rules->is_array()) f.Fail("redaction_rules", "must be an array");
+          size_t i = 0;
+          for (const auto& rule : *rules) {
+            const JsonFields g(rule, "config",
+                               "chat_router.redaction_rules[" + std::to_string(i++) + "]");
+            g.OnlyKeys({"kind", "pattern"});
+            r.redaction_rules.push_back(
+                {g.Require<std::string>("kind"), g.Require<std::string>("pattern")});
+          }
+        },
+        [](const R& r) {
+          json rules = json::array();
+          for (const auto& rule : r.redaction_rules)
+            rules.push_back({{"kind", rule.kind}, {"pattern", rule.pattern}});
+          return rules;
+        });
+    s.Add("state_dir", &R::state_dir, "Where the day's cloud budget survives restarts");
+    return s;
+  }();
+  return schema;
+}
+
+}  // namespace
+
+RouterConfig ParseRouterConfig(const json& router, const json& cloud) {
+  RouterConfig out;
+  RouterSchema().Apply(router, out);
+  RouterSchema().Check(out);
+  CloudSchema().Apply(cloud, out.cloud);
+  CloudSchema().Check(out.cloud);
+  const auto& url = out.cloud.url;
+  if (!url.empty() && url.rfind("http://", 0) != 0 && url.rfind("https://", 0) != 0)
+    Fail(ErrorCode::kInvalidArgument, "config: 'chat_cloud.url' must be an http(s) URL");
+  Redactor check(out.redaction_rules);  // a bad pattern is a config error now, not per request
+  return out;
 }
 
 Difficulty EstimateDifficulty(const std::vector<ChatMessage>& messages, int prompt_tokens) {

@@ -43,7 +43,6 @@ struct RouterConfig {
 
 // Throws Error(kInvalidArgument) naming the key at fault.
 RouterConfig ParseRouterConfig(const nlohmann::json& chat_router, const nlohmann::json& chat_cloud);
-nlohmann::json ToJson(const RouterConfig& c);
 
 // 0 (routine) .. 1 (hard) from cheap features of the conversation: length, code, maths,
 // multi-step instructions, several questions.

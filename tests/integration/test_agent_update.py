@@ -127,6 +127,16 @@ class AgentUpdateTest(unittest.TestCase):
         except (OSError, http.client.HTTPException):
             pass  # the agent may end the connection as it exits into the new build
 
+    def publish_and_commit(self, version):
+        """Publishes a good build, asks the agent to check, and waits until it runs committed."""
+        must("repo", "add", self.repo.dir, self.build(version), "--kind", "agent",
+             "--targets-key", self.repo.keys["targets"])
+        self.repo.publish()
+        self.check()
+        self.wait_for(lambda: self.slot_state().get("committed") == version and self.healthy(),
+                      f"{version} to commit")
+        self.assertEqual(self.running_build(), version)
+
     def test_new_build_commits_and_a_broken_one_rolls_back(self):
         must("install", self.build("0.1.0"), "--repository", self.slots, "--trust", self.repo.trust)
         cfg = os.path.join(self.tmp, "agent.json")
@@ -138,12 +148,7 @@ class AgentUpdateTest(unittest.TestCase):
             self.wait_for(self.healthy, "the first build")
             self.assertEqual(self.running_build(), "0.1.0")
 
-            must("repo", "add", self.repo.dir, self.build("0.2.0"), "--kind", "agent",
-                 "--targets-key", self.repo.keys["targets"])
-            self.repo.publish()
-            self.check()
-            self.wait_for(lambda: self.slot_state().get("committed") == "0.2.0" and self.healthy(), "0.2.0 to commit")
-            self.assertEqual(self.running_build(), "0.2.0")
+            self.publish_and_commit("0.2.0")
             self.assertEqual(self.slot_state()["previous"], "0.1.0")
 
             broken = self.build("0.3.0", broken=True)
@@ -209,12 +214,7 @@ class AgentUpdateTest(unittest.TestCase):
             self.assertEqual(os.listdir(handoff), [])
             self.assertEqual(self.slot_state().get("trial", ""), "")
 
-            must("repo", "add", self.repo.dir, self.build("0.2.0"), "--kind", "agent",
-                 "--targets-key", self.repo.keys["targets"])
-            self.repo.publish()
-            self.check()
-            self.wait_for(lambda: self.slot_state().get("committed") == "0.2.0" and self.healthy(), "0.2.0 to commit")
-            self.assertEqual(self.running_build(), "0.2.0")
+            self.publish_and_commit("0.2.0")
             self.assertEqual(os.stat(os.path.join(self.slots, "outpostd", "0.2.0")).st_uid, 0)
             self.assertEqual(os.listdir(handoff), [])
         finally:

@@ -232,16 +232,8 @@ class HostileBase(unittest.TestCase):
 # --- the agent ----------------------------------------------------------------------------
 
 
-class AgentUnderAttack(HostileBase):
-    @classmethod
-    def setUpClass(cls):
-        cls.repo = copy_fixtures(["add_mul"])
-        cls.agent = Agent(cls.repo)
-        cls.port = cls.agent.http_port
-        body = json.dumps({"inputs": [{"name": n, "datatype": "FP32", "shape": [1, 4],
-                                       "data": [1, 2, 3, 4]} for n in ("a", "b")]})
-        cls.bystander_request = ("POST", "/v2/models/add_mul/infer", body,
-                                 {"Content-Type": "application/json"})
+class AgentBase(HostileBase):
+    """An outpostd in cls.agent serving cls.repo (set up by the subclass)."""
 
     @classmethod
     def tearDownClass(cls):
@@ -254,6 +246,19 @@ class AgentUnderAttack(HostileBase):
 
     def proc(self):
         return self.agent.proc
+
+
+class AgentUnderAttack(AgentBase):
+    @classmethod
+    def setUpClass(cls):
+        cls.repo = copy_fixtures(["add_mul"])
+        cls.agent = Agent(cls.repo)
+        cls.port = cls.agent.http_port
+        body = json.dumps({"inputs": [{"name": n, "datatype": "FP32", "shape": [1, 4],
+                                       "data": [1, 2, 3, 4]} for n in ("a", "b")]})
+        cls.bystander_request = ("POST", "/v2/models/add_mul/infer", body,
+                                 {"Content-Type": "application/json"})
+
 
     def post(self, path, body, headers=None):
         return self.agent.request("POST", path, body, headers or {"Content-Type": "application/json"})
@@ -475,7 +480,7 @@ class AgentUnderAttack(HostileBase):
         self.attack("700 idle connections (cap 512)", run)
 
 
-class TlsAgentUnderAttack(HostileBase):
+class TlsAgentUnderAttack(AgentBase):
     """The agent speaking HTTPS: handshakes run off the event loop, so a flood of them does not
     hold up a client whose connection is already established, and a handshake that never
     finishes is dropped when a request head would be (10 s)."""
@@ -498,16 +503,8 @@ class TlsAgentUnderAttack(HostileBase):
 
     @classmethod
     def tearDownClass(cls):
-        rc = cls.agent.close()
-        shutil.rmtree(cls.repo, ignore_errors=True)
         shutil.rmtree(cls.tmp, ignore_errors=True)
-        assert rc == 0, f"outpostd exited with {rc}"
-
-    def process_pid(self):
-        return self.agent.proc.pid
-
-    def proc(self):
-        return self.agent.proc
+        super().tearDownClass()
 
     def test_handshake_flood(self):
         import ssl

@@ -269,6 +269,32 @@ TEST(Router, ConfigRefusesCredentialsInHeadersAndBadValues) {
   EXPECT_DOUBLE_EQ(c.difficulty_threshold, 0.4);
 }
 
+TEST(Router, ConfigErrorsNameTheKeyWhereItSits) {
+  auto message = [](const nlohmann::json& router, const nlohmann::json& cloud) {
+    try {
+      ParseRouterConfig(router, cloud);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("accepted");
+  };
+  EXPECT_NE(message({{"prefer", "moon"}}, nullptr).find("chat_router.prefer"), std::string::npos);
+  EXPECT_NE(
+      message({{"difficulty_threshold", 1.5}}, nullptr).find("chat_router.difficulty_threshold"),
+      std::string::npos);
+  EXPECT_NE(message(nullptr, {{"retries", 11}}).find("chat_cloud.retries must be 0..10"),
+            std::string::npos);
+  EXPECT_NE(message(nullptr, {{"timeout_ms", "soon"}}).find("chat_cloud.timeout_ms"),
+            std::string::npos);
+  EXPECT_NE(message({{"redaction_rules", {{{"kind", "regex"}}}}}, nullptr)
+                .find("chat_router.redaction_rules[0]"),
+            std::string::npos);
+  auto c = ParseRouterConfig({{"redaction_rules", {{{"kind", "TICKET"}, {"pattern", "T-[0-9]+"}}}}},
+                             {{"headers", {{"X-Org", "acme"}}}});
+  ASSERT_EQ(c.redaction_rules.size(), 1u);
+  EXPECT_EQ(c.cloud.headers, (std::vector<std::pair<std::string, std::string>>{{"X-Org", "acme"}}));
+}
+
 TEST(CircuitBreaker, OpensHalfOpensAndCloses) {
   CircuitBreaker b(2, std::chrono::milliseconds(50));
   EXPECT_TRUE(b.Allow());
