@@ -18,7 +18,7 @@ APT_PACKAGES=(
   libcurl4-openssl-dev libzstd-dev libre2-dev libpcre2-dev libutf8proc-dev libsqlite3-dev libsystemd-dev libpq-dev postgresql
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 python3-numpy python3-onnx python3-grpcio python3-protobuf
-  python3-pil python3-jsonschema python3-cryptography chromium fonts-dejavu-core libonnx-testdata espeak-ng prometheus nghttp2-client curl ca-certificates openssl locales strace
+  python3-pil python3-jsonschema python3-cryptography python3-pytest python3-requests faketime chromium fonts-dejavu-core libonnx-testdata espeak-ng prometheus nghttp2-client curl ca-certificates openssl locales strace
 )
 
 install_apt_packages() {

@@ -10,12 +10,14 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/json_input.h"
 #include "core/names.h"
 #include "package/package.h"
 #include "package/sha256.h"
 #include "update/delta.h"
 #include "update/http_fetcher.h"
 #include "update/tuf.h"
+#include "update/tuf_hashes.h"
 #include "update/updater.h"
 
 namespace outpost {
@@ -34,6 +36,9 @@ struct RepoOptions {
   int expires_days = 365, online_expires_days = 7;
   // tuf client (conformance CLI)
   std::string metadata_dir, metadata_url, target_name, target_base_url, target_dir, root_file;
+  // canonical
+  std::vector<std::string> files;
+  std::string out_dir;
 };
 RepoOptions& Opts() {
   static RepoOptions o;
@@ -295,6 +300,24 @@ int RepoPublish() {
   return 0;
 }
 
+// Each JSON file in TUF's canonical form (what a signature covers), written under the same name
+// in the output directory: to sign with other tools, or to compare encoders.
+int RepoCanonical() {
+  auto& o = Opts();
+  fs::create_directories(o.out_dir);
+  int failed = 0;
+  for (const auto& file : o.files) {
+    try {
+      json j = ParseJson(ReadFile(file), JsonLimits::Document(64u << 20), file);
+      WriteFileAtomically(fs::path(o.out_dir) / fs::path(file).filename(), tuf::CanonicalJson(j));
+    } catch (const Error& e) {
+      std::cerr << file << ": " << e.what() << "\n";
+      ++failed;
+    }
+  }
+  return failed ? 1 : 0;
+}
+
 // The TUF conformance suite's client CLI: exit 0 on success, 1 on any failure.
 int TufClient(CLI::App& app) {
   auto& o = Opts();
@@ -306,32 +329,31 @@ int TufClient(CLI::App& app) {
   }
   tuf::HttpFetcher fetcher(o.metadata_url);
   tuf::Updater updater(o.metadata_dir, fetcher);
-  tuf::TrustedSet set = updater.Refresh(Clock::now());
+  const bool consistent = updater.Refresh(Clock::now()).root().consistent_snapshot;
   if (tuf_cmd->got_subcommand("refresh")) return 0;
-  auto it = set.targets()->targets.find(o.target_name);
-  if (it == set.targets()->targets.end())
-    Fail(ErrorCode::kNotFound, "tuf: no target '" + o.target_name + "'");
-  auto sha = it->second.hashes.find("sha256");
-  if (sha == it->second.hashes.end())
-    Fail(ErrorCode::kPermissionDenied, "tuf: target '" + o.target_name + "' has no sha256");
+  auto info = updater.FindTarget(o.target_name);
+  if (!info) Fail(ErrorCode::kNotFound, "tuf: no target '" + o.target_name + "'");
   fs::path name = fs::path(o.target_name);
   std::string remote =
-      set.root().consistent_snapshot
-          ? (name.parent_path() / (sha->second + "." + name.filename().string())).generic_string()
-          : o.target_name;
+      consistent ? (name.parent_path() / (info->NameHash() + "." + name.filename().string()))
+                       .generic_string()
+                 : o.target_name;
   std::string base = o.target_base_url;
   while (!base.empty() && base.back() == '/') base.pop_back();
   fs::create_directories(o.target_dir);
-  // One file per target path ("a/b.txt" -> "a%2Fb.txt"), so that paths that share a file
-  // name do not collide, and a target downloaded again lands on the same name.
-  std::string local;
-  for (char c : o.target_name)
-    local += c == '/' ? std::string("%2F") : c == '%' ? "%25" : std::string(1, c);
-  fs::path dest = fs::path(o.target_dir) / local;
-  uint64_t size = 0;
-  if (fs::exists(dest) && Sha256File(dest, &size) == sha->second && size == it->second.length)
-    return 0;  // already here and verified: not fetched again
-  fetcher.Download(base + "/" + remote, dest, it->second.length, sha->second);
+  // One file per target path, named as python-tuf names it ("a/b.txt" -> "a%2Fb.txt"), so that
+  // paths that share a file name do not collide and a target fetched again lands on the same
+  // name.
+  fs::path dest = fs::path(o.target_dir) / tuf::QuoteName(o.target_name);
+  std::error_code ec;
+  if (fs::is_regular_file(dest, ec) && fs::file_size(dest, ec) == info->length) {
+    try {
+      tuf::CheckFileHashes(dest, info->hashes, o.target_name);
+      return 0;  // already here and verified: not fetched again
+    } catch (const Error&) {
+    }
+  }
+  fetcher.Download(base + "/" + remote, dest, info->length, info->hashes);
   return 0;
 }
 
@@ -394,6 +416,11 @@ void AddRepoCommands(CLI::App& app) {
   publish->add_option("--expires-days", o.online_expires_days, "Snapshot and timestamp lifetime")
       ->capture_default_str();
 
+  auto* canonical = repo->add_subcommand(
+      "canonical", "Write JSON files in TUF's canonical form (the bytes signatures cover)");
+  canonical->add_option("files", o.files, "JSON files")->required()->check(CLI::ExistingFile);
+  canonical->add_option("--out-dir", o.out_dir, "Where to write them (same names)")->required();
+
   auto* tuf_cmd =
       app.add_subcommand("tuf", "TUF client (the TUF conformance suite's command line)");
   tuf_cmd->require_subcommand(1);
@@ -424,6 +451,7 @@ int RunRepoCommand(CLI::App& app) {
   if (repo->got_subcommand("publish")) return RepoPublish();
   if (repo->got_subcommand("sign")) return RepoSign();
   if (repo->got_subcommand("rotate")) return RepoRotate();
+  if (repo->got_subcommand("canonical")) return RepoCanonical();
   return -1;
 }
 

@@ -5,11 +5,18 @@
 #include "core/json_fields.h"
 #include "package/keys.h"
 #include "package/sha256.h"
-#include "update/tuf.h"
 
 namespace outpost::fleet {
 
 using json = nlohmann::json;
+
+namespace {
+
+// What each entry's hash covers: keys sorted, no whitespace, strings as nlohmann writes them.
+// Fixed for good: chains written since the first release verify with it.
+std::string Stable(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::strict); }
+
+}  // namespace
 
 json ToJson(const AuditEntry& e) {
   return {{"seq", e.seq},       {"time_ms", e.time_ms},     {"actor", e.actor},
@@ -39,7 +46,7 @@ std::string AuditHash(const AuditEntry& e) {
   json fields = {{"seq", e.seq},       {"time_ms", e.time_ms}, {"actor", e.actor},
                  {"action", e.action}, {"target", e.target},   {"detail", e.detail},
                  {"source", e.source}};
-  return Sha256Hex(e.prev_hash + "\n" + tuf::CanonicalJson(fields));
+  return Sha256Hex(e.prev_hash + "\n" + Stable(fields));
 }
 
 std::pair<int64_t, std::string> AuditHead(SqlConnection& c) {
@@ -86,7 +93,7 @@ std::vector<AuditEntry> ReadAudit(SqlConnection& c, int64_t after_seq, int64_t l
 
 std::string AuditHeadSigningString(int64_t seq, const std::string& hash, int64_t time_ms) {
   return "outpost-audit-head-v1\n" +
-         tuf::CanonicalJson(json{{"seq", seq}, {"hash", hash}, {"time_ms", time_ms}});
+         Stable(json{{"seq", seq}, {"hash", hash}, {"time_ms", time_ms}});
 }
 
 json ToJson(const SignedAuditHead& h) {

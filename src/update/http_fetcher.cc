@@ -10,7 +10,7 @@
 
 #include "core/curl_global.h"
 #include "core/error.h"
-#include "package/sha256.h"
+#include "update/tuf_hashes.h"
 
 namespace outpost::tuf {
 namespace {
@@ -99,7 +99,7 @@ std::optional<std::string> HttpFetcher::Fetch(const std::string& name, uint64_t 
     Fail(ErrorCode::kUnavailable, "tuf: " + name + ": transfer too slow (slow retrieval)");
   if (rc != CURLE_OK && status == 0)
     Fail(ErrorCode::kUnavailable, "tuf: " + name + ": " + curl_easy_strerror(rc));
-  if (status == 404) return std::nullopt;
+  if (status == 404 || status == 403) return std::nullopt;
   if (status != 200 || rc != CURLE_OK) {
     Fail(ErrorCode::kUnavailable,
          "tuf: " + name + ": HTTP " + std::to_string(status) + " " + curl_easy_strerror(rc));
@@ -108,7 +108,7 @@ std::optional<std::string> HttpFetcher::Fetch(const std::string& name, uint64_t 
 }
 
 void HttpFetcher::Download(const std::string& url, const std::filesystem::path& dest,
-                           uint64_t length, const std::string& sha256) {
+                           uint64_t length, const std::map<std::string, std::string>& hashes) {
   std::filesystem::path part = dest.string() + ".part";
   std::string last_error;
   auto backoff = limits_.first_backoff;
@@ -163,9 +163,11 @@ void HttpFetcher::Download(const std::string& url, const std::filesystem::path& 
       last_error = "short transfer";
       continue;
     }
-    if (Sha256File(part, nullptr) != sha256) {
+    try {
+      CheckFileHashes(part, hashes, url);
+    } catch (const Error&) {
       std::filesystem::remove(part, ec);
-      Fail(ErrorCode::kPermissionDenied, "tuf: " + url + " does not match its signed sha256");
+      throw;
     }
     std::filesystem::rename(part, dest);
     return;

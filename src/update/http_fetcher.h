@@ -6,6 +6,7 @@
 #include <chrono>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <string>
 
 #include "update/updater.h"
@@ -29,11 +30,12 @@ class HttpFetcher final : public Fetcher {
   std::optional<std::string> Fetch(const std::string& name, uint64_t max_length) override;
 
   // Downloads `url` to `dest` (via `dest`.part, kept between attempts and runs), checking the
-  // length and sha256 that signed targets metadata gave; renames into place when they hold.
-  // Throws Error(kPermissionDenied) for more data than `length` or a hash mismatch (the partial
-  // file is deleted), Error(kUnavailable) when the attempts run out (the partial file is kept).
+  // length and every hash that signed targets metadata gave; renames into place when they
+  // hold. Throws Error(kPermissionDenied) for more data than `length`, a hash mismatch or an
+  // algorithm this client cannot check (the partial file is deleted), Error(kUnavailable) when
+  // the attempts run out (the partial file is kept).
   void Download(const std::string& url, const std::filesystem::path& dest, uint64_t length,
-                const std::string& sha256);
+                const std::map<std::string, std::string>& hashes);
 
   uint64_t bytes_received() const { return bytes_received_; }  // over the fetcher's life
 

@@ -1,5 +1,7 @@
 #include "update/tuf.h"
 
+#include <fnmatch.h>
+
 #include <ctime>
 #include <iomanip>
 #include <set>
@@ -9,6 +11,7 @@
 #include "core/json_input.h"
 #include "core/names.h"
 #include "package/sha256.h"
+#include "update/tuf_hashes.h"
 
 namespace outpost::tuf {
 namespace {
@@ -23,6 +26,22 @@ constexpr size_t kMaxMetadataBytes = 64u << 20;
 }
 [[noreturn]] void Bad(const std::string& what) {
   Fail(ErrorCode::kInvalidArgument, "tuf: " + what);
+}
+
+// "1.x" or "1.x.y": the major version this client implements.
+void CheckSpecVersion(const std::string& spec, const std::string& type) {
+  size_t parts = 1;
+  bool digits = !spec.empty() && spec.front() != '.' && spec.back() != '.';
+  for (size_t i = 0; i < spec.size(); ++i) {
+    if (spec[i] == '.') {
+      digits = digits && spec[i - 1] != '.';
+      ++parts;
+    } else if (spec[i] < '0' || spec[i] > '9') {
+      digits = false;
+    }
+  }
+  if (!digits || parts < 2 || parts > 3 || spec.substr(0, spec.find('.')) != "1")
+    Bad(type + ": spec_version '" + spec + "' is not 1.x");
 }
 
 struct Envelope {
@@ -41,8 +60,7 @@ Envelope ParseEnvelope(const std::string& bytes, const std::string& type) {
   Envelope e{j["signed"], CanonicalJson(j["signed"]), {}};
   if (e.signed_part.value("_type", "") != type)
     Bad(type + ": _type is '" + e.signed_part.value("_type", "") + "'");
-  std::string spec = e.signed_part.value("spec_version", "");
-  if (spec.rfind("1.", 0) != 0) Bad(type + ": spec_version '" + spec + "' is not 1.x");
+  CheckSpecVersion(e.signed_part.value("spec_version", ""), type);
   for (const auto& s : j["signatures"]) {
     if (!s.is_object() || !s.contains("keyid") || !s["keyid"].is_string() || !s.contains("sig") ||
         !s["sig"].is_string()) {
@@ -54,6 +72,9 @@ Envelope ParseEnvelope(const std::string& bytes, const std::string& type) {
     } catch (const Error&) {
       raw.clear();  // counts as a bad signature below
     }
+    for (const auto& [seen, unused] : e.signatures)
+      if (seen == s["keyid"].get<std::string>())
+        Bad(type + ": two signatures by key " + seen.substr(0, 12) + " (each key signs once)");
     e.signatures.emplace_back(s["keyid"].get<std::string>(), raw);
   }
   return e;
@@ -89,7 +110,8 @@ MetaInfo ParseMetaInfo(const json& m, const std::string& where) {
     info.length = m["length"].get<uint64_t>();
   }
   if (m.contains("hashes")) {
-    if (!m["hashes"].is_object()) Bad(where + ": hashes must be an object");
+    if (!m["hashes"].is_object() || m["hashes"].empty())
+      Bad(where + ": hashes must be a non-empty object");
     for (const auto& [alg, h] : m["hashes"].items()) {
       if (!h.is_string()) Bad(where + ": hash must be a string");
       info.hashes[alg] = h.get<std::string>();
@@ -104,11 +126,11 @@ void CheckLengthAndHashes(const std::string& bytes, const MetaInfo& expected,
     Denied(what + ": " + std::to_string(bytes.size()) + " bytes where " +
            std::to_string(*expected.length) + " were signed for (mix-and-match?)");
   }
-  if (expected.hashes.empty()) return;
-  auto it = expected.hashes.find("sha256");
-  if (it == expected.hashes.end()) Denied(what + ": no sha256 among the signed hashes");
-  if (Sha256Hex(bytes) != it->second)
-    Denied(what + ": sha256 differs from the one signed for it (mix-and-match?)");
+  try {
+    CheckHashes(bytes, expected.hashes, what);
+  } catch (const Error& e) {
+    Fail(e.code(), std::string(e.what()) + " (mix-and-match?)");
+  }
 }
 
 // 5.4.4 / 5.5.6 / 5.6.4: metadata past its expiry is refused (indefinite freeze).
@@ -119,63 +141,166 @@ void CheckFresh(const std::string& role, int64_t version, Clock::time_point expi
            " (freeze)");
 }
 
-// Counts distinct keys of `role` (as `root` defines it) that signed `e`.
+// Counts the distinct keys of `role` (from `keys`) whose signatures on `e` verify. A bad or
+// missing signature is not an error by itself: the threshold decides.
+void VerifyRole(const Envelope& e, const std::map<std::string, Key>& keys, const Role& role,
+                const std::string& role_name, const std::string& what) {
+  int valid = 0;
+  std::string detail;
+  for (const auto& keyid : role.keyids) {
+    auto sig = std::find_if(e.signatures.begin(), e.signatures.end(),
+                            [&](const auto& s) { return s.first == keyid; });
+    if (sig == e.signatures.end()) continue;
+    auto key = keys.find(keyid);
+    if (key == keys.end()) {
+      detail += "; " + keyid.substr(0, 12) + ": no such key";
+    } else if (!key->second.Verify(e.canonical, sig->second)) {
+      detail += "; " + keyid.substr(0, 12) + ": bad signature";
+    } else {
+      ++valid;
+    }
+  }
+  for (const auto& [keyid, sig] : e.signatures)
+    if (std::find(role.keyids.begin(), role.keyids.end(), keyid) == role.keyids.end())
+      detail += "; " + keyid.substr(0, 12) + ": not a " + role_name + " key";
+  if (valid < role.threshold)
+    Denied(what + ": " + std::to_string(valid) + " of " + std::to_string(role.threshold) +
+           " required signatures from the " + role_name + " role" + detail);
+}
+
 void VerifyRole(const Envelope& e, const Root& root, const std::string& role_name,
                 const std::string& what) {
   auto role = root.roles.find(role_name);
   if (role == root.roles.end()) Bad("root defines no '" + role_name + "' role");
-  std::set<std::string> valid;
-  std::string detail;
-  for (const auto& [keyid, sig] : e.signatures) {
-    bool in_role = std::find(role->second.keyids.begin(), role->second.keyids.end(), keyid) !=
-                   role->second.keyids.end();
-    auto key = root.keys.find(keyid);
-    if (!in_role || key == root.keys.end()) {
-      detail += "; " + keyid.substr(0, 12) + ": not a " + role_name + " key";
-    } else if (!VerifySignature(key->second, e.canonical, sig)) {
-      detail += "; " + keyid.substr(0, 12) + ": bad signature";
-    } else {
-      valid.insert(keyid);
+  VerifyRole(e, root.keys, role->second, role_name, what);
+}
+
+Role ParseRole(const json& j, const std::string& where) {
+  if (!j.is_object()) Bad(where + ": a role must be an object");
+  Role out;
+  if (!j.contains("threshold") || !j["threshold"].is_number_integer() ||
+      j["threshold"].get<int64_t>() < 1 || j["threshold"].get<int64_t>() > 1000)
+    Bad(where + ": needs a threshold >= 1");
+  out.threshold = j["threshold"].get<int>();
+  if (!j.contains("keyids") || !j["keyids"].is_array()) Bad(where + ": keyids must be an array");
+  std::set<std::string> seen;
+  for (const auto& k : j["keyids"]) {
+    if (!k.is_string()) Bad(where + ": keyids must be strings");
+    if (!seen.insert(k.get<std::string>()).second)
+      Bad(where + ": key " + k.get<std::string>().substr(0, 12) + " is listed twice");
+    out.keyids.push_back(k.get<std::string>());
+  }
+  return out;
+}
+
+std::map<std::string, Key> ParseKeys(const json& keys, const std::string& where) {
+  if (!keys.is_object()) Bad(where + ": keys must be an object");
+  std::map<std::string, Key> out;
+  for (const auto& [keyid, k] : keys.items())
+    out.emplace(keyid, Key::Parse(k, where + " key " + keyid));
+  return out;
+}
+
+std::vector<std::string> StringList(const json& j, const std::string& where) {
+  if (!j.is_array()) Bad(where + " must be an array of strings");
+  std::vector<std::string> out;
+  for (const auto& v : j) {
+    if (!v.is_string()) Bad(where + " must be an array of strings");
+    out.push_back(v.get<std::string>());
+  }
+  return out;
+}
+
+bool IsTopLevelRole(const std::string& name) {
+  return name == "root" || name == "targets" || name == "snapshot" || name == "timestamp";
+}
+
+Delegations ParseDelegations(const json& d) {
+  if (!d.is_object()) Bad("targets: delegations must be an object");
+  Delegations out;
+  out.keys = ParseKeys(d.value("keys", json::object()), "delegations");
+  const bool roles = d.contains("roles"), succinct = d.contains("succinct_roles");
+  if (roles == succinct) Bad("delegations: exactly one of roles and succinct_roles");
+  if (roles) {
+    if (!d["roles"].is_array()) Bad("delegations: roles must be an array");
+    std::set<std::string> names;
+    for (const auto& r : d["roles"]) {
+      DelegatedRole role;
+      static_cast<Role&>(role) = ParseRole(r, "delegated role");
+      if (!r.contains("name") || !r["name"].is_string() || r["name"].get<std::string>().empty())
+        Bad("delegations: a role needs a name");
+      role.name = r["name"].get<std::string>();
+      if (IsTopLevelRole(role.name)) Bad("delegations: '" + role.name + "' is a top-level role");
+      if (!names.insert(role.name).second) Bad("delegations: role '" + role.name + "' twice");
+      if (!r.contains("terminating") || !r["terminating"].is_boolean())
+        Bad("delegations: role '" + role.name + "' needs terminating true or false");
+      role.terminating = r["terminating"].get<bool>();
+      if (r.contains("paths") == r.contains("path_hash_prefixes"))
+        Bad("delegations: role '" + role.name + "' needs paths or path_hash_prefixes");
+      if (r.contains("paths")) role.paths = StringList(r["paths"], "paths");
+      if (r.contains("path_hash_prefixes"))
+        role.path_hash_prefixes = StringList(r["path_hash_prefixes"], "path_hash_prefixes");
+      out.roles.push_back(std::move(role));
     }
+  } else {
+    const json& r = d["succinct_roles"];
+    SuccinctRoles s;
+    static_cast<Role&>(s) = ParseRole(r, "succinct_roles");
+    if (!r.contains("bit_length") || !r["bit_length"].is_number_integer() ||
+        r["bit_length"].get<int64_t>() < 1 || r["bit_length"].get<int64_t>() > 32)
+      Bad("succinct_roles: bit_length must be 1..32");
+    s.bit_length = r["bit_length"].get<int>();
+    if (!r.contains("name_prefix") || !r["name_prefix"].is_string())
+      Bad("succinct_roles: name_prefix must be a string");
+    s.name_prefix = r["name_prefix"].get<std::string>();
+    out.succinct_roles = std::move(s);
   }
-  if (static_cast<int>(valid.size()) < role->second.threshold) {
-    Denied(what + ": " + std::to_string(valid.size()) + " of " +
-           std::to_string(role->second.threshold) + " required signatures from the " + role_name +
-           " role" + detail);
+  return out;
+}
+
+std::map<std::string, TargetInfo> ParseTargetEntries(const json& s) {
+  const json& targets = s.contains("targets") ? s["targets"] : json::object();
+  if (!targets.is_object()) Bad("targets: targets must be an object");
+  std::map<std::string, TargetInfo> out;
+  for (const auto& [path, info] : targets.items()) {
+    if (!info.is_object() || !info.contains("length") || !info["length"].is_number_unsigned() ||
+        !info.contains("hashes") || !info["hashes"].is_object() || info["hashes"].empty())
+      Bad("targets: '" + path + "' needs a length and hashes");
+    TargetInfo ti{info["length"].get<uint64_t>(), {}, info.value("custom", json::object())};
+    for (const auto& [alg, h] : info["hashes"].items()) {
+      if (!h.is_string()) Bad("targets: '" + path + "': hashes must be strings");
+      ti.hashes[alg] = h.get<std::string>();
+    }
+    out[path] = std::move(ti);
   }
+  return out;
+}
+
+Targets ParseTargets(const json& s) {
+  Targets t;
+  t.version = Version(s, "targets");
+  t.expires = ParseExpiry(s, "targets");
+  t.targets = ParseTargetEntries(s);
+  if (s.contains("delegations")) t.delegations = ParseDelegations(s["delegations"]);
+  return t;
 }
 
 Root ParseRoot(const json& s) {
   Root r;
   r.version = Version(s, "root");
   r.expires = ParseExpiry(s, "root");
-  r.consistent_snapshot = s.value("consistent_snapshot", false);
-  if (!s.contains("keys") || !s["keys"].is_object()) Bad("root: keys must be an object");
-  for (const auto& [keyid, k] : s["keys"].items()) {
-    if (!k.is_object() || k.value("keytype", "") != "ed25519" ||
-        k.value("scheme", "") != "ed25519" || !k.contains("keyval") || !k["keyval"].is_object() ||
-        !k["keyval"].contains("public") || !k["keyval"]["public"].is_string()) {
-      continue;  // keys of other types may appear; they can never count toward a threshold here
-    }
-    std::string raw = FromHex(k["keyval"]["public"].get<std::string>(), "public key");
-    if (raw.size() != 32) Bad("root: ed25519 public key " + keyid + " is not 32 bytes");
-    if (KeyIdOf(raw) != keyid) Bad("root: key id " + keyid + " does not match its key");
-    r.keys[keyid] = PublicKey{keyid, raw, ""};
+  if (s.contains("consistent_snapshot")) {
+    if (!s["consistent_snapshot"].is_boolean()) Bad("root: consistent_snapshot must be a boolean");
+    r.consistent_snapshot = s["consistent_snapshot"].get<bool>();
   }
+  if (!s.contains("keys")) Bad("root: keys must be an object");
+  r.keys = ParseKeys(s["keys"], "root");
   if (!s.contains("roles") || !s["roles"].is_object()) Bad("root: roles must be an object");
+  for (const auto& [name, role] : s["roles"].items())
+    if (!IsTopLevelRole(name)) Bad("root: '" + name + "' is not a top-level role");
   for (const char* name : {"root", "targets", "snapshot", "timestamp"}) {
     if (!s["roles"].contains(name)) Bad(std::string("root: role '") + name + "' is missing");
-    const auto& role = s["roles"][name];
-    Role out;
-    if (!role.contains("threshold") || !role["threshold"].is_number_integer() ||
-        role["threshold"].get<int>() < 1) {
-      Bad(std::string("root: role '") + name + "' needs a threshold >= 1");
-    }
-    out.threshold = role["threshold"].get<int>();
-    for (const auto& k : role.value("keyids", json::array())) {
-      if (k.is_string()) out.keyids.push_back(k.get<std::string>());
-    }
-    r.roles[name] = out;
+    r.roles[name] = ParseRole(s["roles"][name], std::string("root: role '") + name + "'");
   }
   return r;
 }
@@ -193,8 +318,65 @@ void AsMetadataError(const char* role, F&& parse) {
 
 }  // namespace
 
+namespace {
+
+void AppendCanonical(const json& j, std::string& out) {
+  switch (j.type()) {
+    case json::value_t::object: {
+      // nlohmann's objects are ordered by byte comparison of UTF-8 keys: code point order,
+      // which is how Python sorts them.
+      out += '{';
+      bool first = true;
+      for (const auto& [key, value] : j.items()) {
+        if (!first) out += ',';
+        first = false;
+        AppendCanonical(key, out);
+        out += ':';
+        AppendCanonical(value, out);
+      }
+      out += '}';
+      break;
+    }
+    case json::value_t::array: {
+      out += '[';
+      for (size_t i = 0; i < j.size(); ++i) {
+        if (i) out += ',';
+        AppendCanonical(j[i], out);
+      }
+      out += ']';
+      break;
+    }
+    case json::value_t::string:
+      out += '"';
+      for (char c : j.get_ref<const std::string&>()) {
+        if (c == '"' || c == '\\') out += '\\';
+        out += c;
+      }
+      out += '"';
+      break;
+    case json::value_t::boolean:
+      out += j.get<bool>() ? "true" : "false";
+      break;
+    case json::value_t::null:
+      out += "null";
+      break;
+    case json::value_t::number_integer:
+      out += std::to_string(j.get<int64_t>());
+      break;
+    case json::value_t::number_unsigned:
+      out += std::to_string(j.get<uint64_t>());
+      break;
+    default:
+      Bad("canonical JSON has no floating-point numbers or binary values");
+  }
+}
+
+}  // namespace
+
 std::string CanonicalJson(const json& j) {
-  return j.dump(-1, ' ', false, json::error_handler_t::strict);
+  std::string out;
+  AppendCanonical(j, out);
+  return out;
 }
 
 json KeyJson(const std::string& raw_public_key) {
@@ -224,20 +406,9 @@ Targets VerifyTargets(const std::string& root_bytes, const std::string& targets_
     Root root = ParseRoot(ParseEnvelope(root_bytes, "root").signed_part);
     Envelope e = ParseEnvelope(targets_bytes, "targets");
     VerifyRole(e, root, "targets", "targets");
-    t.version = Version(e.signed_part, "targets");
-    t.expires = ParseExpiry(e.signed_part, "targets");
-    const json targets = e.signed_part.value("targets", json::object());
-    if (!targets.is_object()) Bad("targets: targets must be an object");
-    for (const auto& [path, info] : targets.items()) {
-      if (!info.is_object() || !info.contains("length") || !info["length"].is_number_unsigned() ||
-          !info.contains("hashes") || !info["hashes"].is_object() ||
-          !info["hashes"].contains("sha256") || !info["hashes"]["sha256"].is_string())
-        Bad("targets: '" + path + "' needs a length and a sha256");
-      TargetInfo ti{info["length"].get<uint64_t>(), {}, info.value("custom", json::object())};
-      for (const auto& [alg, h] : info["hashes"].items())
-        if (h.is_string()) ti.hashes[alg] = h.get<std::string>();
-      t.targets[path] = std::move(ti);
-    }
+    t = ParseTargets(e.signed_part);
+    for (const auto& [path, info] : t.targets)
+      if (!info.hashes.count("sha256")) Bad("targets: '" + path + "' needs a sha256");
     CheckFresh("targets", t.version, t.expires, now);
   });
   return t;
@@ -288,7 +459,6 @@ TrustedSet::TrustedSet(const std::string& root_bytes, Clock::time_point now) : n
     Envelope e = ParseEnvelope(root_bytes, "root");
     root_ = ParseRoot(e.signed_part);
     VerifyRole(e, root_, "root", "root");  // the trusted root must sign itself
-    accepted_["root"] = root_bytes;
   });
 }
 
@@ -300,13 +470,12 @@ void TrustedSet::UpdateRoot(const std::string& bytes) {
     // 5.3.4: signed by a threshold of the old root's keys and of the new root's own keys.
     VerifyRole(e, root_, "root",
                "root v" + std::to_string(next.version) + " (by the trusted root's keys)");
-    VerifyRole(e, next, "root", "root v" + std::to_string(next.version) + " (by its own keys)");
     if (next.version != root_.version + 1) {
       Denied("root: version " + std::to_string(next.version) + " where " +
              std::to_string(root_.version + 1) + " was expected (rollback or skipped version)");
     }
+    VerifyRole(e, next, "root", "root v" + std::to_string(next.version) + " (by its own keys)");
     root_ = std::move(next);
-    accepted_["root"] = bytes;
   });
 }
 
@@ -315,7 +484,8 @@ void TrustedSet::CheckRootNotExpired() const {
     Denied("root v" + std::to_string(root_.version) + " expired at " + FormatExpiry(root_.expires));
 }
 
-void TrustedSet::UpdateTimestamp(const std::string& bytes, bool from_cache) {
+bool TrustedSet::UpdateTimestamp(const std::string& bytes) {
+  bool kept = false;
   AsMetadataError("timestamp", [&] {
     if (snapshot_) Bad("timestamp cannot be updated after the snapshot");
     CheckRootNotExpired();
@@ -324,13 +494,18 @@ void TrustedSet::UpdateTimestamp(const std::string& bytes, bool from_cache) {
     Timestamp t;
     t.version = Version(e.signed_part, "timestamp");
     t.expires = ParseExpiry(e.signed_part, "timestamp");
-    const json& meta = e.signed_part.value("meta", json::object());
-    if (!meta.contains("snapshot.json")) Bad("timestamp: meta has no snapshot.json");
+    const json& meta = e.signed_part.contains("meta") ? e.signed_part["meta"] : json::object();
+    if (!meta.is_object() || !meta.contains("snapshot.json"))
+      Bad("timestamp: meta has no snapshot.json");
     t.snapshot = ParseMetaInfo(meta["snapshot.json"], "timestamp meta snapshot.json");
     if (timestamp_) {
       if (t.version < timestamp_->version) {
         Denied("timestamp: version " + std::to_string(t.version) + " is older than the trusted " +
                std::to_string(timestamp_->version) + " (rollback)");
+      }
+      if (t.version == timestamp_->version) {
+        kept = true;  // the same version again: whatever it says, the trusted one stands
+        return;
       }
       if (t.snapshot.version < timestamp_->snapshot.version) {
         Denied("timestamp: names snapshot version " + std::to_string(t.snapshot.version) +
@@ -338,30 +513,31 @@ void TrustedSet::UpdateTimestamp(const std::string& bytes, bool from_cache) {
                " (rollback)");
       }
     }
-    if (!from_cache) CheckFresh("timestamp", t.version, t.expires, now_);
-    timestamp_ = t;
-    accepted_["timestamp"] = bytes;
+    timestamp_ = t;  // trusted for rollback checks even when expired
+    CheckFinalTimestamp();
   });
+  return !kept;
 }
 
-void TrustedSet::UpdateSnapshot(const std::string& bytes, bool from_cache) {
+void TrustedSet::CheckFinalTimestamp() const {
+  CheckFresh("timestamp", timestamp_->version, timestamp_->expires, now_);
+}
+
+void TrustedSet::UpdateSnapshot(const std::string& bytes, bool trusted) {
   AsMetadataError("snapshot", [&] {
     if (!timestamp_) Bad("snapshot needs a trusted timestamp first");
-    if (targets_) Bad("snapshot cannot be updated after the targets");
-    if (!from_cache) CheckLengthAndHashes(bytes, timestamp_->snapshot, "snapshot");
+    if (!targets_.empty()) Bad("snapshot cannot be updated after the targets");
+    CheckFinalTimestamp();
+    if (!trusted) CheckLengthAndHashes(bytes, timestamp_->snapshot, "snapshot");
     Envelope e = ParseEnvelope(bytes, "snapshot");
     VerifyRole(e, root_, "snapshot", "snapshot");
     Snapshot s;
     s.version = Version(e.signed_part, "snapshot");
     s.expires = ParseExpiry(e.signed_part, "snapshot");
-    const json& meta = e.signed_part.value("meta", json::object());
+    const json& meta = e.signed_part.contains("meta") ? e.signed_part["meta"] : json::object();
     if (!meta.is_object()) Bad("snapshot: meta must be an object");
     for (const auto& [name, info] : meta.items())
       s.meta[name] = ParseMetaInfo(info, "snapshot meta " + name);
-    if (!from_cache && s.version != timestamp_->snapshot.version) {
-      Denied("snapshot: version " + std::to_string(s.version) + " but the timestamp names " +
-             std::to_string(timestamp_->snapshot.version) + " (mix-and-match)");
-    }
     if (snapshot_) {
       for (const auto& [name, old] : snapshot_->meta) {
         auto now = s.meta.find(name);
@@ -373,44 +549,144 @@ void TrustedSet::UpdateSnapshot(const std::string& bytes, bool from_cache) {
         }
       }
     }
-    if (!from_cache) CheckFresh("snapshot", s.version, s.expires, now_);
-    snapshot_ = s;
-    accepted_["snapshot"] = bytes;
+    snapshot_ = s;  // trusted for rollback checks even when not valid as the final one
+    CheckFinalSnapshot();
   });
 }
 
-void TrustedSet::UpdateTargets(const std::string& bytes) {
+void TrustedSet::CheckFinalSnapshot() const {
+  CheckFresh("snapshot", snapshot_->version, snapshot_->expires, now_);
+  if (snapshot_->version != timestamp_->snapshot.version) {
+    Denied("snapshot: version " + std::to_string(snapshot_->version) + " but the timestamp names " +
+           std::to_string(timestamp_->snapshot.version) + " (mix-and-match)");
+  }
+}
+
+void TrustedSet::UpdateDelegatedTargets(const std::string& bytes, const std::string& role,
+                                        const std::string& delegator) {
   AsMetadataError("targets", [&] {
     if (!snapshot_) Bad("targets needs a trusted snapshot first");
-    auto meta = snapshot_->meta.find("targets.json");
-    if (meta == snapshot_->meta.end()) Denied("snapshot does not list targets.json");
-    CheckLengthAndHashes(bytes, meta->second, "targets");
+    CheckFinalSnapshot();
+    auto meta = snapshot_->meta.find(role + ".json");
+    if (meta == snapshot_->meta.end()) Denied("the snapshot does not list " + role + ".json");
+    CheckLengthAndHashes(bytes, meta->second, role);
     Envelope e = ParseEnvelope(bytes, "targets");
-    VerifyRole(e, root_, "targets", "targets");
-    Targets t;
-    t.version = Version(e.signed_part, "targets");
-    t.expires = ParseExpiry(e.signed_part, "targets");
+    if (delegator == "root") {
+      VerifyRole(e, root_, "targets", "targets");
+    } else {
+      const Targets* parent = targets(delegator);
+      if (!parent) Bad(role + ": its delegator " + delegator + " is not trusted yet");
+      const Role* r = parent->delegations ? parent->delegations->Find(role) : nullptr;
+      if (!r) Bad(role + " is not delegated by " + delegator);
+      VerifyRole(e, parent->delegations->keys, *r, role, role);
+    }
+    Targets t = ParseTargets(e.signed_part);
     if (t.version != meta->second.version) {
-      Denied("targets: version " + std::to_string(t.version) + " but the snapshot names " +
+      Denied(role + ": version " + std::to_string(t.version) + " but the snapshot names " +
              std::to_string(meta->second.version) + " (mix-and-match)");
     }
-    const json& targets = e.signed_part.value("targets", json::object());
-    if (!targets.is_object()) Bad("targets: targets must be an object");
-    for (const auto& [path, info] : targets.items()) {
-      if (!info.is_object() || !info.contains("length") || !info["length"].is_number_unsigned() ||
-          !info.contains("hashes") || !info["hashes"].is_object()) {
-        Bad("targets: '" + path + "' needs length and hashes");
-      }
-      TargetInfo ti{info["length"].get<uint64_t>(), {}, info.value("custom", json::object())};
-      for (const auto& [alg, h] : info["hashes"].items()) {
-        if (h.is_string()) ti.hashes[alg] = h.get<std::string>();
-      }
-      t.targets[path] = std::move(ti);
-    }
-    CheckFresh("targets", t.version, t.expires, now_);
-    targets_ = std::move(t);
-    accepted_["targets"] = bytes;
+    CheckFresh(role, t.version, t.expires, now_);
+    targets_[role] = std::move(t);
   });
+}
+
+const Targets* TrustedSet::targets(const std::string& role) const {
+  auto it = targets_.find(role);
+  return it == targets_.end() ? nullptr : &it->second;
+}
+
+// --- delegation lookups ---------------------------------------------------------------------
+
+namespace {
+
+// Shell-style patterns segment by segment ("models/*/onnx" does not match "models/a/b/onnx"),
+// as python-tuf matches them with fnmatch.
+bool MatchesPattern(const std::string& target, const std::string& pattern) {
+  auto split = [](const std::string& s) {
+    std::vector<std::string> parts;
+    size_t at = 0;
+    while (true) {
+      size_t slash = s.find('/', at);
+      parts.push_back(s.substr(at, slash - at));
+      if (slash == std::string::npos) return parts;
+      at = slash + 1;
+    }
+  };
+  auto t = split(target), p = split(pattern);
+  if (t.size() != p.size()) return false;
+  for (size_t i = 0; i < t.size(); ++i)
+    if (::fnmatch(p[i].c_str(), t[i].c_str(), FNM_NOESCAPE) != 0) return false;
+  return true;
+}
+
+}  // namespace
+
+bool DelegatedRole::IsDelegatedPath(const std::string& target) const {
+  if (path_hash_prefixes) {
+    const std::string hash = Sha256Hex(target);
+    for (const auto& prefix : *path_hash_prefixes)
+      if (hash.rfind(prefix, 0) == 0) return true;
+    return false;
+  }
+  if (paths)
+    for (const auto& pattern : *paths)
+      if (MatchesPattern(target, pattern)) return true;
+  return false;
+}
+
+namespace {
+size_t SuffixLength(int bit_length) {
+  uint64_t last = (uint64_t{1} << bit_length) - 1;
+  size_t n = 1;
+  while (last >>= 4) ++n;
+  return n;
+}
+}  // namespace
+
+std::string SuccinctRoles::RoleFor(const std::string& target) const {
+  const std::string digest = FromHex(Sha256Hex(target), "hash");
+  uint32_t first = (uint32_t(uint8_t(digest[0])) << 24) | (uint32_t(uint8_t(digest[1])) << 16) |
+                   (uint32_t(uint8_t(digest[2])) << 8) | uint32_t(uint8_t(digest[3]));
+  uint64_t bin = first >> (32 - bit_length);
+  std::string hex = ToHex(std::string{char(bin >> 24), char(bin >> 16), char(bin >> 8), char(bin)});
+  return name_prefix + "-" + hex.substr(hex.size() - SuffixLength(bit_length));
+}
+
+bool SuccinctRoles::IsRole(const std::string& name) const {
+  const std::string prefix = name_prefix + "-";
+  if (name.rfind(prefix, 0) != 0) return false;
+  const std::string suffix = name.substr(prefix.size());
+  if (suffix.size() != SuffixLength(bit_length)) return false;
+  uint64_t n = 0;
+  for (char c : suffix) {
+    int v = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+    if (v < 0) return false;
+    n = n * 16 + static_cast<uint64_t>(v);
+  }
+  return n < (uint64_t{1} << bit_length);
+}
+
+std::vector<std::pair<std::string, bool>> Delegations::RolesFor(const std::string& target) const {
+  std::vector<std::pair<std::string, bool>> out;
+  if (succinct_roles) {
+    out.emplace_back(succinct_roles->RoleFor(target), true);
+    return out;
+  }
+  for (const auto& r : roles)
+    if (r.IsDelegatedPath(target)) out.emplace_back(r.name, r.terminating);
+  return out;
+}
+
+const Role* Delegations::Find(const std::string& name) const {
+  if (succinct_roles) return succinct_roles->IsRole(name) ? &*succinct_roles : nullptr;
+  for (const auto& r : roles)
+    if (r.name == name) return &r;
+  return nullptr;
+}
+
+const std::string& TargetInfo::NameHash() const {
+  auto it = hashes.find("sha256");
+  return it != hashes.end() ? it->second : hashes.begin()->second;
 }
 
 }  // namespace outpost::tuf

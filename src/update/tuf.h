@@ -15,14 +15,44 @@
 #include <nlohmann/json.hpp>
 
 #include "package/keys.h"
+#include "update/tuf_keys.h"
 
 namespace outpost::tuf {
 
 using Clock = std::chrono::system_clock;
 
 struct Role {
-  std::vector<std::string> keyids;
+  std::vector<std::string> keyids;  // unique
   int threshold = 1;
+};
+
+// A targets role's delegation to another (TUF 1.0 section 4.5): the paths it may sign for,
+// as shell-style patterns matched one path segment at a time, or as prefixes of the hex
+// SHA-256 of the target path (hashed bins).
+struct DelegatedRole : Role {
+  std::string name;
+  bool terminating = false;
+  std::optional<std::vector<std::string>> paths;
+  std::optional<std::vector<std::string>> path_hash_prefixes;
+  bool IsDelegatedPath(const std::string& target) const;
+};
+
+// Hashed bins delegated succinctly (TAP 15): 2^bit_length roles named NAME_PREFIX-<hex>,
+// all signed by the same keys, each for the targets whose path hash starts with its number.
+struct SuccinctRoles : Role {
+  int bit_length = 1;
+  std::string name_prefix;
+  std::string RoleFor(const std::string& target) const;
+  bool IsRole(const std::string& name) const;
+};
+
+struct Delegations {
+  std::map<std::string, Key> keys;
+  std::vector<DelegatedRole> roles;  // in order of trust
+  std::optional<SuccinctRoles> succinct_roles;
+  // The roles to look in for `target`, in order, each with whether it ends the search.
+  std::vector<std::pair<std::string, bool>> RolesFor(const std::string& target) const;
+  const Role* Find(const std::string& name) const;  // nullptr: not delegated here
 };
 
 struct MetaInfo {  // what timestamp says of snapshot, and snapshot of targets
@@ -33,16 +63,19 @@ struct MetaInfo {  // what timestamp says of snapshot, and snapshot of targets
 
 struct TargetInfo {
   uint64_t length = 0;
-  std::map<std::string, std::string> hashes;
+  std::map<std::string, std::string> hashes;  // never empty
   nlohmann::json custom;
+  // The hash that names the file under consistent snapshots (<hash>.<name>): sha256 when
+  // listed, else the first. The specification lets a client use any of them.
+  const std::string& NameHash() const;
 };
 
 struct Root {
   int64_t version = 0;
   Clock::time_point expires;
   bool consistent_snapshot = false;
-  std::map<std::string, PublicKey> keys;  // by TUF key id
-  std::map<std::string, Role> roles;      // root, targets, snapshot, timestamp
+  std::map<std::string, Key> keys;    // by key id, as the metadata names them
+  std::map<std::string, Role> roles;  // root, targets, snapshot, timestamp
 };
 
 struct Timestamp {
@@ -54,16 +87,19 @@ struct Timestamp {
 struct Snapshot {
   int64_t version = 0;
   Clock::time_point expires;
-  std::map<std::string, MetaInfo> meta;  // "targets.json" -> ...
+  std::map<std::string, MetaInfo> meta;  // "targets.json", "<delegated role>.json" -> ...
 };
 
 struct Targets {
   int64_t version = 0;
   Clock::time_point expires;
   std::map<std::string, TargetInfo> targets;
+  std::optional<Delegations> delegations;
 };
 
-// Canonical JSON as TUF signs it: sorted keys, no insignificant whitespace.
+// Canonical JSON as TUF signs it (OLPC, as securesystemslib encodes it): keys sorted, no
+// whitespace, only '"' and '\\' escaped in strings, integers only (Error(kInvalidArgument) for a
+// float).
 std::string CanonicalJson(const nlohmann::json& j);
 // The TUF key id of an Ed25519 public key: sha256 of its canonical key object.
 std::string KeyIdOf(const std::string& raw_public_key);
@@ -97,10 +133,13 @@ std::string SignTimestamp(const std::string& snapshot_bytes, int64_t snapshot_ve
                           int64_t timestamp_version, Clock::time_point expires,
                           const SigningKey& timestamp_key);
 
-// The metadata a client trusts, updated role by role in the specification's order. Every
-// refusal throws Error(kPermissionDenied) for a security check (signature, threshold, rollback,
-// expiry, inconsistency) or Error(kInvalidArgument) for malformed metadata, and leaves the
-// trusted set exactly as it was.
+// The metadata a client trusts, updated role by role in the specification's order (5.3-5.6),
+// with the semantics of python-tuf's TrustedMetadataSet, which the conformance suite holds
+// clients to. Every refusal throws Error(kPermissionDenied) for a security check (signature,
+// threshold, rollback, expiry, inconsistency) or Error(kInvalidArgument) for malformed
+// metadata. Metadata that verifies but is not valid as the final one (an expired timestamp or
+// snapshot, a snapshot the timestamp does not name) is still kept as the trusted version before
+// the refusal: the next one is checked against it for rollback.
 class TrustedSet {
  public:
   // `root_bytes` is the locally trusted root; `now` is fixed for the whole update (5.1).
@@ -108,27 +147,32 @@ class TrustedSet {
 
   void UpdateRoot(const std::string& bytes);  // 5.3: version N+1, signed by old and new roots
   void CheckRootNotExpired() const;           // 5.3.10, after the last root update
-  // `from_cache`: metadata this client accepted on an earlier run, loaded first so that the
-  // new one is compared with it. Signatures and rollback rules still apply; expiry and the
-  // hash/version pins of the role above do not (they may have moved on since).
-  void UpdateTimestamp(const std::string& bytes, bool from_cache = false);  // 5.4
-  void UpdateSnapshot(const std::string& bytes, bool from_cache = false);   // 5.5
-  void UpdateTargets(const std::string& bytes);                             // 5.6
+  // 5.4. False when `bytes` has the trusted timestamp's version: the trusted one stays.
+  bool UpdateTimestamp(const std::string& bytes);
+  // 5.5. `trusted`: bytes this client accepted on an earlier run (its cache), which the
+  // timestamp's hashes for the new snapshot need not match.
+  void UpdateSnapshot(const std::string& bytes, bool trusted = false);
+  void UpdateTargets(const std::string& bytes) { UpdateDelegatedTargets(bytes, "targets", "root"); }
+  // 5.6 for `role`, delegated by `delegator` ("root" for the top-level targets), which must
+  // be trusted already.
+  void UpdateDelegatedTargets(const std::string& bytes, const std::string& role,
+                              const std::string& delegator);
 
   const Root& root() const { return root_; }
-  const std::optional<Timestamp>& timestamp() const { return timestamp_; }
-  const std::optional<Snapshot>& snapshot() const { return snapshot_; }
-  const std::optional<Targets>& targets() const { return targets_; }
-  // The accepted bytes of each role, for the caller to persist.
-  const std::map<std::string, std::string>& accepted() const { return accepted_; }
+  const Timestamp* timestamp() const { return timestamp_ ? &*timestamp_ : nullptr; }
+  const Snapshot* snapshot() const { return snapshot_ ? &*snapshot_ : nullptr; }
+  // The trusted targets metadata of `role`; nullptr when not loaded.
+  const Targets* targets(const std::string& role = "targets") const;
 
  private:
+  void CheckFinalTimestamp() const;
+  void CheckFinalSnapshot() const;
+
   Clock::time_point now_;
   Root root_;
   std::optional<Timestamp> timestamp_;
   std::optional<Snapshot> snapshot_;
-  std::optional<Targets> targets_;
-  std::map<std::string, std::string> accepted_;
+  std::map<std::string, Targets> targets_;  // by role name
 };
 
 }  // namespace outpost::tuf

@@ -47,11 +47,12 @@ std::vector<Offer> UpdateClient::Check(Clock::time_point now,
            "updates: no trusted root (update_root names the root.json shipped with the device)");
     updater.Init(ReadFile(source_.initial_root));
   }
-  TrustedSet set = updater.Refresh(now);
-  consistent_snapshot_ = set.root().consistent_snapshot;
+  consistent_snapshot_ = updater.Refresh(now).root().consistent_snapshot;
   std::map<std::pair<std::string, std::string>, Offer> newest;
   std::vector<std::pair<std::string, const TargetInfo*>> deltas;
-  for (const auto& [target, info] : set.targets()->targets) {
+  // Delegated roles too: a team's own key may publish its models (within its paths).
+  const auto targets = updater.AllTargets();
+  for (const auto& [target, info] : targets) {
     std::string name = CustomString(info, "name"), version = CustomString(info, "version");
     if (!IsValidModelName(name) || !IsValidVersionLabel(version)) continue;  // not ours
     if (!CustomString(info, "delta_from").empty()) {
@@ -96,8 +97,8 @@ void UpdateClient::Download(const std::string& target, const TargetInfo& info,
                             const fs::path& dest) {
   std::string base = source_.repository_url;
   while (!base.empty() && base.back() == '/') base.pop_back();
-  fetcher_.Download(base + "/targets/" + RemotePath(target, info), dest, info.length,
-                    Sha(info, target));
+  Sha(info, target);  // our packages are named and cached by their sha256
+  fetcher_.Download(base + "/targets/" + RemotePath(target, info), dest, info.length, info.hashes);
 }
 
 fs::path UpdateClient::Fetch(const Offer& offer,

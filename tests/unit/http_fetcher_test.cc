@@ -111,7 +111,7 @@ TEST_F(FetcherTest, DownloadResumesWithoutRefetching) {
   drop_first_ = true;
   HttpFetcher f(Url("/meta/"));
   auto dest = dir_ / "model.opkg";
-  f.Download(Url("/targets/model.opkg"), dest, target_.size(), Sha256Hex(target_));
+  f.Download(Url("/targets/model.opkg"), dest, target_.size(), {{"sha256", Sha256Hex(target_)}});
   EXPECT_EQ(ReadFile(dest), target_);
   EXPECT_FALSE(std::filesystem::exists(dest.string() + ".part"));
   EXPECT_GE(requests_.load(), 2);
@@ -126,17 +126,17 @@ TEST_F(FetcherTest, DownloadRefusesWrongBytes) {
   EXPECT_EQ(CodeOf(
                 [&] {
                   f.Download(Url("/targets/model.opkg"), dest, target_.size(),
-                             std::string(64, '0'));
+                             {{"sha256", std::string(64, '0')}});
                 },
                 &message),
             ErrorCode::kPermissionDenied);
-  EXPECT_NE(message.find("signed sha256"), std::string::npos);
+  EXPECT_NE(message.find("sha256 differs from the one signed for it"), std::string::npos);
   EXPECT_FALSE(std::filesystem::exists(dest));
   EXPECT_FALSE(std::filesystem::exists(dest.string() + ".part"));
   EXPECT_EQ(CodeOf(
                 [&] {
                   f.Download(Url("/targets/model.opkg"), dest, 1000,
-                             Sha256Hex(target_.substr(0, 1000)));
+                             {{"sha256", Sha256Hex(target_.substr(0, 1000))}});
                 },
                 &message),
             ErrorCode::kPermissionDenied);
