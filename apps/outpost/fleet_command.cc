@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <map>
 
 #include <nlohmann/json.hpp>
 
@@ -279,37 +280,69 @@ int Publish(const std::string& dir) {
     throw CLI::ValidationError("dir", "no N.targets.json in " + meta.string());
   std::string targets_bytes =
       read(meta / (std::to_string(targets_versions.back()) + ".targets.json"));
-  json targets = json::parse(targets_bytes)["signed"]["targets"];
   constexpr size_t kChunk = 4u << 20;
-  for (const auto& [path, info] : targets.items()) {
-    std::string file =
-        info["hashes"]["sha256"].get<std::string>() + "." + fs::path(path).filename().string();
-    auto st = Call("GET", "/api/v1/repository/uploads/" + file);
-    if (int rc = Check(st)) return rc;
-    if (st.second.value("published", false)) continue;
-    std::ifstream f(fs::path(dir) / "targets" / file, std::ios::binary);
-    if (!f) throw CLI::ValidationError("dir", "missing target file " + file);
-    uint64_t offset = st.second.value("received", uint64_t{0});
-    f.seekg(static_cast<std::streamoff>(offset));
-    std::string chunk(kChunk, '\0');
-    while (f.read(chunk.data(), kChunk) || f.gcount() > 0) {
-      std::string part = chunk.substr(0, static_cast<size_t>(f.gcount()));
-      auto res =
-          CallRaw("PUT", "/api/v1/repository/uploads/" + file + "?offset=" + std::to_string(offset),
-                  part, "application/octet-stream");
-      if (res.first != 200) {
-        std::cerr << "outpost: the upload of " << file << " stopped at byte " << offset << "\n";
-        return Check(res);
+  // Every target file a role lists, resumably, before the role's metadata is sent.
+  auto upload = [&](const json& targets) -> int {
+    for (const auto& [path, info] : targets.items()) {
+      std::string file = info["hashes"]["sha256"].get<std::string>() + "." + path;
+      auto st = Call("GET", "/api/v1/repository/uploads/" + file);
+      if (int rc = Check(st)) return rc;
+      if (st.second.value("published", false)) continue;
+      std::ifstream f(fs::path(dir) / "targets" / file, std::ios::binary);
+      if (!f) throw CLI::ValidationError("dir", "missing target file " + file);
+      uint64_t offset = st.second.value("received", uint64_t{0});
+      f.seekg(static_cast<std::streamoff>(offset));
+      std::string chunk(kChunk, '\0');
+      while (f.read(chunk.data(), kChunk) || f.gcount() > 0) {
+        std::string part = chunk.substr(0, static_cast<size_t>(f.gcount()));
+        auto res = CallRaw(
+            "PUT", "/api/v1/repository/uploads/" + file + "?offset=" + std::to_string(offset), part,
+            "application/octet-stream");
+        if (res.first != 200) {
+          std::cerr << "outpost: the upload of " << file << " stopped at byte " << offset << "\n";
+          return Check(res);
+        }
+        offset += part.size();
       }
-      offset += part.size();
+      std::cout << "uploaded " << path << " (" << offset << " bytes)\n";
     }
-    std::cout << "uploaded " << path << " (" << offset << " bytes)\n";
-  }
+    return 0;
+  };
+  if (int rc = upload(json::parse(targets_bytes)["signed"]["targets"])) return rc;
   auto r = CallRaw("POST", "/api/v1/repository/targets", targets_bytes);
   if (int rc = Check(r)) return rc;
   std::cout << "published targets v" << r.second["targets_version"] << " (snapshot v"
             << r.second["snapshot_version"] << ", timestamp v" << r.second["timestamp_version"]
             << ", signed by the server)\n";
+  // Then each delegated role's latest metadata (signed by its team), where newer than the
+  // server's.
+  std::map<std::string, int64_t> published;
+  auto ts = Call("GET", "/repo/metadata/timestamp.json");
+  if (ts.first == 200) {
+    int64_t sv = ts.second["signed"]["meta"]["snapshot.json"].value("version", int64_t{0});
+    auto snap = Call("GET", "/repo/metadata/" + std::to_string(sv) + ".snapshot.json");
+    if (snap.first == 200)
+      for (const auto& [file, info] : snap.second["signed"]["meta"].items())
+        published[file] = info.value("version", int64_t{0});
+  }
+  for (const auto& e : fs::directory_iterator(meta)) {
+    std::string n = e.path().filename().string();
+    size_t dot = n.find('.');
+    if (dot == std::string::npos || !std::isdigit(static_cast<unsigned char>(n[0])) ||
+        n.size() < 6 || n.substr(n.size() - 5) != ".json")
+      continue;
+    std::string role = n.substr(dot + 1, n.size() - dot - 6);
+    if (role == "root" || role == "targets" || role == "snapshot" || role == "timestamp") continue;
+    auto vs = versions(role);
+    if (vs.empty() || std::stoll(n) != vs.back() || published[role + ".json"] >= vs.back())
+      continue;
+    std::string bytes = read(e.path());
+    if (int rc = upload(json::parse(bytes)["signed"]["targets"])) return rc;
+    auto rr = CallRaw("POST", "/api/v1/repository/roles/" + role, bytes);
+    if (int rc = Check(rr)) return rc;
+    std::cout << "published " << role << " v" << rr.second["role_version"] << " (snapshot v"
+              << rr.second["snapshot_version"] << ")\n";
+  }
   return 0;
 }
 

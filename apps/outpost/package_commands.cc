@@ -11,6 +11,7 @@
 #include "package/package.h"
 #include "runtime/model.h"
 #include "serving/model_config.h"
+#include "update/tuf_signer.h"
 
 namespace outpost {
 namespace {
@@ -22,7 +23,7 @@ struct Options {
   std::string url;
   std::vector<std::string> public_keys;
   int threshold = 1;
-  std::string name, dir = ".", input, output, key, trust, repository;
+  std::string name, dir = ".", input, output, key, trust, repository, key_type = "ed25519";
   bool as_json = false, allow_unsigned = false;
 };
 Options& Opts() {
@@ -32,17 +33,22 @@ Options& Opts() {
 
 int KeyGenerate() {
   auto& o = Opts();
-  SigningKey key = GenerateSigningKey(o.name);
   fs::path base = fs::path(o.dir) / o.name;
-  SaveSigningKey(key, base.string() + ".key", base.string() + ".pub");
+  fs::create_directories(o.dir);
+  tuf::Signer key = o.key_type == "ecdsa" ? tuf::Signer::GenerateEcdsa(o.name)
+                                          : tuf::Signer::FromEd25519(GenerateSigningKey(o.name));
+  key.Save(base.string() + ".key", base.string() + ".pub");
+  // Ed25519 keys are named by the hash of the raw key (packages) and ECDSA keys by their TUF id.
+  const std::string keyid =
+      o.key_type == "ecdsa" ? key.keyid() : LoadPublicKey(base.string() + ".pub").keyid;
   if (o.as_json) {
-    std::cout << json{{"keyid", key.pub.keyid},
+    std::cout << json{{"keyid", keyid},
                       {"key", base.string() + ".key"},
                       {"public", base.string() + ".pub"}}
                      .dump(2)
               << "\n";
   } else {
-    std::cout << "keyid " << key.pub.keyid << "\nsecret key " << base.string()
+    std::cout << "keyid " << keyid << "\nsecret key " << base.string()
               << ".key (mode 0600)\npublic key " << base.string() << ".pub\n";
   }
   return 0;
@@ -220,9 +226,13 @@ int Install() {
 void AddPackageCommands(CLI::App& app) {
   auto& o = Opts();
   auto* key = app.add_subcommand("key", "Manage signing keys");
-  auto* gen = key->add_subcommand("generate",
-                                  "Create an Ed25519 key pair: NAME.key (mode 0600) and NAME.pub");
+  auto* gen = key->add_subcommand(
+      "generate", "Create a key pair: NAME.key (mode 0600) and NAME.pub (Ed25519 by default)");
   gen->add_option("name", o.name, "Key name")->required();
+  gen->add_option("--type", o.key_type,
+                  "ed25519 (packages and TUF metadata) or ecdsa (P-256, TUF metadata only)")
+      ->check(CLI::IsMember({"ed25519", "ecdsa"}))
+      ->capture_default_str();
   gen->add_option("--dir", o.dir, "Where to write the files")->capture_default_str();
   gen->add_flag("--json", o.as_json, "Print JSON");
   auto* trust = key->add_subcommand("trust", "Write a trust file from public keys");

@@ -2,9 +2,12 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
 #include <filesystem>
 #include <iostream>
+#include <map>
+#include <set>
 
 #include <nlohmann/json.hpp>
 
@@ -36,6 +39,11 @@ struct RepoOptions {
   int expires_days = 365, online_expires_days = 7;
   // tuf client (conformance CLI)
   std::string metadata_dir, metadata_url, target_name, target_base_url, target_dir, root_file;
+  // delegations
+  std::string target_path;
+  std::vector<std::string> paths, hash_prefixes, delegate_keys;
+  int delegate_threshold = 1;
+  bool terminating = false;
   // canonical
   std::vector<std::string> files;
   std::string out_dir;
@@ -45,41 +53,40 @@ RepoOptions& Opts() {
   return o;
 }
 
-std::vector<SigningKey> LoadKeys(const std::vector<std::string>& paths) {
-  std::vector<SigningKey> keys;
-  for (const auto& p : paths) keys.push_back(LoadSigningKey(p));
+std::vector<tuf::Signer> LoadKeys(const std::vector<std::string>& paths) {
+  std::vector<tuf::Signer> keys;
+  for (const auto& p : paths) keys.push_back(tuf::Signer::Load(p));
   return keys;
 }
 
-std::vector<const SigningKey*> Ptrs(const std::vector<SigningKey>& keys) {
-  std::vector<const SigningKey*> out;
+std::vector<const tuf::Signer*> Ptrs(const std::vector<tuf::Signer>& keys) {
+  std::vector<const tuf::Signer*> out;
   for (const auto& k : keys) out.push_back(&k);
   return out;
 }
 
+using PublicTufKey = std::pair<std::string, json>;  // key id, key object
+
 // Public halves only: a secret key file, or a .pub file (the fleet server's online key, whose
-// secret half never leaves the server).
-std::vector<PublicKey> LoadPublicKeys(const std::vector<std::string>& paths) {
-  std::vector<PublicKey> keys;
-  for (const auto& p : paths)
-    keys.push_back(p.size() > 4 && p.substr(p.size() - 4) == ".pub" ? LoadPublicKey(p)
-                                                                    : LoadSigningKey(p).pub);
+// secret half never leaves the server; a team's key for a delegation).
+std::vector<PublicTufKey> LoadPublicKeys(const std::vector<std::string>& paths) {
+  std::vector<PublicTufKey> keys;
+  for (const auto& p : paths) keys.push_back(tuf::LoadTufPublicKey(p));
   return keys;
 }
 
-json Role(const std::vector<PublicKey>& keys, int threshold, json& all_keys) {
+json Role(const std::vector<PublicTufKey>& keys, int threshold, json& all_keys) {
   json ids = json::array();
-  for (const auto& k : keys) {
-    std::string id = tuf::KeyIdOf(k.public_key);
-    all_keys[id] = tuf::KeyJson(k.public_key);
+  for (const auto& [id, key] : keys) {
+    all_keys[id] = key;
     ids.push_back(id);
   }
   return {{"keyids", ids}, {"threshold", threshold}};
 }
 
-std::vector<PublicKey> PublicHalves(const std::vector<SigningKey>& keys) {
-  std::vector<PublicKey> out;
-  for (const auto& k : keys) out.push_back(k.pub);
+std::vector<PublicTufKey> PublicHalves(const std::vector<tuf::Signer>& keys) {
+  std::vector<PublicTufKey> out;
+  for (const auto& k : keys) out.emplace_back(k.keyid(), k.key_json());
   return out;
 }
 
@@ -113,6 +120,107 @@ int64_t LatestTargetsVersion(const fs::path& meta) {
     Fail(ErrorCode::kFailedPrecondition,
          meta.string() + " has no targets metadata (repo init first)");
   return version;
+}
+
+bool IsTopLevelRole(const std::string& role) {
+  return role == "root" || role == "targets" || role == "snapshot" || role == "timestamp";
+}
+
+// Delegated role names this tool writes: they are file and URL names as they are.
+void CheckRoleName(const std::string& role) {
+  bool ok = !role.empty() && role.size() <= 64 && role[0] != '.' && !IsTopLevelRole(role);
+  for (char c : role)
+    ok = ok && (std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.');
+  if (!ok)
+    Fail(ErrorCode::kInvalidArgument,
+         "role '" + role +
+             "': a delegated role is named with letters, digits, '-', '_' and '.' "
+             "(not a top-level role's name)");
+}
+
+// Refuses a target the top-level targets does not delegate to `role`: clients would never
+// find it there.
+void RequireDelegated(const fs::path& meta, const std::string& role, const std::string& target) {
+  CheckRoleName(role);
+  json targets = ReadSigned(meta / (std::to_string(LatestTargetsVersion(meta)) + ".targets.json"));
+  tuf::Delegations d;
+  for (const auto& r : targets.value("delegations", json::object()).value("roles", json::array())) {
+    if (r.value("name", "") != role) continue;
+    tuf::DelegatedRole dr;
+    if (r.contains("paths")) dr.paths = r["paths"].get<std::vector<std::string>>();
+    if (r.contains("path_hash_prefixes"))
+      dr.path_hash_prefixes = r["path_hash_prefixes"].get<std::vector<std::string>>();
+    if (dr.IsDelegatedPath(target)) return;
+    Fail(ErrorCode::kInvalidArgument,
+         "'" + target + "' is outside the paths delegated to " + role + " (--target-path)");
+  }
+  Fail(ErrorCode::kFailedPrecondition,
+       "the top-level targets delegates nothing to " + role + " (repo delegate first)");
+}
+
+// The delegated targets roles that have metadata here (N.<role>.json).
+std::set<std::string> DelegatedRoles(const fs::path& meta) {
+  std::set<std::string> roles;
+  for (const auto& e : fs::directory_iterator(meta)) {
+    std::string n = e.path().filename().string();
+    size_t dot = n.find('.');
+    if (dot == std::string::npos || dot == 0 || n.size() < 6 || n.substr(n.size() - 5) != ".json" ||
+        !std::all_of(n.begin(), n.begin() + dot, [](char c) { return std::isdigit(c); }))
+      continue;
+    std::string role = n.substr(dot + 1, n.size() - 5 - dot - 1);
+    if (!IsTopLevelRole(role)) roles.insert(role);
+  }
+  return roles;
+}
+
+// Adds (or replaces) a delegation from the top-level targets to ROLE, for its paths and keys,
+// and signs a new targets version.
+int RepoDelegate() {
+  auto& o = Opts();
+  CheckRoleName(o.role);
+  if (o.paths.empty() == o.hash_prefixes.empty())
+    Fail(ErrorCode::kInvalidArgument, "give --paths or --path-hash-prefix (one of them)");
+  fs::path meta = fs::path(o.dir) / "metadata";
+  int64_t version = LatestTargetsVersion(meta);
+  json targets = ReadSigned(meta / (std::to_string(version) + ".targets.json"));
+  json d = targets.value("delegations", json{{"keys", json::object()}, {"roles", json::array()}});
+  if (d.contains("succinct_roles"))
+    Fail(ErrorCode::kFailedPrecondition, "these targets delegate to hashed bins already");
+  auto keys = LoadPublicKeys(o.delegate_keys);
+  if (static_cast<int>(keys.size()) < o.delegate_threshold)
+    Fail(ErrorCode::kInvalidArgument, "--threshold is more than the keys given");
+  json role = Role(keys, o.delegate_threshold, d["keys"]);
+  role["name"] = o.role;
+  role["terminating"] = o.terminating;
+  if (!o.paths.empty()) role["paths"] = o.paths;
+  if (!o.hash_prefixes.empty()) role["path_hash_prefixes"] = o.hash_prefixes;
+  json roles = json::array();
+  bool replaced = false;
+  for (auto& r : d["roles"]) {
+    if (r.value("name", "") == o.role) {
+      roles.push_back(role);
+      replaced = true;
+    } else {
+      roles.push_back(r);
+    }
+  }
+  if (!replaced) roles.push_back(role);
+  d["roles"] = roles;
+  // Keys no delegation uses any more leave.
+  json used = json::object();
+  for (const auto& r : roles)
+    for (const auto& id : r["keyids"])
+      used[id.get<std::string>()] = d["keys"][id.get<std::string>()];
+  d["keys"] = used;
+  targets["delegations"] = d;
+  targets["version"] = version + 1;
+  targets["expires"] = Expires(o.expires_days);
+  Write(meta / (std::to_string(version + 1) + ".targets.json"),
+        tuf::SignEnvelope(targets, Ptrs(LoadKeys(o.targets_keys))));
+  std::cout << (replaced ? "replaced" : "added") << " the delegation to " << o.role << " (targets v"
+            << version + 1 << "); its keys publish with `outpost repo add --role " << o.role
+            << "`\n";
+  return 0;
 }
 
 int RepoInit() {
@@ -157,7 +265,9 @@ json AddTargetFile(const fs::path& repo, const fs::path& file, const std::string
                    json custom) {
   uint64_t size = 0;
   std::string sha = Sha256File(file, &size);
-  fs::path dest = repo / "targets" / (sha + "." + target);
+  const fs::path path(target);
+  fs::path dest = repo / "targets" / path.parent_path() / (sha + "." + path.filename().string());
+  fs::create_directories(dest.parent_path());
   fs::path tmp = dest.string() + ".tmp";
   fs::copy_file(file, tmp, fs::copy_options::overwrite_existing);
   fs::rename(tmp, dest);
@@ -170,9 +280,22 @@ int RepoAdd() {
   PackageReport report =
       VerifyPackageFile(o.package, nullptr);  // well-formed; trust is the device's business
   const auto& m = report.manifest;
-  std::string name = m.name + "-" + m.version + ".opkg";
-  int64_t version = LatestTargetsVersion(meta);
-  json targets = ReadSigned(meta / (std::to_string(version) + ".targets.json"));
+  std::string name = o.target_path.empty() ? m.name + "-" + m.version + ".opkg" : o.target_path;
+  const std::string role = o.role.empty() ? "targets" : o.role;
+  int64_t version = LatestVersion(meta, role);
+  json targets;
+  if (role == "targets") {
+    version = LatestTargetsVersion(meta);
+    targets = ReadSigned(meta / (std::to_string(version) + ".targets.json"));
+  } else {
+    RequireDelegated(meta, role, name);
+    if (!o.delta_from.empty())
+      Fail(ErrorCode::kInvalidArgument, "deltas are offered from the top-level targets only");
+    targets =
+        version > 0
+            ? ReadSigned(meta / (std::to_string(version) + "." + role + ".json"))
+            : json{{"_type", "targets"}, {"spec_version", "1.0.31"}, {"targets", json::object()}};
+  }
   targets["version"] = version + 1;
   targets["expires"] = Expires(o.expires_days);
   targets["targets"][name] = AddTargetFile(
@@ -195,13 +318,13 @@ int RepoAdd() {
                        {"full_target", name}});
     fs::remove(tmp);
   }
-  Write(meta / (std::to_string(version + 1) + ".targets.json"),
+  Write(meta / (std::to_string(version + 1) + "." + role + ".json"),
         tuf::SignEnvelope(targets, Ptrs(LoadKeys(o.targets_keys))));
   std::cout << "added " << name;
   if (!delta_name.empty())
     std::cout << " and " << delta_name << " ("
               << targets["targets"][delta_name]["length"].get<uint64_t>() << " bytes)";
-  std::cout << " (targets v" << version + 1 << ")\n";
+  std::cout << " (" << role << " v" << version + 1 << ")\n";
   return 0;
 }
 
@@ -217,11 +340,11 @@ int RepoSign() {
   json envelope = json::parse(ReadFile(file));
   std::string canonical = tuf::CanonicalJson(envelope["signed"]);
   for (const auto& key : LoadKeys(o.sign_keys)) {
-    std::string id = tuf::KeyIdOf(key.pub.public_key);
+    const std::string& id = key.keyid();
     json kept = json::array();
     for (const auto& sig : envelope["signatures"])
       if (sig["keyid"] != id) kept.push_back(sig);
-    kept.push_back({{"keyid", id}, {"sig", ToHex(Sign(key, canonical))}});
+    kept.push_back({{"keyid", id}, {"sig", ToHex(key.Sign(canonical))}});
     envelope["signatures"] = kept;
   }
   Write(file, envelope);
@@ -281,20 +404,34 @@ int RepoRotate() {
 int RepoPublish() {
   auto& o = Opts();
   fs::path meta = fs::path(o.dir) / "metadata";
+  std::map<std::string, tuf::RoleFile> roles;
+  for (const std::string& role : DelegatedRoles(meta)) {
+    int64_t v = LatestVersion(meta, role);
+    roles[role] = {ReadFile(meta / (std::to_string(v) + "." + role + ".json")), v};
+  }
   int64_t targets_version = LatestTargetsVersion(meta);
-  std::string targets_bytes = ReadFile(meta / (std::to_string(targets_version) + ".targets.json"));
+  roles["targets"] = {ReadFile(meta / (std::to_string(targets_version) + ".targets.json")),
+                      targets_version};
+  for (const auto& r : ReadSigned(meta / (std::to_string(targets_version) + ".targets.json"))
+                           .value("delegations", json::object())
+                           .value("roles", json::array()))
+    if (!roles.count(r.value("name", "")))
+      std::cerr << "warning: " << r.value("name", "")
+                << " is delegated but has published nothing yet (repo add --role): clients "
+                   "looking for its paths will fail until it does\n";
   json previous =
       fs::exists(meta / "timestamp.json") ? ReadSigned(meta / "timestamp.json") : json();
   int64_t snapshot_version =
       previous.is_null() ? 1 : previous["meta"]["snapshot.json"]["version"].get<int64_t>() + 1;
   int64_t timestamp_version = previous.is_null() ? 1 : previous["version"].get<int64_t>() + 1;
   auto expires = tuf::Clock::now() + std::chrono::hours(24) * o.online_expires_days;
-  tuf::OnlineRoles roles = tuf::SignOnlineRoles(
-      targets_bytes, targets_version, snapshot_version, timestamp_version, expires,
-      LoadSigningKey(o.snapshot_keys.at(0)), LoadSigningKey(o.timestamp_keys.at(0)));
-  WriteFileAtomically(meta / (std::to_string(snapshot_version) + ".snapshot.json"), roles.snapshot);
+  tuf::OnlineRoles online = tuf::SignOnlineRoles(roles, snapshot_version, timestamp_version,
+                                                 expires, tuf::Signer::Load(o.snapshot_keys.at(0)),
+                                                 tuf::Signer::Load(o.timestamp_keys.at(0)));
+  WriteFileAtomically(meta / (std::to_string(snapshot_version) + ".snapshot.json"),
+                      online.snapshot);
   // The timestamp is written last: until it is, clients keep seeing the previous publication.
-  WriteFileAtomically(meta / "timestamp.json", roles.timestamp);
+  WriteFileAtomically(meta / "timestamp.json", online.timestamp);
   std::cout << "published snapshot v" << snapshot_version << ", timestamp v" << timestamp_version
             << "\n";
   return 0;
@@ -386,9 +523,30 @@ void AddRepoCommands(CLI::App& app) {
   add->add_option("--delta-from", o.delta_from,
                   "An older package of the same model: also offer a zstd delta from it")
       ->check(CLI::ExistingFile);
+  add->add_option("--role", o.role,
+                  "A delegated role to add it to (signed with that role's --targets-key)");
+  add->add_option("--target-path", o.target_path,
+                  "Its path in the repository (default NAME-VERSION.opkg), within the role's "
+                  "delegated paths");
   add->add_option("--kind", o.kind, "What the package updates: model or agent")
       ->check(CLI::IsMember({"model", "agent"}))
       ->capture_default_str();
+  auto* delegate = repo->add_subcommand(
+      "delegate", "Let ROLE's own keys sign for some target paths (a new targets version)");
+  delegate->add_option("dir", o.dir, "Repository directory")->required();
+  delegate->add_option("role", o.role, "Delegated role name")->required();
+  delegate->add_option("--paths", o.paths, "Path patterns ('models/vision/*'; repeatable)");
+  delegate->add_option("--path-hash-prefix", o.hash_prefixes,
+                       "Hex prefixes of the target path's sha256 (hashed bins; repeatable)");
+  delegate->add_option("--key", o.delegate_keys, "The role's public keys (NAME.pub; repeatable)")
+      ->required();
+  delegate->add_option("--threshold", o.delegate_threshold, "Signatures the role needs")
+      ->capture_default_str();
+  delegate->add_flag("--terminating", o.terminating,
+                     "Clients look no further for the paths it covers");
+  delegate->add_option("--targets-key", o.targets_keys, "Targets secret key (repeatable)")
+      ->required();
+  delegate->add_option("--expires-days", o.expires_days, "Targets lifetime")->capture_default_str();
   auto* sign = repo->add_subcommand(
       "sign", "Add signatures to a root or targets version (threshold signing)");
   sign->add_option("dir", o.dir, "Repository directory")->required();
@@ -451,6 +609,7 @@ int RunRepoCommand(CLI::App& app) {
   if (repo->got_subcommand("publish")) return RepoPublish();
   if (repo->got_subcommand("sign")) return RepoSign();
   if (repo->got_subcommand("rotate")) return RepoRotate();
+  if (repo->got_subcommand("delegate")) return RepoDelegate();
   if (repo->got_subcommand("canonical")) return RepoCanonical();
   return -1;
 }

@@ -135,6 +135,7 @@ class Fleet {
   // above the current one, every target uploaded and matching its length and hash), then signs
   // a snapshot and timestamp for it with the online key.
   json PublishTargets(const Caller& caller, const std::string& bytes);
+  json PublishRole(const Caller& caller, const std::string& role, const std::string& bytes);
   std::optional<std::string> RepositoryMetadata(const std::string& name);
   // Re-signs the timestamp when half its life is gone. True when it did.
   bool RefreshTimestamp();

@@ -375,6 +375,12 @@ void FleetServer::Routes() {
       op(Scope::kWrite, [&f](const Caller& c, const Request& req,
                              Response& res) { SendJson(res, 201, f.PublishTargets(c, req.body)); }),
       limit(kTargetsBody));
+  s.Route("POST", "/api/v1/repository/roles/{name}",
+          op(Scope::kWrite,
+             [&f](const Caller& c, const Request& req, Response& res) {
+               SendJson(res, 201, f.PublishRole(c, NameParam(req), req.body));
+             }),
+          limit(kTargetsBody));
 
   // --- operator tokens -------------------------------------------------------------------
   s.Route("GET", "/api/v1/tokens",

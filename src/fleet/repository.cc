@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include <fstream>
+#include <map>
 
 #include "core/atomic_file.h"
 #include "core/logging.h"
@@ -50,6 +51,53 @@ void Store(SqlConnection& c, const std::string& name, const std::string& role, i
       "ON CONFLICT (name) DO UPDATE SET version = excluded.version, body = excluded.body, "
       "created_ms = excluded.created_ms",
       {name, role, version, body, Fleet::Now()});
+}
+
+// Moves every target file `targets` lists from the uploads into the published targets, each
+// checked whole against what is signed for it, before any metadata naming it is published.
+// Target paths are file names here (the repository serves one directory).
+void PublishUploads(const FleetOptions& options, const tuf::Targets& targets) {
+  fs::path published = options.repository_dir / "targets";
+  fs::create_directories(published);
+  for (const auto& [path, info] : targets.targets) {
+    auto sha_it = info.hashes.find("sha256");
+    if (sha_it == info.hashes.end())
+      Fail(ErrorCode::kInvalidArgument, "target " + path + " has no sha256");
+    const std::string& sha = sha_it->second;
+    std::string file = sha + "." + path;
+    if (!IsSafeFileName(file))
+      Fail(ErrorCode::kInvalidArgument,
+           "bad target name " + path + " (this repository serves file names, not paths)");
+    if (fs::exists(published / file)) continue;
+    fs::path part = options.repository_dir / "uploads" / (file + ".part");
+    if (!fs::exists(part))
+      Fail(ErrorCode::kInvalidArgument, "target " + path + " was not uploaded");
+    uint64_t size = 0;
+    std::string got = Sha256File(part.string(), &size);
+    if (size != info.length || got != sha) {
+      fs::remove(part);
+      Fail(ErrorCode::kPermissionDenied,
+           fmt::format("the upload of {} is not what the targets metadata signs ({} bytes, sha256 "
+                       "{}; signed: {} bytes, {}); it was discarded",
+                       path, size, got.substr(0, 16), info.length, sha.substr(0, 16)));
+    }
+    fs::rename(part, published / file);
+  }
+}
+
+constexpr const char* kDelegatedPrefix = "role:";  // repo_metadata.role of a delegated role
+
+// The latest file of every targets role, top-level and delegated: what a snapshot lists.
+std::map<std::string, tuf::RoleFile> TargetsRoles(SqlConnection& c) {
+  std::map<std::string, tuf::RoleFile> out;
+  if (auto t = Latest(c, "targets")) out["targets"] = {t->Text(2), t->Int(1)};
+  for (const auto& row : c.Query("SELECT role, version, body FROM repo_metadata WHERE role LIKE ?",
+                                 {std::string(kDelegatedPrefix) + "%"})) {
+    std::string role = row.Text(0).substr(std::string(kDelegatedPrefix).size());
+    auto& have = out[role];
+    if (row.Int(1) > have.version) have = {row.Text(2), row.Int(1)};
+  }
+  return out;
 }
 
 }  // namespace
@@ -128,28 +176,7 @@ json Fleet::PublishTargets(const Caller& caller, const std::string& bytes) {
   });
   if (root.empty()) Fail(ErrorCode::kFailedPrecondition, "upload the repository's root first");
   tuf::Targets targets = tuf::VerifyTargets(root, bytes, tuf::Clock::now());
-  // Every target must be here, whole and exactly as signed, before anything is published.
-  fs::path published = options_.repository_dir / "targets";
-  fs::create_directories(published);
-  for (const auto& [path, info] : targets.targets) {
-    const std::string& sha = info.hashes.at("sha256");
-    std::string file = sha + "." + fs::path(path).filename().string();
-    if (!IsSafeFileName(file)) Fail(ErrorCode::kInvalidArgument, "bad target name " + path);
-    if (fs::exists(published / file)) continue;
-    fs::path part = options_.repository_dir / "uploads" / (file + ".part");
-    if (!fs::exists(part))
-      Fail(ErrorCode::kInvalidArgument, "target " + path + " was not uploaded");
-    uint64_t size = 0;
-    std::string got = Sha256File(part.string(), &size);
-    if (size != info.length || got != sha) {
-      fs::remove(part);
-      Fail(ErrorCode::kPermissionDenied,
-           fmt::format("the upload of {} is not what the targets metadata signs ({} bytes, sha256 "
-                       "{}; signed: {} bytes, {}); it was discarded",
-                       path, size, got.substr(0, 16), info.length, sha.substr(0, 16)));
-    }
-    fs::rename(part, published / file);
-  }
+  PublishUploads(options_, targets);
   json out;
   db_.Transact([&](SqlConnection& c) {
     // The timestamp row is the repository's lock: one publication at a time across replicas.
@@ -163,9 +190,11 @@ json Fleet::PublishTargets(const Caller& caller, const std::string& bytes) {
     int64_t snapshot_version = snap ? snap->Int(1) + 1 : 1;
     int64_t timestamp_version = ts ? ts->Int(1) + 1 : 1;
     auto expires = tuf::Clock::now() + std::chrono::hours(24) * options_.online_expiry_days;
+    auto files = TargetsRoles(c);
+    files["targets"] = {bytes, targets.version};
+    const tuf::Signer online = tuf::Signer::FromEd25519(*options_.online_key);
     tuf::OnlineRoles roles =
-        tuf::SignOnlineRoles(bytes, targets.version, snapshot_version, timestamp_version, expires,
-                             *options_.online_key, *options_.online_key);
+        tuf::SignOnlineRoles(files, snapshot_version, timestamp_version, expires, online, online);
     Store(c, fmt::format("{}.targets.json", targets.version), "targets", targets.version, bytes);
     Store(c, fmt::format("{}.snapshot.json", snapshot_version), "snapshot", snapshot_version,
           roles.snapshot);
@@ -178,6 +207,61 @@ json Fleet::PublishTargets(const Caller& caller, const std::string& bytes) {
            {"timestamp_version", timestamp_version},
            {"targets", names}});
     out = {{"targets_version", targets.version},
+           {"snapshot_version", snapshot_version},
+           {"timestamp_version", timestamp_version},
+           {"targets", names.size()}};
+  });
+  return out;
+}
+
+// A delegated role's metadata, signed by the keys the published top-level targets delegates it
+// to (a team's release keys, which this server never holds), for paths delegated to it.
+json Fleet::PublishRole(const Caller& caller, const std::string& role, const std::string& bytes) {
+  RequireRepository(options_);
+  if (!IsSafeFileName(role) || role == "root" || role == "targets" || role == "snapshot" ||
+      role == "timestamp")
+    Fail(ErrorCode::kInvalidArgument, "bad delegated role name '" + role + "'");
+  std::string top;
+  db_.Read([&](SqlConnection& c) {
+    if (auto t = Latest(c, "targets")) top = t->Text(2);
+  });
+  if (top.empty()) Fail(ErrorCode::kFailedPrecondition, "publish the top-level targets first");
+  std::string root;
+  db_.Read([&](SqlConnection& c) { root = Latest(c, "root")->Text(2); });
+  tuf::Targets delegator = tuf::VerifyTargets(root, top, tuf::Clock::now());
+  tuf::Targets targets = tuf::VerifyDelegatedTargets(delegator, role, bytes, tuf::Clock::now());
+  PublishUploads(options_, targets);
+  json out;
+  db_.Transact([&](SqlConnection& c) {
+    auto ts = Latest(c, "timestamp", db_.ForUpdate());
+    auto files = TargetsRoles(c);
+    if (auto it = files.find(role); it != files.end() && targets.version <= it->second.version)
+      Fail(ErrorCode::kFailedPrecondition, fmt::format("{} v{} is not newer than the published v{}",
+                                                       role, targets.version, it->second.version));
+    files[role] = {bytes, targets.version};
+    auto snap = Latest(c, "snapshot");
+    int64_t snapshot_version = snap ? snap->Int(1) + 1 : 1;
+    int64_t timestamp_version = ts ? ts->Int(1) + 1 : 1;
+    auto expires = tuf::Clock::now() + std::chrono::hours(24) * options_.online_expiry_days;
+    const tuf::Signer online = tuf::Signer::FromEd25519(*options_.online_key);
+    tuf::OnlineRoles roles =
+        tuf::SignOnlineRoles(files, snapshot_version, timestamp_version, expires, online, online);
+    Store(c, fmt::format("{}.{}.json", targets.version, role), kDelegatedPrefix + role,
+          targets.version, bytes);
+    Store(c, fmt::format("{}.snapshot.json", snapshot_version), "snapshot", snapshot_version,
+          roles.snapshot);
+    Store(c, "timestamp.json", "timestamp", timestamp_version, roles.timestamp);
+    json names = json::array();
+    for (const auto& [path, info] : targets.targets) names.push_back(path);
+    Audit(db_, c, caller, "repository.publish_role",
+          fmt::format("{}.{}.json", targets.version, role),
+          {{"role", role},
+           {"role_version", targets.version},
+           {"snapshot_version", snapshot_version},
+           {"timestamp_version", timestamp_version},
+           {"targets", names}});
+    out = {{"role", role},
+           {"role_version", targets.version},
            {"snapshot_version", snapshot_version},
            {"timestamp_version", timestamp_version},
            {"targets", names.size()}};
@@ -213,7 +297,7 @@ bool Fleet::RefreshTimestamp() {
         c, "timestamp.json", "timestamp", version,
         tuf::SignTimestamp(snap->Text(2), snap->Int(1), version,
                            tuf::Clock::now() + std::chrono::hours(24) * options_.online_expiry_days,
-                           *options_.online_key));
+                           tuf::Signer::FromEd25519(*options_.online_key)));
     Caller controller{"fleet:" + options_.replica, "timestamp-refresh", Scope::kAdmin, ""};
     Audit(db_, c, controller, "repository.timestamp", "timestamp.json", {{"version", version}});
     refreshed = true;

@@ -31,6 +31,10 @@ json ReadJson(const std::filesystem::path& path, const char* what) {
 
 PublicKey PublicFromJson(const json& j, const std::string& where, const std::string& path = {}) {
   const JsonFields f(j, where, path);
+  if (const std::string type = f.Get("type", "ed25519"); type != "ed25519")
+    Fail(ErrorCode::kInvalidArgument,
+         where + ": a " + type +
+             " key signs TUF metadata only; packages are signed with ed25519 keys");
   PublicKey k;
   k.public_key = FromHex(f.Require<std::string>("public"), where + " public key");
   if (k.public_key.size() != crypto_sign_PUBLICKEYBYTES)

@@ -12,6 +12,7 @@
 #include "core/names.h"
 #include "package/sha256.h"
 #include "update/tuf_hashes.h"
+#include "update/tuf_signer.h"
 
 namespace outpost::tuf {
 namespace {
@@ -390,11 +391,11 @@ std::string KeyIdOf(const std::string& raw_public_key) {
 }
 
 json SignEnvelope(const json& signed_part, const std::vector<const SigningKey*>& keys) {
-  std::string canonical = CanonicalJson(signed_part);
-  json sigs = json::array();
-  for (const auto* k : keys)
-    sigs.push_back({{"keyid", KeyIdOf(k->pub.public_key)}, {"sig", ToHex(Sign(*k, canonical))}});
-  return {{"signed", signed_part}, {"signatures", sigs}};
+  std::vector<Signer> signers;
+  for (const auto* k : keys) signers.push_back(Signer::FromEd25519(*k));
+  std::vector<const Signer*> ptrs;
+  for (const auto& s : signers) ptrs.push_back(&s);
+  return SignEnvelope(signed_part, ptrs);
 }
 
 std::string FormatExpiry(Clock::time_point t) { return FormatUtc(Clock::to_time_t(t)); }
@@ -414,6 +415,25 @@ Targets VerifyTargets(const std::string& root_bytes, const std::string& targets_
   return t;
 }
 
+Targets VerifyDelegatedTargets(const Targets& delegator, const std::string& role,
+                               const std::string& bytes, Clock::time_point now) {
+  Targets t;
+  AsMetadataError("targets", [&] {
+    const Role* r = delegator.delegations ? delegator.delegations->Find(role) : nullptr;
+    if (!r) Denied(role + " is not a delegated role");
+    Envelope e = ParseEnvelope(bytes, "targets");
+    VerifyRole(e, delegator.delegations->keys, *r, role, role);
+    t = ParseTargets(e.signed_part);
+    for (const auto& [path, info] : t.targets) {
+      auto roles = delegator.delegations->RolesFor(path);
+      if (std::none_of(roles.begin(), roles.end(), [&](const auto& p) { return p.first == role; }))
+        Denied(role + ": '" + path + "' is outside the paths delegated to it");
+    }
+    CheckFresh(role, t.version, t.expires, now);
+  });
+  return t;
+}
+
 Root ParseRootMetadata(const std::string& root_bytes) {
   Root r;
   AsMetadataError("root", [&] { r = ParseRoot(ParseEnvelope(root_bytes, "root").signed_part); });
@@ -429,7 +449,7 @@ json MetaEntry(const std::string& bytes, int64_t version) {
 
 std::string SignTimestamp(const std::string& snapshot_bytes, int64_t snapshot_version,
                           int64_t timestamp_version, Clock::time_point expires,
-                          const SigningKey& timestamp_key) {
+                          const Signer& timestamp_key) {
   json timestamp = {{"_type", "timestamp"},
                     {"spec_version", "1.0.31"},
                     {"version", timestamp_version},
@@ -438,20 +458,32 @@ std::string SignTimestamp(const std::string& snapshot_bytes, int64_t snapshot_ve
   return SignEnvelope(timestamp, {&timestamp_key}).dump(1) + "\n";
 }
 
-OnlineRoles SignOnlineRoles(const std::string& targets_bytes, int64_t targets_version,
+OnlineRoles SignOnlineRoles(const std::map<std::string, RoleFile>& targets_roles,
                             int64_t snapshot_version, int64_t timestamp_version,
-                            Clock::time_point expires, const SigningKey& snapshot_key,
-                            const SigningKey& timestamp_key) {
+                            Clock::time_point expires, const Signer& snapshot_key,
+                            const Signer& timestamp_key) {
+  json meta = json::object();
+  for (const auto& [role, file] : targets_roles)
+    meta[role + ".json"] = MetaEntry(file.bytes, file.version);
   json snapshot = {{"_type", "snapshot"},
                    {"spec_version", "1.0.31"},
                    {"version", snapshot_version},
                    {"expires", FormatExpiry(expires)},
-                   {"meta", {{"targets.json", MetaEntry(targets_bytes, targets_version)}}}};
+                   {"meta", meta}};
   OnlineRoles out;
   out.snapshot = SignEnvelope(snapshot, {&snapshot_key}).dump(1) + "\n";
   out.timestamp =
       SignTimestamp(out.snapshot, snapshot_version, timestamp_version, expires, timestamp_key);
   return out;
+}
+
+OnlineRoles SignOnlineRoles(const std::string& targets_bytes, int64_t targets_version,
+                            int64_t snapshot_version, int64_t timestamp_version,
+                            Clock::time_point expires, const SigningKey& snapshot_key,
+                            const SigningKey& timestamp_key) {
+  return SignOnlineRoles({{"targets", {targets_bytes, targets_version}}}, snapshot_version,
+                         timestamp_version, expires, Signer::FromEd25519(snapshot_key),
+                         Signer::FromEd25519(timestamp_key));
 }
 
 TrustedSet::TrustedSet(const std::string& root_bytes, Clock::time_point now) : now_(now) {

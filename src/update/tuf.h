@@ -16,6 +16,7 @@
 
 #include "package/keys.h"
 #include "update/tuf_keys.h"
+#include "update/tuf_signer.h"
 
 namespace outpost::tuf {
 
@@ -117,13 +118,26 @@ std::string FormatExpiry(Clock::time_point t);
 Targets VerifyTargets(const std::string& root_bytes, const std::string& targets_bytes,
                       Clock::time_point now);
 Root ParseRootMetadata(const std::string& root_bytes);  // structure only; signatures unchecked
+// Checks that `bytes` is metadata for the delegated role `role`, signed by the threshold of the
+// keys `delegator` delegates it to, not expired, listing only target paths delegated to it.
+Targets VerifyDelegatedTargets(const Targets& delegator, const std::string& role,
+                               const std::string& bytes, Clock::time_point now);
 
 struct OnlineRoles {
   std::string snapshot;   // bytes of N.snapshot.json
   std::string timestamp;  // bytes of timestamp.json
 };
-// Snapshot `snapshot_version` naming targets (its version, length and sha256), and timestamp
-// `timestamp_version` naming that snapshot: the roles a repository signs with its online keys.
+struct RoleFile {
+  std::string bytes;
+  int64_t version = 0;
+};
+// Snapshot `snapshot_version` naming each targets role's file ("targets" and delegated roles,
+// with version, length and sha256), and timestamp `timestamp_version` naming that snapshot: the
+// roles a repository signs with its online keys.
+OnlineRoles SignOnlineRoles(const std::map<std::string, RoleFile>& targets_roles,
+                            int64_t snapshot_version, int64_t timestamp_version,
+                            Clock::time_point expires, const Signer& snapshot_key,
+                            const Signer& timestamp_key);
 OnlineRoles SignOnlineRoles(const std::string& targets_bytes, int64_t targets_version,
                             int64_t snapshot_version, int64_t timestamp_version,
                             Clock::time_point expires, const SigningKey& snapshot_key,
@@ -131,7 +145,7 @@ OnlineRoles SignOnlineRoles(const std::string& targets_bytes, int64_t targets_ve
 // A new timestamp for an unchanged snapshot (its expiry pushed on).
 std::string SignTimestamp(const std::string& snapshot_bytes, int64_t snapshot_version,
                           int64_t timestamp_version, Clock::time_point expires,
-                          const SigningKey& timestamp_key);
+                          const Signer& timestamp_key);
 
 // The metadata a client trusts, updated role by role in the specification's order (5.3-5.6),
 // with the semantics of python-tuf's TrustedMetadataSet, which the conformance suite holds

@@ -138,6 +138,8 @@ bool Key::Verify(std::string_view message, std::string_view signature) const {
   return ok;
 }
 
+bool Key::usable() const { return loaded_ && loaded_->pkey; }
+
 json Key::ToJson() const { return extra_; }
 
 }  // namespace outpost::tuf

@@ -25,6 +25,8 @@ class Key {
   // True only when `signature` (raw bytes) is this key's valid signature of `message`.
   bool Verify(std::string_view message, std::string_view signature) const;
 
+  // Whether this client knows the key's scheme and could read the key for it.
+  bool usable() const;
   const std::string& keytype() const { return keytype_; }
   const std::string& scheme() const { return scheme_; }
   const std::string& public_value() const { return public_; }  // as written: hex or PEM

@@ -155,6 +155,90 @@ class FleetRepositoryTest(unittest.TestCase):
         self.assertEqual(status, 409)
         self.assertIn("online key", body["error"])
 
+    def test_a_delegated_team_publishes_its_own_models_through_the_fleet(self):
+        """The release keys delegate vision-*.opkg to a team's ECDSA key; the team signs its
+        role offline; the fleet checks it against the published delegation (keys, threshold,
+        paths) and lists it in the snapshot it signs; a TUF client finds the team's model
+        there. What the team's key may not sign, or what another key signs, is refused."""
+        k = self.keys.keys
+        must("key", "generate", "team", "--type", "ecdsa", "--dir", self.tmp)
+        team_key, team_pub = os.path.join(self.tmp, "team.key"), os.path.join(self.tmp, "team.pub")
+        must("repo", "delegate", self.offline, "vision", "--paths", "vision-*.opkg", "--key", team_pub,
+             "--targets-key", k["targets"])
+        must("repo", "add", self.offline, self.v2, "--role", "vision", "--target-path",
+             "vision-scaler-2.0.0.opkg", "--targets-key", team_key)
+        out = self.publish()
+        self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+        self.assertIn("published vision v1", out.stdout)
+        status, ts, _ = self.fleet.request("GET", "/repo/metadata/timestamp.json")
+        snapshot_version = ts["signed"]["meta"]["snapshot.json"]["version"]
+        status, snap, _ = self.fleet.request("GET", f"/repo/metadata/{snapshot_version}.snapshot.json")
+        self.assertEqual({n: m["version"] for n, m in snap["signed"]["meta"].items()},
+                         {"targets.json": 3, "vision.json": 1})
+        # Our TUF client, through the fleet's repository, finds the model in the team's role.
+        meta, downloads = os.path.join(self.tmp, "client"), os.path.join(self.tmp, "downloads")
+        tuf = [os.path.join(BIN_DIR, "outpost"), "tuf", "--metadata-dir", meta]
+        subprocess.run(tuf + ["init", os.path.join(self.offline, "metadata", "1.root.json")], check=True)
+        base = f"http://127.0.0.1:{self.fleet.port}/repo"
+        r = subprocess.run(tuf + ["--metadata-url", base + "/metadata", "--target-name", "vision-scaler-2.0.0.opkg",
+                                  "--target-base-url", base + "/targets", "--target-dir", downloads, "download"],
+                           capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with open(os.path.join(downloads, "vision-scaler-2.0.0.opkg"), "rb") as got, open(self.v2, "rb") as want:
+            self.assertEqual(got.read(), want.read())
+
+        def role(version, target_path, key):
+            """The team's role file, version `version`, listing `target_path`, signed by `key`."""
+            team = os.path.join(self.tmp, f"team-{version}-{os.path.basename(key)}")
+            shutil.rmtree(team, ignore_errors=True)
+            shutil.copytree(self.offline, team)
+            # Written by hand (the CLI refuses paths outside the delegation before signing).
+            with open(os.path.join(team, "metadata", "1.vision.json")) as f:
+                doc = json.load(f)["signed"]
+            doc["version"] = version
+            entry = doc["targets"].pop("vision-scaler-2.0.0.opkg")
+            doc["targets"][target_path] = entry
+            canonical = os.path.join(team, "doc.json")
+            with open(canonical, "w") as f:
+                json.dump(doc, f)
+            must("repo", "canonical", canonical, "--out-dir", os.path.join(team, "c"))
+            sig = subprocess.run(["openssl", "dgst", "-sha256", "-sign", key + ".pem",
+                                  os.path.join(team, "c", "doc.json")], capture_output=True, check=True).stdout
+            with open(key + ".id") as f:
+                keyid = f.read()
+            return json.dumps({"signed": doc, "signatures": [{"keyid": keyid, "sig": sig.hex()}]}).encode()
+
+        # The team's key as PEM for openssl, and its TUF key id (what the delegation names).
+        for name in ("team", "rogue"):
+            if name == "rogue":
+                must("key", "generate", "rogue", "--type", "ecdsa", "--dir", self.tmp)
+            with open(os.path.join(self.tmp, f"{name}.key")) as f:
+                kf = json.load(f)
+            with open(os.path.join(self.tmp, f"{name}.pem"), "w") as f:
+                f.write(kf["secret"])
+            with open(os.path.join(self.tmp, f"{name}.id"), "w") as f:
+                f.write(kf["keyid"])
+        team_base, rogue_base = os.path.join(self.tmp, "team"), os.path.join(self.tmp, "rogue")
+        # Outside the delegated paths, though signed by the team's key.
+        status, body = self.raw("/api/v1/repository/roles/vision", role(2, "audio-scaler.opkg", team_base))
+        self.assertEqual(status, 403, body)
+        self.assertIn("outside the paths delegated", body["error"])
+        # Inside them, signed by a key the delegation does not name.
+        status, body = self.raw("/api/v1/repository/roles/vision", role(2, "vision-x.opkg", rogue_base))
+        self.assertEqual(status, 403, body)
+        self.assertIn("0 of 1 required signatures from the vision role", body["error"])
+        # The published version again: not newer.
+        with open(os.path.join(self.offline, "metadata", "1.vision.json"), "rb") as f:
+            status, body = self.raw("/api/v1/repository/roles/vision", f.read())
+        self.assertEqual(status, 409, body)
+        # A role nobody delegated.
+        with open(os.path.join(self.offline, "metadata", "1.vision.json"), "rb") as f:
+            status, body = self.raw("/api/v1/repository/roles/audio", f.read())
+        self.assertEqual(status, 403, body)
+        status, log = self.op("GET", "/api/v1/audit")
+        self.assertEqual([e["action"] for e in log if e["action"] == "repository.publish_role"],
+                         ["repository.publish_role"])
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -175,5 +175,59 @@ class PythonTufRepositoryTest(unittest.TestCase):
         self.assertFalse(any("scaler-3.0.0" in p for p in fetched), fetched)
 
 
+class OutpostRepositoryTest(unittest.TestCase):
+    def test_python_tuf_reads_a_repository_made_by_outpost(self):
+        """`outpost repo` with ECDSA and Ed25519 keys and a delegated team, read by python-tuf's
+        reference client (ngclient) unchanged."""
+        from update_repo import RepoServer, UpdateRepo, must, outpost
+
+        tmp = tempfile.mkdtemp(prefix="outpost-repo-interop-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        packages = UpdateRepo(os.path.join(tmp, "packages"))  # only its signed model packages
+        vision, top = packages.package("2.0.0", 2.0), packages.package("1.0.0", 1.0)
+        keys = os.path.join(tmp, "keys")
+        for name, kind in (("root", "ecdsa"), ("targets", "ed25519"), ("snapshot", "ecdsa"),
+                           ("timestamp", "ed25519"), ("team", "ecdsa")):
+            must("key", "generate", name, "--type", kind, "--dir", keys)
+        key = lambda name, ext="key": os.path.join(keys, f"{name}.{ext}")  # noqa: E731
+        repo = os.path.join(tmp, "repo")
+        must("repo", "init", repo, "--root-key", key("root"), "--targets-key", key("targets"),
+             "--snapshot-key", key("snapshot", "pub"), "--timestamp-key", key("timestamp", "pub"))
+        must("repo", "delegate", repo, "vision-team", "--paths", "models/vision/*", "--key",
+             key("team", "pub"), "--targets-key", key("targets"))
+        must("repo", "add", repo, vision, "--role", "vision-team", "--target-path",
+             "models/vision/scaler.opkg", "--targets-key", key("team"))
+        # Outside the team's paths: refused before anything is signed.
+        r = outpost("repo", "add", repo, vision, "--role", "vision-team", "--target-path",
+                    "models/audio/scaler.opkg", "--targets-key", key("team"))
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("outside the paths delegated to vision-team", r.stderr)
+        must("repo", "add", repo, top, "--targets-key", key("targets"))
+        must("repo", "publish", repo, "--snapshot-key", key("snapshot"), "--timestamp-key", key("timestamp"))
+        with open(os.path.join(repo, "metadata", "1.root.json")) as f:
+            root = json.load(f)
+        self.assertEqual(sorted(k["keytype"] for k in root["signed"]["keys"].values()),
+                         ["ecdsa", "ecdsa", "ed25519", "ed25519"])
+
+        server = RepoServer(repo)
+        self.addCleanup(server.close)
+        tuf_vendor.load()
+        from tuf.ngclient import Updater
+        meta, downloads = os.path.join(tmp, "client"), os.path.join(tmp, "downloads")
+        os.makedirs(meta)
+        os.makedirs(downloads)
+        shutil.copy(os.path.join(repo, "metadata", "1.root.json"), os.path.join(meta, "root.json"))
+        client = Updater(meta, server.url + "/metadata/", downloads, server.url + "/targets/")
+        client.refresh()
+        for path, package in (("models/vision/scaler.opkg", vision), ("scaler-1.0.0.opkg", top)):
+            info = client.get_targetinfo(path)
+            self.assertIsNotNone(info, path)
+            with open(client.download_target(info), "rb") as got, open(package, "rb") as want:
+                self.assertEqual(got.read(), want.read(), path)
+        self.assertIsNone(client.get_targetinfo("models/vision/missing.opkg"))
+        self.assertEqual(sorted(os.listdir(meta)), ["root.json", "snapshot.json", "targets.json",
+                                                    "timestamp.json", "vision-team.json"])
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -282,7 +282,9 @@ TEST(Tuf, Thresholds) {
               t.UpdateTargets(SignEnvelope(s, {&r.keys["targets"][0]}).dump());
             }).find("1 of 2 required"),
             std::string::npos);
-  t.UpdateTargets(SignEnvelope(s, {&r.keys["targets"][0], &r.keys["targets"][2]}).dump());
+  t.UpdateTargets(
+      SignEnvelope(s, std::vector<const SigningKey*>{&r.keys["targets"][0], &r.keys["targets"][2]})
+          .dump());
 }
 
 TEST(Tuf, MalformedMetadata) {
