@@ -1,14 +1,15 @@
 #include "fleet/fleet_client.h"
 
-#include <curl/curl.h>
+#include <optional>
+
 #include <fmt/format.h>
 
 #include "core/atomic_file.h"
-#include "core/curl_global.h"
 #include "core/error.h"
 #include "core/logging.h"
 #include "core/names.h"
 #include "fleet/identity.h"
+#include "net/http_client.h"
 #include "package/sha256.h"
 
 namespace outpost::fleet {
@@ -18,26 +19,16 @@ using json = nlohmann::json;
 
 namespace {
 
-size_t Collect(char* data, size_t size, size_t n, void* out) {
-  auto* s = static_cast<std::string*>(out);
-  if (s->size() < (8u << 20)) s->append(data, size * n);
-  return size * n;
-}
-
-size_t Header(char* data, size_t size, size_t n, void* out) {
-  std::string line(data, size * n);
+// The ETag of a response header line ("ETag: v"), or nothing.
+std::optional<std::string> Etag(std::string_view line) {
   constexpr std::string_view kEtag = "etag:";
-  if (line.size() > kEtag.size()) {
-    std::string lower = line.substr(0, kEtag.size());
-    for (auto& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    if (lower == kEtag) {
-      std::string v = line.substr(kEtag.size());
-      while (!v.empty() && (v.front() == ' ')) v.erase(v.begin());
-      while (!v.empty() && (v.back() == '\r' || v.back() == '\n' || v.back() == ' ')) v.pop_back();
-      *static_cast<std::string*>(out) = v;
-    }
-  }
-  return size * n;
+  if (line.size() <= kEtag.size()) return std::nullopt;
+  for (size_t i = 0; i < kEtag.size(); ++i)
+    if (std::tolower(static_cast<unsigned char>(line[i])) != kEtag[i]) return std::nullopt;
+  std::string v(line.substr(kEtag.size()));
+  while (!v.empty() && v.front() == ' ') v.erase(v.begin());
+  while (!v.empty() && v.back() == ' ') v.pop_back();
+  return v;
 }
 
 int64_t NowMs() {
@@ -50,7 +41,6 @@ int64_t NowMs() {
 
 FleetClient::FleetClient(FleetClientOptions options, FleetHooks hooks)
     : options_(std::move(options)), hooks_(std::move(hooks)) {
-  EnsureCurlInitialised();
   fs::create_directories(options_.state_dir);
   fs::permissions(options_.state_dir, fs::perms::owner_all, fs::perm_options::replace);
   LoadIdentity();
@@ -88,44 +78,31 @@ FleetClient::Response FleetClient::Send(const std::string& method, const std::st
                                         const std::vector<std::string>& extra_headers) {
   std::lock_guard send(send_mu_);
   Response r;
-  CURL* curl = curl_easy_init();
-  if (!curl) {
-    r.error = "curl_easy_init failed";
-    return r;
-  }
-  std::string url = options_.url;
-  while (!url.empty() && url.back() == '/') url.pop_back();
-  url += path;
-  curl_slist* headers = curl_slist_append(nullptr, "Content-Type: application/json");
+  net::HttpRequest req;
+  req.method = method;
+  req.url = options_.url;
+  while (!req.url.empty() && req.url.back() == '/') req.url.pop_back();
+  req.url += path;
+  req.headers = {"Content-Type: application/json"};
   if (key_ && !device_id_.empty()) {
     // Strictly increasing, so two requests in one millisecond are not taken for a replay.
     last_request_ms_ = std::max(NowMs(), last_request_ms_ + 1);
     std::string sig = ToHex(
         Sign(*key_, SigningString(method, path, device_id_, last_request_ms_, Sha256Hex(body))));
-    headers = curl_slist_append(headers, ("X-Outpost-Device: " + device_id_).c_str());
-    headers =
-        curl_slist_append(headers, ("X-Outpost-Time: " + std::to_string(last_request_ms_)).c_str());
-    headers = curl_slist_append(headers, ("X-Outpost-Signature: " + sig).c_str());
+    req.headers.push_back("X-Outpost-Device: " + device_id_);
+    req.headers.push_back("X-Outpost-Time: " + std::to_string(last_request_ms_));
+    req.headers.push_back("X-Outpost-Signature: " + sig);
   }
-  for (const auto& h : extra_headers) headers = curl_slist_append(headers, h.c_str());
-  curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
-  curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
-  curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method.c_str());
-  if (method != "GET") {
-    curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body.data());
-    curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE, static_cast<long>(body.size()));
-  }
-  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, Collect);
-  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &r.body);
-  curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, Header);
-  curl_easy_setopt(curl, CURLOPT_HEADERDATA, &r.etag);
-  curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
-  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 30000L);
-  curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
-  CURLcode rc = curl_easy_perform(curl);
-  if (rc == CURLE_OK) {
-    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &r.status);
+  for (const auto& h : extra_headers) req.headers.push_back(h);
+  if (method != "GET") req.body = body;
+  req.max_response_bytes = 8u << 20;
+  req.on_header = [&r](std::string_view line) {
+    if (auto etag = Etag(line)) r.etag = *etag;
+  };
+  net::HttpResponse res = net::Perform(req);
+  r.body = std::move(res.body);
+  if (res.error.empty()) {
+    r.status = res.status;
     if (key_ && !device_id_.empty() && r.status != 401) {
       try {
         WriteFileAtomically(options_.state_dir / "last_request_ms",
@@ -134,10 +111,8 @@ FleetClient::Response FleetClient::Send(const std::string& method, const std::st
       }
     }
   } else {
-    r.error = curl_easy_strerror(rc);
+    r.error = res.error;
   }
-  curl_slist_free_all(headers);
-  curl_easy_cleanup(curl);
   return r;
 }
 

@@ -1,13 +1,13 @@
 #include "llm/cloud_client.h"
 
-#include <curl/curl.h>
 #include <fmt/format.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <thread>
 
-#include "core/curl_global.h"
 #include "core/logging.h"
+#include "net/http_client.h"
 
 namespace outpost {
 namespace {
@@ -16,9 +16,7 @@ using json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
 struct Transfer {
-  CURL* handle = nullptr;
   const std::function<void(const json&)>* on_event = nullptr;
-  const std::function<bool()>* cancelled = nullptr;
   bool stream = false;
   long status = 0;
   std::string retry_after;
@@ -28,10 +26,6 @@ struct Transfer {
   bool done = false;      // [DONE] seen
   bool finished = false;  // a choice's finish_reason seen
   std::string stream_error;
-  Clock::time_point start = Clock::now();
-  bool got_bytes = false;
-  std::chrono::milliseconds first_byte_timeout{0};
-  bool first_byte_timed_out = false;
 
   void Line(std::string_view line) {
     if (line.empty() || line[0] == ':') return;  // event separator or comment
@@ -59,54 +53,44 @@ struct Transfer {
     forwarded = true;
     (*on_event)(event);
   }
+
+  // The status line of each response (a 100 Continue comes before the real one) and
+  // Retry-After.
+  void Header(std::string_view h) {
+    if (h.rfind("HTTP/", 0) == 0) {
+      retry_after.clear();
+      size_t space = h.find(' ');
+      status = space == std::string_view::npos
+                   ? 0
+                   : std::atol(std::string(h.substr(space + 1, 3)).c_str());
+    } else if (h.size() > 12 &&
+               (h.substr(0, 12) == "Retry-After:" || h.substr(0, 12) == "retry-after:")) {
+      std::string v(h.substr(12));
+      while (!v.empty() && v.back() == ' ') v.pop_back();
+      while (!v.empty() && v.front() == ' ') v.erase(0, 1);
+      retry_after = v;
+    }
+  }
+
+  // An answer that is not a 2xx stream is kept whole (bounded by the request); a stream is
+  // read line by line. False ends the transfer.
+  bool Body(std::string_view chunk) {
+    if (!stream || status / 100 != 2) {
+      body.append(chunk);
+      return true;
+    }
+    pending.append(chunk);
+    size_t at;
+    while ((at = pending.find('\n')) != std::string::npos) {
+      std::string line = pending.substr(0, at);
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      pending.erase(0, at + 1);
+      Line(line);
+      if (!stream_error.empty()) return false;
+    }
+    return true;
+  }
 };
-
-size_t OnHeader(char* data, size_t size, size_t n, void* user) {
-  auto* t = static_cast<Transfer*>(user);
-  std::string_view h(data, size * n);
-  if (h.rfind("HTTP/", 0) == 0) {
-    t->retry_after.clear();
-  } else if (h.size() > 12 && (h[0] == 'R' || h[0] == 'r') &&
-             (h.substr(0, 12) == "Retry-After:" || h.substr(0, 12) == "retry-after:")) {
-    std::string v(h.substr(12));
-    while (!v.empty() && (v.back() == '\r' || v.back() == '\n' || v.back() == ' ')) v.pop_back();
-    while (!v.empty() && v.front() == ' ') v.erase(0, 1);
-    t->retry_after = v;
-  }
-  return size * n;
-}
-
-size_t OnBody(char* data, size_t size, size_t n, void* user) {
-  auto* t = static_cast<Transfer*>(user);
-  t->got_bytes = true;
-  if (!t->status) curl_easy_getinfo(t->handle, CURLINFO_RESPONSE_CODE, &t->status);
-  std::string_view chunk(data, size * n);
-  if (!t->stream || t->status / 100 != 2) {
-    if (t->body.size() + chunk.size() > (16u << 20)) return 0;  // a runaway body
-    t->body.append(chunk);
-    return size * n;
-  }
-  t->pending.append(chunk);
-  size_t at;
-  while ((at = t->pending.find('\n')) != std::string::npos) {
-    std::string line = t->pending.substr(0, at);
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    t->pending.erase(0, at + 1);
-    t->Line(line);
-    if (!t->stream_error.empty()) return 0;
-  }
-  return size * n;
-}
-
-int OnProgress(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
-  auto* t = static_cast<Transfer*>(user);
-  if (*t->cancelled && (*t->cancelled)()) return 1;
-  if (!t->got_bytes && Clock::now() - t->start > t->first_byte_timeout) {
-    t->first_byte_timed_out = true;
-    return 1;
-  }
-  return 0;
-}
 
 bool Retryable(long status) { return status == 429 || status == 408 || status >= 500; }
 
@@ -124,9 +108,7 @@ CloudClient::CloudClient(CloudConfig config, std::string api_key)
       api_key_(std::move(api_key)),
       breaker_(
           config_.breaker_failures,
-          std::chrono::milliseconds(static_cast<int64_t>(config_.breaker_cooldown_secs * 1000))) {
-  EnsureCurlInitialised();
-}
+          std::chrono::milliseconds(static_cast<int64_t>(config_.breaker_cooldown_secs * 1000))) {}
 
 json CloudClient::Complete(json request, const std::function<void(const json&)>& on_event,
                            const std::function<bool()>& cancelled) {
@@ -146,51 +128,31 @@ json CloudClient::Complete(json request, const std::function<void(const json&)>&
   for (int attempt = 0; attempt <= config_.retries; ++attempt) {
     Transfer t;
     t.on_event = &on_event;
-    t.cancelled = &cancelled;
     t.stream = stream;
-    t.first_byte_timeout = std::chrono::milliseconds(config_.first_byte_timeout_ms);
-    std::unique_ptr<CURL, decltype(&curl_easy_cleanup)> curl(curl_easy_init(), curl_easy_cleanup);
-    curl_slist* headers = nullptr;
-    headers = curl_slist_append(headers, "Content-Type: application/json");
-    headers = curl_slist_append(headers,
-                                stream ? "Accept: text/event-stream" : "Accept: application/json");
-    std::string auth;
-    if (!api_key_.empty()) {
-      auth = "Authorization: Bearer " + api_key_;
-      headers = curl_slist_append(headers, auth.c_str());
-    }
-    std::vector<std::string> extra;
-    for (const auto& [k, v] : config_.headers) extra.push_back(k + ": " + v);
-    for (const auto& h : extra) headers = curl_slist_append(headers, h.c_str());
-    CURL* c = curl.get();
-    curl_easy_setopt(c, CURLOPT_URL, url.c_str());
-    curl_easy_setopt(c, CURLOPT_POST, 1L);
-    curl_easy_setopt(c, CURLOPT_POSTFIELDS, body.c_str());
-    curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(config_.connect_timeout_ms));
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, static_cast<long>(config_.timeout_ms));
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);  // a redirect could carry the key away
-    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, OnHeader);
-    curl_easy_setopt(c, CURLOPT_HEADERDATA, &t);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, OnBody);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &t);
-    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, OnProgress);
-    curl_easy_setopt(c, CURLOPT_XFERINFODATA, &t);
-    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
-    t.handle = c;
-    CURLcode rc = curl_easy_perform(c);
-    curl_slist_free_all(headers);
-    long status = 0;
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    net::HttpRequest req;
+    req.method = "POST";
+    req.url = url;
+    req.headers = {"Content-Type: application/json",
+                   stream ? "Accept: text/event-stream" : "Accept: application/json"};
+    if (!api_key_.empty()) req.headers.push_back("Authorization: Bearer " + api_key_);
+    for (const auto& [k, v] : config_.headers) req.headers.push_back(k + ": " + v);
+    req.body = body;
+    req.connect_timeout = std::chrono::milliseconds(config_.connect_timeout_ms);
+    req.timeout = std::chrono::milliseconds(config_.timeout_ms);
+    req.first_byte_timeout = std::chrono::milliseconds(config_.first_byte_timeout_ms);
+    req.max_response_bytes = stream ? 64u << 20 : 16u << 20;  // a runaway answer ends
+    req.on_header = [&t](std::string_view h) { t.Header(h); };
+    req.on_body = [&t](std::string_view chunk) { return t.Body(chunk); };
+    if (cancelled) req.cancelled = cancelled;
+    const net::HttpResponse res = net::Perform(req);
+    const long status = res.status;
     t.status = status;
+    const bool transferred = res.error.empty();
 
     if (cancelled && cancelled()) {
       throw CloudError(ErrorCode::kUnavailable, "cancelled", static_cast<int>(status), t.forwarded);
     }
-    if (rc == CURLE_OK && status / 100 == 2 && t.stream_error.empty()) {
+    if (transferred && status / 100 == 2 && t.stream_error.empty()) {
       if (!stream) {
         json j = json::parse(t.body, nullptr, false);
         if (j.is_discarded() || !j.contains("choices")) {
@@ -208,11 +170,10 @@ json CloudClient::Complete(json request, const std::function<void(const json&)>&
       }
     } else if (!t.stream_error.empty()) {
       last_error = t.stream_error;
-    } else if (rc != CURLE_OK) {
-      last_error = t.first_byte_timed_out
-                       ? "no answer from the cloud within " +
-                             std::to_string(config_.first_byte_timeout_ms) + " ms"
-                       : std::string("cloud request failed: ") + curl_easy_strerror(rc);
+    } else if (!transferred) {
+      last_error = res.no_first_byte ? "no answer from the cloud within " +
+                                           std::to_string(config_.first_byte_timeout_ms) + " ms"
+                                     : "cloud request failed: " + res.error;
     } else {
       last_error = "the cloud answered " + std::to_string(status) + ": " + ErrorMessage(t);
     }
@@ -222,7 +183,7 @@ json CloudClient::Complete(json request, const std::function<void(const json&)>&
       throw CloudError(ErrorCode::kUnavailable, last_error, last_status, true);
     }
     const bool retry =
-        rc != CURLE_OK || Retryable(status) || !t.stream_error.empty() || status / 100 == 2;
+        !transferred || Retryable(status) || !t.stream_error.empty() || status / 100 == 2;
     if (!retry) {
       // The cloud refused this request (400, 401, 404...): not the link's fault.
       breaker_.Success();

@@ -1,6 +1,5 @@
 #include "supervisor/supervisor.h"
 
-#include <curl/curl.h>
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <grp.h>
@@ -13,10 +12,10 @@
 #include <algorithm>
 #include <optional>
 
-#include "core/curl_global.h"
 #include "core/error.h"
 #include "core/logging.h"
 #include "core/names.h"
+#include "net/http_client.h"
 #include "package/package.h"
 #include "supervisor/verified_build.h"
 #include "update/slots.h"
@@ -48,19 +47,11 @@ Event WaitEvent(milliseconds timeout) {
 }
 
 bool Healthy(const std::string& url) {
-  CURL* h = curl_easy_init();
-  if (!h) return false;
-  curl_easy_setopt(h, CURLOPT_URL, url.c_str());
-  curl_easy_setopt(h, CURLOPT_NOBODY, 0L);
-  curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 1000L);
-  curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(
-      h, CURLOPT_WRITEFUNCTION, +[](char*, size_t s, size_t n, void*) { return s * n; });
-  long status = 0;
-  bool ok = curl_easy_perform(h) == CURLE_OK &&
-            curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status) == CURLE_OK && status == 200;
-  curl_easy_cleanup(h);
-  return ok;
+  net::HttpRequest r;
+  r.url = url;
+  r.timeout = std::chrono::milliseconds(1000);
+  r.max_response_bytes = 64u << 10;
+  return net::Perform(r).status == 200;
 }
 
 std::string DescribeStatus(int status) {
@@ -440,7 +431,6 @@ int RunSupervisor(const SupervisorOptions& options) {
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGCHLD);
   ::sigprocmask(SIG_BLOCK, &set, nullptr);
-  EnsureCurlInitialised();
   return Supervisor(options).Run();
 }
 

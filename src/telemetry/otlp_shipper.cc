@@ -1,13 +1,12 @@
 #include "telemetry/otlp_shipper.h"
 
-#include <curl/curl.h>
 #include <fmt/format.h>
 
 #include <algorithm>
 #include <random>
 
-#include "core/curl_global.h"
 #include "core/logging.h"
+#include "net/http_client.h"
 
 namespace outpost {
 namespace {
@@ -70,13 +69,6 @@ Record ToRecord(const std::string& payload) {
   return r;
 }
 
-// The answer (partial-success details at most) is kept short, for the log.
-size_t KeepAnswer(char* data, size_t size, size_t n, void* body) {
-  auto* s = static_cast<std::string*>(body);
-  if (s->size() < 4096) s->append(data, std::min<size_t>(size * n, 4096 - s->size()));
-  return size * n;
-}
-
 }  // namespace
 
 std::string OtlpLogsBody(const OutboxBatch& batch, const ShipperOptions& options) {
@@ -108,9 +100,7 @@ std::string OtlpLogsBody(const OutboxBatch& batch, const ShipperOptions& options
 }
 
 OtlpShipper::OtlpShipper(Outbox& outbox, ShipperOptions options)
-    : outbox_(outbox), options_(std::move(options)) {
-  EnsureCurlInitialised();
-}
+    : outbox_(outbox), options_(std::move(options)) {}
 
 OtlpShipper::~OtlpShipper() { Stop(); }
 
@@ -134,37 +124,26 @@ bool OtlpShipper::ShipOnce() {
   std::string url = options_.endpoint;
   while (!url.empty() && url.back() == '/') url.pop_back();
   url += "/v1/logs";
-  std::unique_ptr<CURL, decltype(&curl_easy_cleanup)> curl(curl_easy_init(), curl_easy_cleanup);
-  curl_slist* headers = curl_slist_append(nullptr, "Content-Type: application/json");
-  const std::string key = "Idempotency-Key: " + batch->id;
-  headers = curl_slist_append(headers, key.c_str());
-  std::string answer;
-  CURL* c = curl.get();
-  curl_easy_setopt(c, CURLOPT_URL, url.c_str());
-  curl_easy_setopt(c, CURLOPT_POSTFIELDS, body.c_str());
-  curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
-  curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
-  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, static_cast<long>(options_.timeout_ms));
-  curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS,
-                   static_cast<long>(std::min(options_.timeout_ms, 5000)));
-  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, KeepAnswer);
-  curl_easy_setopt(c, CURLOPT_WRITEDATA, &answer);
-  CURLcode rc = curl_easy_perform(c);
-  curl_slist_free_all(headers);
-  long status = 0;
-  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-  if (rc != CURLE_OK || status / 100 != 2) {
+  net::HttpRequest r;
+  r.method = "POST";
+  r.url = url;
+  r.headers = {"Content-Type: application/json", "Idempotency-Key: " + batch->id};
+  r.body = body;
+  r.timeout = std::chrono::milliseconds(options_.timeout_ms);
+  r.connect_timeout = std::chrono::milliseconds(std::min(options_.timeout_ms, 5000));
+  r.max_response_bytes = 64u << 10;  // a collector's answer is a few bytes
+  const net::HttpResponse answer = net::Perform(r);
+  if (!answer.ok()) {
     ++failures_;
-    if (rc != CURLE_OK)
+    if (!answer.error.empty())
       Log(LogSeverity::kDebug, "telemetry", "batch_not_delivered",
-          fmt::format("batch {} not delivered: {}", batch->id, curl_easy_strerror(rc)),
+          fmt::format("batch {} not delivered: {}", batch->id, answer.error),
           {{"batch_id", batch->id}});
     else
       Log(LogSeverity::kDebug, "telemetry", "batch_refused",
-          fmt::format("batch {} refused with {}: {}", batch->id, status, answer),
-          {{"batch_id", batch->id}, {"status", status}});
+          fmt::format("batch {} refused with {}: {}", batch->id, answer.status,
+                      answer.body.substr(0, 4096)),
+          {{"batch_id", batch->id}, {"status", answer.status}});
     return false;
   }
   outbox_.Ack(batch->id);

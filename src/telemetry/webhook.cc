@@ -1,23 +1,15 @@
 #include "telemetry/webhook.h"
 
-#include <curl/curl.h>
 #include <fmt/format.h>
 
 #include <chrono>
 
-#include "core/curl_global.h"
 #include "core/logging.h"
+#include "net/http_client.h"
 
 namespace outpost {
-namespace {
-
-size_t Ignore(char*, size_t size, size_t n, void*) { return size * n; }
-
-}  // namespace
-
 WebhookSender::WebhookSender(std::string url, size_t max_queue)
     : url_(std::move(url)), max_queue_(max_queue) {
-  EnsureCurlInitialised();
   thread_ = std::thread([this] {
     for (;;) {
       std::string body;
@@ -70,22 +62,14 @@ void WebhookSender::Post(std::string json_body) {
 }
 
 bool WebhookSender::Send(const std::string& body) {
-  std::unique_ptr<CURL, decltype(&curl_easy_cleanup)> curl(curl_easy_init(), curl_easy_cleanup);
-  curl_slist* headers = curl_slist_append(nullptr, "Content-Type: application/json");
-  CURL* c = curl.get();
-  curl_easy_setopt(c, CURLOPT_URL, url_.c_str());
-  curl_easy_setopt(c, CURLOPT_POSTFIELDS, body.c_str());
-  curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
-  curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
-  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 5000L);
-  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, Ignore);
-  CURLcode rc = curl_easy_perform(c);
-  curl_slist_free_all(headers);
-  long status = 0;
-  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-  return rc == CURLE_OK && status / 100 == 2;
+  net::HttpRequest r;
+  r.method = "POST";
+  r.url = url_;
+  r.headers = {"Content-Type: application/json"};
+  r.body = body;
+  r.timeout = std::chrono::milliseconds(5000);
+  r.max_response_bytes = 64u << 10;  // the answer is not read
+  return net::Perform(r).ok();
 }
 
 }  // namespace outpost

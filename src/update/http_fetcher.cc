@@ -1,6 +1,5 @@
 #include "update/http_fetcher.h"
 
-#include <curl/curl.h>
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -8,75 +7,56 @@
 #include <cstring>
 #include <thread>
 
-#include "core/curl_global.h"
 #include "core/error.h"
+#include "net/http_client.h"
 #include "update/tuf_hashes.h"
 
 namespace outpost::tuf {
 namespace {
 
-struct Transfer {
-  uint64_t limit = 0;  // bytes this transfer may deliver
-  uint64_t received = 0;
-  bool over_limit = false;
+// Where a transfer's bytes go, and the bandwidth cap, enforced here: libcurl 7.88's own limit
+// lets short transfers burst.
+struct Sink {
   std::string* memory = nullptr;
   int fd = -1;
   const std::function<void(uint64_t)>* on_progress = nullptr;
   uint64_t offset = 0;  // bytes of the file already there before this transfer
-  // Bandwidth cap, enforced here: libcurl 7.88's own limit lets short transfers burst.
+  uint64_t received = 0;
   uint64_t max_rate = 0;
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
+
+  bool Take(std::string_view data) {
+    if (memory) memory->append(data);
+    for (size_t done = 0; fd >= 0 && done < data.size();) {
+      ssize_t w = ::write(fd, data.data() + done, data.size() - done);
+      if (w < 0 && errno == EINTR) continue;
+      if (w < 0) return false;
+      done += static_cast<size_t>(w);
+    }
+    received += data.size();
+    if (max_rate > 0) {
+      // Not reading holds the sender back through TCP flow control.
+      auto due = started + std::chrono::microseconds(received * 1000000 / max_rate);
+      std::this_thread::sleep_until(due);
+    }
+    if (on_progress && *on_progress) (*on_progress)(offset + received);
+    return true;
+  }
 };
 
-size_t OnData(char* data, size_t size, size_t n, void* user) {
-  auto* t = static_cast<Transfer*>(user);
-  size_t bytes = size * n;
-  if (t->received + bytes > t->limit) {
-    t->over_limit = true;
-    return 0;  // aborts the transfer: more than was signed for
-  }
-  if (t->memory) t->memory->append(data, bytes);
-  for (size_t done = 0; t->fd >= 0 && done < bytes;) {
-    ssize_t w = ::write(t->fd, data + done, bytes - done);
-    if (w < 0 && errno == EINTR) continue;
-    if (w < 0) return 0;
-    done += static_cast<size_t>(w);
-  }
-  t->received += bytes;
-  if (t->max_rate > 0) {
-    // Not reading holds the sender back through TCP flow control.
-    auto due = t->started + std::chrono::microseconds(t->received * 1000000 / t->max_rate);
-    std::this_thread::sleep_until(due);
-  }
-  if (t->on_progress && *t->on_progress) (*t->on_progress)(t->offset + t->received);
-  return bytes;
-}
-
-struct Easy {
-  CURL* h = curl_easy_init();
-  ~Easy() { curl_easy_cleanup(h); }
-};
-
-// Runs one GET; returns the curl code and fills `status`.
-CURLcode Get(const std::string& url, Transfer& t, const HttpLimits& limits, uint64_t resume_from,
-             long& status) {
-  EnsureCurlInitialised();
-  Easy e;
-  curl_easy_setopt(e.h, CURLOPT_URL, url.c_str());
-  curl_easy_setopt(e.h, CURLOPT_WRITEFUNCTION, OnData);
-  curl_easy_setopt(e.h, CURLOPT_WRITEDATA, &t);
-  curl_easy_setopt(e.h, CURLOPT_CONNECTTIMEOUT, limits.connect_timeout_s);
-  curl_easy_setopt(e.h, CURLOPT_LOW_SPEED_LIMIT, limits.min_bytes_per_second);
-  curl_easy_setopt(e.h, CURLOPT_LOW_SPEED_TIME, limits.slow_window_s);
-  curl_easy_setopt(e.h, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(e.h, CURLOPT_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(e.h, CURLOPT_FOLLOWLOCATION, 0L);
-  if (resume_from > 0)
-    curl_easy_setopt(e.h, CURLOPT_RESUME_FROM_LARGE, static_cast<curl_off_t>(resume_from));
-  CURLcode rc = curl_easy_perform(e.h);
-  status = 0;
-  curl_easy_getinfo(e.h, CURLINFO_RESPONSE_CODE, &status);
-  return rc;
+// One GET of at most `limit` bytes into `sink`.
+net::HttpResponse Get(const std::string& url, Sink& sink, const HttpLimits& limits, uint64_t limit,
+                      uint64_t resume_from) {
+  net::HttpRequest r;
+  r.url = url;
+  r.connect_timeout = std::chrono::seconds(limits.connect_timeout_s);
+  r.timeout = std::chrono::milliseconds(0);  // bounded by size and rate instead
+  r.min_bytes_per_second = limits.min_bytes_per_second;
+  r.slow_window = std::chrono::seconds(limits.slow_window_s);
+  r.max_response_bytes = limit;
+  r.resume_from = resume_from;
+  r.on_body = [&sink](std::string_view data) { return sink.Take(data); };
+  return net::Perform(r);
 }
 
 }  // namespace
@@ -88,22 +68,21 @@ HttpFetcher::HttpFetcher(std::string metadata_base_url, HttpLimits limits)
 
 std::optional<std::string> HttpFetcher::Fetch(const std::string& name, uint64_t max_length) {
   std::string body;
-  Transfer t{max_length, 0, false, &body, -1, nullptr, 0, 0};
-  long status = 0;
-  CURLcode rc = Get(base_ + "/" + name, t, limits_, 0, status);
-  bytes_received_ += t.received;
-  if (t.over_limit)
+  Sink sink;
+  sink.memory = &body;
+  net::HttpResponse r = Get(base_ + "/" + name, sink, limits_, max_length, 0);
+  bytes_received_ += r.received;
+  if (r.over_limit)
     Fail(ErrorCode::kPermissionDenied, "tuf: " + name + " is longer than " +
                                            std::to_string(max_length) + " bytes (endless data)");
-  if (rc == CURLE_OPERATION_TIMEDOUT)
+  if (r.timed_out)
     Fail(ErrorCode::kUnavailable, "tuf: " + name + ": transfer too slow (slow retrieval)");
-  if (rc != CURLE_OK && status == 0)
-    Fail(ErrorCode::kUnavailable, "tuf: " + name + ": " + curl_easy_strerror(rc));
-  if (status == 404 || status == 403) return std::nullopt;
-  if (status != 200 || rc != CURLE_OK) {
+  if (!r.error.empty() && r.status == 0)
+    Fail(ErrorCode::kUnavailable, "tuf: " + name + ": " + r.error);
+  if (r.status == 404 || r.status == 403) return std::nullopt;
+  if (r.status != 200 || !r.error.empty())
     Fail(ErrorCode::kUnavailable,
-         "tuf: " + name + ": HTTP " + std::to_string(status) + " " + curl_easy_strerror(rc));
-  }
+         "tuf: " + name + ": HTTP " + std::to_string(r.status) + " " + r.error);
   return body;
 }
 
@@ -111,12 +90,10 @@ void HttpFetcher::Download(const std::string& url, const std::filesystem::path& 
                            uint64_t length, const std::map<std::string, std::string>& hashes) {
   std::filesystem::path part = dest.string() + ".part";
   std::string last_error;
-  auto backoff = limits_.first_backoff;
   for (int attempt = 0; attempt < limits_.attempts; ++attempt) {
-    if (attempt > 0) {
-      std::this_thread::sleep_for(backoff);
-      backoff = std::min<std::chrono::milliseconds>(backoff * 2, std::chrono::seconds(5));
-    }
+    if (attempt > 0)
+      std::this_thread::sleep_for(
+          net::Backoff(attempt, limits_.first_backoff, std::chrono::seconds(5)));
     std::error_code ec;
     uint64_t have = std::filesystem::exists(part, ec) ? std::filesystem::file_size(part, ec) : 0;
     if (have > length) {
@@ -127,35 +104,30 @@ void HttpFetcher::Download(const std::string& url, const std::filesystem::path& 
       int fd = ::open(part.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
       if (fd < 0)
         Fail(ErrorCode::kInternal, "cannot write " + part.string() + ": " + std::strerror(errno));
-      Transfer t{length - have,
-                 0,
-                 false,
-                 nullptr,
-                 fd,
-                 &limits_.on_progress,
-                 have,
-                 limits_.max_bytes_per_second};
-      long status = 0;
-      CURLcode rc = Get(url, t, limits_, have, status);
+      Sink sink;
+      sink.fd = fd;
+      sink.on_progress = &limits_.on_progress;
+      sink.offset = have;
+      sink.max_rate = limits_.max_bytes_per_second;
+      net::HttpResponse r = Get(url, sink, limits_, length - have, have);
       ::fsync(fd);
       ::close(fd);
-      bytes_received_ += t.received;
-      if (t.over_limit) {
+      bytes_received_ += r.received;
+      if (r.over_limit) {
         std::filesystem::remove(part, ec);
         Fail(ErrorCode::kPermissionDenied, "tuf: " + url + " sent more than the " +
                                                std::to_string(length) +
                                                " signed bytes (endless data)");
       }
-      if (have > 0 && status == 200) {
+      if (have > 0 && r.status == 200) {
         // The server ignored the range and sent the file from the start: what we appended is wrong.
         std::filesystem::remove(part, ec);
         last_error = "server ignored the range request";
         continue;
       }
-      if (rc != CURLE_OK || (status != 200 && status != 206)) {
-        last_error = rc == CURLE_OPERATION_TIMEDOUT
-                         ? "transfer too slow (slow retrieval)"
-                         : std::string(curl_easy_strerror(rc)) + ", HTTP " + std::to_string(status);
+      if (!r.error.empty() || (r.status != 200 && r.status != 206)) {
+        last_error = r.timed_out ? "transfer too slow (slow retrieval)"
+                                 : r.error + ", HTTP " + std::to_string(r.status);
         continue;  // resume on the next attempt
       }
     }
