@@ -1,4 +1,5 @@
 #include "fleet_command.h"
+#include "repo_layout.h"
 
 #include <httplib.h>
 
@@ -250,17 +251,10 @@ int VerifyAudit() {
 int Publish(const std::string& dir) {
   namespace fs = std::filesystem;
   fs::path meta = fs::path(dir) / "metadata";
+  const auto files = MetadataVersions(meta);
   auto versions = [&](const std::string& role) {
-    std::vector<int64_t> out;
-    for (const auto& e : fs::directory_iterator(meta)) {
-      std::string n = e.path().filename().string();
-      std::string suffix = "." + role + ".json";
-      if (n.size() > suffix.size() && n.substr(n.size() - suffix.size()) == suffix &&
-          std::isdigit(static_cast<unsigned char>(n[0])))
-        out.push_back(std::stoll(n));
-    }
-    std::sort(out.begin(), out.end());
-    return out;
+    auto it = files.find(role);
+    return it == files.end() ? std::vector<int64_t>{} : it->second;
   };
   auto read = [](const fs::path& p) {
     std::ifstream f(p, std::ios::binary);
@@ -325,18 +319,9 @@ int Publish(const std::string& dir) {
       for (const auto& [file, info] : snap.second["signed"]["meta"].items())
         published[file] = info.value("version", int64_t{0});
   }
-  for (const auto& e : fs::directory_iterator(meta)) {
-    std::string n = e.path().filename().string();
-    size_t dot = n.find('.');
-    if (dot == std::string::npos || !std::isdigit(static_cast<unsigned char>(n[0])) ||
-        n.size() < 6 || n.substr(n.size() - 5) != ".json")
-      continue;
-    std::string role = n.substr(dot + 1, n.size() - dot - 6);
-    if (role == "root" || role == "targets" || role == "snapshot" || role == "timestamp") continue;
-    auto vs = versions(role);
-    if (vs.empty() || std::stoll(n) != vs.back() || published[role + ".json"] >= vs.back())
-      continue;
-    std::string bytes = read(e.path());
+  for (const auto& [role, vs] : files) {
+    if (IsTopLevelRole(role) || published[role + ".json"] >= vs.back()) continue;
+    std::string bytes = read(meta / (std::to_string(vs.back()) + "." + role + ".json"));
     if (int rc = upload(json::parse(bytes)["signed"]["targets"])) return rc;
     auto rr = CallRaw("POST", "/api/v1/repository/roles/" + role, bytes);
     if (int rc = Check(rr)) return rc;

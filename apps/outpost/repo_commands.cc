@@ -17,6 +17,7 @@
 #include "core/names.h"
 #include "package/package.h"
 #include "package/sha256.h"
+#include "repo_layout.h"
 #include "update/delta.h"
 #include "update/http_fetcher.h"
 #include "update/tuf.h"
@@ -100,30 +101,12 @@ void Write(const fs::path& p, const json& envelope) {
   WriteFileAtomically(p, envelope.dump(1) + "\n");
 }
 
-// The newest N.<role>.json in the metadata directory (0: none).
-int64_t LatestVersion(const fs::path& meta, const std::string& role) {
-  int64_t version = 0;
-  std::string suffix = "." + role + ".json";
-  for (const auto& e : fs::directory_iterator(meta)) {
-    std::string n = e.path().filename().string();
-    if (n.size() > suffix.size() &&
-        n.compare(n.size() - suffix.size(), suffix.size(), suffix) == 0 &&
-        std::isdigit(static_cast<unsigned char>(n[0])))
-      version = std::max<int64_t>(version, std::stoll(n));
-  }
-  return version;
-}
-
 int64_t LatestTargetsVersion(const fs::path& meta) {
   int64_t version = LatestVersion(meta, "targets");
   if (version == 0)
     Fail(ErrorCode::kFailedPrecondition,
          meta.string() + " has no targets metadata (repo init first)");
   return version;
-}
-
-bool IsTopLevelRole(const std::string& role) {
-  return role == "root" || role == "targets" || role == "snapshot" || role == "timestamp";
 }
 
 // Delegated role names this tool writes: they are file and URL names as they are.
@@ -139,38 +122,21 @@ void CheckRoleName(const std::string& role) {
 }
 
 // Refuses a target the top-level targets does not delegate to `role`: clients would never
-// find it there.
+// find it there. The delegation is read as clients read it (signed, not expired, parsed and
+// matched by the TUF client's own code).
 void RequireDelegated(const fs::path& meta, const std::string& role, const std::string& target) {
   CheckRoleName(role);
-  json targets = ReadSigned(meta / (std::to_string(LatestTargetsVersion(meta)) + ".targets.json"));
-  tuf::Delegations d;
-  for (const auto& r : targets.value("delegations", json::object()).value("roles", json::array())) {
-    if (r.value("name", "") != role) continue;
-    tuf::DelegatedRole dr;
-    if (r.contains("paths")) dr.paths = r["paths"].get<std::vector<std::string>>();
-    if (r.contains("path_hash_prefixes"))
-      dr.path_hash_prefixes = r["path_hash_prefixes"].get<std::vector<std::string>>();
-    if (dr.IsDelegatedPath(target)) return;
+  const tuf::Targets top = tuf::VerifyTargets(
+      ReadFile(meta / "root.json"),
+      ReadFile(meta / (std::to_string(LatestTargetsVersion(meta)) + ".targets.json")),
+      Clock::now());
+  if (!top.delegations || !top.delegations->Find(role))
+    Fail(ErrorCode::kFailedPrecondition,
+         "the top-level targets delegates nothing to " + role + " (repo delegate first)");
+  const auto roles = top.delegations->RolesFor(target);
+  if (std::none_of(roles.begin(), roles.end(), [&](const auto& r) { return r.first == role; }))
     Fail(ErrorCode::kInvalidArgument,
          "'" + target + "' is outside the paths delegated to " + role + " (--target-path)");
-  }
-  Fail(ErrorCode::kFailedPrecondition,
-       "the top-level targets delegates nothing to " + role + " (repo delegate first)");
-}
-
-// The delegated targets roles that have metadata here (N.<role>.json).
-std::set<std::string> DelegatedRoles(const fs::path& meta) {
-  std::set<std::string> roles;
-  for (const auto& e : fs::directory_iterator(meta)) {
-    std::string n = e.path().filename().string();
-    size_t dot = n.find('.');
-    if (dot == std::string::npos || dot == 0 || n.size() < 6 || n.substr(n.size() - 5) != ".json" ||
-        !std::all_of(n.begin(), n.begin() + dot, [](char c) { return std::isdigit(c); }))
-      continue;
-    std::string role = n.substr(dot + 1, n.size() - 5 - dot - 1);
-    if (!IsTopLevelRole(role)) roles.insert(role);
-  }
-  return roles;
 }
 
 // Adds (or replaces) a delegation from the top-level targets to ROLE, for its paths and keys,
@@ -405,9 +371,10 @@ int RepoPublish() {
   auto& o = Opts();
   fs::path meta = fs::path(o.dir) / "metadata";
   std::map<std::string, tuf::RoleFile> roles;
-  for (const std::string& role : DelegatedRoles(meta)) {
-    int64_t v = LatestVersion(meta, role);
-    roles[role] = {ReadFile(meta / (std::to_string(v) + "." + role + ".json")), v};
+  for (const auto& [role, versions] : MetadataVersions(meta)) {
+    if (IsTopLevelRole(role)) continue;
+    roles[role] = {ReadFile(meta / (std::to_string(versions.back()) + "." + role + ".json")),
+                   versions.back()};
   }
   int64_t targets_version = LatestTargetsVersion(meta);
   roles["targets"] = {ReadFile(meta / (std::to_string(targets_version) + ".targets.json")),

@@ -100,6 +100,31 @@ std::map<std::string, tuf::RoleFile> TargetsRoles(SqlConnection& c) {
   return out;
 }
 
+// Signs a snapshot listing `files` (every targets role) and a timestamp naming it, with the
+// online key, and stores both. `ts` is the current timestamp row, locked by the caller.
+struct OnlineVersions {
+  int64_t snapshot = 0, timestamp = 0;
+};
+OnlineVersions StoreOnlineRoles(SqlConnection& c, const FleetOptions& options,
+                                const std::optional<SqlRow>& ts,
+                                const std::map<std::string, tuf::RoleFile>& files) {
+  auto snap = Latest(c, "snapshot");
+  OnlineVersions v{snap ? snap->Int(1) + 1 : 1, ts ? ts->Int(1) + 1 : 1};
+  auto expires = tuf::Clock::now() + std::chrono::hours(24) * options.online_expiry_days;
+  const tuf::Signer online = tuf::Signer::FromEd25519(*options.online_key);
+  tuf::OnlineRoles roles =
+      tuf::SignOnlineRoles(files, v.snapshot, v.timestamp, expires, online, online);
+  Store(c, fmt::format("{}.snapshot.json", v.snapshot), "snapshot", v.snapshot, roles.snapshot);
+  Store(c, "timestamp.json", "timestamp", v.timestamp, roles.timestamp);
+  return v;
+}
+
+json TargetNames(const tuf::Targets& targets) {
+  json names = json::array();
+  for (const auto& [path, info] : targets.targets) names.push_back(path);
+  return names;
+}
+
 }  // namespace
 
 json Fleet::PutRoot(const Caller& caller, const std::string& bytes) {
@@ -186,29 +211,19 @@ json Fleet::PublishTargets(const Caller& caller, const std::string& bytes) {
       Fail(ErrorCode::kFailedPrecondition,
            fmt::format("targets v{} is not newer than the published v{}", targets.version,
                        current->Int(1)));
-    auto snap = Latest(c, "snapshot");
-    int64_t snapshot_version = snap ? snap->Int(1) + 1 : 1;
-    int64_t timestamp_version = ts ? ts->Int(1) + 1 : 1;
-    auto expires = tuf::Clock::now() + std::chrono::hours(24) * options_.online_expiry_days;
     auto files = TargetsRoles(c);
     files["targets"] = {bytes, targets.version};
-    const tuf::Signer online = tuf::Signer::FromEd25519(*options_.online_key);
-    tuf::OnlineRoles roles =
-        tuf::SignOnlineRoles(files, snapshot_version, timestamp_version, expires, online, online);
     Store(c, fmt::format("{}.targets.json", targets.version), "targets", targets.version, bytes);
-    Store(c, fmt::format("{}.snapshot.json", snapshot_version), "snapshot", snapshot_version,
-          roles.snapshot);
-    Store(c, "timestamp.json", "timestamp", timestamp_version, roles.timestamp);
-    json names = json::array();
-    for (const auto& [path, info] : targets.targets) names.push_back(path);
+    const OnlineVersions v = StoreOnlineRoles(c, options_, ts, files);
+    const json names = TargetNames(targets);
     Audit(db_, c, caller, "repository.publish", fmt::format("{}.targets.json", targets.version),
           {{"targets_version", targets.version},
-           {"snapshot_version", snapshot_version},
-           {"timestamp_version", timestamp_version},
+           {"snapshot_version", v.snapshot},
+           {"timestamp_version", v.timestamp},
            {"targets", names}});
     out = {{"targets_version", targets.version},
-           {"snapshot_version", snapshot_version},
-           {"timestamp_version", timestamp_version},
+           {"snapshot_version", v.snapshot},
+           {"timestamp_version", v.timestamp},
            {"targets", names.size()}};
   });
   return out;
@@ -221,13 +236,12 @@ json Fleet::PublishRole(const Caller& caller, const std::string& role, const std
   if (!IsSafeFileName(role) || role == "root" || role == "targets" || role == "snapshot" ||
       role == "timestamp")
     Fail(ErrorCode::kInvalidArgument, "bad delegated role name '" + role + "'");
-  std::string top;
+  std::string root, top;
   db_.Read([&](SqlConnection& c) {
+    if (auto r = Latest(c, "root")) root = r->Text(2);
     if (auto t = Latest(c, "targets")) top = t->Text(2);
   });
   if (top.empty()) Fail(ErrorCode::kFailedPrecondition, "publish the top-level targets first");
-  std::string root;
-  db_.Read([&](SqlConnection& c) { root = Latest(c, "root")->Text(2); });
   tuf::Targets delegator = tuf::VerifyTargets(root, top, tuf::Clock::now());
   tuf::Targets targets = tuf::VerifyDelegatedTargets(delegator, role, bytes, tuf::Clock::now());
   PublishUploads(options_, targets);
@@ -239,31 +253,21 @@ json Fleet::PublishRole(const Caller& caller, const std::string& role, const std
       Fail(ErrorCode::kFailedPrecondition, fmt::format("{} v{} is not newer than the published v{}",
                                                        role, targets.version, it->second.version));
     files[role] = {bytes, targets.version};
-    auto snap = Latest(c, "snapshot");
-    int64_t snapshot_version = snap ? snap->Int(1) + 1 : 1;
-    int64_t timestamp_version = ts ? ts->Int(1) + 1 : 1;
-    auto expires = tuf::Clock::now() + std::chrono::hours(24) * options_.online_expiry_days;
-    const tuf::Signer online = tuf::Signer::FromEd25519(*options_.online_key);
-    tuf::OnlineRoles roles =
-        tuf::SignOnlineRoles(files, snapshot_version, timestamp_version, expires, online, online);
     Store(c, fmt::format("{}.{}.json", targets.version, role), kDelegatedPrefix + role,
           targets.version, bytes);
-    Store(c, fmt::format("{}.snapshot.json", snapshot_version), "snapshot", snapshot_version,
-          roles.snapshot);
-    Store(c, "timestamp.json", "timestamp", timestamp_version, roles.timestamp);
-    json names = json::array();
-    for (const auto& [path, info] : targets.targets) names.push_back(path);
+    const OnlineVersions v = StoreOnlineRoles(c, options_, ts, files);
+    const json names = TargetNames(targets);
     Audit(db_, c, caller, "repository.publish_role",
           fmt::format("{}.{}.json", targets.version, role),
           {{"role", role},
            {"role_version", targets.version},
-           {"snapshot_version", snapshot_version},
-           {"timestamp_version", timestamp_version},
+           {"snapshot_version", v.snapshot},
+           {"timestamp_version", v.timestamp},
            {"targets", names}});
     out = {{"role", role},
            {"role_version", targets.version},
-           {"snapshot_version", snapshot_version},
-           {"timestamp_version", timestamp_version},
+           {"snapshot_version", v.snapshot},
+           {"timestamp_version", v.timestamp},
            {"targets", names.size()}};
   });
   return out;

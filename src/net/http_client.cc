@@ -80,14 +80,10 @@ HttpResponse Perform(const HttpRequest& request) {
     response.error = "cannot start a transfer (out of memory)";
     return response;
   }
-  std::unique_ptr<curl_slist, CurlFree> headers;
-  for (const auto& h : request.headers) {
-    curl_slist* next = curl_slist_append(headers.get(), h.c_str());
-    if (next) {
-      headers.release();
-      headers.reset(next);
-    }
-  }
+  curl_slist* list = nullptr;  // curl_slist_append returns the list's head (or nullptr)
+  for (const auto& h : request.headers)
+    if (curl_slist* head = curl_slist_append(list, h.c_str())) list = head;
+  std::unique_ptr<curl_slist, CurlFree> headers(list);
   Transfer t{&request, &response};
   CURL* c = curl.get();
   curl_easy_setopt(c, CURLOPT_URL, request.url.c_str());

@@ -477,15 +477,6 @@ OnlineRoles SignOnlineRoles(const std::map<std::string, RoleFile>& targets_roles
   return out;
 }
 
-OnlineRoles SignOnlineRoles(const std::string& targets_bytes, int64_t targets_version,
-                            int64_t snapshot_version, int64_t timestamp_version,
-                            Clock::time_point expires, const SigningKey& snapshot_key,
-                            const SigningKey& timestamp_key) {
-  return SignOnlineRoles({{"targets", {targets_bytes, targets_version}}}, snapshot_version,
-                         timestamp_version, expires, Signer::FromEd25519(snapshot_key),
-                         Signer::FromEd25519(timestamp_key));
-}
-
 TrustedSet::TrustedSet(const std::string& root_bytes, Clock::time_point now) : now_(now) {
   AsMetadataError("root", [&] {
     Envelope e = ParseEnvelope(root_bytes, "root");

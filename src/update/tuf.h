@@ -138,10 +138,6 @@ OnlineRoles SignOnlineRoles(const std::map<std::string, RoleFile>& targets_roles
                             int64_t snapshot_version, int64_t timestamp_version,
                             Clock::time_point expires, const Signer& snapshot_key,
                             const Signer& timestamp_key);
-OnlineRoles SignOnlineRoles(const std::string& targets_bytes, int64_t targets_version,
-                            int64_t snapshot_version, int64_t timestamp_version,
-                            Clock::time_point expires, const SigningKey& snapshot_key,
-                            const SigningKey& timestamp_key);
 // A new timestamp for an unchanged snapshot (its expiry pushed on).
 std::string SignTimestamp(const std::string& snapshot_bytes, int64_t snapshot_version,
                           int64_t timestamp_version, Clock::time_point expires,
