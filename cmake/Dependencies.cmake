@@ -9,6 +9,9 @@ pkg_check_modules(HTTPLIB REQUIRED IMPORTED_TARGET cpp-httplib)
 find_package(Protobuf REQUIRED)
 find_package(gRPC CONFIG REQUIRED)
 pkg_check_modules(SYSTEMD IMPORTED_TARGET libsystemd)
+# The TensorFlow Lite importer reads flatbuffers and writes ONNX protobufs.
+find_package(FlatBuffers CONFIG REQUIRED)
+find_package(ONNX CONFIG REQUIRED)
 
 # scripts/setup.sh writes the location of what it fetched here.
 set(OUTPOST_DEPS_FILE "" CACHE FILEPATH "deps.cmake written by scripts/setup.sh")

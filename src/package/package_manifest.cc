@@ -67,12 +67,15 @@ PackageManifest ParsePackageManifest(const json& j, bool require_files) {
     Bad("version '" + m.version + "' is not a semantic version (MAJOR.MINOR.PATCH)");
   // "agent": an outpostd build for the agent's own A/B slots; model_file is its executable.
   std::string runtime = f.Get("runtime", "onnx");
-  if (runtime != "onnx" && runtime != "agent") Bad("runtime must be \"onnx\" or \"agent\"");
+  if (runtime != "onnx" && runtime != "tflite" && runtime != "torchscript" && runtime != "agent")
+    Bad("runtime must be \"onnx\", \"tflite\", \"torchscript\" or \"agent\"");
   m.json["runtime"] = runtime;
   if (auto v = f.Optional<std::string>("min_agent_version"); v && !IsSemanticVersion(*v))
     Bad("'min_agent_version' must be a semantic version");
   f.Get("description", "");
-  m.model_file = f.Get("model_file", "model.onnx");
+  m.model_file = f.Get("model_file", runtime == "tflite"        ? "model.tflite"
+                                     : runtime == "torchscript" ? "model.pt"
+                                                                : "model.onnx");
   if (!IsSafeMemberName(m.model_file)) Bad("'model_file' must be a plain relative file name");
   m.json["model_file"] = m.model_file;
   for (const char* key : {"inputs", "outputs"}) {
@@ -89,7 +92,7 @@ PackageManifest ParsePackageManifest(const json& j, bool require_files) {
   }
   f.Object("serving").OnlyKeys({"max_batch_size", "dynamic_batching", "instance_count",
                                 "max_queue_size", "timeout_ms", "warmup", "chat_format",
-                                "context_length", "max_sequences"});
+                                "context_length", "max_sequences", "execution_providers"});
   const JsonFields h = f.Object("hardware");
   h.OnlyKeys({"architectures", "execution_providers", "min_memory_bytes", "cpu_features"});
   for (const char* key : {"architectures", "execution_providers", "cpu_features"})
@@ -153,6 +156,9 @@ void CheckAgentVersion(const PackageManifest& m, const std::string& agent_versio
 
 nlohmann::json RepositoryManifest(const PackageManifest& m) {
   json out = {{"name", m.name}, {"model_file", m.model_file}};
+  if (std::string runtime = m.json.value("runtime", "onnx");
+      runtime != "onnx" && runtime != "agent")
+    out["runtime"] = runtime;
   for (const char* key : {"description", "inputs", "outputs", "monitoring"}) {
     if (m.json.contains(key)) out[key] = m.json[key];
   }

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "runtime/model.h"
+#include "runtime/torch_backend.h"
 
 namespace outpost {
 namespace {
@@ -94,7 +95,7 @@ void FindGpus(Capabilities& caps) {
 
 }  // namespace
 
-Capabilities DiscoverCapabilities() {
+Capabilities DiscoverCapabilities(bool probe_providers) {
   Capabilities caps;
   ReadCpuInfo(caps);
   ReadMemInfo(caps);
@@ -107,14 +108,28 @@ Capabilities DiscoverCapabilities() {
   }
   caps.onnxruntime_version = OnnxRuntimeVersion();
   caps.execution_providers = OnnxRuntimeProviders();
+  caps.torch_backend = HaveTorchBackend();
+  if (probe_providers) {
+    caps.providers = ProbeOnnxRuntimeProviders();
+    if (caps.torch_backend) caps.torch_version = TorchVersion();  // opens libtorch
+  }
   return caps;
 }
 
 nlohmann::json ToJson(const Capabilities& caps) {
+  nlohmann::json usable = nlohmann::json::array(), unusable = nlohmann::json::array();
+  for (const auto& p : caps.providers) {
+    if (p.usable)
+      usable.push_back(p.name);
+    else
+      unusable.push_back({{"name", p.name}, {"reason", p.reason}});
+  }
+  nlohmann::json runtimes = {"onnx", "tflite"};
+  if (caps.torch_backend) runtimes.push_back("torchscript");
   nlohmann::json gpus = nlohmann::json::array();
   for (const auto& g : caps.gpus)
     gpus.push_back({{"vendor", g.vendor}, {"name", g.name}, {"path", g.path}});
-  return {
+  nlohmann::json out = {
       {"cpu",
        {{"model", caps.cpu_model},
         {"architecture", caps.architecture},
@@ -126,7 +141,13 @@ nlohmann::json ToJson(const Capabilities& caps) {
       {"kernel", caps.kernel},
       {"onnxruntime",
        {{"version", caps.onnxruntime_version}, {"execution_providers", caps.execution_providers}}},
+      {"runtimes", runtimes},
       {"gpus", gpus}};
+  if (!caps.providers.empty()) {  // probed
+    out["onnxruntime"]["usable_execution_providers"] = usable;
+    out["onnxruntime"]["unusable_execution_providers"] = unusable;
+  }
+  return out;
 }
 
 }  // namespace outpost

@@ -6,6 +6,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "runtime/model.h"
+
 namespace outpost {
 
 struct GpuInfo {
@@ -24,11 +26,17 @@ struct Capabilities {
   uint64_t memory_available_bytes = 0;
   std::string kernel;
   std::string onnxruntime_version;
-  std::vector<std::string> execution_providers;
+  std::vector<std::string> execution_providers;  // listed by this ORT build
+  std::vector<ProviderStatus> providers;         // and whether each can start a session
+  bool torch_backend = false;                    // lib/liboutpost_torch.so is there
+  std::string torch_version;                     // libtorch's (probed)
   std::vector<GpuInfo> gpus;
 };
 
-Capabilities DiscoverCapabilities();
+// `probe_providers`: also start a session on every listed execution provider to tell which
+// are usable. Off for the agent: a provider's runtime may write to stderr (WebGPU's Dawn
+// does), which would break a JSON log; `outpost info` probes.
+Capabilities DiscoverCapabilities(bool probe_providers = false);
 nlohmann::json ToJson(const Capabilities& caps);
 
 }  // namespace outpost

@@ -108,23 +108,30 @@ TensorSpec SpecFromTypeInfo(const std::string& name, const Ort::TypeInfo& info, 
 
 class OrtModel final : public Model {
  public:
-  OrtModel(const std::filesystem::path& path, const RuntimeOptions& options)
-      : arena_(options.memory_arena) {
-    Ort::SessionOptions so = MakeSessionOptions(path, options);
-    session_ = Ort::Session(OrtEnv(), path.c_str(), so);
-    Ort::AllocatorWithDefaultOptions alloc;
-    for (size_t i = 0; i < session_.GetInputCount(); ++i) {
-      auto name = session_.GetInputNameAllocated(i, alloc);
-      inputs_.push_back(SpecFromTypeInfo(name.get(), session_.GetInputTypeInfo(i), "input"));
-    }
-    for (size_t i = 0; i < session_.GetOutputCount(); ++i) {
-      auto name = session_.GetOutputNameAllocated(i, alloc);
-      outputs_.push_back(SpecFromTypeInfo(name.get(), session_.GetOutputTypeInfo(i), "output"));
-    }
-  }
-
   const std::vector<TensorSpec>& inputs() const override { return inputs_; }
   const std::vector<TensorSpec>& outputs() const override { return outputs_; }
+  std::string platform() const override { return platform_; }
+  Placement placement() const override { return placement_; }
+
+  OrtModel(const std::filesystem::path& path, const RuntimeOptions& options)
+      : arena_(options.memory_arena), platform_("onnxruntime_onnx") {
+    session_ = CreatePlacedSession(
+        options, path.string(),
+        [&](Ort::SessionOptions& so) { return Ort::Session(OrtEnv(), path.c_str(), so); },
+        placement_);
+    ReadSignature();
+  }
+  OrtModel(std::string_view bytes, const std::string& origin, const RuntimeOptions& options,
+           std::string platform)
+      : arena_(options.memory_arena), platform_(std::move(platform)) {
+    session_ = CreatePlacedSession(
+        options, origin,
+        [&](Ort::SessionOptions& so) {
+          return Ort::Session(OrtEnv(), bytes.data(), bytes.size(), so);
+        },
+        placement_);
+    ReadSignature();
+  }
 
   std::vector<Tensor> Run(const std::vector<Tensor>& inputs,
                           const std::vector<std::string>& output_names) override {
@@ -136,6 +143,18 @@ class OrtModel final : public Model {
   }
 
  private:
+  void ReadSignature() {
+    Ort::AllocatorWithDefaultOptions alloc;
+    for (size_t i = 0; i < session_.GetInputCount(); ++i) {
+      auto name = session_.GetInputNameAllocated(i, alloc);
+      inputs_.push_back(SpecFromTypeInfo(name.get(), session_.GetInputTypeInfo(i), "input"));
+    }
+    for (size_t i = 0; i < session_.GetOutputCount(); ++i) {
+      auto name = session_.GetOutputNameAllocated(i, alloc);
+      outputs_.push_back(SpecFromTypeInfo(name.get(), session_.GetOutputTypeInfo(i), "output"));
+    }
+  }
+
   std::vector<Tensor> RunOrThrow(const std::vector<Tensor>& inputs,
                                  const std::vector<std::string>& output_names) {
     static const Ort::MemoryInfo cpu =
@@ -220,6 +239,8 @@ class OrtModel final : public Model {
 
   static constexpr uint64_t kLargeRunBytes = 4u << 20;
   bool arena_;
+  std::string platform_;
+  Placement placement_;
   Ort::Session session_{nullptr};
   std::vector<TensorSpec> inputs_;
   std::vector<TensorSpec> outputs_;
@@ -233,6 +254,16 @@ std::unique_ptr<Model> LoadOnnxModel(const std::filesystem::path& path,
     return std::make_unique<OrtModel>(path, options);
   } catch (const Ort::Exception& e) {
     Fail(ErrorCode::kInvalidArgument, "cannot load " + path.string() + ": " + e.what());
+  }
+}
+
+std::unique_ptr<Model> LoadOnnxModelFromMemory(std::string_view bytes, const std::string& origin,
+                                               const RuntimeOptions& options,
+                                               const std::string& platform) {
+  try {
+    return std::make_unique<OrtModel>(bytes, origin, options, platform);
+  } catch (const Ort::Exception& e) {
+    Fail(ErrorCode::kInvalidArgument, "cannot load " + origin + ": " + e.what());
   }
 }
 

@@ -4,7 +4,11 @@
 
 #include <stdlib.h>
 
+#include <onnx/onnx_pb.h>
+
 #include <algorithm>
+#include <memory>
+#include <unordered_map>
 
 #include "core/logging.h"
 
@@ -55,38 +59,94 @@ Ort::Env& OrtEnvInstance() {
 
 Ort::Env& OrtEnv() { return OrtEnvInstance(); }
 
-Ort::SessionOptions MakeSessionOptions(const std::filesystem::path& path,
-                                       const RuntimeOptions& options) {
+Ort::SessionOptions BaseSessionOptions(const RuntimeOptions& options) {
   OrtEnv();  // first: appending a provider needs the environment's logger
   Ort::SessionOptions so;
   so.DisablePerSessionThreads();
   so.SetGraphOptimizationLevel(GraphOptimizationLevel::ORT_ENABLE_ALL);
   if (!options.memory_arena) so.DisableCpuMemArena();
+  return so;
+}
+
+void AppendProvider(Ort::SessionOptions& so, const std::string& provider,
+                    const std::map<std::string, std::string>& provider_options) {
+  std::vector<const char*> keys, values;
+  for (const auto& [k, v] : provider_options) {
+    keys.push_back(k.c_str());
+    values.push_back(v.c_str());
+  }
+  if (provider == "CUDAExecutionProvider") {
+    OrtCUDAProviderOptionsV2* cuda = nullptr;
+    Ort::ThrowOnError(Ort::GetApi().CreateCUDAProviderOptions(&cuda));
+    std::unique_ptr<OrtCUDAProviderOptionsV2, void (*)(OrtCUDAProviderOptionsV2*)> owned(
+        cuda, Ort::GetApi().ReleaseCUDAProviderOptions);
+    Ort::ThrowOnError(
+        Ort::GetApi().UpdateCUDAProviderOptions(cuda, keys.data(), values.data(), keys.size()));
+    so.AppendExecutionProvider_CUDA_V2(*cuda);
+  } else if (provider == "TensorrtExecutionProvider") {
+    OrtTensorRTProviderOptionsV2* trt = nullptr;
+    Ort::ThrowOnError(Ort::GetApi().CreateTensorRTProviderOptions(&trt));
+    std::unique_ptr<OrtTensorRTProviderOptionsV2, void (*)(OrtTensorRTProviderOptionsV2*)> owned(
+        trt, Ort::GetApi().ReleaseTensorRTProviderOptions);
+    Ort::ThrowOnError(
+        Ort::GetApi().UpdateTensorRTProviderOptions(trt, keys.data(), values.data(), keys.size()));
+    so.AppendExecutionProvider_TensorRT_V2(*trt);
+  } else {
+    std::unordered_map<std::string, std::string> opts(provider_options.begin(),
+                                                      provider_options.end());
+    so.AppendExecutionProvider(provider, opts);
+  }
+}
+
+namespace {
+// ORT's messages start with its source location and status code, and can run to many lines
+// (a provider's loader lists every path it tried): keep the sentence that says why.
+std::string FirstLine(std::string s) {
+  if (auto nl = s.find('\n'); nl != std::string::npos) s.resize(nl);
+  constexpr std::string_view kHeader = "[ONNXRuntimeError] : ";
+  if (auto at = s.find(kHeader); at != std::string::npos) {
+    size_t from = at + kHeader.size();
+    for (int skip = 0; skip < 2 && from != std::string::npos; ++skip) {  // code, status name
+      from = s.find(" : ", from);
+      if (from != std::string::npos) from += 3;
+    }
+    if (from != std::string::npos) s = s.substr(from);
+  }
+  return s;
+}
+}  // namespace
+
+Ort::Session CreatePlacedSession(const RuntimeOptions& options, const std::string& origin,
+                                 const std::function<Ort::Session(Ort::SessionOptions&)>& create,
+                                 Placement& placement) {
   auto available = OnnxRuntimeProviders();
   for (const auto& ep : options.execution_providers) {
-    if (ep == "CPUExecutionProvider") continue;
+    if (ep == "CPUExecutionProvider") break;
+    std::string reason;
     if (std::find(available.begin(), available.end(), ep) == available.end()) {
-      Log(LogSeverity::kWarn, "runtime", "provider_missing",
-          fmt::format("{}: {} is not in this ONNX Runtime build, running on CPU", path.string(),
-                      ep),
-          {{"model_file", path.string()}, {"provider", ep}});
-      continue;
-    }
-    // A provider compiled into ORT may still lack its library or device here: fall back to CPU.
-    try {
-      if (ep == "CUDAExecutionProvider") {
-        OrtCUDAProviderOptions cuda{};
-        so.AppendExecutionProvider_CUDA(cuda);
-      } else {
-        so.AppendExecutionProvider(ep.substr(0, ep.find("ExecutionProvider")), {});
+      reason = "not in this ONNX Runtime build";
+    } else {
+      try {
+        Ort::SessionOptions so = BaseSessionOptions(options);
+        auto it = options.provider_options.find(ep);
+        AppendProvider(so, ep,
+                       it == options.provider_options.end() ? std::map<std::string, std::string>{}
+                                                            : it->second);
+        Ort::Session session = create(so);
+        placement.provider = ep;
+        return session;
+      } catch (const Ort::Exception& e) {
+        reason = FirstLine(e.what());
       }
-    } catch (const Ort::Exception& e) {
-      Log(LogSeverity::kWarn, "runtime", "provider_failed",
-          fmt::format("{}: {} cannot be used, running on CPU: {}", path.string(), ep, e.what()),
-          {{"model_file", path.string()}, {"provider", ep}});
     }
+    Log(LogSeverity::kWarn, "runtime", "provider_skipped",
+        fmt::format("{}: {} cannot be used ({}), trying the next provider", origin, ep, reason),
+        {{"model_file", origin}, {"provider", ep}, {"reason", reason}});
+    placement.skipped.emplace_back(ep, reason);
   }
-  return so;
+  Ort::SessionOptions so = BaseSessionOptions(options);
+  placement.provider = "CPUExecutionProvider";
+  return create(so);
 }
 
 void ConfigureOnnxRuntime(int intra_op_threads, int inter_op_threads, bool spin) {
@@ -96,5 +156,47 @@ void ConfigureOnnxRuntime(int intra_op_threads, int inter_op_threads, bool spin)
 std::string OnnxRuntimeVersion() { return Ort::GetVersionString(); }
 
 std::vector<std::string> OnnxRuntimeProviders() { return Ort::GetAvailableProviders(); }
+
+namespace {
+// The smallest model a provider can be asked to run: y = Identity(x), one float.
+std::string ProbeModel() {
+  onnx::ModelProto m;
+  m.set_ir_version(8);
+  m.add_opset_import()->set_version(17);
+  auto* g = m.mutable_graph();
+  g->set_name("probe");
+  auto* node = g->add_node();
+  node->set_op_type("Identity");
+  node->add_input("x");
+  node->add_output("y");
+  for (auto* v : {g->add_input(), g->add_output()}) {
+    v->set_name(v == &g->input(0) ? "x" : "y");
+    auto* t = v->mutable_type()->mutable_tensor_type();
+    t->set_elem_type(onnx::TensorProto::FLOAT);
+    t->mutable_shape()->add_dim()->set_dim_value(1);
+  }
+  return m.SerializeAsString();
+}
+}  // namespace
+
+std::vector<ProviderStatus> ProbeOnnxRuntimeProviders() {
+  static const std::string model = ProbeModel();
+  std::vector<ProviderStatus> out;
+  for (const auto& ep : OnnxRuntimeProviders()) {
+    ProviderStatus st{ep, true, ""};
+    if (ep != "CPUExecutionProvider") {
+      try {
+        Ort::SessionOptions so = BaseSessionOptions({});
+        AppendProvider(so, ep, {});
+        Ort::Session session(OrtEnv(), model.data(), model.size(), so);
+      } catch (const Ort::Exception& e) {
+        st.usable = false;
+        st.reason = FirstLine(e.what());
+      }
+    }
+    out.push_back(std::move(st));
+  }
+  return out;
+}
 
 }  // namespace outpost

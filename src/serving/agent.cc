@@ -310,6 +310,21 @@ BoundPorts Agent::Start() {
       AppendSample(out, "outpost_inference_pending_requests", RenderLabels(m.metrics.labels),
                    static_cast<double>(m.scheduler->queue_depth()));
     });
+    out +=
+        "# HELP outpost_model_execution_provider Where a model runs (1), and the preferred "
+        "providers it fell back from.\n"
+        "# TYPE outpost_model_execution_provider gauge\n";
+    models->ForEachServed([&](const ServedModel& m) {
+      const Placement& placed = m.config.placement;
+      if (placed.provider.empty()) return;
+      Labels labels = m.metrics.labels;
+      std::string fell_back;
+      for (const auto& [provider, why] : placed.skipped)
+        fell_back += (fell_back.empty() ? "" : ",") + provider;
+      labels.push_back({"provider", placed.provider});
+      labels.push_back({"fell_back_from", fell_back});
+      AppendSample(out, "outpost_model_execution_provider", RenderLabels(labels), 1);
+    });
   });
   if (!config_.update_url.empty()) {
     p.updates = std::make_unique<UpdateService>(MakeUpdateOptions(), *p.models, *p.service,

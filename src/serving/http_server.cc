@@ -411,6 +411,13 @@ void HttpServer::Routes() {
       json entry = {{"name", e.name}, {"state", VersionStateName(e.state)}};
       if (!e.version.empty()) entry["version"] = e.version;
       if (!e.reason.empty()) entry["reason"] = e.reason;
+      if (!e.placement.provider.empty()) entry["execution_provider"] = e.placement.provider;
+      if (!e.placement.skipped.empty()) {
+        json skipped = json::array();
+        for (const auto& [provider, why] : e.placement.skipped)
+          skipped.push_back({{"provider", provider}, {"reason", why}});
+        entry["providers_skipped"] = skipped;
+      }
       out.push_back(entry);
     }
     SendJson(res, 200, out);

@@ -93,16 +93,74 @@ Manifest ParseManifest(const std::string& text) {
               // chat models
               "chat_format", "context_length", "max_sequences",
               // drift monitoring (monitoring/model_monitor.h)
-              "monitoring"});
-  std::string runtime = f.Get("runtime", "onnx");
-  if (runtime != "onnx") Bad("runtime '" + runtime + "' is not supported (onnx)");
-  m.model_file = f.Get("model_file", "model.onnx");
+              "monitoring",
+              // ["CUDAExecutionProvider", {"name": ..., "options": {...}}, ...] in preference order
+              "execution_providers"});
+  if (const json* eps = f.Find("execution_providers")) {
+    if (!eps->is_array()) Bad("execution_providers must be an array");
+    for (const auto& ep : *eps) {
+      std::string name;
+      if (ep.is_string()) {
+        name = ep.get<std::string>();
+      } else if (ep.is_object()) {
+        const JsonFields e(
+            ep, "manifest.json",
+            "execution_providers[" + std::to_string(m.execution_providers.size()) + "]");
+        e.OnlyKeys({"name", "options"});
+        name = e.Require<std::string>("name");
+        if (const json* opts = e.Find("options")) {
+          if (!opts->is_object()) Bad("execution provider options must be an object of strings");
+          for (const auto& [k, v] : opts->items()) {
+            if (!v.is_string()) Bad("execution provider option '" + k + "' must be a string");
+            m.provider_options[name][k] = v.get<std::string>();
+          }
+        }
+      } else {
+        Bad("execution_providers entries must be names or {\"name\", \"options\"} objects");
+      }
+      if (name.size() < 18 || !name.ends_with("ExecutionProvider"))
+        Bad("execution provider '" + name +
+            "' is not a provider name (like CUDAExecutionProvider)");
+      m.execution_providers.push_back(name);
+    }
+  }
+  m.runtime = f.Get("runtime", "onnx");
+  if (!IsModelRuntime(m.runtime))
+    Bad("runtime '" + m.runtime + "' is not supported (onnx, tflite, torchscript)");
+  m.model_file = f.Get("model_file", DefaultModelFile(m.runtime));
   std::filesystem::path file(m.model_file);
   if (m.model_file.empty() || file.is_absolute() || file.filename() != file ||
       m.model_file == ".." || m.model_file == ".") {
     Bad("model_file must be a plain file name inside the version directory");
   }
   return m;
+}
+
+void ApplyDeclaredTensors(const Manifest& manifest, RuntimeOptions& options) {
+  if (!manifest.execution_providers.empty()) {
+    // The model's own preference replaces the agent's default list.
+    options.execution_providers = manifest.execution_providers;
+    options.provider_options = manifest.provider_options;
+  }
+  if (!manifest.raw.is_object()) {
+    if (manifest.runtime == "torchscript")
+      Bad("a TorchScript model needs a manifest declaring its inputs and outputs");
+    return;
+  }
+  for (const char* key : {"inputs", "outputs"}) {
+    for (const auto& d : ParseDeclaredTensors(manifest.raw, key)) {
+      if (manifest.runtime == "tflite" && d.shape && std::string(key) == "inputs")
+        options.input_shapes[d.name] = *d.shape;
+      if (manifest.runtime != "torchscript") continue;
+      if (!d.dtype || !d.shape)
+        Bad(std::string(key) + " '" + d.name +
+            "': a TorchScript model's tensors need a datatype and a shape");
+      (std::string(key) == "inputs" ? options.inputs : options.outputs)
+          .push_back({d.name, *d.dtype, *d.shape});
+    }
+  }
+  if (manifest.runtime == "torchscript" && (options.inputs.empty() || options.outputs.empty()))
+    Bad("a TorchScript model needs its inputs and outputs declared (name, datatype, shape)");
 }
 
 ModelConfig BuildModelConfig(const std::string& name, const std::string& version,

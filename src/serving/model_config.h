@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "runtime/model.h"
 #include "runtime/tensor.h"
 
 namespace outpost {
@@ -18,6 +19,7 @@ struct ModelConfig {
   std::string name;
   std::string version;
   std::string platform = "onnxruntime_onnx";
+  Placement placement;  // the execution provider it runs on, and those passed over
   std::string description;
   std::filesystem::path model_path;
   std::vector<TensorSpec> inputs;
@@ -36,12 +38,22 @@ struct ModelConfig {
 // The parts of manifest.json that are present, not yet checked against the model.
 struct Manifest {
   nlohmann::json raw;
+  std::string runtime = "onnx";  // onnx, tflite or torchscript
   std::string model_file = "model.onnx";
+  // The model's own provider preference (empty: the agent's execution_providers).
+  std::vector<std::string> execution_providers;
+  std::map<std::string, std::map<std::string, std::string>> provider_options;
 };
 
 // Parses manifest.json text. Throws Error(kInvalidArgument) naming the field for a malformed
 // or unknown field.
 Manifest ParseManifest(const std::string& text);
+
+// What the runtime needs from the manifest before it loads the model: its provider
+// preference, the declared tensors
+// (TorchScript's signature, which must then give datatype and shape) and declared input
+// shapes (TFLite inputs the interpreter would resize). Throws Error(kInvalidArgument).
+void ApplyDeclaredTensors(const Manifest& manifest, RuntimeOptions& options);
 
 // Combines the model's own schema with the manifest. Throws Error(kInvalidArgument) when the
 // manifest contradicts the model (unknown tensor, other datatype, incompatible shape) or asks

@@ -186,11 +186,10 @@ std::shared_ptr<ServedModel> ModelManager::Load(const VersionSource& src) {
                                              " but installed as " + src.model + "/" + src.version);
     }
     CheckAgentVersion(r.manifest, OUTPOST_VERSION);
-    if (r.manifest.json.value("runtime", "onnx") != "onnx")
+    if (r.manifest.json.value("runtime", "onnx") == "agent")
       Fail(ErrorCode::kInvalidArgument, "an agent build (runtime \"agent\"), not a model");
     // The serving settings come from what was signed, not from files beside it.
-    manifest.raw = RepositoryManifest(r.manifest);
-    manifest.model_file = r.manifest.model_file;
+    manifest = ParseManifest(RepositoryManifest(r.manifest).dump());
   } else {
     if (!options_.allow_unsigned) {
       Fail(ErrorCode::kPermissionDenied,
@@ -210,9 +209,13 @@ std::shared_ptr<ServedModel> ModelManager::Load(const VersionSource& src) {
          manifest.model_file + " resolves outside its version directory");
   auto served = std::make_shared<ServedModel>();
   if (IsChatModelDir(src.dir)) return LoadChat(src, model_path, manifest, std::move(served));
-  std::shared_ptr<Model> model = LoadOnnxModel(model_path, options_.runtime);
+  RuntimeOptions runtime = options_.runtime;
+  ApplyDeclaredTensors(manifest, runtime);
+  std::shared_ptr<Model> model = LoadModel(manifest.runtime, model_path, runtime);
   served->config = BuildModelConfig(src.model, src.version, model_path, model->inputs(),
                                     model->outputs(), manifest);
+  served->config.platform = model->platform();
+  served->config.placement = model->placement();
   served->model = model;
   Labels labels{{"model", src.model}, {"version", src.version}};
   auto latency = MetricsRegistry::LatencyBuckets();
@@ -405,7 +408,12 @@ std::vector<std::string> ModelManager::ReadyVersions(const std::string& name) co
 std::vector<IndexEntry> ModelManager::Index() const {
   std::lock_guard lock(mu_);
   std::vector<IndexEntry> out;
-  for (const auto& [key, s] : sources_) out.push_back({key.first, key.second, s.state, s.reason});
+  for (const auto& [key, s] : sources_) {
+    IndexEntry e{key.first, key.second, s.state, s.reason, {}};
+    if (auto it = served_.find(key); it != served_.end())
+      e.placement = it->second->config.placement;
+    out.push_back(std::move(e));
+  }
   out.insert(out.end(), problems_.begin(), problems_.end());
   return out;
 }

@@ -61,6 +61,7 @@ struct IndexEntry {
   std::string version;
   VersionState state;
   std::string reason;
+  Placement placement;  // of a served version
 };
 
 struct ManagerOptions {

@@ -11,6 +11,7 @@
 #include "core/logging.h"
 #include "core/names.h"
 #include "package/package.h"
+#include "runtime/model.h"
 #include "serving/http_codec.h"
 #include "update/slots.h"
 
@@ -322,7 +323,8 @@ void UpdateService::UpdateModel(const tuf::Offer& offer, bool directed) {
   // A package for a newer agent waits for the agent's own update; it has not failed.
   try {
     PackageManifest m = VerifyPackageFile(package, trust_).manifest;
-    if (m.name != offer.name || m.version != offer.version || m.json.value("runtime", "") != "onnx")
+    if (m.name != offer.name || m.version != offer.version ||
+        !IsModelRuntime(m.json.value("runtime", "")))
       Fail(ErrorCode::kPermissionDenied, "the package is " + m.name + " " + m.version +
                                              " (runtime " + m.json.value("runtime", "") +
                                              "), not the model the repository names");

@@ -75,17 +75,26 @@ def vad_probabilities(infer, audio):
     return np.array(probs)
 
 
-def wakeword_score(infer, audio):
-    """openWakeWord: melspectrogram -> embeddings of 76-frame windows -> hey_jarvis on the last 16."""
-    mel = infer("melspectrogram", {"input": audio[None]})["output"]  # [frames, 1, ?, 32]
+ONNX_WAKEWORD = {"mel": ("melspectrogram", "input", "output"),
+                 "embedding": ("wakeword_embedding", "input_1", "conv2d_19"),
+                 "detector": ("hey_jarvis", "x.1", "53")}
+
+
+def wakeword_score(infer, audio, models=ONNX_WAKEWORD):
+    """openWakeWord: melspectrogram -> embeddings of 76-frame windows -> hey_jarvis on the last 16.
+    `models` names each stage's (model, input, output)."""
+    (mel_m, mel_in, mel_out), (emb_m, emb_in, emb_out), (det_m, det_in, det_out) = (
+        models["mel"], models["embedding"], models["detector"])
+    mel = infer(mel_m, {mel_in: audio[None]})[mel_out]  # [frames, 1, ?, 32]
     mel = mel.reshape(-1, 32) / 10.0 + 2.0
     windows = [mel[i:i + 76] for i in range(0, len(mel) - 75, 8)]
-    emb = [infer("wakeword_embedding", {"input_1": w[None, :, :, None].astype(np.float32)})["conv2d_19"].reshape(96)
+    emb = [infer(emb_m, {emb_in: w[None, :, :, None].astype(np.float32)})[emb_out].reshape(96)
            for w in windows]
     emb = np.array(emb, np.float32)
     if len(emb) < 16:
         emb = np.concatenate([np.zeros((16 - len(emb), 96), np.float32), emb])
-    scores = [float(infer("hey_jarvis", {"x.1": emb[i - 16:i][None]})["53"][0, 0]) for i in range(16, len(emb) + 1)]
+    scores = [float(infer(det_m, {det_in: emb[i - 16:i][None]})[det_out].reshape(-1)[0])
+              for i in range(16, len(emb) + 1)]
     return max(scores)
 
 

@@ -90,8 +90,13 @@ class CliTest(unittest.TestCase):
             status, out = agent.infer_binary("add_mul", {"a": a, "b": a})
             self.assertEqual(status, 200, out)
         finally:
+            index = agent.get_json("/v2/repository/index")[1]
             self.assertEqual(agent.close(), 0)
-        self.assertIn("NopeExecutionProvider is not in this ONNX Runtime build, running on CPU", agent.logs())
+        self.assertIn("NopeExecutionProvider cannot be used (not in this ONNX Runtime build), trying the next provider",
+                      agent.logs())
+        self.assertEqual(index[0]["execution_provider"], "CPUExecutionProvider")
+        self.assertEqual([s["provider"] for s in index[0]["providers_skipped"]],
+                         ["NopeExecutionProvider", "CUDAExecutionProvider"])
 
     def test_outpost_infer(self):
         import numpy as np
@@ -179,7 +184,8 @@ class CliTest(unittest.TestCase):
             url = f"http://127.0.0.1:{agent.http_port}"
             out = run(OUTPOST, "models", "--url", url, "--json", env=agent.cli_env())
             self.assertEqual(out.returncode, 0, out.stderr)
-            self.assertEqual(json.loads(out.stdout), [{"name": "add_mul", "state": "READY", "version": "1"}])
+            self.assertEqual(json.loads(out.stdout), [{"name": "add_mul", "state": "READY", "version": "1",
+                                                         "execution_provider": "CPUExecutionProvider"}])
             out = run(OUTPOST, "health", "--url", url, env=agent.cli_env())
             self.assertEqual(out.returncode, 0)
             self.assertIn("ready yes", out.stdout)

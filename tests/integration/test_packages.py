@@ -294,7 +294,9 @@ class PackageTest(unittest.TestCase):
                 shutil.rmtree(target)
             else:
                 outcomes.add("absent")
-            visible = [n for n in os.listdir(os.path.join(repo, "add_mul")) if not n.startswith(".")]
+            # Killed before it made the model's directory: nothing is there at all.
+            model_dir = os.path.join(repo, "add_mul")
+            visible = [n for n in os.listdir(model_dir) if not n.startswith(".")] if os.path.isdir(model_dir) else []
             self.assertEqual(visible, [], "nothing half-installed is visible")
         r = outpost("install", p, "--repository", repo, "--trust", self.trust())
         self.assertEqual(r.returncode, 0, r.stderr)

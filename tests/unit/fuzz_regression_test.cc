@@ -17,6 +17,7 @@
 #include "monitoring_fuzz_input.h"
 #include "package_fuzz_input.h"
 #include "redaction_fuzz_input.h"
+#include "tflite_fuzz_input.h"
 #include "tuf_fuzz_input.h"
 
 namespace outpost {
@@ -46,6 +47,9 @@ TEST(FuzzRegression, PackageCorpus) { ReplayCorpus("package", outpost_fuzz::RunP
 TEST(FuzzRegression, HttpRequestCorpus) {
   ReplayCorpus("http_request", outpost_fuzz::RunHttpRequestInput);
 }
+
+// TensorFlow Lite files: imported, or refused with kInvalidArgument.
+TEST(FuzzRegression, TfliteCorpus) { ReplayCorpus("tflite", outpost_fuzz::RunTfliteInput); }
 
 // Authorization and X-Api-Key headers: no crash, and nothing admitted that nothing grants.
 TEST(FuzzRegression, AuthCorpus) { ReplayCorpus("auth", outpost_fuzz::RunAuthInput); }

@@ -21,6 +21,8 @@ class DoublingModel : public Model {
   }
   const std::vector<TensorSpec>& inputs() const override { return inputs_; }
   const std::vector<TensorSpec>& outputs() const override { return outputs_; }
+  std::string platform() const override { return "test"; }
+  Placement placement() const override { return {"test", {}}; }
   std::vector<Tensor> Run(const std::vector<Tensor>& in, const std::vector<std::string>&) override {
     while (blocked) std::this_thread::sleep_for(std::chrono::milliseconds(1));
     runs_rows.push_back(in[0].shape[0]);
