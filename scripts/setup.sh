@@ -182,14 +182,14 @@ setup_locale() {
   locale-gen >/dev/null
 }
 
-# A stock Node.js gRPC client for the tests, pinned by tests/integration/node/package-lock.json
+# Stock Node.js clients and reference implementations for the tests, pinned by tests/integration/node/package-lock.json
 # (npm ci checks every package's sha512 from the lock file).
 setup_node_client() {
   local src; src="$(cd "$(dirname "$0")/.." && pwd)/tests/integration/node"
   local key; key=$(cat "$src/package-lock.json" | sha256sum | cut -c1-16)
   local dir="$CACHE/node-client-$key"
   if [ ! -f "$dir/.complete" ]; then
-    log "installing the Node.js gRPC test client"
+    log "installing the Node.js test clients"
     rm -rf "$dir" && mkdir -p "$dir"
     cp "$src/package.json" "$src/package-lock.json" "$dir/"
     (cd "$dir" && npm ci --silent --ignore-scripts --no-audit --no-fund >/dev/null) || die "npm ci in $dir failed"

@@ -9,6 +9,7 @@
 
 #include "agent_client.h"
 #include "apikey_command.h"
+#include "bench_command.h"
 #include "core/error.h"
 #include "fleet_command.h"
 #include "infer_command.h"
@@ -168,6 +169,7 @@ int main(int argc, char** argv) {
   outpost::AddTokenizeCommand(app);
   outpost::AddFleetCommand(app);
   outpost::AddApiKeyCommand(app);
+  outpost::AddBenchCommand(app);
   CLI11_PARSE(app, argc, argv);
   try {
     if (int rc = outpost::RunPackageCommand(app); rc >= 0) return rc;
@@ -178,6 +180,7 @@ int main(int argc, char** argv) {
     if (int rc = outpost::RunTokenizeCommand(app); rc >= 0) return rc;
     if (int rc = outpost::RunFleetCommand(app); rc >= 0) return rc;
     if (int rc = outpost::RunApiKeyCommand(app); rc >= 0) return rc;
+    if (int rc = outpost::RunBenchCommand(app); rc >= 0) return rc;
     if (*info) return PrintInfo(as_json);
     if (*models) return PrintModels(url, as_json);
     if (*health) return PrintHealth(url, as_json);

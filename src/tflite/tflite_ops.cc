@@ -370,8 +370,9 @@ void Shape(OpContext& c) {
   c.SetOut(0, c.g().Op("Cast", {s}, {IntAttr("to", c.OnnxType(c.OutputTensor(0)))}));
 }
 
-void Pad(OpContext& c) {
-  auto pairs = c.ConstInts(1);
+// TFLite's [rank, 2] (before, after) pairs as ONNX's [all befores, all afters].
+std::string OnnxPads(OpContext& c, size_t input) {
+  auto pairs = c.ConstInts(input);
   if (pairs.size() % 2) c.Unsupported("paddings must be [rank, 2]");
   size_t rank = pairs.size() / 2;
   std::vector<int64_t> pads(2 * rank);
@@ -379,7 +380,11 @@ void Pad(OpContext& c) {
     pads[d] = pairs[2 * d];
     pads[rank + d] = pairs[2 * d + 1];
   }
-  std::vector<std::string> inputs{c.In(0), c.g().Int64s(pads)};
+  return c.g().Int64s(pads);
+}
+
+void Pad(OpContext& c) {
+  std::vector<std::string> inputs{c.In(0), OnnxPads(c, 1)};
   if (c.HasInput(2)) inputs.push_back(c.In(2));  // PADV2's constant
   c.SetOut(0, c.g().Op("Pad", inputs));
 }
@@ -387,14 +392,7 @@ void Pad(OpContext& c) {
 void MirrorPad(OpContext& c) {
   const auto* o = Options<::tflite::MirrorPadOptions>(c);
   if (o->mode() != ::tflite::MirrorPadMode_REFLECT) c.Unsupported("SYMMETRIC mirror padding");
-  auto pairs = c.ConstInts(1);
-  size_t rank = pairs.size() / 2;
-  std::vector<int64_t> pads(2 * rank);
-  for (size_t d = 0; d < rank; ++d) {
-    pads[d] = pairs[2 * d];
-    pads[rank + d] = pairs[2 * d + 1];
-  }
-  c.SetOut(0, c.g().Op("Pad", {c.In(0), c.g().Int64s(pads)}, {StringAttr("mode", "reflect")}));
+  c.SetOut(0, c.g().Op("Pad", {c.In(0), OnnxPads(c, 1)}, {StringAttr("mode", "reflect")}));
 }
 
 void Concatenation(OpContext& c) {

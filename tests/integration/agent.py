@@ -275,3 +275,45 @@ def while_busy(long_call, short_call, n_short=6, head_start=0.3):
     for th in threads + [t]:
         th.join()
     return long_result[0], short_results
+
+
+def write_package_manifest(src, name, **fields):
+    """A package source's manifest.json: `name` at 1.0.0 with test provenance, plus `fields`."""
+    manifest = {"name": name, "version": "1.0.0", "description": name,
+                "provenance": {"author": "tests", "license": "Apache-2.0", "training_data": "upstream",
+                               "intended_use": "tests"}, **fields}
+    with open(os.path.join(src, "manifest.json"), "w") as f:
+        json.dump(manifest, f)
+
+
+class SignedRepository:
+    """A model repository filled the production way: a publisher key and a trust file made
+    here, then `outpost pack`, `outpost sign` and `outpost install` for each package."""
+
+    def __init__(self, tmp):
+        outpost = os.path.join(BIN_DIR, "outpost")
+        self._outpost = outpost
+        r = subprocess.run([outpost, "key", "generate", "publisher", "--dir", tmp], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        with open(os.path.join(tmp, "publisher.pub")) as f:
+            pub = json.load(f)["public"]
+        self.key = os.path.join(tmp, "publisher.key")
+        self.trust = os.path.join(tmp, "trust.json")
+        with open(self.trust, "w") as f:
+            json.dump({"threshold": 1, "keys": [{"public": pub, "name": "publisher"}], "revoked": []}, f)
+        self.path = os.path.join(tmp, "repo")
+        os.mkdir(self.path)
+
+    def pack(self, src, out):
+        """`outpost pack`; returns the CompletedProcess (a refusal is a result to check)."""
+        return subprocess.run([self._outpost, "pack", src, "-o", out], capture_output=True, text=True)
+
+    def publish(self, src, out):
+        """Packs, signs and installs the package source directory `src`."""
+        for args in (["pack", src, "-o", out], ["sign", out, "--key", self.key],
+                     ["install", out, "--repository", self.path, "--trust", self.trust]):
+            r = subprocess.run([self._outpost, *args], capture_output=True, text=True)
+            assert r.returncode == 0, f"outpost {args[0]}: {r.stderr}"
+
+    def agent(self):
+        return Agent(self.path, ["--trust-file", self.trust, "--repository-poll-secs", "0"], signed_only=True)

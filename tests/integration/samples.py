@@ -35,6 +35,33 @@ def text_image(text, width, height, size):
     return np.asarray(img), (x + box[0], y + box[1], x + box[2], y + box[3])
 
 
+def person_image(width, height):
+    """A drawn head and shoulders on a shaded wall, RGB uint8 [H, W, 3]: a face and a person for
+    the MediaPipe vision models, made without a photograph."""
+    from PIL import Image, ImageDraw
+    y, x = np.mgrid[0:height, 0:width]
+    wall = np.stack([90 + 60 * x / width, 110 + 40 * y / height, 140 + 0 * x], -1).astype(np.uint8)
+    img = Image.fromarray(wall)
+    d = ImageDraw.Draw(img)
+    s = min(width, height) / 100.0
+
+    def box(cx, cy, rx, ry):
+        return [width / 2 + (cx - rx) * s, height * 0.45 + (cy - ry) * s,
+                width / 2 + (cx + rx) * s, height * 0.45 + (cy + ry) * s]
+    d.ellipse(box(0, 70, 45, 30), fill=(40, 60, 120))  # shoulders in a blue top
+    d.rectangle(box(0, 32, 9, 10), fill=(205, 160, 130))  # neck
+    d.ellipse(box(0, 0, 24, 30), fill=(222, 178, 146))  # face
+    d.chord(box(0, -12, 26, 22), 180, 360, fill=(60, 40, 25))  # hair
+    for side in (-1, 1):
+        d.ellipse(box(side * 9, -3, 5, 3), fill="white")
+        d.ellipse(box(side * 9, -3, 2, 2.2), fill=(50, 35, 20))
+        d.line(box(side * 9, -9, 5, 0.1), fill=(60, 40, 25), width=max(1, int(1.5 * s)))
+    d.polygon([(width / 2, height * 0.45), (width / 2 - 3 * s, height * 0.45 + 9 * s),
+               (width / 2 + 3 * s, height * 0.45 + 9 * s)], fill=(200, 150, 120))
+    d.chord(box(0, 14, 9, 5), 0, 180, fill=(170, 70, 70))  # mouth
+    return np.asarray(img)
+
+
 def rec_input(text):
     """PP-OCR recognition input: a 48-pixel-high line, scaled to [-1, 1], NCHW."""
     img, _ = text_image(text, 320, 48, 30)

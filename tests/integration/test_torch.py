@@ -10,7 +10,7 @@ import unittest
 
 import numpy as np
 
-from agent import BIN_DIR, Agent
+from agent import BIN_DIR, SignedRepository, write_package_manifest
 
 OUTPOST = os.path.join(BIN_DIR, "outpost")
 
@@ -29,14 +29,7 @@ class TorchTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.tmp = tempfile.mkdtemp(prefix="outpost-torch-")
-        assert outpost("key", "generate", "publisher", "--dir", cls.tmp).returncode == 0
-        with open(os.path.join(cls.tmp, "publisher.pub")) as f:
-            pub = json.load(f)["public"]
-        cls.trust = os.path.join(cls.tmp, "trust.json")
-        with open(cls.trust, "w") as f:
-            json.dump({"threshold": 1, "keys": [{"public": pub, "name": "publisher"}], "revoked": []}, f)
-        cls.repo = os.path.join(cls.tmp, "repo")
-        os.mkdir(cls.repo)
+        cls.signed = SignedRepository(cls.tmp)
         cls.reference = {}
         for name in torch_cases.CASES:
             for lite in (False, True):
@@ -44,28 +37,18 @@ class TorchTest(unittest.TestCase):
                 src = os.path.join(cls.tmp, "src-" + served)
                 os.mkdir(src)
                 fields, cls.reference[served] = torch_cases.make(name, src, lite)
-                r = cls.pack(served, src, fields)
-                assert r.returncode == 0, r.stderr
-                out = os.path.join(cls.tmp, served + ".opkg")
-                for args in (["sign", out, "--key", os.path.join(cls.tmp, "publisher.key")],
-                             ["install", out, "--repository", cls.repo, "--trust", cls.trust]):
-                    r = outpost(*args)
-                    assert r.returncode == 0, r.stderr
-        cls.agent = Agent(cls.repo, ["--trust-file", cls.trust, "--repository-poll-secs", "0"], signed_only=True)
+                write_package_manifest(src, served, **fields)
+                cls.signed.publish(src, os.path.join(cls.tmp, served + ".opkg"))
+        cls.agent = cls.signed.agent()
 
     @classmethod
     def tearDownClass(cls):
         assert cls.agent.close() == 0
         shutil.rmtree(cls.tmp)
 
-    @classmethod
-    def pack(cls, name, src, fields):
-        manifest = {"name": name, "version": "1.0.0", "description": name,
-                    "provenance": {"author": "tests", "license": "Apache-2.0", "training_data": "none",
-                                   "intended_use": "tests"}, **fields}
-        with open(os.path.join(src, "manifest.json"), "w") as f:
-            json.dump(manifest, f)
-        return outpost("pack", src, "-o", os.path.join(cls.tmp, name + ".opkg"))
+    def pack(self, name, src, fields):
+        write_package_manifest(src, name, **fields)
+        return self.signed.pack(src, os.path.join(self.tmp, name + ".opkg"))
 
     def test_models_agree_with_pytorch_over_http_and_grpc(self):
         for served, reference in self.reference.items():
@@ -99,6 +82,14 @@ class TorchTest(unittest.TestCase):
         self.assertIn("libtorch", str(out))
         status, out = self.agent.infer_binary("small_cnn", {"image": np.zeros((1, 3, 32, 32), np.float64)})
         self.assertEqual(status, 400, out)
+
+    def test_outpost_bench_runs_a_torchscript_package(self):
+        r = outpost("bench", os.path.join(self.tmp, "src-small_cnn"), "--shape", "image=4x3x32x32",
+                    "--iterations", "10", "--seconds", "0.2", "--json")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        [row] = json.loads(r.stdout)
+        self.assertEqual((row["runtime"], row["provider"]), ("torchscript", "libtorch CPU"))
+        self.assertGreater(row["throughput_1"], 0)
 
     def test_pack_refuses_models_it_cannot_serve(self):
         src = os.path.join(self.tmp, "src-unsigned-sig")
