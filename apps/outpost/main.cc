@@ -11,6 +11,7 @@
 #include "apikey_command.h"
 #include "bench_command.h"
 #include "core/error.h"
+#include "core/names.h"
 #include "fleet_command.h"
 #include "infer_command.h"
 #include "package_commands.h"
@@ -76,6 +77,14 @@ json Get(const std::string& url, const std::string& path, int* status) {
   return j.is_discarded() ? json{{"error", res->body}} : j;
 }
 
+void PrintIndex(const json& index) {
+  printf("%-28s %-10s %-12s %s\n", "MODEL", "VERSION", "STATE", "REASON");
+  for (const auto& e : index) {
+    printf("%-28s %-10s %-12s %s\n", e.value("name", "").c_str(), e.value("version", "").c_str(),
+           e.value("state", "").c_str(), e.value("reason", "").c_str());
+  }
+}
+
 int PrintModels(const std::string& url, bool as_json) {
   int status = 0;
   json index = Get(url, "/v2/repository/index", &status);
@@ -88,11 +97,37 @@ int PrintModels(const std::string& url, bool as_json) {
     std::cout << index.dump(2) << "\n";
     return 0;
   }
-  printf("%-28s %-10s %-12s %s\n", "MODEL", "VERSION", "STATE", "REASON");
-  for (const auto& e : index) {
-    printf("%-28s %-10s %-12s %s\n", e.value("name", "").c_str(), e.value("version", "").c_str(),
-           e.value("state", "").c_str(), e.value("reason", "").c_str());
+  PrintIndex(index);
+  return 0;
+}
+
+// outpost models load|unload NAME: explicit model control (an admin credential).
+int ControlModel(const std::string& url, const std::string& model, bool load, bool as_json) {
+  if (!outpost::IsValidModelName(model)) {
+    std::cerr << "outpost: '" << model << "' is not a model name\n";
+    return 2;
   }
+  httplib::Client client = outpost::AgentClient(url);
+  client.set_connection_timeout(3);
+  client.set_read_timeout(600);  // a load reads, verifies and warms the model up
+  auto res = client.Post("/v2/repository/models/" + model + (load ? "/load" : "/unload"), "",
+                         "application/json");
+  if (!res) {
+    std::cerr << "outpost: cannot reach the agent at " << url << ": "
+              << httplib::to_string(res.error()) << "\n";
+    return 3;
+  }
+  if (res->status != 200) {
+    std::cerr << "outpost: " << outpost::AgentError(*res) << "\n";
+    return 1;
+  }
+  json entries = json::parse(res->body, nullptr, false);
+  if (as_json)
+    std::cout << entries.dump(2) << "\n";
+  else if (load)
+    PrintIndex(entries);
+  else
+    std::cout << "unloaded " << model << "\n";
   return 0;
 }
 
@@ -153,6 +188,14 @@ int main(int argc, char** argv) {
       app.add_subcommand("models", "List the models a running agent serves, and why any is not");
   models->add_option("--url", url, "Agent URL")->capture_default_str();
   models->add_flag("--json", as_json, "Print JSON");
+  std::string control_model;
+  auto* load = models->add_subcommand("load", "Load a model (agents in explicit model control)");
+  auto* unload = models->add_subcommand("unload", "Unload a model; its requests in flight finish");
+  for (auto* c : {load, unload}) {
+    c->add_option("model", control_model, "Model name")->required();
+    c->add_option("--url", url, "Agent URL")->capture_default_str();
+    c->add_flag("--json", as_json, "Print JSON");
+  }
   auto* health = app.add_subcommand(
       "health", "Ask a running agent whether it is live and ready (exit 0 when both)");
   health->add_option("--url", url, "Agent URL")->capture_default_str();
@@ -182,6 +225,7 @@ int main(int argc, char** argv) {
     if (int rc = outpost::RunApiKeyCommand(app); rc >= 0) return rc;
     if (int rc = outpost::RunBenchCommand(app); rc >= 0) return rc;
     if (*info) return PrintInfo(as_json);
+    if (load->parsed() || unload->parsed()) return ControlModel(url, control_model, load->parsed(), as_json);
     if (*models) return PrintModels(url, as_json);
     if (*health) return PrintHealth(url, as_json);
     if (*status) return PrintStatus(url, as_json);

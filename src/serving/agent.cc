@@ -181,6 +181,9 @@ BoundPorts Agent::Start() {
   });
   mo.poll_interval =
       std::chrono::milliseconds(static_cast<int64_t>(config_.repository_poll_secs * 1000));
+  mo.control = ParseModelControl(config_.model_control_mode);
+  if (mo.control == ModelControl::kNone) mo.poll_interval = std::chrono::milliseconds(0);
+  mo.startup_models = config_.load_model;
   // Telemetry goes to the configured collector, or else to the fleet server the device follows
   // (signed with the device's key, through the fleet client).
   if (!config_.telemetry_otlp_url.empty() || !config_.fleet_url.empty()) {
@@ -422,6 +425,9 @@ BoundPorts Agent::Start() {
     });
     return out;
   };
+  ho.model_control = [this](const std::string& model, bool load, const std::string& caller) {
+    return ControlModel(model, load, caller);
+  };
   ho.install_package = [this](const std::string& bytes, const std::string& caller) {
     return InstallUploadedPackage(bytes, caller);
   };
@@ -523,6 +529,21 @@ void Agent::ReportLocalChange(const std::string& what, const std::string& caller
   parts_->Emit({LogSeverity::kWarn, "fleet", "local_change",
                 what + " was made at the device (by " + caller + "), not by the fleet", fields},
                "local_change", /*priority=*/1);
+}
+
+std::vector<IndexEntry> Agent::ControlModel(const std::string& model, bool load,
+                                            const std::string& caller) {
+  auto& models = *parts_->models;
+  std::vector<IndexEntry> entries;
+  if (load)
+    entries = models.LoadOnRequest(model);
+  else
+    models.UnloadOnRequest(model);
+  Log(LogSeverity::kInfo, "serving", load ? "model_loaded_on_request" : "model_unloaded_on_request",
+      fmt::format("model {} {} on request (by {})", model, load ? "loaded" : "unloaded", caller),
+      {{"model", model}, {"caller", caller}});
+  ReportLocalChange(load ? "a model load" : "a model unload", caller, {{"model", model}});
+  return entries;
 }
 
 IndexEntry Agent::InstallUploadedPackage(const std::string& bytes, const std::string& caller) {

@@ -37,6 +37,9 @@ class Agent {
 
  private:
   struct Parts;
+  // Explicit model control, from POST /v2/repository/models/{model}/load|unload.
+  std::vector<IndexEntry> ControlModel(const std::string& model, bool load,
+                                       const std::string& caller);
   IndexEntry InstallUploadedPackage(const std::string& bytes, const std::string& caller);
   // On a device its fleet manages, what is installed is what the fleet wants: a change made at
   // the device (an upload, a forced update check) is refused unless fleet_allow_local_install

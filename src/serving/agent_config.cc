@@ -20,6 +20,12 @@ const ConfigSchema<AgentConfig>& AgentConfigSchema() {
           "Development mode: also serve model directories no trusted signature covers");
     s.Add("repository_poll_secs", &C::repository_poll_secs,
           "Seconds between repository scans (0: no watching)", O{.min = 0});
+    s.Add("model_control_mode", &C::model_control_mode,
+          "none: load the repository once; poll: also watch it; explicit: load only --load-model "
+          "models and those loaded through POST /v2/repository/models/NAME/load",
+          O{.one_of = {"none", "poll", "explicit"}});
+    s.Add("load_model", &C::load_model,
+          "With model_control_mode explicit: a model to load at start ('*': every model)");
     // Listeners and their budgets.
     s.Add("http_address", &C::http_address, "Address for HTTP");
     s.Add("http_port", &C::http_port, "HTTP port", O{.min = 0, .max = 65535});
@@ -188,6 +194,8 @@ void CheckAgentConfig(const AgentConfig& c) {
     if (c.grpc_port != 0) plaintext_beyond_loopback("grpc_address", c.grpc_address);
     if (c.metrics_port > 0) plaintext_beyond_loopback("metrics_address", c.metrics_address);
   }
+  if (!c.load_model.empty() && c.model_control_mode != "explicit")
+    bad("load_model needs model_control_mode explicit: the other modes load every model");
   if (!c.fleet_url.empty() && c.update_url.empty())
     bad("fleet_url needs update_url: the repository the fleet's packages come from");
   if (c.update_url.empty()) return;

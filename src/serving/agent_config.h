@@ -54,7 +54,9 @@ struct AgentConfig {
   int tls_reload_secs = 10;
   std::filesystem::path unix_socket;
   nlohmann::json unix_socket_peers = nlohmann::json::object();
-  double repository_poll_secs = 1.0;  // 0: load once, do not watch
+  double repository_poll_secs = 1.0;        // 0: load once, do not watch
+  std::string model_control_mode = "poll";  // none, poll, explicit (as Triton's)
+  std::vector<std::string> load_model;      // explicit: loaded at start ("*": all)
   int default_timeout_ms = 30000;
   int intra_op_threads = 0;     // 0: one per core
   bool thread_spinning = true;  // ORT pool threads spin briefly before sleeping

@@ -20,6 +20,40 @@ using http::Response;
 
 constexpr size_t kControlBodyBytes = 64u << 10;
 
+json IndexEntryJson(const IndexEntry& e) {
+  json entry = {{"name", e.name}, {"state", VersionStateName(e.state)}};
+  if (!e.version.empty()) entry["version"] = e.version;
+  if (!e.reason.empty()) entry["reason"] = e.reason;
+  if (!e.placement.provider.empty()) entry["execution_provider"] = e.placement.provider;
+  if (!e.placement.skipped.empty()) {
+    json skipped = json::array();
+    for (const auto& [provider, why] : e.placement.skipped)
+      skipped.push_back({{"provider", provider}, {"reason", why}});
+    entry["providers_skipped"] = skipped;
+  }
+  return entry;
+}
+
+// A load/unload request's body: empty, or Triton's {"parameters": {...}}. Triton's "config" and
+// "file:" overrides would serve bytes no signature covers, so they are refused; its
+// "unload_dependents" means nothing without ensembles.
+void CheckModelControlBody(const std::string& body) {
+  if (body.empty()) return;
+  json j = ParseJson(body, JsonLimits::Control(), "model control");
+  if (!j.is_object())
+    Fail(ErrorCode::kInvalidArgument, "expected {\"parameters\": {...}} or no body");
+  for (const auto& [key, value] : j.items()) {
+    if (key != "parameters" || !value.is_object())
+      Fail(ErrorCode::kInvalidArgument,
+           "unexpected field '" + key + "': expected {\"parameters\": {...}}");
+    for (const auto& [name, _] : value.items())
+      if (name != "unload_dependents")
+        Fail(ErrorCode::kInvalidArgument,
+             "parameter '" + name +
+                 "' is not supported: models load only from the signed files in the repository");
+  }
+}
+
 // What each group of routes accepts (RouteOptions::access).
 using auth::Scope;
 constexpr auth::Scopes kStatus = Scope::kObserve | Scope::kInference;  // health, server metadata
@@ -407,24 +441,27 @@ void HttpServer::Routes() {
 
   auto index = [&models](const Request&, Response& res) {
     json out = json::array();
-    for (const auto& e : models.Index()) {
-      json entry = {{"name", e.name}, {"state", VersionStateName(e.state)}};
-      if (!e.version.empty()) entry["version"] = e.version;
-      if (!e.reason.empty()) entry["reason"] = e.reason;
-      if (!e.placement.provider.empty()) entry["execution_provider"] = e.placement.provider;
-      if (!e.placement.skipped.empty()) {
-        json skipped = json::array();
-        for (const auto& [provider, why] : e.placement.skipped)
-          skipped.push_back({{"provider", provider}, {"reason", why}});
-        entry["providers_skipped"] = skipped;
-      }
-      out.push_back(entry);
-    }
+    for (const auto& e : models.Index()) out.push_back(IndexEntryJson(e));
     SendJson(res, 200, out);
   };
   s.Route("GET", "/v2/repository/index", index, {.access = kObserve});
   s.Route("POST", "/v2/repository/index", index,
           {.max_body = kControlBodyBytes, .access = kObserve});
+  if (options_.model_control) {
+    for (const bool load : {true, false})
+      s.Route("POST",
+              load ? "/v2/repository/models/{model}/load" : "/v2/repository/models/{model}/unload",
+              [this, load](const Request& req, Response& res) {
+                Guard(res, [&] {
+                  CheckModelControlBody(req.body);
+                  json out = json::array();
+                  for (const auto& e : options_.model_control(ModelParam(req), load, req.caller))
+                    out.push_back(IndexEntryJson(e));
+                  SendJson(res, 200, out);
+                });
+              },
+              {.max_body = kControlBodyBytes, .access = kAdmin});
+  }
   if (options_.install_package) {
     s.Route("POST", "/v2/repository/packages",
             [this](const Request& req, Response& res) {

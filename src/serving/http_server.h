@@ -51,6 +51,11 @@ struct HttpOptions {
   // version's repository index entry. Unset: the endpoint answers 404.
   // `caller` is who asked (an API key id).
   std::function<IndexEntry(const std::string& package, const std::string& caller)> install_package;
+  // POST /v2/repository/models/{model}/load|unload (explicit model control): the model's index
+  // entries after a load; nothing after an unload. Unset: the endpoints answer 404.
+  std::function<std::vector<IndexEntry>(const std::string& model, bool load,
+                                        const std::string& caller)>
+      model_control;
   // GET /v2/updates and POST /v2/updates/check[?force=true]. Unset: updates are off.
   std::function<nlohmann::json()> update_status;
   std::function<nlohmann::json(bool force, const std::string& caller)> update_check;

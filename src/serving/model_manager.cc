@@ -27,6 +27,25 @@ std::string_view VersionStateName(VersionState state) {
   return "UNKNOWN";
 }
 
+std::string_view ModelControlName(ModelControl control) {
+  switch (control) {
+    case ModelControl::kNone:
+      return "none";
+    case ModelControl::kPoll:
+      return "poll";
+    case ModelControl::kExplicit:
+      return "explicit";
+  }
+  return "unknown";
+}
+
+ModelControl ParseModelControl(const std::string& name) {
+  for (auto c : {ModelControl::kNone, ModelControl::kPoll, ModelControl::kExplicit})
+    if (ModelControlName(c) == name) return c;
+  Fail(ErrorCode::kInvalidArgument,
+       "model control mode '" + name + "' is not one of none, poll, explicit");
+}
+
 Counter& ModelMetrics::Failure(std::string_view reason) const {
   Labels l = labels;
   l.emplace_back("reason", std::string(reason));
@@ -35,13 +54,18 @@ Counter& ModelMetrics::Failure(std::string_view reason) const {
 }
 
 ModelManager::ModelManager(ManagerOptions options, MetricsRegistry& metrics)
-    : options_(std::move(options)), metrics_(metrics) {}
+    : options_(std::move(options)), metrics_(metrics) {
+  if (options_.control == ModelControl::kExplicit)
+    wanted_.insert(options_.startup_models.begin(), options_.startup_models.end());
+  else if (options_.poll_interval.count() <= 0)
+    options_.control = ModelControl::kNone;
+}
 
 ModelManager::~ModelManager() { Stop(); }
 
 void ModelManager::Start() {
   Reconcile(/*settle=*/false);
-  if (options_.poll_interval.count() <= 0) return;
+  if (options_.control != ModelControl::kPoll) return;
   watcher_ = std::thread([this] {
     std::unique_lock lock(watch_mu_);
     while (!watch_cv_.wait_for(lock, options_.poll_interval, [&] { return stop_; })) {
@@ -66,15 +90,27 @@ void ModelManager::Stop() {
   if (watcher_.joinable()) watcher_.join();
 }
 
-void ModelManager::Reconcile(bool settle) {
+void ModelManager::Reconcile(bool settle, const std::optional<std::string>& only) {
   std::lock_guard reconcile_lock(reconcile_mu_);
   RepositoryScan scan = ScanRepository(options_.repository);
+  {
+    std::lock_guard lock(mu_);
+    if (wanted_.erase("*"))  // --load-model '*': every model there is at start, each unloadable
+      for (const auto& src : scan.versions) wanted_.insert(src.model);
+  }
   std::set<Key> present;
+  // Whether this pass may change what is served of `model`.
+  auto in_scope = [&](const std::string& model) { return !only || *only == model; };
   for (const auto& src : scan.versions) {
     Key key{src.model, src.version};
     present.insert(key);
+    if (!in_scope(src.model)) continue;
     {
       std::lock_guard lock(mu_);
+      if (!Wanted(src.model)) {  // known, and not loaded until someone asks (Triton's words)
+        sources_[key] = Source{.state = VersionState::kUnavailable, .reason = "unloaded"};
+        continue;
+      }
       auto& s = sources_[key];
       if (s.fingerprint == src.fingerprint && s.state != VersionState::kLoading) continue;
       if (settle && s.pending_fingerprint != src.fingerprint) {
@@ -141,18 +177,22 @@ void ModelManager::Reconcile(bool settle) {
     std::lock_guard lock(mu_);
     slots_ = std::move(slots);
     for (auto it = served_.begin(); it != served_.end();) {
-      if (!present.count(it->first)) {
+      const auto& [model, version] = it->first;
+      bool gone = !present.count(it->first);
+      if (in_scope(model) && (gone || !Wanted(model))) {
         Log(LogSeverity::kInfo, "serving", "model_unloading",
-            fmt::format("model {} version {} left the repository: unloading", it->first.first,
-                        it->first.second),
-            {{"model", it->first.first}, {"version", it->first.second}});
+            fmt::format("model {} version {} {}", model, version,
+                        gone ? "left the repository: unloading" : "unloading on request"),
+            {{"model", model}, {"version", version}});
         removed.push_back(std::move(it->second));
         it = served_.erase(it);
       } else {
         ++it;
       }
     }
-    std::erase_if(sources_, [&](const auto& kv) { return !present.count(kv.first); });
+    std::erase_if(sources_, [&](const auto& kv) {
+      return in_scope(kv.first.first) && !present.count(kv.first);
+    });
     std::vector<IndexEntry> problems;
     for (const auto& p : scan.problems) {
       problems.push_back({p.model, p.version, VersionState::kUnavailable, p.reason});
@@ -421,6 +461,59 @@ std::vector<IndexEntry> ModelManager::Index() const {
 void ModelManager::ForEachServed(const std::function<void(const ServedModel&)>& fn) const {
   std::lock_guard lock(mu_);
   for (const auto& [key, served] : served_) fn(*served);
+}
+
+bool ModelManager::Wanted(const std::string& model) const {
+  return options_.control != ModelControl::kExplicit || wanted_.count(model);
+}
+
+void ModelManager::RequireExplicitControl() const {
+  if (options_.control != ModelControl::kExplicit)
+    Fail(ErrorCode::kFailedPrecondition,
+         fmt::format("models are loaded and unloaded on request only with --model-control-mode "
+                     "explicit (this agent's mode is {})",
+                     ModelControlName(options_.control)));
+}
+
+std::vector<IndexEntry> ModelManager::LoadOnRequest(const std::string& name) {
+  RequireExplicitControl();
+  bool added;
+  {
+    std::lock_guard lock(mu_);
+    added = wanted_.insert(name).second;
+  }
+  Reconcile(/*settle=*/false, name);
+  std::vector<IndexEntry> entries;
+  for (auto& e : Index())
+    if (e.name == name) entries.push_back(std::move(e));
+  bool ready = std::any_of(entries.begin(), entries.end(),
+                           [](const IndexEntry& e) { return e.state == VersionState::kReady; });
+  if (entries.empty() || !ready) {
+    if (added) {  // a model that could not load is not left asked for
+      std::lock_guard lock(mu_);
+      wanted_.erase(name);
+    }
+    if (entries.empty())
+      Fail(ErrorCode::kNotFound, "model '" + name + "' is not in the model repository");
+    Fail(ErrorCode::kFailedPrecondition,
+         "failed to load '" + name + "': " +
+             (entries.front().reason.empty() ? "no version is ready" : entries.front().reason));
+  }
+  return entries;
+}
+
+void ModelManager::UnloadOnRequest(const std::string& name) {
+  RequireExplicitControl();
+  bool known;
+  {
+    std::lock_guard lock(mu_);
+    auto it = sources_.lower_bound({name, ""});
+    known = wanted_.erase(name) > 0 || (it != sources_.end() && it->first.first == name);
+  }
+  if (!known)
+    Fail(ErrorCode::kNotFound,
+         "model '" + name + "' is neither loaded nor in the model repository");
+  Reconcile(/*settle=*/false, name);
 }
 
 bool ModelManager::IsReady() const {

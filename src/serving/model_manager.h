@@ -10,6 +10,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -64,14 +65,23 @@ struct IndexEntry {
   Placement placement;  // of a served version
 };
 
+// What decides which models are loaded, as Triton's --model-control-mode: kNone loads what the
+// repository has once; kPoll also watches it (poll_interval); kExplicit loads only the models
+// named at start and through Load/Unload, and applies repository changes only there.
+enum class ModelControl { kNone, kPoll, kExplicit };
+std::string_view ModelControlName(ModelControl control);
+ModelControl ParseModelControl(const std::string& name);  // kInvalidArgument for others
+
 struct ManagerOptions {
   std::filesystem::path repository;
+  ModelControl control = ModelControl::kPoll;
+  std::vector<std::string> startup_models;  // kExplicit: loaded by Start(); "*" is every model
   // Versions installed from signed packages are checked against this at every load.
   std::optional<TrustPolicy> trust;
   // Development mode: also serve plain directories that no package signature covers.
   bool allow_unsigned = false;
   RuntimeOptions runtime;
-  std::chrono::milliseconds poll_interval{1000};  // 0: load once, never watch
+  std::chrono::milliseconds poll_interval{1000};  // kPoll; 0 is kNone
   // Where monitors report drift (may be null).
   std::function<void(const DriftEvent&)> on_drift;
   // Where a monitor's captures go; unset: the device does not allow captures, whatever the
@@ -94,8 +104,17 @@ class ModelManager {
   void Stop();
 
   // One reconciliation pass; `settle` requires a changed version to look the same on two
-  // passes before it is loaded, so a copy in progress is not picked up half-written.
-  void Reconcile(bool settle);
+  // passes before it is loaded, so a copy in progress is not picked up half-written. With
+  // `only`, versions of other models are left as they are.
+  void Reconcile(bool settle, const std::optional<std::string>& only = std::nullopt);
+
+  // Explicit model control (kFailedPrecondition in the other modes). Load brings every version
+  // of `name` in the repository in step with its files and returns their index entries; it
+  // throws kNotFound for a model the repository does not have, kFailedPrecondition with the
+  // reason when no version of it loads. Unload unpublishes its versions (requests holding one
+  // finish on it); kNotFound when the model is neither loaded nor in the repository.
+  std::vector<IndexEntry> LoadOnRequest(const std::string& name);
+  void UnloadOnRequest(const std::string& name);
 
   // Throws Error(kNotFound) for an unknown model or version, kUnavailable when it is known
   // but not ready.
@@ -136,6 +155,8 @@ class ModelManager {
                                         std::shared_ptr<ServedModel> served);
   std::shared_ptr<ServedModel> PickDefault(const std::string& name) const;  // under mu_
   void Warmup(ServedModel& served);
+  bool Wanted(const std::string& model) const;  // under mu_
+  void RequireExplicitControl() const;
 
   ManagerOptions options_;
   MetricsRegistry& metrics_;
@@ -146,6 +167,7 @@ class ModelManager {
   std::map<std::string, SlotState> slots_;
   mutable std::map<std::string, Canary> canaries_;
   bool scanned_ = false;
+  std::set<std::string> wanted_;  // kExplicit: the models asked for ("*": every one)
 
   std::mutex reconcile_mu_;
   std::mutex watch_mu_;

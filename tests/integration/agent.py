@@ -158,6 +158,14 @@ class Agent:
         finally:
             conn.close()
 
+    def inflight_bytes(self):
+        """Request and response bytes the agent holds now (outpost_inflight_bytes)."""
+        _, _, raw = self.request("GET", "/metrics")
+        for line in raw.decode().splitlines():
+            if line.startswith("outpost_inflight_bytes "):
+                return float(line.split()[1])
+        raise AssertionError("no outpost_inflight_bytes in /metrics")
+
     def get_json(self, path):
         status, _, body = self.request("GET", path)
         return status, json.loads(body) if body else None
@@ -252,6 +260,13 @@ def copy_fixtures(names, dest=None):
     for n in names:
         shutil.copytree(os.path.join(FIXTURES, n), os.path.join(dest, n))
     return dest
+
+
+def add_version(repo, model, version, source):
+    """Stage under a dot-name (ignored by the scanner), then rename into place atomically."""
+    staging = os.path.join(repo, model, "." + version + ".staging")
+    shutil.copytree(source, staging)
+    os.rename(staging, os.path.join(repo, model, version))
 
 
 def while_busy(long_call, short_call, n_short=6, head_start=0.3):

@@ -11,7 +11,7 @@ import unittest
 import grpc
 import numpy as np
 
-from agent import FIXTURES, Agent, copy_fixtures
+from agent import FIXTURES, Agent, add_version, copy_fixtures
 
 
 def wait_for(predicate, timeout=30, what="condition"):
@@ -22,13 +22,6 @@ def wait_for(predicate, timeout=30, what="condition"):
             return value
         time.sleep(0.05)
     raise AssertionError(f"timed out waiting for {what}")
-
-
-def add_version(repo, model, version, source):
-    """Stage under a dot-name (ignored by the scanner), then rename into place atomically."""
-    staging = os.path.join(repo, model, "." + version + ".staging")
-    shutil.copytree(source, staging)
-    os.rename(staging, os.path.join(repo, model, version))
 
 
 class LifecycleTest(unittest.TestCase):
@@ -43,13 +36,6 @@ class LifecycleTest(unittest.TestCase):
 
     def index(self):
         return {(e["name"], e.get("version", "")): e for e in self.agent.get_json("/v2/repository/index")[1]}
-
-    def inflight_bytes(self):
-        _, _, raw = self.agent.request("GET", "/metrics")
-        for line in raw.decode().splitlines():
-            if line.startswith("outpost_inflight_bytes "):
-                return float(line.split()[1])
-        self.fail("no outpost_inflight_bytes in /metrics")
 
     def versions(self):
         status, meta = self.agent.get_json("/v2/models/add_mul")
@@ -193,7 +179,7 @@ class LifecycleTest(unittest.TestCase):
         t.start()
         # SIGTERM once the agent holds the whole request (its 256 KiB body counts in the bytes
         # requests hold), not after a guessed pause.
-        wait_for(lambda: self.inflight_bytes() >= 128 * 512 * 4, timeout=10, what="the request in flight")
+        wait_for(lambda: self.agent.inflight_bytes() >= 128 * 512 * 4, timeout=10, what="the request in flight")
         self.agent.proc.send_signal(signal.SIGTERM)
         t.join()
         self.assertEqual(self.agent.proc.wait(timeout=30), 0)
