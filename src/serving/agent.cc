@@ -373,6 +373,9 @@ BoundPorts Agent::Start() {
     go.budget = p.budget.get();
     go.keys = p.keys.get();
     go.open_scopes = OpenScopes(config_, config_.grpc_address);
+    go.model_control = [this](const std::string& model, bool load, const std::string& caller) {
+      return ControlModel(model, load, caller);
+    };
     go.tls_cert_file = config_.tls_cert_file.string();
     go.tls_key_file = config_.tls_key_file.string();
     go.tls_client_ca_file = config_.tls_client_ca_file.string();

@@ -12,6 +12,7 @@
 #include "core/error.h"
 #include "core/logging.h"
 #include "core/memory_budget.h"
+#include "core/names.h"
 #include "grpc_service.grpc.pb.h"
 
 namespace outpost {
@@ -236,6 +237,18 @@ std::string_view MetadataValue(const grpc::ServerContext* ctx, const char* key) 
 // `inference` alike; model methods need `inference`.
 constexpr auth::Scopes kStatus = auth::Scope::kObserve | auth::Scope::kInference;
 constexpr auth::Scopes kInference = static_cast<auth::Scopes>(auth::Scope::kInference);
+constexpr auth::Scopes kObserve = static_cast<auth::Scopes>(auth::Scope::kObserve);
+constexpr auth::Scopes kAdmin = static_cast<auth::Scopes>(auth::Scope::kAdmin);
+
+// As for HTTP: Triton's "config" and "file:" overrides would serve bytes no signature covers.
+void CheckRepositoryParameters(
+    const google::protobuf::Map<std::string, inference::ModelRepositoryParameter>& parameters) {
+  for (const auto& [name, _] : parameters)
+    if (name != "unload_dependents")
+      Fail(ErrorCode::kInvalidArgument,
+           "parameter '" + name +
+               "' is not supported: models load only from the signed files in the repository");
+}
 
 }  // namespace
 
@@ -247,7 +260,8 @@ class GrpcServer::Impl final : public inference::GRPCInferenceService::Service {
         budget_(options.budget),
         keys_(options.keys),
         open_(options.open_scopes),
-        subjects_(options.tls_client_subjects) {}
+        subjects_(options.tls_client_subjects),
+        model_control_(options.model_control) {}
 
   grpc::Status ServerLive(grpc::ServerContext* ctx, const inference::ServerLiveRequest*,
                           inference::ServerLiveResponse* res) override {
@@ -337,10 +351,59 @@ class GrpcServer::Impl final : public inference::GRPCInferenceService::Service {
     });
   }
 
+  grpc::Status RepositoryIndex(grpc::ServerContext* ctx,
+                               const inference::RepositoryIndexRequest* req,
+                               inference::RepositoryIndexResponse* res) override {
+    if (grpc::Status refused = Admit(ctx, kObserve); !refused.ok()) return refused;
+    return Guard([&] {
+      for (const auto& e : service_.models().Index()) {
+        if (req->ready() && e.state != VersionState::kReady) continue;
+        auto* m = res->add_models();
+        m->set_name(e.name);
+        m->set_version(e.version);
+        m->set_state(std::string(VersionStateName(e.state)));
+        m->set_reason(e.reason);
+      }
+    });
+  }
+
+  grpc::Status RepositoryModelLoad(grpc::ServerContext* ctx,
+                                   const inference::RepositoryModelLoadRequest* req,
+                                   inference::RepositoryModelLoadResponse*) override {
+    return ControlModel(ctx, req->model_name(), req->parameters(), /*load=*/true);
+  }
+
+  grpc::Status RepositoryModelUnload(grpc::ServerContext* ctx,
+                                     const inference::RepositoryModelUnloadRequest* req,
+                                     inference::RepositoryModelUnloadResponse*) override {
+    return ControlModel(ctx, req->model_name(), req->parameters(), /*load=*/false);
+  }
+
  private:
+  grpc::Status ControlModel(
+      grpc::ServerContext* ctx, const std::string& model,
+      const google::protobuf::Map<std::string, inference::ModelRepositoryParameter>& parameters,
+      bool load) {
+    auth::Decision d = Decide(ctx, kAdmin);
+    if (!d.allowed) return grpc::Status(GrpcCode(d.code), d.message);
+    if (!model_control_)
+      return grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "model control is not offered here");
+    return Guard([&] {
+      if (!IsValidModelName(model)) Fail(ErrorCode::kInvalidArgument, "invalid model name");
+      CheckRepositoryParameters(parameters);
+      model_control_(model, load, d.caller);
+    });
+  }
+
   // The call's credential (authorization: Bearer <key>, or x-api-key metadata) against what
   // the method accepts.
   grpc::Status Admit(const grpc::ServerContext* ctx, auth::Scopes accepted) const {
+    const auth::Decision d = Decide(ctx, accepted);
+    if (d.allowed) return grpc::Status::OK;
+    return grpc::Status(GrpcCode(d.code), d.message);
+  }
+
+  auth::Decision Decide(const grpc::ServerContext* ctx, auth::Scopes accepted) const {
     auth::Scopes open = open_;
     if (!subjects_.subjects.empty()) {
       // A client certificate the CA vouched for (the handshake verified it) grants its
@@ -349,12 +412,10 @@ class GrpcServer::Impl final : public inference::GRPCInferenceService::Service {
            ctx->auth_context()->FindPropertyValues(GRPC_X509_SUBJECT_PROPERTY_NAME))
         open |= subjects_.For(std::string_view(subject.data(), subject.size()));
     }
-    const auth::Decision d = auth::Authorize(
+    return auth::Authorize(
         keys_,
         auth::PresentedKey(MetadataValue(ctx, "authorization"), MetadataValue(ctx, "x-api-key")),
         open, accepted);
-    if (d.allowed) return grpc::Status::OK;
-    return grpc::Status(GrpcCode(d.code), d.message);
   }
 
   InferenceService& service_;
@@ -363,6 +424,8 @@ class GrpcServer::Impl final : public inference::GRPCInferenceService::Service {
   const auth::ApiKeyStore* keys_;
   auth::Scopes open_;
   auth::SubjectPolicy subjects_;
+  std::function<std::vector<IndexEntry>(const std::string&, bool, const std::string&)>
+      model_control_;
 };
 
 GrpcServer::GrpcServer(GrpcOptions options, InferenceService& service, const ServerInfo& info)

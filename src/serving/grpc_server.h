@@ -1,6 +1,7 @@
 // The KServe v2 gRPC front end (inference.GRPCInferenceService).
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -9,6 +10,7 @@
 #include "auth/authorizer.h"
 #include "auth/scopes.h"
 #include "serving/inference_service.h"
+#include "serving/model_manager.h"
 #include "serving/server_info.h"
 
 namespace grpc {
@@ -36,6 +38,11 @@ struct GrpcOptions {
   std::string tls_cert_file, tls_key_file, tls_client_ca_file;
   unsigned tls_reload_secs = 10;
   auth::SubjectPolicy tls_client_subjects;
+  // RepositoryModelLoad/Unload (explicit model control), as HttpOptions::model_control. Unset:
+  // UNIMPLEMENTED.
+  std::function<std::vector<IndexEntry>(const std::string& model, bool load,
+                                        const std::string& caller)>
+      model_control;
 };
 
 class GrpcServer {

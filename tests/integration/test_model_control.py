@@ -78,24 +78,31 @@ class ExplicitControlTest(unittest.TestCase):
         self.assertEqual(sorted((e["version"], e["state"]) for e in entries), [("1", "READY"), ("2", "READY")])
         self.assertEqual(self.control("slow", "load")[0], 404)
 
-    def test_a_request_in_flight_finishes_on_an_unloaded_model(self):
+    def test_requests_in_flight_finish_on_an_unloaded_model(self):
         self.assertEqual(self.control("slow", "load")[0], 200)
-        result = []
-        t = threading.Thread(target=lambda: result.append(
-            self.agent.infer_binary("slow", {"x": np.ones((128, 512), np.float32)})))
-        t.start()
+        results = []
+        big = np.ones((128, 512), np.float32)
+        threads = [threading.Thread(target=lambda: results.append(self.agent.infer_binary("slow", {"x": big})))
+                   for _ in range(2)]
+        for t in threads:
+            t.start()
         try:
-            # Unload once the agent holds the whole request: its body counts in the bytes held.
+            # `slow` runs one request at a time: one waiting in its queue means both hold the model.
             deadline = time.time() + 30
-            while self.agent.inflight_bytes() < 128 * 512 * 4:
-                self.assertLess(time.time(), deadline, "the slow request never arrived")
-                time.sleep(0.05)
+            while self.pending("slow") < 1:
+                self.assertLess(time.time(), deadline, "no request waited for the slow model")
+                time.sleep(0.02)
             self.assertEqual(self.control("slow", "unload")[0], 200)
         finally:
-            t.join()
-        self.assertEqual(result[0][0], 200, result)
-        self.assertEqual(result[0][1]["y"].shape, (1, 512))
-        self.assertEqual(self.agent.infer_binary("slow", {"x": np.ones((1, 512), np.float32)})[0], 503)
+            for t in threads:
+                t.join()
+        self.assertEqual([r[0] for r in results], [200, 200], results)
+        self.assertEqual(self.agent.infer_binary("slow", {"x": big})[0], 503)
+
+    def pending(self, model):
+        _, _, raw = self.agent.request("GET", "/metrics")
+        prefix = f'outpost_inference_pending_requests{{model="{model}",'
+        return sum(float(line.split()[-1]) for line in raw.decode().splitlines() if line.startswith(prefix))
 
     def test_refusals_say_why(self):
         status, body = self.control("add_mul", "load", key=None)
@@ -121,6 +128,37 @@ class ExplicitControlTest(unittest.TestCase):
         entry = self.index()[("broken", "1")]
         self.assertEqual(entry["state"], "UNAVAILABLE")
         self.assertNotEqual(entry["reason"], "unloaded")
+
+    def test_grpc_repository_extension(self):
+        import grpc
+        stub, pb2 = self.agent.grpc()
+        admin = [("authorization", "Bearer " + self.agent.admin_key)]
+        index = stub.RepositoryIndex(pb2.RepositoryIndexRequest())
+        self.assertEqual({(m.name, m.state, m.reason) for m in index.models},
+                         {("identity", "READY", ""), ("add_mul", "UNAVAILABLE", "unloaded"),
+                          ("slow", "UNAVAILABLE", "unloaded")})
+        self.assertEqual([m.name for m in stub.RepositoryIndex(pb2.RepositoryIndexRequest(ready=True)).models],
+                         ["identity"])
+        stub.RepositoryModelLoad(pb2.RepositoryModelLoadRequest(model_name="add_mul"), metadata=admin)
+        out = self.agent.infer_grpc("add_mul", {"a": ONES, "b": ONES})
+        np.testing.assert_array_equal(out["sum"], ONES + ONES)
+        stub.RepositoryModelUnload(pb2.RepositoryModelUnloadRequest(model_name="add_mul"), metadata=admin)
+        with self.assertRaises(grpc.RpcError) as e:
+            self.agent.infer_grpc("add_mul", {"a": ONES, "b": ONES})
+        self.assertEqual(e.exception.code(), grpc.StatusCode.UNAVAILABLE)
+        refusals = [
+            (pb2.RepositoryModelLoadRequest(model_name="add_mul"), None, grpc.StatusCode.UNAUTHENTICATED, ""),
+            (pb2.RepositoryModelLoadRequest(model_name="nothing_here"), admin, grpc.StatusCode.NOT_FOUND,
+             "not in the model repository"),
+            (pb2.RepositoryModelLoadRequest(model_name="add_mul", parameters={
+                "config": pb2.ModelRepositoryParameter(string_param="{}")}), admin,
+             grpc.StatusCode.INVALID_ARGUMENT, "parameter 'config' is not supported"),
+        ]
+        for request, metadata, code, fragment in refusals:
+            with self.subTest(request=str(request)), self.assertRaises(grpc.RpcError) as e:
+                stub.RepositoryModelLoad(request, metadata=metadata)
+            self.assertEqual(e.exception.code(), code)
+            self.assertIn(fragment, e.exception.details())
 
     def test_cli(self):
         r = self.outpost("models", "load", "add_mul")
