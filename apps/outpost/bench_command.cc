@@ -19,6 +19,7 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/process_memory.h"
 #include "package/package.h"
 #include "runtime/model.h"
 #include "serving/model_config.h"
@@ -78,13 +79,6 @@ Source ReadSource(const std::string& arg) {
              ": a TorchScript model needs its tensors declared: give its package directory "
              "(with manifest.json) instead of the file");
   return s;
-}
-
-uint64_t ResidentBytes() {
-  std::ifstream statm("/proc/self/statm");
-  uint64_t pages = 0, resident = 0;
-  statm >> pages >> resident;
-  return resident * static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
 }
 
 // --shape values, and which of them some model's input has taken (the rest are typos).

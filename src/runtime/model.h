@@ -74,6 +74,10 @@ std::unique_ptr<Model> LoadModel(std::string_view runtime, const std::filesystem
 // 0 threads means one per core; `spin` lets idle pool threads spin briefly before sleeping.
 void ConfigureOnnxRuntime(int intra_op_threads, int inter_op_threads, bool spin);
 
+// Pays ONNX Runtime's one-time costs (environment, global thread pools, kernel registries)
+// with a one-node model, so that they are not counted against the first real model's memory.
+void WarmUpOnnxRuntime();
+
 std::string OnnxRuntimeVersion();
 // The providers this ORT build lists, and whether each can start a session here: listed is
 // not usable (the npm build lists CUDA and TensorRT without their libraries).

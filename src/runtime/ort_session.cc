@@ -179,6 +179,18 @@ std::string ProbeModel() {
 }
 }  // namespace
 
+void WarmUpOnnxRuntime() {
+  static const std::string model = ProbeModel();
+  Ort::Session session(OrtEnv(), model.data(), model.size(), BaseSessionOptions({}));
+  float x = 0;
+  const int64_t shape[] = {1};
+  Ort::MemoryInfo cpu = Ort::MemoryInfo::CreateCpu(OrtArenaAllocator, OrtMemTypeDefault);
+  Ort::Value input = Ort::Value::CreateTensor<float>(cpu, &x, 1, shape, 1);
+  const char* in[] = {"x"};
+  const char* out[] = {"y"};
+  session.Run(Ort::RunOptions{nullptr}, in, &input, 1, out, 1);
+}
+
 std::vector<ProviderStatus> ProbeOnnxRuntimeProviders() {
   static const std::string model = ProbeModel();
   std::vector<ProviderStatus> out;

@@ -184,6 +184,7 @@ BoundPorts Agent::Start() {
   mo.control = ParseModelControl(config_.model_control_mode);
   if (mo.control == ModelControl::kNone) mo.poll_interval = std::chrono::milliseconds(0);
   mo.startup_models = config_.load_model;
+  mo.memory_budget_bytes = static_cast<uint64_t>(config_.memory_budget_mb * 1048576.0);
   // Telemetry goes to the configured collector, or else to the fleet server the device follows
   // (signed with the device's key, through the fleet client).
   if (!config_.telemetry_otlp_url.empty() || !config_.fleet_url.empty()) {
@@ -304,7 +305,15 @@ BoundPorts Agent::Start() {
                     router.cloud.url, api_key.empty() ? "none" : "from the secret store"));
   p.chat =
       std::make_unique<ChatService>(*p.models, p.metrics, std::move(router), std::move(api_key));
-  p.metrics.AddCollector([models = p.models.get()](std::string& out) {
+  p.metrics.AddCollector([models = p.models.get(),
+                          budget = static_cast<double>(config_.memory_budget_mb) *
+                                   1048576.0](std::string& out) {
+    if (budget > 0) {
+      out +=
+          "# HELP outpost_model_memory_budget_bytes Resident bytes all loaded models may hold.\n"
+          "# TYPE outpost_model_memory_budget_bytes gauge\n";
+      AppendSample(out, "outpost_model_memory_budget_bytes", "", budget);
+    }
     out +=
         "# HELP outpost_inference_pending_requests Requests waiting in a model's queue.\n"
         "# TYPE outpost_inference_pending_requests gauge\n";
@@ -312,6 +321,13 @@ BoundPorts Agent::Start() {
       if (!m.scheduler) return;
       AppendSample(out, "outpost_inference_pending_requests", RenderLabels(m.metrics.labels),
                    static_cast<double>(m.scheduler->queue_depth()));
+    });
+    out +=
+        "# HELP outpost_model_memory_bytes Resident bytes attributed to a model version at load.\n"
+        "# TYPE outpost_model_memory_bytes gauge\n";
+    models->ForEachServed([&](const ServedModel& m) {
+      AppendSample(out, "outpost_model_memory_bytes", RenderLabels(m.metrics.labels),
+                   static_cast<double>(m.memory_bytes));
     });
     out +=
         "# HELP outpost_model_execution_provider Where a model runs (1), and the preferred "

@@ -24,6 +24,10 @@ const ConfigSchema<AgentConfig>& AgentConfigSchema() {
           "none: load the repository once; poll: also watch it; explicit: load only --load-model "
           "models and those loaded through POST /v2/repository/models/NAME/load",
           O{.one_of = {"none", "poll", "explicit"}});
+    s.Add("memory_budget_mb", &C::memory_budget_mb,
+          "MiB all loaded models may hold (0: no limit); past it the least recently used idle "
+          "models are unloaded, and load again on their next request",
+          O{.min = 0});
     s.Add("load_model", &C::load_model,
           "With model_control_mode explicit: a model to load at start ('*': every model)");
     // Listeners and their budgets.

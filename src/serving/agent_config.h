@@ -57,6 +57,7 @@ struct AgentConfig {
   double repository_poll_secs = 1.0;        // 0: load once, do not watch
   std::string model_control_mode = "poll";  // none, poll, explicit (as Triton's)
   std::vector<std::string> load_model;      // explicit: loaded at start ("*": all)
+  double memory_budget_mb = 0;              // resident bytes models may hold (0: no limit)
   int default_timeout_ms = 30000;
   int intra_op_threads = 0;     // 0: one per core
   bool thread_spinning = true;  // ORT pool threads spin briefly before sleeping

@@ -24,6 +24,8 @@ json IndexEntryJson(const IndexEntry& e) {
   json entry = {{"name", e.name}, {"state", VersionStateName(e.state)}};
   if (!e.version.empty()) entry["version"] = e.version;
   if (!e.reason.empty()) entry["reason"] = e.reason;
+  if (e.memory_bytes) entry["memory_bytes"] = e.memory_bytes;
+  if (e.file_bytes) entry["file_bytes"] = e.file_bytes;
   if (!e.placement.provider.empty()) entry["execution_provider"] = e.placement.provider;
   if (!e.placement.skipped.empty()) {
     json skipped = json::array();

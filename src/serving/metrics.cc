@@ -9,6 +9,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "core/process_memory.h"
+
 namespace outpost {
 
 Histogram::Histogram(std::vector<double> bounds)
@@ -128,10 +130,6 @@ std::vector<double> MetricsRegistry::LatencyBuckets() {
 std::vector<double> MetricsRegistry::BatchBuckets() { return {1, 2, 4, 8, 16, 32, 64, 128, 256}; }
 
 void AppendProcessMetrics(std::string& out) {
-  long page = sysconf(_SC_PAGESIZE);
-  uint64_t size_pages = 0, resident_pages = 0;
-  std::ifstream statm("/proc/self/statm");
-  statm >> size_pages >> resident_pages;
   struct rusage ru {};
   getrusage(RUSAGE_SELF, &ru);
   double cpu =
@@ -169,12 +167,11 @@ void AppendProcessMetrics(std::string& out) {
   out +=
       "# HELP process_resident_memory_bytes Resident memory size in bytes.\n# TYPE "
       "process_resident_memory_bytes gauge\n";
-  AppendSample(out, "process_resident_memory_bytes", "",
-               static_cast<double>(resident_pages * page));
+  AppendSample(out, "process_resident_memory_bytes", "", static_cast<double>(ResidentBytes()));
   out +=
       "# HELP process_virtual_memory_bytes Virtual memory size in bytes.\n# TYPE "
       "process_virtual_memory_bytes gauge\n";
-  AppendSample(out, "process_virtual_memory_bytes", "", static_cast<double>(size_pages * page));
+  AppendSample(out, "process_virtual_memory_bytes", "", static_cast<double>(VirtualBytes()));
   out +=
       "# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.\n# TYPE "
       "process_cpu_seconds_total counter\n";

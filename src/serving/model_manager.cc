@@ -9,11 +9,26 @@
 #include "core/error.h"
 #include "core/logging.h"
 #include "core/names.h"
+#include "core/process_memory.h"
 #include "package/package.h"
 #include "serving/repository.h"
 
 namespace outpost {
 namespace fs = std::filesystem;
+
+namespace {
+
+// The bytes of the regular files under `dir` (a version's weights and the rest), symlinks not
+// followed; what cannot be read counts as nothing.
+uint64_t DirectoryBytes(const fs::path& dir) {
+  uint64_t total = 0;
+  std::error_code ec;
+  for (fs::recursive_directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec))
+    if (it->is_regular_file(ec) && !it->is_symlink(ec)) total += it->file_size(ec);
+  return total;
+}
+
+}  // namespace
 
 std::string_view VersionStateName(VersionState state) {
   switch (state) {
@@ -64,6 +79,7 @@ ModelManager::ModelManager(ManagerOptions options, MetricsRegistry& metrics)
 ModelManager::~ModelManager() { Stop(); }
 
 void ModelManager::Start() {
+  WarmUpOnnxRuntime();  // so that the first model is not charged for it
   Reconcile(/*settle=*/false);
   if (options_.control != ModelControl::kPoll) return;
   watcher_ = std::thread([this] {
@@ -123,8 +139,22 @@ void ModelManager::Reconcile(bool settle, const std::optional<std::string>& only
     }
     std::shared_ptr<ServedModel> loaded;
     std::string reason;
+    bool over_budget = false;
+    const uint64_t file_bytes = DirectoryBytes(src.dir);
+    std::vector<std::shared_ptr<ServedModel>> unloaded;  // released outside the lock
     try {
+      {
+        std::lock_guard lock(mu_);
+        unloaded = MakeRoom(src.model, std::max(file_bytes, sources_[key].memory_bytes));
+      }
+      const uint64_t before = ResidentBytes();
       loaded = Load(src);
+      malloc_trim(0);  // what parsing freed is not the model's
+      const uint64_t after = ResidentBytes();
+      loaded->memory_bytes = std::max(after > before ? after - before : 0, file_bytes);
+    } catch (const Error& e) {
+      reason = e.what();
+      over_budget = e.code() == ErrorCode::kResourceExhausted;
     } catch (const std::exception& e) {
       reason = e.what();
     }
@@ -134,12 +164,26 @@ void ModelManager::Reconcile(bool settle, const std::optional<std::string>& only
       auto& s = sources_[key];
       s.fingerprint = src.fingerprint;
       s.pending_fingerprint = src.fingerprint;
+      s.file_bytes = file_bytes;
+      s.evicted = over_budget;  // tried again on its next request
       if (loaded) {
+        loaded->last_used = Clock::now().time_since_epoch().count();
+        s.memory_bytes = loaded->memory_bytes;
         auto& slot = served_[key];
         replaced = std::move(slot);
         slot = loaded;
         s.state = VersionState::kReady;
         s.reason.clear();
+        // The first load of a model is estimated from its files; what it really took may
+        // push others out.
+        try {
+          for (auto& m : MakeRoom(src.model, 0)) unloaded.push_back(std::move(m));
+        } catch (const Error& e) {
+          Log(LogSeverity::kWarn, "serving", "memory_budget_exceeded",
+              fmt::format("model {} version {} loaded past the memory budget: {}", src.model,
+                          src.version, e.what()),
+              {{"model", src.model}, {"version", src.version}});
+        }
       } else if (served_.count(key)) {
         // The files changed and the new ones do not load: keep serving what was there.
         s.state = VersionState::kReady;
@@ -370,8 +414,13 @@ void ModelManager::Warmup(ServedModel& served) {
 }
 
 std::shared_ptr<ServedModel> ModelManager::Get(const std::string& name,
-                                               const std::string& version) const {
+                                               const std::string& version) {
+  if (options_.memory_budget_bytes) ReloadIfEvicted(name);
   std::lock_guard lock(mu_);
+  auto used = [](const std::shared_ptr<ServedModel>& m) {
+    m->last_used.store(Clock::now().time_since_epoch().count(), std::memory_order_relaxed);
+    return m;
+  };
   if (version.empty()) {
     if (auto c = canaries_.find(name); c != canaries_.end()) {
       // Spread evenly: request k goes to the trial when floor(k*f) advances.
@@ -379,12 +428,12 @@ std::shared_ptr<ServedModel> ModelManager::Get(const std::string& name,
       double f = c->second.fraction;
       if (static_cast<uint64_t>((k + 1) * f) > static_cast<uint64_t>(k * f)) {
         if (auto it = served_.find({name, c->second.version}); it != served_.end())
-          return it->second;
+          return used(it->second);
       }
     }
-    if (auto best = PickDefault(name)) return best;
+    if (auto best = PickDefault(name)) return used(best);
   } else if (auto it = served_.find({name, version}); it != served_.end()) {
-    return it->second;
+    return used(it->second);
   }
   bool known = false;
   std::string reason;
@@ -449,9 +498,11 @@ std::vector<IndexEntry> ModelManager::Index() const {
   std::lock_guard lock(mu_);
   std::vector<IndexEntry> out;
   for (const auto& [key, s] : sources_) {
-    IndexEntry e{key.first, key.second, s.state, s.reason, {}};
-    if (auto it = served_.find(key); it != served_.end())
+    IndexEntry e{key.first, key.second, s.state, s.reason, {}, 0, s.file_bytes};
+    if (auto it = served_.find(key); it != served_.end()) {
       e.placement = it->second->config.placement;
+      e.memory_bytes = it->second->memory_bytes;
+    }
     out.push_back(std::move(e));
   }
   out.insert(out.end(), problems_.begin(), problems_.end());
@@ -461,6 +512,80 @@ std::vector<IndexEntry> ModelManager::Index() const {
 void ModelManager::ForEachServed(const std::function<void(const ServedModel&)>& fn) const {
   std::lock_guard lock(mu_);
   for (const auto& [key, served] : served_) fn(*served);
+}
+
+std::vector<std::shared_ptr<ServedModel>> ModelManager::MakeRoom(const std::string& loading,
+                                                                 uint64_t need) {
+  std::vector<std::shared_ptr<ServedModel>> out;
+  const uint64_t budget = options_.memory_budget_bytes;
+  if (!budget) return out;
+  for (;;) {
+    // Per model: the bytes its versions hold, whether a request holds any, when last used.
+    struct Use {
+      uint64_t bytes = 0;
+      bool busy = false;
+      int64_t last_used = 0;
+    };
+    std::map<std::string, Use> models;
+    uint64_t held = 0;
+    for (const auto& [key, m] : served_) {
+      if (key.first == loading) continue;
+      Use& u = models[key.first];
+      u.bytes += m->memory_bytes;
+      u.busy |= m.use_count() > 1;  // a request (or the scheduler's queue) holds it
+      u.last_used = std::max(u.last_used, m->last_used.load(std::memory_order_relaxed));
+      held += m->memory_bytes;
+    }
+    if (held + need <= budget) return out;
+    const std::string* victim = nullptr;
+    for (const auto& [name, u] : models)
+      if (!u.busy && (!victim || u.last_used < models[*victim].last_used)) victim = &name;
+    if (!victim)
+      Fail(ErrorCode::kResourceExhausted,
+           fmt::format("memory budget: '{}' needs about {:.1f} MiB, and models in use hold {:.1f} "
+                       "of the {:.1f} MiB budget",
+                       loading, need / 1048576.0, held / 1048576.0, budget / 1048576.0));
+    const std::string name = *victim;
+    Log(LogSeverity::kInfo, "serving", "model_evicted",
+        fmt::format("model {} unloaded to make room for {} (memory budget {:.1f} MiB; it held "
+                    "{:.1f} MiB and was the least recently used)",
+                    name, loading, budget / 1048576.0, models[name].bytes / 1048576.0),
+        {{"model", name}});
+    for (auto it = served_.lower_bound({name, ""});
+         it != served_.end() && it->first.first == name;) {
+      Source& s = sources_[it->first];
+      s.state = VersionState::kUnavailable;
+      s.evicted = true;
+      s.reason = "unloaded to stay within the memory budget; loads again on its next request";
+      out.push_back(std::move(it->second));
+      it = served_.erase(it);
+    }
+  }
+}
+
+void ModelManager::ReloadIfEvicted(const std::string& name) {
+  auto evicted = [&] {
+    std::lock_guard lock(mu_);
+    for (auto it = sources_.lower_bound({name, ""});
+         it != sources_.end() && it->first.first == name; ++it)
+      if (it->second.evicted) return true;
+    return false;
+  };
+  if (!evicted()) return;
+  std::lock_guard reload(reload_mu_);
+  if (!evicted()) return;  // loaded by the caller this one waited for
+  {
+    std::lock_guard lock(mu_);
+    for (auto it = sources_.lower_bound({name, ""});
+         it != sources_.end() && it->first.first == name; ++it)
+      if (it->second.evicted) it->second.fingerprint.clear();  // load it whatever it looks like
+  }
+  const auto start = Clock::now();
+  Reconcile(/*settle=*/false, name);
+  Log(LogSeverity::kInfo, "serving", "model_reloaded",
+      fmt::format("model {} loaded again for a request in {:.0f} ms", name,
+                  std::chrono::duration<double, std::milli>(Clock::now() - start).count()),
+      {{"model", name}});
 }
 
 bool ModelManager::Wanted(const std::string& model) const {

@@ -3,6 +3,7 @@
 // unpublished at once and drains: requests already holding it finish on it.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <filesystem>
 #include <functional>
@@ -51,6 +52,11 @@ struct ServedModel {
   std::shared_ptr<ModelMonitor> monitor;
   ModelMetrics metrics;
   std::unique_ptr<Scheduler> scheduler;  // destroyed first: drains before the model goes
+  // Resident bytes attributed at load (the process's growth, at least the files' size).
+  uint64_t memory_bytes = 0;
+  // When a request last took it (steady clock ticks): the memory budget unloads the least
+  // recently used model first.
+  std::atomic<int64_t> last_used{0};
   ~ServedModel() { scheduler.reset(); }
 };
 
@@ -62,7 +68,9 @@ struct IndexEntry {
   std::string version;
   VersionState state;
   std::string reason;
-  Placement placement;  // of a served version
+  Placement placement;        // of a served version
+  uint64_t memory_bytes = 0;  // of a served version, as ServedModel's
+  uint64_t file_bytes = 0;    // the version directory's files
 };
 
 // What decides which models are loaded, as Triton's --model-control-mode: kNone loads what the
@@ -81,6 +89,9 @@ struct ManagerOptions {
   // Development mode: also serve plain directories that no package signature covers.
   bool allow_unsigned = false;
   RuntimeOptions runtime;
+  // Resident bytes all loaded models may hold (0: no limit). A load past it first unloads the
+  // least recently used idle models, which load again on their next request.
+  uint64_t memory_budget_bytes = 0;
   std::chrono::milliseconds poll_interval{1000};  // kPoll; 0 is kNone
   // Where monitors report drift (may be null).
   std::function<void(const DriftEvent&)> on_drift;
@@ -117,8 +128,8 @@ class ModelManager {
   void UnloadOnRequest(const std::string& name);
 
   // Throws Error(kNotFound) for an unknown model or version, kUnavailable when it is known
-  // but not ready.
-  std::shared_ptr<ServedModel> Get(const std::string& name, const std::string& version) const;
+  // but not ready. A model the memory budget unloaded is loaded again first.
+  std::shared_ptr<ServedModel> Get(const std::string& name, const std::string& version);
   std::vector<std::string> ReadyVersions(const std::string& name) const;
   std::vector<IndexEntry> Index() const;
   bool IsReady() const;
@@ -139,6 +150,9 @@ class ModelManager {
     std::string pending_fingerprint;  // seen once, waiting to settle
     VersionState state = VersionState::kLoading;
     std::string reason;
+    uint64_t memory_bytes = 0;  // measured at its last load
+    uint64_t file_bytes = 0;
+    bool evicted = false;  // unloaded by the memory budget: loads again on its next request
   };
   using Key = std::pair<std::string, std::string>;
 
@@ -156,6 +170,13 @@ class ModelManager {
   std::shared_ptr<ServedModel> PickDefault(const std::string& name) const;  // under mu_
   void Warmup(ServedModel& served);
   bool Wanted(const std::string& model) const;  // under mu_
+  // Unloads least recently used idle models (whole models, every version) until `need` more
+  // bytes fit in the budget beside what is loaded, not counting `loading`'s own versions;
+  // throws kResourceExhausted when models in use hold too much. Under mu_; returns what it
+  // took out, to be released outside the lock.
+  std::vector<std::shared_ptr<ServedModel>> MakeRoom(const std::string& loading, uint64_t need);
+  // Loads `name` again if the memory budget unloaded it (one caller loads, the others wait).
+  void ReloadIfEvicted(const std::string& name);
   void RequireExplicitControl() const;
 
   ManagerOptions options_;
@@ -170,6 +191,7 @@ class ModelManager {
   std::set<std::string> wanted_;  // kExplicit: the models asked for ("*": every one)
 
   std::mutex reconcile_mu_;
+  std::mutex reload_mu_;
   std::mutex watch_mu_;
   std::condition_variable watch_cv_;
   bool stop_ = false;

@@ -1,0 +1,97 @@
+"""The memory budget: resident bytes are attributed to each model version at load (index and
+metrics, next to the files' size); loading past --memory-budget-mb unloads the least recently
+used idle model, and a request to an unloaded model loads it again and succeeds."""
+import os
+import shutil
+import tempfile
+import unittest
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from agent import Agent
+
+N = 2048  # a 2048x2048 float weight: 16 MiB per model
+
+
+def write_model(repo, name, seed):
+    w = np.random.default_rng(seed).standard_normal((N, N)).astype(np.float32) / N
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])], name,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, N])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, N])],
+        [numpy_helper.from_array(w, "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    os.makedirs(os.path.join(repo, name, "1"))
+    onnx.save(model, os.path.join(repo, name, "1", "model.onnx"))
+    return w
+
+
+class MemoryBudgetTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.repo = tempfile.mkdtemp(prefix="outpost-budget-")
+        cls.weights = {name: write_model(cls.repo, name, seed) for seed, name in enumerate(("a", "b", "c"))}
+        # Without a budget: what each model holds.
+        agent = Agent(cls.repo, ["--repository-poll-secs", "0"])
+        try:
+            cls.held = {e["name"]: e for e in agent.get_json("/v2/repository/index")[1]}
+            _, _, raw = agent.request("GET", "/metrics")
+            cls.metrics = raw.decode()
+        finally:
+            assert agent.close() == 0
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.repo)
+
+    def test_resident_bytes_are_attributed_next_to_the_files(self):
+        print()
+        for name, e in sorted(self.held.items()):
+            print(f"{name}: {e['memory_bytes'] / 2**20:.1f} MiB resident for {e['file_bytes'] / 2**20:.1f} MiB of files")
+            self.assertEqual(e["state"], "READY")
+            self.assertGreaterEqual(e["file_bytes"], N * N * 4)
+            self.assertGreaterEqual(e["memory_bytes"], e["file_bytes"])
+            self.assertIn(f'outpost_model_memory_bytes{{model="{name}",version="1"}} {e["memory_bytes"]}',
+                          self.metrics)
+
+    def test_least_recently_used_idle_model_makes_room(self):
+        sizes = {name: e["memory_bytes"] for name, e in self.held.items()}
+        # Room for any two of the three, not for all three.
+        budget = sum(sizes.values()) - min(sizes.values()) / 2
+        agent = Agent(self.repo, ["--repository-poll-secs", "0", "--memory-budget-mb", f"{budget / 2**20:.3f}"])
+        try:
+            def states():
+                index = {e["name"]: e for e in agent.get_json("/v2/repository/index")[1]}
+                ready = [n for n, e in index.items() if e["state"] == "READY"]
+                self.assertLessEqual(sum(index[n]["memory_bytes"] for n in ready), budget)
+                return {n: e["state"] for n, e in index.items()}, index
+
+            def infer(name):
+                x = np.ones((1, N), np.float32)
+                status, out = agent.infer_binary(name, {"x": x})
+                self.assertEqual(status, 200, out)
+                np.testing.assert_allclose(out["y"], x @ self.weights[name], rtol=1e-4, atol=1e-5)
+
+            # Loaded in name order: c's load pushed out a, the least recently used.
+            got, index = states()
+            self.assertEqual(got, {"a": "UNAVAILABLE", "b": "READY", "c": "READY"})
+            self.assertIn("memory budget", index["a"]["reason"])
+            infer("a")  # loads a again, pushing out b (loaded before c, neither used since)
+            self.assertEqual(states()[0], {"a": "READY", "b": "UNAVAILABLE", "c": "READY"})
+            infer("c")
+            infer("b")  # a was used before c: a goes
+            self.assertEqual(states()[0], {"a": "UNAVAILABLE", "b": "READY", "c": "READY"})
+            _, _, raw = agent.request("GET", "/metrics")
+            self.assertIn("outpost_model_memory_budget_bytes ", raw.decode())
+            logs = agent.logs()
+            self.assertIn("model a unloaded to make room for c", logs)
+            self.assertIn("model a loaded again for a request in", logs)
+        finally:
+            self.assertEqual(agent.close(), 0)
+
+
+if __name__ == "__main__":
+    unittest.main()
