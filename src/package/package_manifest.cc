@@ -92,7 +92,8 @@ PackageManifest ParsePackageManifest(const json& j, bool require_files) {
   }
   f.Object("serving").OnlyKeys({"max_batch_size", "dynamic_batching", "instance_count",
                                 "max_queue_size", "timeout_ms", "warmup", "chat_format",
-                                "context_length", "max_sequences", "execution_providers"});
+                                "context_length", "max_sequences", "execution_providers",
+                                "keep_alive_secs"});
   const JsonFields h = f.Object("hardware");
   h.OnlyKeys({"architectures", "execution_providers", "min_memory_bytes", "cpu_features"});
   for (const char* key : {"architectures", "execution_providers", "cpu_features"})

@@ -89,7 +89,7 @@ Manifest ParseManifest(const std::string& text) {
   const JsonFields f(m.raw, "manifest.json");
   f.OnlyKeys({"name", "version", "runtime", "platform", "description", "model_file", "inputs",
               "outputs", "max_batch_size", "dynamic_batching", "instance_count", "max_queue_size",
-              "timeout_ms", "warmup",
+              "timeout_ms", "warmup", "keep_alive_secs",
               // chat models
               "chat_format", "context_length", "max_sequences",
               // drift monitoring (monitoring/model_monitor.h)
@@ -186,6 +186,7 @@ ModelConfig BuildModelConfig(const std::string& name, const std::string& version
   c.instance_count = static_cast<int>(f.Integer("instance_count", 1, 1, 64));
   c.max_queue_size = static_cast<size_t>(f.Integer("max_queue_size", 64, 1, 100000));
   c.timeout = std::chrono::milliseconds(f.Integer("timeout_ms", 0, 0, 24LL * 3600 * 1000));
+  c.keep_alive = std::chrono::seconds(f.Integer("keep_alive_secs", 0, 0, 365LL * 24 * 3600));
   if (f.Has("dynamic_batching")) {
     const JsonFields b = f.Object("dynamic_batching");
     b.OnlyKeys({"max_queue_delay_us"});

@@ -31,6 +31,9 @@ struct ModelConfig {
   int instance_count = 1;
   size_t max_queue_size = 64;
   std::chrono::milliseconds timeout{0};  // 0: the server's default
+  // Idle this long (no request), the model is unloaded and loads again on its next request
+  // (0: kept loaded).
+  std::chrono::seconds keep_alive{0};
   bool warmup = true;
   std::map<std::string, Shape> warmup_shapes;  // concrete shapes for warm-up inputs
 };

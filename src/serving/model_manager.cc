@@ -81,13 +81,22 @@ ModelManager::~ModelManager() { Stop(); }
 void ModelManager::Start() {
   WarmUpOnnxRuntime();  // so that the first model is not charged for it
   Reconcile(/*settle=*/false);
-  if (options_.control != ModelControl::kPoll) return;
-  watcher_ = std::thread([this] {
+  // One thread scans the repository (poll mode) and unloads models idle past their keep_alive.
+  const bool poll = options_.control == ModelControl::kPoll;
+  const std::chrono::milliseconds tick =
+      poll ? std::min(options_.poll_interval, std::chrono::milliseconds(1000))
+           : std::chrono::milliseconds(1000);
+  watcher_ = std::thread([this, poll, tick] {
+    auto last_scan = Clock::now();
     std::unique_lock lock(watch_mu_);
-    while (!watch_cv_.wait_for(lock, options_.poll_interval, [&] { return stop_; })) {
+    while (!watch_cv_.wait_for(lock, tick, [&] { return stop_; })) {
       lock.unlock();
       try {
-        Reconcile(/*settle=*/true);
+        if (poll && Clock::now() - last_scan >= options_.poll_interval) {
+          last_scan = Clock::now();
+          Reconcile(/*settle=*/true);
+        }
+        UnloadIdle();
       } catch (const std::exception& e) {
         Log(LogSeverity::kError, "serving", "repository_scan_failed",
             std::string("repository scan failed: ") + e.what());
@@ -415,7 +424,7 @@ void ModelManager::Warmup(ServedModel& served) {
 
 std::shared_ptr<ServedModel> ModelManager::Get(const std::string& name,
                                                const std::string& version) {
-  if (options_.memory_budget_bytes) ReloadIfEvicted(name);
+  if (any_evicted_) ReloadIfEvicted(name);
   std::lock_guard lock(mu_);
   auto used = [](const std::shared_ptr<ServedModel>& m) {
     m->last_used.store(Clock::now().time_since_epoch().count(), std::memory_order_relaxed);
@@ -551,15 +560,43 @@ std::vector<std::shared_ptr<ServedModel>> ModelManager::MakeRoom(const std::stri
                     "{:.1f} MiB and was the least recently used)",
                     name, loading, budget / 1048576.0, models[name].bytes / 1048576.0),
         {{"model", name}});
-    for (auto it = served_.lower_bound({name, ""});
-         it != served_.end() && it->first.first == name;) {
-      Source& s = sources_[it->first];
-      s.state = VersionState::kUnavailable;
-      s.evicted = true;
-      s.reason = "unloaded to stay within the memory budget; loads again on its next request";
-      out.push_back(std::move(it->second));
-      it = served_.erase(it);
-    }
+    Evict(name, "unloaded to stay within the memory budget; loads again on its next request", out);
+  }
+}
+
+void ModelManager::Evict(const std::string& name, const std::string& reason,
+                         std::vector<std::shared_ptr<ServedModel>>& out) {
+  for (auto it = served_.lower_bound({name, ""}); it != served_.end() && it->first.first == name;) {
+    Source& s = sources_[it->first];
+    s.state = VersionState::kUnavailable;
+    s.evicted = true;
+    s.reason = reason;
+    out.push_back(std::move(it->second));
+    it = served_.erase(it);
+  }
+  any_evicted_ = true;
+}
+
+void ModelManager::UnloadIdle() {
+  std::vector<std::shared_ptr<ServedModel>> unloaded;  // released outside the lock
+  std::lock_guard lock(mu_);
+  const Clock::duration now = Clock::now().time_since_epoch();
+  // Per model: its keep_alive when every version has one and has been idle that long.
+  std::map<std::string, std::optional<std::chrono::seconds>> verdict;
+  for (const auto& [key, m] : served_) {
+    const std::chrono::seconds keep = m->config.keep_alive;
+    const bool idle = keep.count() > 0 && m.use_count() == 1 &&
+                      now - Clock::duration(m->last_used.load(std::memory_order_relaxed)) >= keep;
+    auto [it, first] = verdict.try_emplace(key.first, keep);
+    if (!idle) it->second = std::nullopt;
+  }
+  for (const auto& [name, keep] : verdict) {
+    if (!keep) continue;
+    const std::string why =
+        fmt::format("unloaded after {} s without requests (keep_alive_secs)", keep->count());
+    Log(LogSeverity::kInfo, "serving", "model_idle_unloaded", "model " + name + " " + why,
+        {{"model", name}});
+    Evict(name, why + "; loads again on its next request", unloaded);
   }
 }
 

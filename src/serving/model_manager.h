@@ -175,7 +175,13 @@ class ModelManager {
   // throws kResourceExhausted when models in use hold too much. Under mu_; returns what it
   // took out, to be released outside the lock.
   std::vector<std::shared_ptr<ServedModel>> MakeRoom(const std::string& loading, uint64_t need);
-  // Loads `name` again if the memory budget unloaded it (one caller loads, the others wait).
+  // Unpublishes every version of `name` (under mu_), to load again on its next request.
+  void Evict(const std::string& name, const std::string& reason,
+             std::vector<std::shared_ptr<ServedModel>>& out);
+  // Unloads the models whose versions all have a keep_alive and have been idle that long.
+  void UnloadIdle();
+  // Loads `name` again if the memory budget or its keep_alive unloaded it (one caller loads,
+  // the others wait).
   void ReloadIfEvicted(const std::string& name);
   void RequireExplicitControl() const;
 
@@ -192,6 +198,7 @@ class ModelManager {
 
   std::mutex reconcile_mu_;
   std::mutex reload_mu_;
+  std::atomic<bool> any_evicted_{false};  // until then, requests skip ReloadIfEvicted
   std::mutex watch_mu_;
   std::condition_variable watch_cv_;
   bool stop_ = false;

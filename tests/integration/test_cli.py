@@ -184,8 +184,12 @@ class CliTest(unittest.TestCase):
             url = f"http://127.0.0.1:{agent.http_port}"
             out = run(OUTPOST, "models", "--url", url, "--json", env=agent.cli_env())
             self.assertEqual(out.returncode, 0, out.stderr)
-            self.assertEqual(json.loads(out.stdout), [{"name": "add_mul", "state": "READY", "version": "1",
-                                                         "execution_provider": "CPUExecutionProvider"}])
+            [entry] = json.loads(out.stdout)
+            file_bytes = os.path.getsize(os.path.join(agent.repository, "add_mul", "1", "model.onnx"))
+            self.assertEqual(entry.pop("file_bytes"), file_bytes)
+            self.assertGreaterEqual(entry.pop("memory_bytes"), file_bytes)
+            self.assertEqual(entry, {"name": "add_mul", "state": "READY", "version": "1",
+                                     "execution_provider": "CPUExecutionProvider"})
             out = run(OUTPOST, "health", "--url", url, env=agent.cli_env())
             self.assertEqual(out.returncode, 0)
             self.assertIn("ready yes", out.stdout)

@@ -1,16 +1,19 @@
-"""The memory budget: resident bytes are attributed to each model version at load (index and
-metrics, next to the files' size); loading past --memory-budget-mb unloads the least recently
-used idle model, and a request to an unloaded model loads it again and succeeds."""
+"""Models held in memory only while they earn it: resident bytes are attributed to each version
+at load (index and metrics, next to the files' size); loading past --memory-budget-mb unloads the
+least recently used idle model; a model idle past its keep_alive_secs unloads; a request to an
+unloaded model loads it again and succeeds."""
+import json
 import os
 import shutil
 import tempfile
+import time
 import unittest
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from agent import Agent
+from agent import Agent, copy_fixtures
 
 N = 2048  # a 2048x2048 float weight: 16 MiB per model
 
@@ -91,6 +94,33 @@ class MemoryBudgetTest(unittest.TestCase):
             self.assertIn("model a loaded again for a request in", logs)
         finally:
             self.assertEqual(agent.close(), 0)
+
+
+class KeepAliveTest(unittest.TestCase):
+    def test_an_idle_model_unloads_and_loads_again_on_its_next_request(self):
+        repo = copy_fixtures(["add_mul", "identity"])
+        with open(os.path.join(repo, "add_mul", "1", "manifest.json"), "w") as f:
+            json.dump({"keep_alive_secs": 1}, f)
+        agent = Agent(repo, ["--model-control-mode", "none"])
+        try:
+            a = np.ones((1, 4), np.float32)
+            self.assertEqual(agent.infer_binary("add_mul", {"a": a, "b": a})[0], 200)
+
+            def entry(name):
+                return next(e for e in agent.get_json("/v2/repository/index")[1] if e["name"] == name)
+            deadline = time.time() + 30
+            while entry("add_mul")["state"] == "READY":
+                self.assertLess(time.time(), deadline, "add_mul never unloaded")
+                time.sleep(0.1)
+            self.assertIn("after 1 s without requests (keep_alive_secs)", entry("add_mul")["reason"])
+            self.assertEqual(entry("identity")["state"], "READY")  # no keep_alive: stays
+            status, out = agent.infer_binary("add_mul", {"a": a, "b": a})
+            self.assertEqual(status, 200, out)
+            np.testing.assert_array_equal(out["sum"], a + a)
+            self.assertEqual(entry("add_mul")["state"], "READY")
+        finally:
+            self.assertEqual(agent.close(), 0)
+            shutil.rmtree(repo)
 
 
 if __name__ == "__main__":
