@@ -591,6 +591,7 @@ IndexEntry Agent::InstallUploadedPackage(const std::string& bytes, const std::st
         {{"model", r.manifest.name}, {"version", r.manifest.version}});
     ReportLocalChange("a package upload", caller,
                       {{"model", r.manifest.name}, {"version", r.manifest.version}});
+    p.models->Want(r.manifest.name);
     p.models->Reconcile(/*settle=*/false);
     for (const auto& e : p.models->Index()) {
       if (e.name == r.manifest.name && e.version == r.manifest.version) return e;

@@ -664,6 +664,12 @@ std::vector<IndexEntry> ModelManager::LoadOnRequest(const std::string& name) {
   return entries;
 }
 
+void ModelManager::Want(const std::string& name) {
+  if (options_.control != ModelControl::kExplicit) return;
+  std::lock_guard lock(mu_);
+  wanted_.insert(name);
+}
+
 void ModelManager::UnloadOnRequest(const std::string& name) {
   RequireExplicitControl();
   bool known;

@@ -125,6 +125,9 @@ class ModelManager {
   // reason when no version of it loads. Unload unpublishes its versions (requests holding one
   // finish on it); kNotFound when the model is neither loaded nor in the repository.
   std::vector<IndexEntry> LoadOnRequest(const std::string& name);
+  // A package of `name` was installed through the agent (upload or OTA): in explicit mode that
+  // is a request to serve it, so the next reconciliation loads it. No-op in the other modes.
+  void Want(const std::string& name);
   void UnloadOnRequest(const std::string& name);
 
   // Throws Error(kNotFound) for an unknown model or version, kUnavailable when it is known

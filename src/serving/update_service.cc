@@ -366,6 +366,7 @@ void UpdateService::UpdateModel(const tuf::Offer& offer, bool directed) {
   CrashPoint("installed");
 
   SetState("trial " + offer.name + " " + offer.version);
+  models_.Want(offer.name);
   models_.Reconcile(/*settle=*/false);  // loads and warms up the trial version
   std::optional<std::string> failure;
   for (const auto& e : models_.Index()) {

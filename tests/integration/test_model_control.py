@@ -6,13 +6,14 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 import threading
 import time
 import unittest
 
 import numpy as np
 
-from agent import BIN_DIR, FIXTURES, Agent, add_version, copy_fixtures
+from agent import BIN_DIR, FIXTURES, Agent, SignedRepository, add_version, copy_fixtures, write_package_manifest
 
 OUTPOST = os.path.join(BIN_DIR, "outpost")
 ONES = np.ones((1, 4), np.float32)
@@ -186,6 +187,32 @@ class OtherModesTest(unittest.TestCase):
         finally:
             self.assertEqual(agent.close(), 0)
             shutil.rmtree(repo)
+
+    def test_an_uploaded_package_is_loaded(self):
+        # Installing through the agent asks for the model to be served (an OTA update likewise).
+        tmp = tempfile.mkdtemp(prefix="outpost-explicit-")
+        try:
+            signed = SignedRepository(tmp)
+            src = os.path.join(tmp, "src")
+            shutil.copytree(os.path.join(FIXTURES, "add_mul", "1"), src)
+            write_package_manifest(src, "uploaded", runtime="onnx")
+            package = os.path.join(tmp, "uploaded.opkg")
+            for args in (["pack", src, "-o", package], ["sign", package, "--key", signed.key]):
+                r = subprocess.run([OUTPOST, *args], capture_output=True, text=True)
+                self.assertEqual(r.returncode, 0, r.stderr)
+            agent = Agent(signed.path, ["--trust-file", signed.trust, "--model-control-mode", "explicit"],
+                          signed_only=True)
+            try:
+                with open(package, "rb") as f:
+                    status, _, raw = agent.request("POST", "/v2/repository/packages", f.read(),
+                                                   {"Content-Type": "application/octet-stream"})
+                self.assertEqual(status, 201, raw)
+                self.assertEqual(json.loads(raw)["state"], "READY", raw)
+                self.assertEqual(agent.infer_binary("uploaded", {"a": ONES, "b": ONES})[0], 200)
+            finally:
+                self.assertEqual(agent.close(), 0)
+        finally:
+            shutil.rmtree(tmp)
 
     def test_poll_and_none_refuse_explicit_calls(self):
         repo = copy_fixtures(["add_mul"])
