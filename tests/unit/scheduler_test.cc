@@ -24,6 +24,7 @@ class DoublingModel : public Model {
   std::string platform() const override { return "test"; }
   Placement placement() const override { return {"test", {}}; }
   std::vector<Tensor> Run(const std::vector<Tensor>& in, const std::vector<std::string>&) override {
+    ++entered;
     while (blocked) std::this_thread::sleep_for(std::chrono::milliseconds(1));
     runs_rows.push_back(in[0].shape[0]);
     run_times.push_back(Clock::now());
@@ -34,6 +35,7 @@ class DoublingModel : public Model {
     return {y};
   }
   std::atomic<bool> blocked{false};
+  std::atomic<int> entered{0};     // calls of Run so far, blocked or not
   std::vector<int64_t> runs_rows;  // written by the single worker only
   std::vector<Clock::time_point> run_times;
 
@@ -162,8 +164,11 @@ TEST(Scheduler, DestructionDrainsQueuedWork) {
       }
     });
   }
-  // One request is in the (blocked) model, two wait in the queue.
-  while (raw->queue_depth() < 2) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  // One request is in the (blocked) model, two wait in the queue. (Two queued alone could be
+  // the first two before the worker took one, with the third not yet arrived: it would then
+  // be refused by the unloading scheduler.)
+  while (model->entered < 1 || raw->queue_depth() < 2)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
   const auto destroying = Clock::now();
   std::thread release([&] {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
