@@ -173,6 +173,36 @@ std::string PackContents(const inference::InferTensorContents& c, DataType dt,
   return out;
 }
 
+// Triton's shared-memory parameters of a tensor: nothing when none is given.
+std::optional<SharedMemoryRef> RegionOf(
+    const google::protobuf::Map<std::string, inference::InferParameter>& parameters,
+    const std::string& where) {
+  auto find = [&](const char* key) -> const inference::InferParameter* {
+    auto it = parameters.find(key);
+    return it == parameters.end() ? nullptr : &it->second;
+  };
+  const auto* region = find("shared_memory_region");
+  const auto* size = find("shared_memory_byte_size");
+  const auto* offset = find("shared_memory_offset");
+  if (!region && !size && !offset) return std::nullopt;
+  if (!region || region->parameter_choice_case() != inference::InferParameter::kStringParam)
+    Fail(ErrorCode::kInvalidArgument, where + ": shared_memory_region must be a string parameter");
+  SharedMemoryRef ref{region->string_param(), 0, 0};
+  auto number = [&](const inference::InferParameter* p, const char* key) -> uint64_t {
+    if (p->parameter_choice_case() != inference::InferParameter::kInt64Param ||
+        p->int64_param() < 0)
+      Fail(ErrorCode::kInvalidArgument,
+           where + ": " + key + " must be a non-negative int64 parameter");
+    return static_cast<uint64_t>(p->int64_param());
+  };
+  if (!size)
+    Fail(ErrorCode::kInvalidArgument,
+         where + ": shared_memory_region given without shared_memory_byte_size");
+  ref.byte_size = number(size, "shared_memory_byte_size");
+  if (offset) ref.offset = number(offset, "shared_memory_offset");
+  return ref;
+}
+
 InferRequest FromProto(inference::ModelInferRequest& in) {
   InferRequest req;
   req.model_name = in.model_name();
@@ -182,12 +212,24 @@ InferRequest FromProto(inference::ModelInferRequest& in) {
       it != in.parameters().end() && it->second.int64_param() > 0) {
     req.timeout = std::chrono::microseconds(it->second.int64_param());
   }
-  bool raw = in.raw_input_contents_size() > 0;
-  if (raw && in.raw_input_contents_size() != in.inputs_size()) {
-    Fail(ErrorCode::kInvalidArgument,
-         "raw_input_contents has " + std::to_string(in.raw_input_contents_size()) +
-             " entries for " + std::to_string(in.inputs_size()) + " inputs");
+  // Inputs in shared memory have no raw contents: the entries are those of the others in
+  // order (Triton's clients), or one per input with the shared-memory ones empty.
+  std::vector<std::optional<SharedMemoryRef>> regions;
+  int in_regions = 0;
+  for (const auto& pin : in.inputs()) {
+    regions.push_back(RegionOf(pin.parameters(), "input '" + pin.name() + "'"));
+    in_regions += regions.back().has_value();
   }
+  const int raw_count = in.raw_input_contents_size();
+  const bool raw = raw_count > 0;
+  const bool raw_per_input = raw_count == in.inputs_size();
+  if (raw && !raw_per_input && raw_count != in.inputs_size() - in_regions) {
+    Fail(ErrorCode::kInvalidArgument,
+         "raw_input_contents has " + std::to_string(raw_count) + " entries for " +
+             std::to_string(in.inputs_size()) + " inputs" +
+             (in_regions ? " (" + std::to_string(in_regions) + " in shared memory)" : ""));
+  }
+  int next_raw = 0;
   for (int i = 0; i < in.inputs_size(); ++i) {
     auto& pin = *in.mutable_inputs(i);
     std::string where = "input '" + pin.name() + "'";
@@ -200,18 +242,29 @@ InferRequest FromProto(inference::ModelInferRequest& in) {
         Fail(ErrorCode::kInvalidArgument,
              where + ": shape " + ShapeToString(t.shape) + " has a negative dimension");
     }
+    auto& ref = regions[static_cast<size_t>(i)];
+    if (ref) {
+      if (pin.has_contents() || (raw_per_input && !in.raw_input_contents(i).empty()))
+        Fail(ErrorCode::kInvalidArgument, where + ": has shared_memory_region and also contents");
+      if (raw_per_input) ++next_raw;
+      req.input_regions.resize(regions.size());
+      req.input_regions[req.inputs.size()] = std::move(ref);
+      req.inputs.push_back(std::move(t));  // its data is read from the region later
+      continue;
+    }
     if (raw) {
       if (pin.has_contents())
         Fail(ErrorCode::kInvalidArgument,
              where + ": has contents although raw_input_contents is used");
-      t.data = std::move(*in.mutable_raw_input_contents(i));
+      t.data = std::move(*in.mutable_raw_input_contents(next_raw++));
     } else {
       t.data = PackContents(pin.contents(), t.dtype, where);
     }
     ValidateTensorData(t, "input");
     req.inputs.push_back(std::move(t));
   }
-  for (const auto& o : in.outputs()) req.outputs.push_back({o.name(), true});
+  for (const auto& o : in.outputs())
+    req.outputs.push_back({o.name(), true, RegionOf(o.parameters(), "output '" + o.name() + "'")});
   return req;
 }
 
@@ -315,7 +368,8 @@ class GrpcServer::Impl final : public inference::GRPCInferenceService::Service {
 
   grpc::Status ModelInfer(grpc::ServerContext* ctx, const inference::ModelInferRequest* req,
                           inference::ModelInferResponse* res) override {
-    if (grpc::Status refused = Admit(ctx, kInference); !refused.ok()) return refused;
+    const auth::Decision d = Decide(ctx, kInference);
+    if (!d.allowed) return grpc::Status(GrpcCode(d.code), d.message);
     return Traced(ctx, "ModelInfer", [&] {
       // The request is ours to take apart: move the raw contents instead of copying them.
       auto& mutable_req = const_cast<inference::ModelInferRequest&>(*req);
@@ -323,20 +377,24 @@ class GrpcServer::Impl final : public inference::GRPCInferenceService::Service {
       struct ReturnMemory {
         size_t bytes;
         ~ReturnMemory() {
-          if (bytes >= (4u << 20)) ReturnFreedMemory();
+          if (bytes >= (4u << 20)) NoteLargeRequest();
         }
       } return_memory{request_bytes};
       // Declared after return_memory: released before the memory is handed back.
       BudgetHold hold(budget_);
       hold.Add(request_bytes, "the request");
       InferRequest request = FromProto(mutable_req);
+      request.caller.id = d.caller;
       std::optional<Clock::time_point> deadline;
       auto grpc_deadline = ctx->deadline();
       if (grpc_deadline != std::chrono::system_clock::time_point::max()) {
         deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
                                       grpc_deadline - std::chrono::system_clock::now());
       }
-      InferResponse response = service_.Infer(std::move(request), deadline);
+      std::map<std::string, SharedMemoryRef> in_regions;
+      for (const auto& o : request.outputs)
+        if (o.shared_memory) in_regions[o.name] = *o.shared_memory;
+      InferResponse response = service_.Infer(std::move(request), deadline, &hold);
       for (const auto& t : response.outputs) hold.AddDone(t.data.size());
       res->set_model_name(response.model_name);
       res->set_model_version(response.model_version);
@@ -345,8 +403,18 @@ class GrpcServer::Impl final : public inference::GRPCInferenceService::Service {
         auto* out = res->add_outputs();
         out->set_name(t.name);
         out->set_datatype(std::string(DataTypeName(t.dtype)));
-        for (auto d : t.shape) out->add_shape(d);
-        res->add_raw_output_contents(std::move(t.data));
+        for (auto dim : t.shape) out->add_shape(dim);
+        if (auto r = in_regions.find(t.name); r != in_regions.end()) {
+          // Written to the client's region; an empty entry keeps raw contents aligned.
+          auto& params = *out->mutable_parameters();
+          params["shared_memory_region"].set_string_param(r->second.region);
+          params["shared_memory_byte_size"].set_int64_param(static_cast<int64_t>(t.data.size()));
+          if (r->second.offset)
+            params["shared_memory_offset"].set_int64_param(static_cast<int64_t>(r->second.offset));
+          res->add_raw_output_contents();
+        } else {
+          res->add_raw_output_contents(std::move(t.data));
+        }
       }
     });
   }
@@ -377,6 +445,41 @@ class GrpcServer::Impl final : public inference::GRPCInferenceService::Service {
                                      const inference::RepositoryModelUnloadRequest* req,
                                      inference::RepositoryModelUnloadResponse*) override {
     return ControlModel(ctx, req->model_name(), req->parameters(), /*load=*/false);
+  }
+
+  grpc::Status SystemSharedMemoryStatus(grpc::ServerContext* ctx,
+                                        const inference::SystemSharedMemoryStatusRequest* req,
+                                        inference::SystemSharedMemoryStatusResponse* res) override {
+    const auth::Decision d = Decide(ctx, kInference);
+    if (!d.allowed) return grpc::Status(GrpcCode(d.code), d.message);
+    return Guard([&] {
+      for (const auto& r : service_.shared_memory().Status(req->name(), {d.caller, {}})) {
+        auto& out = (*res->mutable_regions())[r.name];
+        out.set_name(r.name);
+        out.set_key(r.key);
+        out.set_offset(r.offset);
+        out.set_byte_size(r.byte_size);
+      }
+    });
+  }
+
+  grpc::Status SystemSharedMemoryRegister(grpc::ServerContext* ctx,
+                                          const inference::SystemSharedMemoryRegisterRequest* req,
+                                          inference::SystemSharedMemoryRegisterResponse*) override {
+    const auth::Decision d = Decide(ctx, kInference);
+    if (!d.allowed) return grpc::Status(GrpcCode(d.code), d.message);
+    return Traced(ctx, "SystemSharedMemoryRegister", [&] {
+      service_.shared_memory().Register(req->name(), req->key(), req->offset(), req->byte_size(),
+                                        {d.caller, {}});
+    });
+  }
+
+  grpc::Status SystemSharedMemoryUnregister(
+      grpc::ServerContext* ctx, const inference::SystemSharedMemoryUnregisterRequest* req,
+      inference::SystemSharedMemoryUnregisterResponse*) override {
+    const auth::Decision d = Decide(ctx, kInference);
+    if (!d.allowed) return grpc::Status(GrpcCode(d.code), d.message);
+    return Guard([&] { service_.shared_memory().Unregister(req->name(), {d.caller, {}}); });
   }
 
  private:

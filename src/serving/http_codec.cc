@@ -147,12 +147,28 @@ void AppendElement(std::string& out, const Value& v, DataType dt, const auto& wh
   }
 }
 
+// A tensor's shared-memory parameters (Triton's system shared-memory extension).
+struct PendingRegion {
+  std::optional<std::string> region;
+  std::optional<uint64_t> byte_size, offset;
+  bool given() const { return region || byte_size || offset; }
+  // Nothing when no parameter was given; else the reference, all parameters checked.
+  std::optional<SharedMemoryRef> Take(const std::string& where) {
+    if (!given()) return std::nullopt;
+    if (!region)
+      Bad(where + ": shared_memory_byte_size or _offset given without shared_memory_region");
+    if (!byte_size) Bad(where + ": shared_memory_region given without shared_memory_byte_size");
+    return SharedMemoryRef{std::move(*region), offset.value_or(0), *byte_size};
+  }
+};
+
 struct PendingInput {
   size_t index = 0;
   std::optional<std::string> name;
   std::optional<DataType> dtype;
   std::optional<Shape> shape;
   std::optional<uint64_t> binary_size;
+  PendingRegion shm;
   bool has_data = false;
   std::string data;       // elements converted as they came
   uint64_t charged = 0;   // data's capacity, charged to the budget
@@ -169,6 +185,7 @@ struct PendingOutput {
   size_t index = 0;
   std::optional<std::string> name;
   std::optional<bool> binary;
+  PendingRegion shm;
   bool classification = false;
   unsigned keys = 0;
 };
@@ -176,9 +193,9 @@ struct PendingOutput {
 // The KServe v2 JSON request decoded from a stream of parse events, in document order (from
 // nlohmann's SAX interface, or from a walk over simdjson's DOM): tensor elements go
 // straight into their buffers, so a streamed body takes the tensors' own memory and no
-// document tree (simdjson's, charged to the budget, only for bodies up to 1 MiB). JSON objects are unordered: an input whose "data" comes before
-// its "datatype" is counted in the first pass and converted in a second (`second_pass` holds
-// the datatypes the first learned).
+// document tree (simdjson's, charged to the budget, only for bodies up to 1 MiB). JSON objects are
+// unordered: an input whose "data" comes before its "datatype" is counted in the first pass and
+// converted in a second (`second_pass` holds the datatypes the first learned).
 class InferRequestReader {
  public:
   using number_integer_t = json::number_integer_t;
@@ -297,6 +314,23 @@ class InferRequestReader {
   }
 
   void OnRoot(const std::string& key, const Value& v);
+  // True when `key` is one of the shared-memory parameters (then read into `r`).
+  static bool OnRegionParameter(PendingRegion& r, const std::string& key, const Value& v,
+                                const std::string& where) {
+    if (key == "shared_memory_region") {
+      if (v.kind != Value::Kind::kString) Bad(where + ": 'shared_memory_region' must be a string");
+      r.region = std::string(v.s);
+      return true;
+    }
+    std::optional<uint64_t>* slot = key == "shared_memory_byte_size" ? &r.byte_size
+                                    : key == "shared_memory_offset"  ? &r.offset
+                                                                     : nullptr;
+    if (!slot) return false;
+    auto n = NonNegative(v);
+    if (!n) Bad(where + ": '" + key + "' must be a non-negative integer");
+    *slot = static_cast<uint64_t>(*n);
+    return true;
+  }
   void OnInput(PendingInput& in, const std::string& key, const Value& v);
   void OnData(PendingInput& in, const Value& v);
   void OnOutput(PendingOutput& out, const std::string& key, const Value& v);
@@ -365,6 +399,7 @@ bool InferRequestReader::OnValue(const Value& v) {
     }
     case Frame::kInputParams: {
       PendingInput& in = inputs_.back();
+      if (OnRegionParameter(in.shm, top.key, v, in.Where())) break;
       if (top.key == "binary_data_size") {
         if (v.kind == Value::Kind::kUint) {
           in.binary_size = v.u;
@@ -394,6 +429,9 @@ bool InferRequestReader::OnValue(const Value& v) {
       break;
     case Frame::kOutputParams: {
       PendingOutput& out = outputs_.back();
+      if (OnRegionParameter(out.shm, top.key, v,
+                            "output '" + out.name.value_or(std::to_string(out.index)) + "'"))
+        break;
       if (top.key == "classification") {
         out.classification = true;
         Skip(v);
@@ -536,6 +574,15 @@ InferRequest InferRequestReader::Finish(std::string_view binary, bool has_header
     t.dtype = *in.dtype;
     t.shape = std::move(*in.shape);
     const uint64_t count = ElementCount(t.shape);
+    if (auto ref = in.shm.Take(where)) {
+      if (in.binary_size || in.has_data)
+        Bad(where + ": has shared_memory_region and also " +
+            (in.has_data ? "'data'" : "binary_data_size"));
+      req_.input_regions.resize(inputs_.size());
+      req_.input_regions[req_.inputs.size()] = std::move(*ref);
+      req_.inputs.push_back(std::move(t));  // its data is read from the region later
+      continue;
+    }
     if (in.binary_size) {
       if (!has_header_length)
         Bad(where + ": binary_data_size given without an Inference-Header-Content-Length header");
@@ -570,7 +617,11 @@ InferRequest InferRequestReader::Finish(std::string_view binary, bool has_header
     if (!out.name) Bad("output " + std::to_string(out.index) + ": missing 'name'");
     if (out.classification)
       Bad("output '" + *out.name + "': the classification extension is not supported");
-    req_.outputs.push_back({std::move(*out.name), out.binary.value_or(req_.binary_outputs)});
+    std::optional<SharedMemoryRef> ref = out.shm.Take("output '" + *out.name + "'");
+    if (ref && out.binary.value_or(false))
+      Bad("output '" + *out.name + "': has shared_memory_region and also binary_data");
+    req_.outputs.push_back(
+        {std::move(*out.name), out.binary.value_or(req_.binary_outputs), std::move(ref)});
   }
   return std::move(req_);
 }
@@ -818,8 +869,11 @@ EncodedHttpResponse EncodeHttpInferResponse(const InferResponse& response,
   for (size_t i = 0; i < response.outputs.size(); ++i) {
     const Tensor& t = response.outputs[i];
     bool as_binary = request.binary_outputs;
+    const SharedMemoryRef* region = nullptr;
     for (const auto& ro : request.outputs) {
-      if (ro.name == t.name) as_binary = ro.binary;
+      if (ro.name != t.name) continue;
+      as_binary = ro.binary;
+      if (ro.shared_memory) region = &*ro.shared_memory;
     }
     if (i) out += ',';
     out += "{\"name\":";
@@ -832,7 +886,13 @@ EncodedHttpResponse EncodeHttpInferResponse(const InferResponse& response,
       AppendNumber(out, t.shape[d]);
     }
     out += ']';
-    if (as_binary) {
+    if (region) {  // the client reads it from its region
+      out += ",\"parameters\":{\"shared_memory_region\":";
+      AppendJsonString(out, region->region);
+      out += ",\"shared_memory_byte_size\":" + std::to_string(t.data.size());
+      if (region->offset) out += ",\"shared_memory_offset\":" + std::to_string(region->offset);
+      out += "}}";
+    } else if (as_binary) {
       out += ",\"parameters\":{\"binary_data_size\":" + std::to_string(t.data.size()) + "}}";
       binary.push_back(&t);
     } else {

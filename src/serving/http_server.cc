@@ -143,6 +143,25 @@ json TensorMetadata(const std::vector<TensorSpec>& specs) {
   return out;
 }
 
+// Whose shared-memory regions a request sees: its API key's, else (on the Unix socket) its
+// user's, else those of every caller without a credential.
+SharedMemoryCaller RegionCaller(const Request& req) {
+  SharedMemoryCaller c{req.caller, std::nullopt};
+  if (req.local_socket) {
+    c.peer_uid = req.peer_uid;
+    if (req.caller == "anonymous") c.id = "uid:" + std::to_string(req.peer_uid);
+  }
+  return c;
+}
+
+json RegionStatusJson(const std::vector<SharedMemoryRegionStatus>& regions) {
+  json out = json::array();
+  for (const auto& r : regions)
+    out.push_back(
+        {{"name", r.name}, {"key", r.key}, {"offset", r.offset}, {"byte_size", r.byte_size}});
+  return out;
+}
+
 // The {model} of a route, which the old regex routes held to the model-name alphabet.
 const std::string& ModelParam(const Request& req) {
   const std::string& name = req.PathParam("model");
@@ -422,7 +441,8 @@ void HttpServer::Routes() {
       InferRequest request = DecodeHttpInferRequest(req.body, header_length, &hold);
       request.model_name = ModelParam(req);
       request.model_version = req.PathParam("version");
-      InferResponse response = service_.Infer(request);
+      request.caller = RegionCaller(req);
+      InferResponse response = service_.Infer(request, std::nullopt, &hold);
       for (const auto& t : response.outputs) hold.AddDone(t.data.size());
       EncodedHttpResponse encoded = EncodeHttpInferResponse(response, request);
       res.status = 200;
@@ -440,6 +460,8 @@ void HttpServer::Routes() {
     s.Route("GET", base + "/ready", ready, {.access = kInference});
     s.Route("POST", base + "/infer", infer, infer_options);
   }
+
+  SharedMemoryRoutes();
 
   auto index = [&models](const Request&, Response& res) {
     json out = json::array();
@@ -529,6 +551,46 @@ void HttpServer::Routes() {
             {.access = kAdmin});
   if (options_.keys) KeyRoutes();
   if (options_.serve_metrics) ServeMetrics(s, metrics_);
+}
+
+// Triton's system shared-memory extension: a region is registered with the shm_open key of
+// an object the caller created, and used by name in inference requests.
+void HttpServer::SharedMemoryRoutes() {
+  http::Server& s = server_;
+  SharedMemoryRegistry& regions = service_.shared_memory();
+  auto status = [&regions](const Request& req, Response& res) {
+    Guard(res, [&] {
+      SendJson(res, 200,
+               RegionStatusJson(regions.Status(req.PathParam("region"), RegionCaller(req))));
+    });
+  };
+  auto unregister = [&regions](const Request& req, Response& res) {
+    Guard(res, [&] {
+      if (!req.body.empty()) ParseJson(req.body, JsonLimits::Control(), "unregister");
+      regions.Unregister(req.PathParam("region"), RegionCaller(req));
+      SendJson(res, 200, json::object());
+    });
+  };
+  const http::RouteOptions control{.max_body = kControlBodyBytes, .access = kInference};
+  for (const std::string base :
+       {"/v2/systemsharedmemory", "/v2/systemsharedmemory/region/{region}"}) {
+    s.Route("GET", base + "/status", status, {.access = kInference});
+    s.Route("POST", base + "/unregister", unregister, control);
+  }
+  s.Route(
+      "POST", "/v2/systemsharedmemory/region/{region}/register",
+      [&regions](const Request& req, Response& res) {
+        Guard(res, [&] {
+          const json body = ParseJson(req.body, JsonLimits::Control(), "shared-memory region");
+          const JsonFields f(body, "request", "");
+          f.OnlyKeys({"key", "offset", "byte_size"});
+          regions.Register(req.PathParam("region"), f.Require<std::string>("key"),
+                           f.Get("offset", uint64_t{0}), f.Require<uint64_t>("byte_size"),
+                           RegionCaller(req));
+          SendJson(res, 200, json::object());
+        });
+      },
+      control);
 }
 
 // API keys: GET lists them (never their secrets), POST {"scopes": [...], "name": "...",

@@ -77,6 +77,7 @@ class HttpServer {
   void Routes();
   void OpenAiRoutes();
   void KeyRoutes();
+  void SharedMemoryRoutes();
   CloudPermit CloudPermitOf(const http::Request& req) const;
   HttpOptions options_;
   InferenceService& service_;

@@ -22,6 +22,39 @@ std::string_view FailureReason(ErrorCode code) {
   }
 }
 
+// Fills the data of inputs sent by shared-memory region, after checking the size the shape
+// and datatype call for against what the region reference says.
+void ReadInputRegions(InferRequest& request, const SharedMemoryRegistry& regions,
+                      BudgetHold* hold) {
+  for (size_t i = 0; i < request.input_regions.size() && i < request.inputs.size(); ++i) {
+    const auto& ref = request.input_regions[i];
+    if (!ref) continue;
+    Tensor& t = request.inputs[i];
+    const std::string where = "input '" + t.name + "'";
+    if (t.dtype != DataType::kBytes) {
+      const uint64_t expected = ElementCount(t.shape) * ElementSize(t.dtype);
+      if (expected != ref->byte_size) {
+        Fail(ErrorCode::kInvalidArgument,
+             where + ": shape " + ShapeToString(t.shape) + " of " +
+                 std::string(DataTypeName(t.dtype)) + " takes " + std::to_string(expected) +
+                 " bytes, shared_memory_byte_size is " + std::to_string(ref->byte_size));
+      }
+    }
+    if (hold) hold->Add(ref->byte_size, "reading shared memory");
+    regions.Read(*ref, request.caller, where, t.data);
+  }
+}
+
+void WriteOutputRegions(const InferResponse& response, const InferRequest& request,
+                        const SharedMemoryRegistry& regions) {
+  for (const auto& ro : request.outputs) {
+    if (!ro.shared_memory) continue;
+    for (const auto& t : response.outputs)
+      if (t.name == ro.name)
+        regions.Write(*ro.shared_memory, request.caller, "output '" + t.name + "'", t.data);
+  }
+}
+
 }  // namespace
 
 void ValidateRequest(const InferRequest& request, const ModelConfig& config) {
@@ -80,7 +113,7 @@ void ValidateRequest(const InferRequest& request, const ModelConfig& config) {
 }
 
 InferResponse InferenceService::Infer(InferRequest request,
-                                      std::optional<Clock::time_point> deadline) {
+                                      std::optional<Clock::time_point> deadline, BudgetHold* hold) {
   const auto start = Clock::now();
   if (shed_reason_) {
     if (std::string why = shed_reason_(); !why.empty())
@@ -92,6 +125,7 @@ InferResponse InferenceService::Infer(InferRequest request,
          "model '" + served->config.name + "' is a chat model: use POST /v1/chat/completions");
   const auto& metrics = served->metrics;
   try {
+    ReadInputRegions(request, shared_memory_, hold);
     ValidateRequest(request, served->config);
     auto timeout = served->config.timeout.count() > 0
                        ? std::chrono::duration_cast<Clock::duration>(served->config.timeout)
@@ -103,6 +137,9 @@ InferResponse InferenceService::Infer(InferRequest request,
     if (deadline) until = std::min(until, *deadline);
     std::vector<std::string> outputs;
     for (const auto& o : request.outputs) outputs.push_back(o.name);
+    const bool writes_regions =
+        std::any_of(request.outputs.begin(), request.outputs.end(),
+                    [](const RequestedOutput& o) { return o.shared_memory.has_value(); });
     // Inputs go in the model's declared order, which also makes batching keys line up.
     std::vector<Tensor> inputs;
     inputs.reserve(request.inputs.size());
@@ -117,6 +154,7 @@ InferResponse InferenceService::Infer(InferRequest request,
     response.outputs =
         served->scheduler->Infer(std::move(inputs), std::move(outputs), until, &timings);
     if (served->monitor) served->monitor->Observe(response.outputs);
+    if (writes_regions) WriteOutputRegions(response, request, shared_memory_);
     response.model_name = served->config.name;
     response.model_version = served->config.version;
     response.id = std::move(request.id);

@@ -8,6 +8,7 @@
 
 #include <chrono>
 
+#include "core/memory_budget.h"
 #include "serving/inference.h"
 #include "serving/model_manager.h"
 
@@ -23,11 +24,15 @@ class InferenceService {
       : models_(models), limits_(limits) {}
 
   // Throws Error; the caller converts it to its protocol's status. `deadline`, when set,
-  // is the caller's own (a gRPC deadline) and wins if earlier.
+  // is the caller's own (a gRPC deadline) and wins if earlier. Inputs in shared memory are
+  // read (charged to `hold`) and outputs asked there written before it returns.
   InferResponse Infer(InferRequest request,
-                      std::optional<Clock::time_point> deadline = std::nullopt);
+                      std::optional<Clock::time_point> deadline = std::nullopt,
+                      BudgetHold* hold = nullptr);
 
   ModelManager& models() { return models_; }
+  // The regions of the system shared-memory extension, for both front ends.
+  SharedMemoryRegistry& shared_memory() { return shared_memory_; }
   // Every request so far: for figures per interval (anomaly detection).
   struct Totals {
     uint64_t requests = 0, failures = 0, latency_ns = 0;
@@ -40,6 +45,7 @@ class InferenceService {
   ModelManager& models_;
   InferenceLimits limits_;
   std::function<std::string()> shed_reason_;
+  SharedMemoryRegistry shared_memory_;
   std::atomic<uint64_t> requests_{0}, failures_{0}, latency_ns_{0};
 };
 

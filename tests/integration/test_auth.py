@@ -38,6 +38,8 @@ HTTP_ENDPOINTS = [
     ("GET", "/v2/models/add_mul/versions/1", None, {"inference"}, 200),
     ("POST", "/v2/models/add_mul/infer", INFER_BODY, {"inference"}, 200),
     ("POST", "/v2/models/add_mul/versions/1/infer", INFER_BODY, {"inference"}, 200),
+    ("GET", "/v2/systemsharedmemory/status", None, {"inference"}, 200),
+    ("POST", "/v2/systemsharedmemory/unregister", None, {"inference"}, 200),
     ("GET", "/v2/repository/index", None, {"observe"}, 200),
     ("POST", "/v2/repository/index", "{}", {"observe"}, 200),
     ("GET", "/v2/updates", None, {"observe"}, 200),
@@ -61,6 +63,7 @@ GRPC_METHODS = [
     ("ModelReady", {"inference"}),
     ("ModelMetadata", {"inference"}),
     ("ModelInfer", {"inference"}),
+    ("SystemSharedMemoryStatus", {"inference"}),
 ]
 
 LOOPBACK_OPEN = {"inference", "chat", "observe"}
@@ -184,7 +187,8 @@ class AuthMatrixTest(unittest.TestCase):
         requests = {"ServerLive": pb2.ServerLiveRequest(), "ServerReady": pb2.ServerReadyRequest(),
                     "ServerMetadata": pb2.ServerMetadataRequest(),
                     "ModelReady": pb2.ModelReadyRequest(name="add_mul"),
-                    "ModelMetadata": pb2.ModelMetadataRequest(name="add_mul"), "ModelInfer": infer}
+                    "ModelMetadata": pb2.ModelMetadataRequest(name="add_mul"), "ModelInfer": infer,
+                    "SystemSharedMemoryStatus": pb2.SystemSharedMemoryStatusRequest()}
         try:
             for method, accepted in GRPC_METHODS:
                 for kind, key in creds.cases(accepted):

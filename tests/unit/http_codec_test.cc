@@ -166,6 +166,63 @@ TEST(HttpCodec, EncodesJsonAndBinaryOutputs) {
   EXPECT_NE(mixed.body.find(R"("parameters":{"binary_data_size":8})"), std::string::npos);
 }
 
+TEST(HttpCodec, DecodesSharedMemoryReferences) {
+  auto req = DecodeHttpInferRequest(R"({"inputs":[
+    {"name":"a","datatype":"UINT8","shape":[2,3],"parameters":{"shared_memory_region":"cam",
+      "shared_memory_byte_size":6,"shared_memory_offset":64}},
+    {"name":"b","datatype":"FP32","shape":[1],"data":[2]}],
+    "outputs":[{"name":"y","parameters":{"shared_memory_region":"out","shared_memory_byte_size":12}},
+               {"name":"z"}]})",
+                                    std::nullopt);
+  ASSERT_EQ(req.inputs.size(), 2u);
+  ASSERT_EQ(req.input_regions.size(), 2u);
+  ASSERT_TRUE(req.input_regions[0]);
+  EXPECT_EQ(req.input_regions[0]->region, "cam");
+  EXPECT_EQ(req.input_regions[0]->offset, 64u);
+  EXPECT_EQ(req.input_regions[0]->byte_size, 6u);
+  EXPECT_TRUE(req.inputs[0].data.empty());  // read from the region later
+  EXPECT_FALSE(req.input_regions[1]);
+  EXPECT_EQ(req.inputs[1].data.size(), 4u);
+  ASSERT_EQ(req.outputs.size(), 2u);
+  ASSERT_TRUE(req.outputs[0].shared_memory);
+  EXPECT_EQ(req.outputs[0].shared_memory->region, "out");
+  EXPECT_EQ(req.outputs[0].shared_memory->offset, 0u);
+  EXPECT_FALSE(req.outputs[1].shared_memory);
+
+  const std::string in = R"({"inputs":[{"name":"a","datatype":"FP32","shape":[1],"parameters":)";
+  EXPECT_NE(
+      ErrorOf(in + R"({"shared_memory_region":"r"}}]})").find("without shared_memory_byte_size"),
+      std::string::npos);
+  EXPECT_NE(
+      ErrorOf(in + R"({"shared_memory_byte_size":4}}]})").find("without shared_memory_region"),
+      std::string::npos);
+  EXPECT_NE(ErrorOf(in + R"({"shared_memory_region":1,"shared_memory_byte_size":4}}]})")
+                .find("must be a string"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(in + R"({"shared_memory_region":"r","shared_memory_byte_size":-4}}]})")
+                .find("non-negative"),
+            std::string::npos);
+  EXPECT_NE(
+      ErrorOf(in + R"({"shared_memory_region":"r","shared_memory_byte_size":4},"data":[1]}]})")
+          .find("has shared_memory_region and also 'data'"),
+      std::string::npos);
+  EXPECT_NE(ErrorOf(R"({"inputs":[],"outputs":[{"name":"y","parameters":{"binary_data":true,)"
+                    R"("shared_memory_region":"r","shared_memory_byte_size":4}}]})")
+                .find("has shared_memory_region and also binary_data"),
+            std::string::npos);
+
+  // An output written to a region is answered with its place, not its data.
+  InferResponse res{"m", "1", "", {}};
+  Tensor y{"y", DataType::kFp32, {3}, std::string(12, '\0')};
+  res.outputs = {y};
+  auto encoded = EncodeHttpInferResponse(res, req);
+  EXPECT_FALSE(encoded.header_length);
+  EXPECT_EQ(
+      encoded.body,
+      R"({"model_name":"m","model_version":"1","outputs":[{"name":"y","datatype":"FP32",)"
+      R"("shape":[3],"parameters":{"shared_memory_region":"out","shared_memory_byte_size":12}}]})");
+}
+
 TEST(Half, RoundTripsAndRounds) {
   for (float x : {0.f, -0.f, 1.f, -2.5f, 65504.f, 6.1035156e-05f, 5.9604645e-08f})
     EXPECT_EQ(HalfToFloat(FloatToHalf(x)), x) << x;
