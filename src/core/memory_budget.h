@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <string>
 
 namespace outpost {
@@ -50,16 +51,28 @@ class BudgetHold {
   uint64_t bytes_ = 0;
 };
 
-// Hands memory freed by a large request back to the system (glibc keeps freed heap pages in
-// its arenas otherwise, so RSS stays at the peak of the largest request ever served).
+// Hands memory the process has freed back to the system now (glibc keeps freed heap pages in
+// its arenas otherwise).
 void ReturnFreedMemory();
 
-// For a long-running server: blocks of 1 MiB and more (request bodies, tensors) are mapped
-// for themselves and unmapped when freed, instead of glibc's default of raising that threshold
-// after each large free until whole request bodies live and stay in the heap. Fixing that
-// threshold also fixes the trim threshold at 128 KiB, and then every request that frees a few
-// hundred KiB hands pages back and takes them again (madvise and TLB shootdowns on each); so
-// the heap keeps up to 8 MiB free at its top and ReturnFreedMemory() trims after large requests.
+// Memory freed by large requests is handed back once they stop, not after each one: a stream of
+// camera frames reuses its buffers (fresh pages cost a fault per 4 KiB: on a VM, taking a 1080p
+// frame's buffers afresh cost more than the model's own work), and a second after the last
+// one the process is back to its idle size. Cheap: a timestamp, and a wake-up of the
+// reclaiming thread (started on first use).
+void NoteLargeRequest();
+// Runs `hook` on the reclaiming thread before each give-back (a runtime's caches, freed
+// there); the id is for RemoveReclaimHook, which waits for a running hook to finish.
+int AddReclaimHook(std::function<void()> hook);
+void RemoveReclaimHook(int id);
+
+// For a long-running server: blocks of 32 MiB and more (the largest request bodies) are
+// mapped for themselves and unmapped when freed; smaller ones live in the heap, where the next
+// request of their size finds them. Fixing the thresholds keeps glibc from raising them after
+// each large free until any body lives in the heap. The heap keeps up to 8 MiB free at its top
+// (a thread's arena keeps that much past the reclaimer, which glibc trims only in the main
+// arena: one 1080p frame's buffer, 6 MB, stays for the next frame); the rest of what a burst of
+// large requests freed is handed back by the reclaimer (NoteLargeRequest).
 void UseServerAllocation();
 
 }  // namespace outpost

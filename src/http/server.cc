@@ -1419,7 +1419,7 @@ void Server::Impl::Answer(Job& job) {
   // dropped: assigning an empty Request over it would keep the body's buffer allocated.)
   { [[maybe_unused]] Request done = std::move(job.request); }
   Release(job.charge);
-  if (job.charge >= kLargeRequest) ReturnFreedMemory();
+  if (job.charge >= kLargeRequest) NoteLargeRequest();
   job.charge = 0;
 
   const bool streamed = static_cast<bool>(res.stream);

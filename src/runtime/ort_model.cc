@@ -1,10 +1,12 @@
 #include <onnxruntime_cxx_api.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <mutex>
 
 #include "core/error.h"
+#include "core/memory_budget.h"
 #include "runtime/model.h"
 #include "runtime/ort_session.h"
 
@@ -142,6 +144,16 @@ class OrtModel final : public Model {
     }
   }
 
+  bool ArenaGrown() const override { return arena_grown_.load(std::memory_order_relaxed); }
+  void ShrinkArena(const std::vector<Tensor>& inputs) override {
+    if (!arena_grown_.exchange(false)) return;
+    try {
+      RunOrThrow(inputs, {}, /*shrink=*/true);
+    } catch (const Ort::Exception& e) {
+      Rethrow(e);
+    }
+  }
+
  private:
   void ReadSignature() {
     Ort::AllocatorWithDefaultOptions alloc;
@@ -156,7 +168,8 @@ class OrtModel final : public Model {
   }
 
   std::vector<Tensor> RunOrThrow(const std::vector<Tensor>& inputs,
-                                 const std::vector<std::string>& output_names) {
+                                 const std::vector<std::string>& output_names,
+                                 bool shrink = false) {
     static const Ort::MemoryInfo cpu =
         Ort::MemoryInfo::CreateCpu(OrtArenaAllocator, OrtMemTypeDefault);
     Ort::AllocatorWithDefaultOptions alloc;
@@ -196,14 +209,17 @@ class OrtModel final : public Model {
     } else {
       for (const auto& o : output_names) out_names.push_back(o.c_str());
     }
-    // ORT's arena keeps what the largest run needed for the process's life; after a large run
-    // it gives the unused part back, so one big request does not pin its peak forever.
+    // ORT's arena keeps what the largest run needed for the process's life: a large run marks
+    // it grown, and once large runs stop the reclaimer has ShrinkArena give the unused part back.
     uint64_t input_bytes = 0;
     for (const auto& t : inputs) input_bytes += t.data.size();
     Ort::RunOptions run_options{nullptr};
-    if (arena_ && input_bytes >= kLargeRunBytes) {
+    if (shrink) {
       run_options = Ort::RunOptions{};
       run_options.AddConfigEntry("memory.enable_memory_arena_shrinkage", "cpu:0");
+    } else if (arena_ && input_bytes >= kLargeRunBytes) {
+      arena_grown_.store(true, std::memory_order_relaxed);
+      NoteLargeRequest();
     }
     auto values = session_.Run(run_options, in_names.data(), in_values.data(), in_values.size(),
                                out_names.data(), out_names.size());
@@ -239,6 +255,7 @@ class OrtModel final : public Model {
 
   static constexpr uint64_t kLargeRunBytes = 4u << 20;
   bool arena_;
+  std::atomic<bool> arena_grown_{false};
   std::string platform_;
   Placement placement_;
   Ort::Session session_{nullptr};

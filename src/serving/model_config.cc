@@ -183,7 +183,8 @@ ModelConfig BuildModelConfig(const std::string& name, const std::string& version
   MergeDeclared(c.inputs, ParseDeclaredTensors(j, "inputs"), "input");
   MergeDeclared(c.outputs, ParseDeclaredTensors(j, "outputs"), "output");
   c.max_batch_size = static_cast<int>(f.Integer("max_batch_size", 0, 0, 1 << 20));
-  c.instance_count = static_cast<int>(f.Integer("instance_count", 1, 1, 64));
+  if (f.Has("instance_count"))
+    c.instance_count = static_cast<int>(f.Integer("instance_count", 1, 1, 64));
   c.max_queue_size = static_cast<size_t>(f.Integer("max_queue_size", 64, 1, 100000));
   c.timeout = std::chrono::milliseconds(f.Integer("timeout_ms", 0, 0, 24LL * 3600 * 1000));
   c.keep_alive = std::chrono::seconds(f.Integer("keep_alive_secs", 0, 0, 365LL * 24 * 3600));

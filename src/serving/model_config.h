@@ -28,7 +28,8 @@ struct ModelConfig {
   int max_batch_size = 0;
   bool dynamic_batching = false;
   std::chrono::microseconds max_queue_delay{500};
-  int instance_count = 1;
+  // Executions of the model at once; 0 (the manifest gave none): chosen at load from the cores.
+  int instance_count = 0;
   size_t max_queue_size = 64;
   std::chrono::milliseconds timeout{0};  // 0: the server's default
   // Idle this long (no request), the model is unloaded and loads again on its next request

@@ -3,11 +3,14 @@
 #include <fmt/format.h>
 #include <malloc.h>
 
+#include <algorithm>
 #include <set>
+#include <thread>
 
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/logging.h"
+#include "core/memory_budget.h"
 #include "core/names.h"
 #include "core/process_memory.h"
 #include "package/package.h"
@@ -17,6 +20,15 @@ namespace outpost {
 namespace fs = std::filesystem;
 
 namespace {
+
+// ONNX Runtime sessions run calls at once (they share the process's intra-op thread pool), and
+// a small model (Silero VAD: a 512-sample chunk) spends most of a call outside that pool: one
+// execution per core, up to four, keeps the cores busy without a manifest saying so.
+// TorchScript modules keep to one: libtorch's interpreter has its own thread pools.
+int DefaultInstanceCount(const std::string& platform) {
+  if (platform == "pytorch_libtorch") return 1;
+  return std::clamp(static_cast<int>(std::thread::hardware_concurrency()), 1, 4);
+}
 
 // The bytes of the regular files under `dir` (a version's weights and the rest), symlinks not
 // followed; what cannot be read counts as nothing.
@@ -80,6 +92,7 @@ ModelManager::~ModelManager() { Stop(); }
 
 void ModelManager::Start() {
   WarmUpOnnxRuntime();  // so that the first model is not charged for it
+  reclaim_hook_ = AddReclaimHook([this] { ShrinkArenas(); });
   Reconcile(/*settle=*/false);
   // One thread scans the repository (poll mode) and unloads models idle past their keep_alive.
   const bool poll = options_.control == ModelControl::kPoll;
@@ -113,6 +126,27 @@ void ModelManager::Stop() {
   }
   watch_cv_.notify_all();
   if (watcher_.joinable()) watcher_.join();
+  if (reclaim_hook_) RemoveReclaimHook(std::exchange(reclaim_hook_, 0));
+}
+
+void ModelManager::ShrinkArenas() {
+  std::vector<std::shared_ptr<ServedModel>> grown;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& [key, served] : served_)
+      if (served->model && served->model->ArenaGrown()) grown.push_back(served);
+  }
+  for (const auto& served : grown) {
+    try {
+      served->model->ShrinkArena(ZeroInputs(served->config));
+    } catch (const std::exception& e) {
+      Log(LogSeverity::kDebug, "runtime", "arena_kept",
+          fmt::format("model {} version {}: its memory arena stays grown (a run on zeros "
+                      "failed: {})",
+                      served->config.name, served->config.version, e.what()),
+          {{"model", served->config.name}, {"version", served->config.version}});
+    }
+  }
 }
 
 void ModelManager::Reconcile(bool settle, const std::optional<std::string>& only) {
@@ -349,6 +383,8 @@ std::shared_ptr<ServedModel> ModelManager::Load(const VersionSource& src) {
                                                      options_.on_drift, std::move(capture));
   }
   if (served->config.warmup) Warmup(*served);
+  if (served->config.instance_count == 0)
+    served->config.instance_count = DefaultInstanceCount(served->config.platform);
   const auto& c = served->config;
   SchedulerOptions so{c.instance_count,  c.max_queue_size, c.max_batch_size, c.dynamic_batching,
                       c.max_queue_delay, c.name,           c.version};

@@ -183,6 +183,8 @@ class ModelManager {
              std::vector<std::shared_ptr<ServedModel>>& out);
   // Unloads the models whose versions all have a keep_alive and have been idle that long.
   void UnloadIdle();
+  // Gives back what large runs left in the runtimes' arenas (on the reclaimer's thread).
+  void ShrinkArenas();
   // Loads `name` again if the memory budget or its keep_alive unloaded it (one caller loads,
   // the others wait).
   void ReloadIfEvicted(const std::string& name);
@@ -206,6 +208,7 @@ class ModelManager {
   std::condition_variable watch_cv_;
   bool stop_ = false;
   std::thread watcher_;
+  int reclaim_hook_ = 0;  // ShrinkArenas, run when large requests stop
 };
 
 }  // namespace outpost
