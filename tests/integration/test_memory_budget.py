@@ -126,3 +126,43 @@ class KeepAliveTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+def rss_mb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+class LargeRequestMemoryTest(unittest.TestCase):
+    """Camera frames keep their buffers while they keep coming (no page faults per frame) and the
+    agent gives the memory back once they stop: the frames' buffers and ORT's grown arena (a
+    1080p frame becomes a 24 MB float tensor inside frame_mean)."""
+
+    def test_memory_returns_after_a_burst_of_frames(self):
+        repo = copy_fixtures(["frame_mean"])
+        agent = Agent(repo, grpc=False)
+        try:
+            pid = agent.proc.pid
+            frame = np.random.default_rng(4).integers(0, 255, (1, 1080, 1920, 3), dtype=np.uint8)
+            agent.infer_binary("frame_mean", {"frame": frame[:, :8, :8]})  # paths warmed on a small one
+            idle = rss_mb(pid)
+            peak = idle
+            for _ in range(6):
+                status, out = agent.infer_binary("frame_mean", {"frame": frame})
+                self.assertEqual(status, 200, out)
+                peak = max(peak, rss_mb(pid))
+            np.testing.assert_allclose(out["mean"], frame.astype(np.float32).mean(axis=(1, 2)), rtol=1e-5)
+            # Held while frames come: the float copy of a frame alone is 24 MB.
+            self.assertGreater(peak - idle, 24, (idle, peak))
+            deadline = time.time() + 30
+            while time.time() < deadline and rss_mb(pid) - idle > 16:
+                time.sleep(0.2)
+            # Back within a frame's buffer or two (a thread's heap keeps up to 8 MiB at its top).
+            self.assertLess(rss_mb(pid) - idle, 16, (idle, peak, rss_mb(pid)))
+        finally:
+            rc = agent.close()
+            shutil.rmtree(repo)
+            self.assertEqual(rc, 0, agent.logs())
