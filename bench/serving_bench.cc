@@ -306,6 +306,7 @@ std::function<bool()> ShmHttpCaller(int port, const Workload& w) {
 struct AgentProcess {
   pid_t pid = -1;
   int http = 0, grpc = 0;
+  double ready_ms = 0;  // exec to /v2/health/ready
   AgentProcess(const std::string& bin, const std::string& repo, int http_port, int grpc_port,
                const std::vector<std::string>& extra = {})
       : http(http_port), grpc(grpc_port) {
@@ -318,13 +319,17 @@ struct AgentProcess {
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
+    const auto start = Clock::now();
     if (posix_spawn(&pid, bin.c_str(), nullptr, nullptr, argv.data(), environ) != 0)
       throw std::runtime_error("spawn " + bin);
     httplib::Client c("127.0.0.1", http_port);
-    for (int i = 0; i < 600; ++i) {
+    for (int i = 0; i < 6000; ++i) {
       auto r = c.Get("/v2/health/ready");
-      if (r && r->status == 200) return;
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      if (r && r->status == 200) {
+        ready_ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+        return;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
     throw std::runtime_error("outpostd did not become ready");
   }
@@ -337,6 +342,38 @@ struct AgentProcess {
     return -1;
   }
   ~AgentProcess() {
+    if (pid > 0) {
+      kill(pid, SIGTERM);
+      waitpid(pid, nullptr, 0);
+    }
+  }
+};
+
+// The Node.js baseline: bench/node_ort_server.js on one model, as its own process.
+struct NodeServer {
+  pid_t pid = -1;
+  int port;
+  NodeServer(const std::string& script, const std::string& modules, const std::string& model,
+             const std::string& name, int port_)
+      : port(port_) {
+    std::vector<std::string> args = {"node", script, model, name, std::to_string(port)};
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    std::vector<std::string> env_strings = {"NODE_PATH=" + modules, "PATH=/usr/bin:/bin"};
+    std::vector<char*> envp;
+    for (auto& e : env_strings) envp.push_back(e.data());
+    envp.push_back(nullptr);
+    if (posix_spawnp(&pid, "node", nullptr, nullptr, argv.data(), envp.data()) != 0)
+      throw std::runtime_error("spawn node");
+    httplib::Client c("127.0.0.1", port);
+    for (int i = 0; i < 600; ++i) {
+      if (auto r = c.Get("/")) return;  // 404: listening
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    throw std::runtime_error("the Node.js server did not start");
+  }
+  ~NodeServer() {
     if (pid > 0) {
       kill(pid, SIGTERM);
       waitpid(pid, nullptr, 0);
@@ -361,7 +398,7 @@ int main(int argc, char** argv) {
   std::vector<int> concurrencies = {1, 4, 16};
   std::vector<std::string> modes = {"json", "binary", "grpc"};
   bool batching = true, monitoring = true, frame = true;
-  std::string only;
+  std::string only, node_modules, node_server;
   std::vector<std::string> agent_args;
   app.add_option("--fixtures", fixtures, "Test model repository (tests/fixtures/make_models.py)")
       ->required();
@@ -374,6 +411,10 @@ int main(int argc, char** argv) {
   app.add_option("--monitoring", monitoring, "Measure drift monitoring's overhead (true/false)");
   app.add_option("--frame", frame,
                  "Measure a 1080p camera frame in shared memory against in the body (true/false)");
+  app.add_option("--node-modules", node_modules,
+                 "node_modules holding onnxruntime-node: also measure a Node.js server on the same "
+                 "model (bench/node_ort_server.js, given by --node-server)");
+  app.add_option("--node-server", node_server, "Path of bench/node_ort_server.js");
   app.add_option("--only", only, "Measure only the workloads whose label contains this");
   app.add_option("--agent-arg", agent_args,
                  "Extra outpostd flag (repeatable), e.g. --agent-arg=--intra-op-threads=1");
@@ -509,6 +550,37 @@ int main(int argc, char** argv) {
         PrintRow(on.label, mode, 16, b, a);
       }
     }
+    if (!node_modules.empty()) {
+      printf(
+          "\nJSON dense64 [1,64] (a dense ReLU layer): outpostd against a Node.js server with "
+          "onnxruntime-node on the same model (medians of 4 rounds each, in ABBA order):\n");
+      std::string model_path;
+      for (const auto& v : std::filesystem::directory_iterator(repo + "/dense"))
+        if (v.path().filename().string()[0] != '.') model_path = (v.path() / "model.onnx").string();
+      NodeServer node(node_server, node_modules, model_path, "dense", 18700 + getpid() % 100);
+      Workload w{"dense64 [1,64] JSON", "dense", {{"x", "FP32", {1, 64}, RandomFloats(64, 1)}}};
+      for (int c : {1, 16}) {
+        std::vector<Result> ours, theirs;
+        for (int round = 0; round < 4; ++round) {
+          const bool ours_first = round % 4 == 0 || round % 4 == 3;
+          for (int arm = 0; arm < 2; ++arm) {
+            if ((arm == 0) == ours_first)
+              ours.push_back(Measure(c, seconds, [&] { return HttpCaller(agent.http, w, false); }));
+            else
+              theirs.push_back(
+                  Measure(c, seconds, [&] { return HttpCaller(node.port, w, false); }));
+          }
+        }
+        auto median = [](std::vector<Result> v) {
+          std::sort(v.begin(), v.end(),
+                    [](const Result& a, const Result& b) { return a.rps < b.rps; });
+          return v[v.size() / 2];
+        };
+        Result a = median(theirs), b = median(ours);
+        PrintRow("node+ort-node", "json", c, a, a);
+        PrintRow("outpostd", "json", c, b, a);
+      }
+    }
     if (frame) {
       printf(
           "\nA 1080p RGB uint8 camera frame (6.2 MB) in, channel means out (frame_mean): the "
@@ -539,6 +611,32 @@ int main(int argc, char** argv) {
                (binary.p50_us - base.p50_us) / std::max(1.0, shm.p50_us - base.p50_us));
       }
     }
+  }
+  {
+    // Startup: exec to ready with the samples, page cache warm, then dropped (root only).
+    auto median_start = [&](bool cold) {
+      std::vector<double> ms;
+      for (int i = 0; i < 3; ++i) {
+        if (cold) {
+          sync();
+          std::ofstream drop("/proc/sys/vm/drop_caches");
+          if (!(drop << "3" << std::flush)) return -1.0;
+        }
+        AgentProcess a(bin, samples, 18800 + getpid() % 100, 0);
+        ms.push_back(a.ready_ms);
+      }
+      std::sort(ms.begin(), ms.end());
+      return ms[1];
+    };
+    const double warm = median_start(false), cold = median_start(true);
+    printf(
+        "\nStartup, exec to /v2/health/ready with the 6 sample models (median of 3): %.0f ms "
+        "with the page cache warm, ",
+        warm);
+    if (cold < 0)
+      printf("cold not measured (dropping the page cache needs root)\n");
+    else
+      printf("%.0f ms after dropping it\n", cold);
   }
   {
     AgentProcess idle(bin, samples, 18800 + getpid() % 100, 0);
