@@ -35,6 +35,15 @@ def free_port():
         return s.getsockname()[1]
 
 
+def rss_mb(pid):
+    """A process's resident memory in MiB."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
 def to_raw(arr):
     """A numpy array in the KServe raw form (BYTES: 4-byte little-endian length prefixes)."""
     if kserve_dtype(arr) == "BYTES":

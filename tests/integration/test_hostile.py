@@ -29,7 +29,7 @@ import unittest
 
 import numpy as np
 
-from agent import BIN_DIR, Agent, copy_fixtures, free_port, grpc_modules
+from agent import BIN_DIR, Agent, copy_fixtures, free_port, grpc_modules, rss_mb
 from fleet import Device, FleetServer, make_token
 
 CEILING_MB = 128
@@ -39,14 +39,6 @@ REPORT = []
 
 def nested(depth):
     return "[" * depth + "]" * depth
-
-
-def rss_mb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS")
 
 
 class RssWatch:

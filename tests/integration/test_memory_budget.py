@@ -13,7 +13,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from agent import Agent, copy_fixtures
+from agent import Agent, copy_fixtures, rss_mb
 
 N = 2048  # a 2048x2048 float weight: 16 MiB per model
 
@@ -126,14 +126,6 @@ class KeepAliveTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
-
-
-def rss_mb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS")
 
 
 class LargeRequestMemoryTest(unittest.TestCase):
