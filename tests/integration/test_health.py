@@ -77,7 +77,7 @@ class HealthTest(unittest.TestCase):
         self.assertEqual(health["resources"]["temperature_c"], 50)
         self.assertEqual(health["resources"]["memory_available_bytes"], 8_000_000 * 1024)
         out = subprocess.run([OUTPOST, "status", "--url", f"http://127.0.0.1:{self.agent.http_port}"],
-                             capture_output=True, text=True)
+                             capture_output=True, text=True, env=self.agent.cli_env())
         self.assertEqual(out.returncode, 0, out.stderr)
         self.assertRegex(out.stdout, r"models\s+ok\s+1 ready")
         self.assertIn("50 °C", out.stdout)
@@ -91,9 +91,10 @@ class HealthTest(unittest.TestCase):
         self.assertIn("shedding load: too hot", body["error"])
         _, _, raw = self.agent.request("GET", "/metrics")
         self.assertRegex(raw.decode(), r"(?m)^outpost_load_shedding 1$")
-        self.assertNotEqual(subprocess.run([OUTPOST, "status", "--url",
-                                            f"http://127.0.0.1:{self.agent.http_port}"],
-                                           capture_output=True).returncode, 0)
+        shedding = subprocess.run([OUTPOST, "status", "--url", f"http://127.0.0.1:{self.agent.http_port}"],
+                                  capture_output=True, text=True, env=self.agent.cli_env())
+        self.assertNotEqual(shedding.returncode, 0)
+        self.assertNotIn("401", shedding.stderr)  # refused for the heat, not for a credential
 
         self.set_figures(temp_c=75)  # below the limit but within the margin: still shedding
         time.sleep(0.5)
