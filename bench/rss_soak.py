@@ -1,8 +1,9 @@
 #!/usr/bin/python3
 """RSS of outpostd serving the sample models before and after a long mixed load: every sample
 model over HTTP binary, JSON and gRPC from several client threads, small requests (a 32 ms
-audio chunk) and large ones (a 640x640 float image to ppocr_det, 4.9 MB), for --minutes; then the agent is left idle for a few seconds
-and its RSS compared with the RSS it had idle before the load.
+audio chunk) and large ones (a 640x640 float image to ppocr_det, 4.9 MB), for --minutes; then the agent is left idle for 12 s (it gives
+memory back 1 s after large requests stop and 10 s after all requests do) and its RSS compared
+with the RSS it had idle before the load.
 
 Usage: rss_soak.py --outpostd build/bin/outpostd --samples build/models --proto proto [--minutes 10]
 """
@@ -91,7 +92,8 @@ def main():
     http_port, grpc_port = free_port(), free_port()
     log = open(os.path.join(out, "agent.log"), "w")
     agent = subprocess.Popen([args.outpostd, "--model-repository", args.samples, "--http-port", str(http_port),
-                              "--grpc-port", str(grpc_port), "--log-level", "warn"], stdout=log, stderr=log)
+                              "--grpc-port", str(grpc_port), "--log-level", "warn",
+                              "--auth-dir", os.path.join(out, "auth")], stdout=log, stderr=log)
     try:
         for _ in range(600):
             try:
@@ -147,12 +149,12 @@ def main():
         while any(t.is_alive() for t in threads):
             peak[0] = max(peak[0], rss_mb(agent.pid))
             time.sleep(0.5)
-        time.sleep(5)
+        time.sleep(12)
         after = rss_mb(agent.pid)
         print(f"mixed load for {args.minutes:g} min, {args.threads} clients: {counts['ok']} requests served, "
               f"{counts['failed']} failed")
         print(f"RSS idle before {idle:.1f} MB, peak {peak[0]:.1f} MB, idle after {after:.1f} MB "
-              f"({(after - idle) / idle * 100:+.1f} %)")
+              f"({(after - idle) / idle * 100:+.1f} %) after 12 s idle")
     finally:
         agent.terminate()
         agent.wait()

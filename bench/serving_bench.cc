@@ -313,6 +313,8 @@ struct AgentProcess {
     std::vector<std::string> args = {
         bin, "--model-repository", repo, "--http-port", std::to_string(http_port), "--grpc-port",
         std::to_string(grpc_port), "--log-level", "warn", "--repository-poll-secs", "0",
+        // keys of its own, not the machine's /var/lib/outpost/auth
+        "--auth-dir", "/tmp/outpost-bench-auth-" + std::to_string(getpid()),
         // the fixtures are plain directories, not signed packages
         "--allow-unsigned-models"};
     args.insert(args.end(), extra.begin(), extra.end());
@@ -645,5 +647,6 @@ int main(int argc, char** argv) {
            idle.RssKiB() / 1024.0);
   }
   std::filesystem::remove_all(repo);
+  std::filesystem::remove_all("/tmp/outpost-bench-auth-" + std::to_string(getpid()));
   return 0;
 }

@@ -2,6 +2,7 @@
 
 #include <malloc.h>
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <map>
@@ -131,6 +132,9 @@ void RemoveReclaimHook(int id) { Reclaimer::Instance().Remove(id); }
 void UseServerAllocation() {
   mallopt(M_MMAP_THRESHOLD, 32 << 20);
   mallopt(M_TRIM_THRESHOLD, 8 << 20);
+  // glibc trims only the main arena's top: each further arena may keep up to the trim
+  // threshold after a burst. Threads beyond the cores wait for a CPU anyway.
+  mallopt(M_ARENA_MAX, static_cast<int>(std::max(2u, std::thread::hardware_concurrency())));
 }
 
 }  // namespace outpost

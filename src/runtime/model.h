@@ -34,10 +34,10 @@ class Model {
   // "pytorch_libtorch").
   virtual std::string platform() const = 0;
   virtual Placement placement() const = 0;
-  // True when a large run (a camera frame) left the runtime's memory arena grown since the
-  // last ShrinkArena; then ShrinkArena runs `inputs` (a cheap run) telling the runtime to give
-  // back what no run uses. Large runs keep their arena between them: freeing it after each one
-  // made every frame take its buffers afresh.
+  // True when runs since the last ShrinkArena may have grown the runtime's memory arena; then
+  // ShrinkArena runs `inputs` (a cheap run) telling the runtime to give back what no run uses.
+  // Runs keep their arena between them (freeing it after each large one made every camera
+  // frame take its buffers afresh): the caller shrinks it once they stop.
   virtual bool ArenaGrown() const { return false; }
   virtual void ShrinkArena(const std::vector<Tensor>& inputs) { (void)inputs; }
 };

@@ -209,17 +209,18 @@ class OrtModel final : public Model {
     } else {
       for (const auto& o : output_names) out_names.push_back(o.c_str());
     }
-    // ORT's arena keeps what the largest run needed for the process's life: a large run marks
-    // it grown, and once large runs stop the reclaimer has ShrinkArena give the unused part back.
+    // ORT's arena keeps what the largest run needed for the process's life: runs mark it grown,
+    // and ShrinkArena gives the unused part back once large runs stop (the reclaimer) or all
+    // requests have (the repository thread).
     uint64_t input_bytes = 0;
     for (const auto& t : inputs) input_bytes += t.data.size();
     Ort::RunOptions run_options{nullptr};
     if (shrink) {
       run_options = Ort::RunOptions{};
       run_options.AddConfigEntry("memory.enable_memory_arena_shrinkage", "cpu:0");
-    } else if (arena_ && input_bytes >= kLargeRunBytes) {
+    } else if (arena_) {
       arena_grown_.store(true, std::memory_order_relaxed);
-      NoteLargeRequest();
+      if (input_bytes >= kLargeRunBytes) NoteLargeRequest();
     }
     auto values = session_.Run(run_options, in_names.data(), in_values.data(), in_values.size(),
                                out_names.data(), out_names.size());

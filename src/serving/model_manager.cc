@@ -110,6 +110,7 @@ void ModelManager::Start() {
           Reconcile(/*settle=*/true);
         }
         UnloadIdle();
+        ReleaseIdleMemory();
       } catch (const std::exception& e) {
         Log(LogSeverity::kError, "serving", "repository_scan_failed",
             std::string("repository scan failed: ") + e.what());
@@ -129,7 +130,18 @@ void ModelManager::Stop() {
   if (reclaim_hook_) RemoveReclaimHook(std::exchange(reclaim_hook_, 0));
 }
 
-void ModelManager::ShrinkArenas() {
+void ModelManager::ReleaseIdleMemory() {
+  Clock::duration last{0};
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& [key, m] : served_)
+      last = std::max(last, Clock::duration(m->last_used.load(std::memory_order_relaxed)));
+  }
+  if (Clock::now().time_since_epoch() - last < kIdleRelease) return;
+  if (ShrinkArenas()) ReturnFreedMemory();
+}
+
+bool ModelManager::ShrinkArenas() {
   std::vector<std::shared_ptr<ServedModel>> grown;
   {
     std::lock_guard lock(mu_);
@@ -147,6 +159,7 @@ void ModelManager::ShrinkArenas() {
           {{"model", served->config.name}, {"version", served->config.version}});
     }
   }
+  return !grown.empty();
 }
 
 void ModelManager::Reconcile(bool settle, const std::optional<std::string>& only) {

@@ -183,8 +183,12 @@ class ModelManager {
              std::vector<std::shared_ptr<ServedModel>>& out);
   // Unloads the models whose versions all have a keep_alive and have been idle that long.
   void UnloadIdle();
-  // Gives back what large runs left in the runtimes' arenas (on the reclaimer's thread).
-  void ShrinkArenas();
+  // Gives back what runs left in the runtimes' arenas: on the reclaimer's thread once large
+  // requests stop, and from the repository thread once every model has been idle
+  // kIdleRelease (then the freed memory too). True when some arena was shrunk.
+  bool ShrinkArenas();
+  void ReleaseIdleMemory();
+  static constexpr std::chrono::seconds kIdleRelease{10};
   // Loads `name` again if the memory budget or its keep_alive unloaded it (one caller loads,
   // the others wait).
   void ReloadIfEvicted(const std::string& name);
