@@ -368,8 +368,8 @@ class GrpcServer::Impl final : public inference::GRPCInferenceService::Service {
 
   grpc::Status ModelInfer(grpc::ServerContext* ctx, const inference::ModelInferRequest* req,
                           inference::ModelInferResponse* res) override {
-    const auth::Decision d = Decide(ctx, kInference);
-    if (!d.allowed) return grpc::Status(GrpcCode(d.code), d.message);
+    std::string caller;
+    if (grpc::Status refused = Admit(ctx, kInference, &caller); !refused.ok()) return refused;
     return Traced(ctx, "ModelInfer", [&] {
       // The request is ours to take apart: move the raw contents instead of copying them.
       auto& mutable_req = const_cast<inference::ModelInferRequest&>(*req);
@@ -384,16 +384,16 @@ class GrpcServer::Impl final : public inference::GRPCInferenceService::Service {
       BudgetHold hold(budget_);
       hold.Add(request_bytes, "the request");
       InferRequest request = FromProto(mutable_req);
-      request.caller.id = d.caller;
+      request.caller.id = caller;
       std::optional<Clock::time_point> deadline;
       auto grpc_deadline = ctx->deadline();
       if (grpc_deadline != std::chrono::system_clock::time_point::max()) {
         deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
                                       grpc_deadline - std::chrono::system_clock::now());
       }
-      std::map<std::string, SharedMemoryRef> in_regions;
+      std::map<std::string, SharedMemoryRef> output_regions;
       for (const auto& o : request.outputs)
-        if (o.shared_memory) in_regions[o.name] = *o.shared_memory;
+        if (o.shared_memory) output_regions[o.name] = *o.shared_memory;
       InferResponse response = service_.Infer(std::move(request), deadline, &hold);
       for (const auto& t : response.outputs) hold.AddDone(t.data.size());
       res->set_model_name(response.model_name);
@@ -404,7 +404,7 @@ class GrpcServer::Impl final : public inference::GRPCInferenceService::Service {
         out->set_name(t.name);
         out->set_datatype(std::string(DataTypeName(t.dtype)));
         for (auto dim : t.shape) out->add_shape(dim);
-        if (auto r = in_regions.find(t.name); r != in_regions.end()) {
+        if (auto r = output_regions.find(t.name); r != output_regions.end()) {
           // Written to the client's region; an empty entry keeps raw contents aligned.
           auto& params = *out->mutable_parameters();
           params["shared_memory_region"].set_string_param(r->second.region);
@@ -450,10 +450,10 @@ class GrpcServer::Impl final : public inference::GRPCInferenceService::Service {
   grpc::Status SystemSharedMemoryStatus(grpc::ServerContext* ctx,
                                         const inference::SystemSharedMemoryStatusRequest* req,
                                         inference::SystemSharedMemoryStatusResponse* res) override {
-    const auth::Decision d = Decide(ctx, kInference);
-    if (!d.allowed) return grpc::Status(GrpcCode(d.code), d.message);
+    std::string caller;
+    if (grpc::Status refused = Admit(ctx, kInference, &caller); !refused.ok()) return refused;
     return Guard([&] {
-      for (const auto& r : service_.shared_memory().Status(req->name(), {d.caller, {}})) {
+      for (const auto& r : service_.shared_memory().Status(req->name(), {caller, {}})) {
         auto& out = (*res->mutable_regions())[r.name];
         out.set_name(r.name);
         out.set_key(r.key);
@@ -466,20 +466,20 @@ class GrpcServer::Impl final : public inference::GRPCInferenceService::Service {
   grpc::Status SystemSharedMemoryRegister(grpc::ServerContext* ctx,
                                           const inference::SystemSharedMemoryRegisterRequest* req,
                                           inference::SystemSharedMemoryRegisterResponse*) override {
-    const auth::Decision d = Decide(ctx, kInference);
-    if (!d.allowed) return grpc::Status(GrpcCode(d.code), d.message);
+    std::string caller;
+    if (grpc::Status refused = Admit(ctx, kInference, &caller); !refused.ok()) return refused;
     return Traced(ctx, "SystemSharedMemoryRegister", [&] {
       service_.shared_memory().Register(req->name(), req->key(), req->offset(), req->byte_size(),
-                                        {d.caller, {}});
+                                        {caller, {}});
     });
   }
 
   grpc::Status SystemSharedMemoryUnregister(
       grpc::ServerContext* ctx, const inference::SystemSharedMemoryUnregisterRequest* req,
       inference::SystemSharedMemoryUnregisterResponse*) override {
-    const auth::Decision d = Decide(ctx, kInference);
-    if (!d.allowed) return grpc::Status(GrpcCode(d.code), d.message);
-    return Guard([&] { service_.shared_memory().Unregister(req->name(), {d.caller, {}}); });
+    std::string caller;
+    if (grpc::Status refused = Admit(ctx, kInference, &caller); !refused.ok()) return refused;
+    return Guard([&] { service_.shared_memory().Unregister(req->name(), {caller, {}}); });
   }
 
  private:
@@ -487,21 +487,24 @@ class GrpcServer::Impl final : public inference::GRPCInferenceService::Service {
       grpc::ServerContext* ctx, const std::string& model,
       const google::protobuf::Map<std::string, inference::ModelRepositoryParameter>& parameters,
       bool load) {
-    auth::Decision d = Decide(ctx, kAdmin);
-    if (!d.allowed) return grpc::Status(GrpcCode(d.code), d.message);
+    std::string caller;
+    if (grpc::Status refused = Admit(ctx, kAdmin, &caller); !refused.ok()) return refused;
     if (!model_control_)
       return grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "model control is not offered here");
     return Guard([&] {
       if (!IsValidModelName(model)) Fail(ErrorCode::kInvalidArgument, "invalid model name");
       CheckRepositoryParameters(parameters);
-      model_control_(model, load, d.caller);
+      model_control_(model, load, caller);
     });
   }
 
   // The call's credential (authorization: Bearer <key>, or x-api-key metadata) against what
   // the method accepts.
-  grpc::Status Admit(const grpc::ServerContext* ctx, auth::Scopes accepted) const {
+  // `caller`, when given, receives who the caller is (for what it owns: regions, audit lines).
+  grpc::Status Admit(const grpc::ServerContext* ctx, auth::Scopes accepted,
+                     std::string* caller = nullptr) const {
     const auth::Decision d = Decide(ctx, accepted);
+    if (caller) *caller = d.caller;
     if (d.allowed) return grpc::Status::OK;
     return grpc::Status(GrpcCode(d.code), d.message);
   }
