@@ -302,6 +302,18 @@ std::function<bool()> ShmHttpCaller(int port, const Workload& w) {
   };
 }
 
+// The model files' bytes in a repository (<model>/<version>/model.onnx).
+uint64_t ModelFileBytes(const std::string& repo) {
+  uint64_t total = 0;
+  for (const auto& m : std::filesystem::directory_iterator(repo)) {
+    if (!m.is_directory()) continue;
+    for (const auto& v : std::filesystem::directory_iterator(m.path()))
+      if (v.is_directory() && std::filesystem::exists(v.path() / "model.onnx"))
+        total += std::filesystem::file_size(v.path() / "model.onnx");
+  }
+  return total;
+}
+
 // --- the agent process -----------------------------------------------------------------
 struct AgentProcess {
   pid_t pid = -1;
@@ -335,13 +347,19 @@ struct AgentProcess {
     }
     throw std::runtime_error("outpostd did not become ready");
   }
-  long RssKiB() const {
+  struct MemoryKiB {
+    long rss_kib = -1, anon_kib = -1, file_kib = -1;
+  };
+  MemoryKiB Memory() const {
     std::ifstream in("/proc/" + std::to_string(pid) + "/status");
     std::string line;
+    MemoryKiB m;
     while (std::getline(in, line)) {
-      if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
+      if (line.rfind("VmRSS:", 0) == 0) m.rss_kib = std::stol(line.substr(6));
+      if (line.rfind("RssAnon:", 0) == 0) m.anon_kib = std::stol(line.substr(8));
+      if (line.rfind("RssFile:", 0) == 0) m.file_kib = std::stol(line.substr(8));
     }
-    return -1;
+    return m;
   }
   ~AgentProcess() {
     if (pid > 0) {
@@ -615,8 +633,14 @@ int main(int argc, char** argv) {
     }
   }
   {
-    // Startup: exec to ready with the samples, page cache warm, then dropped (root only).
-    auto median_start = [&](bool cold) {
+    // Startup and idle memory with the samples, loaded from their ORT-format copies (the
+    // default; the first start makes them) and as ONNX, side by side.
+    const std::vector<std::string> as_onnx = {"--no-ort-format-models"};
+    const std::string sample_repo = repo + "-samples", empty_repo = repo + "-empty";
+    std::filesystem::copy(samples, sample_repo, std::filesystem::copy_options::recursive);
+    std::filesystem::create_directories(empty_repo);
+    AgentProcess(bin, sample_repo, 18800 + getpid() % 100, 0);  // makes the copies
+    auto median_start = [&](bool cold, const std::vector<std::string>& extra) {
       std::vector<double> ms;
       for (int i = 0; i < 3; ++i) {
         if (cold) {
@@ -624,27 +648,39 @@ int main(int argc, char** argv) {
           std::ofstream drop("/proc/sys/vm/drop_caches");
           if (!(drop << "3" << std::flush)) return -1.0;
         }
-        AgentProcess a(bin, samples, 18800 + getpid() % 100, 0);
+        AgentProcess a(bin, sample_repo, 18800 + getpid() % 100, 0, extra);
         ms.push_back(a.ready_ms);
       }
       std::sort(ms.begin(), ms.end());
       return ms[1];
     };
-    const double warm = median_start(false), cold = median_start(true);
-    printf(
-        "\nStartup, exec to /v2/health/ready with the 6 sample models (median of 3): %.0f ms "
-        "with the page cache warm, ",
-        warm);
-    if (cold < 0)
-      printf("cold not measured (dropping the page cache needs root)\n");
-    else
-      printf("%.0f ms after dropping it\n", cold);
-  }
-  {
-    AgentProcess idle(bin, samples, 18800 + getpid() % 100, 0);
+    printf("\nStartup, exec to /v2/health/ready with the 6 sample models (median of 3):\n");
+    for (const auto& [label, extra] : {std::pair{"ORT-format copies", std::vector<std::string>{}},
+                                       std::pair{"as ONNX", as_onnx}}) {
+      const double warm = median_start(false, extra), cold = median_start(true, extra);
+      printf("  %-18s %4.0f ms with the page cache warm, ", label, warm);
+      if (cold < 0)
+        printf("cold not measured (dropping the page cache needs root)\n");
+      else
+        printf("%4.0f ms after dropping it\n", cold);
+    }
+    printf("\nIdle outpostd with the 6 sample models loaded (%.1f MB of weights):\n",
+           static_cast<double>(ModelFileBytes(sample_repo)) / 1e6);
+    for (const auto& [label, extra] : {std::pair{"ORT-format copies", std::vector<std::string>{}},
+                                       std::pair{"as ONNX", as_onnx}}) {
+      AgentProcess idle(bin, sample_repo, 18800 + getpid() % 100, 0, extra);
+      std::this_thread::sleep_for(std::chrono::seconds(2));
+      const auto m = idle.Memory();
+      printf("  %-18s RSS %5.1f MB: anonymous %5.1f MB, file-backed %5.1f MB\n", label,
+             m.rss_kib / 1024.0, m.anon_kib / 1024.0, m.file_kib / 1024.0);
+    }
+    AgentProcess empty(bin, empty_repo, 18800 + getpid() % 100, 0);
     std::this_thread::sleep_for(std::chrono::seconds(2));
-    printf("\nIdle outpostd with the 6 sample models loaded: RSS %.1f MB\n",
-           idle.RssKiB() / 1024.0);
+    const auto m = empty.Memory();
+    printf("  %-18s RSS %5.1f MB: anonymous %5.1f MB, file-backed %5.1f MB\n", "no models",
+           m.rss_kib / 1024.0, m.anon_kib / 1024.0, m.file_kib / 1024.0);
+    std::filesystem::remove_all(sample_repo);
+    std::filesystem::remove_all(empty_repo);
   }
   std::filesystem::remove_all(repo);
   std::filesystem::remove_all("/tmp/outpost-bench-auth-" + std::to_string(getpid()));

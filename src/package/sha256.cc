@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "package/keys.h"
 
 namespace outpost {
 
@@ -32,13 +33,7 @@ std::string Sha256::HexDigest() {
   unsigned char digest[32];
   unsigned int len = 0;
   EVP_DigestFinal_ex(state_->ctx, digest, &len);
-  static const char* kHex = "0123456789abcdef";
-  std::string hex;
-  for (unsigned i = 0; i < len; ++i) {
-    hex += kHex[digest[i] >> 4];
-    hex += kHex[digest[i] & 15];
-  }
-  return hex;
+  return ToHex({reinterpret_cast<const char*>(digest), len});
 }
 
 std::string Sha256Hex(std::string_view data) {

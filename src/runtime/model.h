@@ -9,6 +9,7 @@
 #include <string_view>
 #include <vector>
 
+#include "runtime/ort_format_cache.h"
 #include "runtime/tensor.h"
 
 namespace outpost {
@@ -49,6 +50,8 @@ struct RuntimeOptions {
   // Options of each provider, by provider name (ORT's own option keys).
   std::map<std::string, std::map<std::string, std::string>> provider_options;
   bool memory_arena = true;
+  // Where ONNX models run on the CPU are kept in ORT format, their weights used in place.
+  OrtFormatCache ort_format;
   // Input shapes that replace the model's own (-1: any size), for formats whose interpreter
   // resizes inputs at run time (TFLite); from the manifest's declared inputs.
   std::map<std::string, std::vector<int64_t>> input_shapes;

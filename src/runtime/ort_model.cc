@@ -1,4 +1,6 @@
+#include <fmt/format.h>
 #include <onnxruntime_cxx_api.h>
+#include <onnxruntime_session_options_config_keys.h>
 
 #include <algorithm>
 #include <atomic>
@@ -6,6 +8,7 @@
 #include <mutex>
 
 #include "core/error.h"
+#include "core/logging.h"
 #include "core/memory_budget.h"
 #include "runtime/model.h"
 #include "runtime/ort_session.h"
@@ -117,21 +120,35 @@ class OrtModel final : public Model {
 
   OrtModel(const std::filesystem::path& path, const RuntimeOptions& options)
       : arena_(options.memory_arena), platform_("onnxruntime_onnx") {
-    session_ = CreatePlacedSession(
-        options, path.string(),
-        [&](Ort::SessionOptions& so) { return Ort::Session(OrtEnv(), path.c_str(), so); },
-        placement_);
+    std::shared_ptr<MappedFile> source;
+    if (KeepsOrtFormat(options)) {
+      try {
+        source = MappedFile::Open(path);
+      } catch (const Error&) {
+        // ORT says what is wrong with the file.
+      }
+    }
+    if (!source ||
+        !LoadDerived(source->bytes(), path.filename().string(), path.string(), options)) {
+      session_ = CreatePlacedSession(
+          options, path.string(),
+          [&](Ort::SessionOptions& so) { return Ort::Session(OrtEnv(), path.c_str(), so); },
+          placement_);
+    }
     ReadSignature();
   }
   OrtModel(std::string_view bytes, const std::string& origin, const RuntimeOptions& options,
            std::string platform)
       : arena_(options.memory_arena), platform_(std::move(platform)) {
-    session_ = CreatePlacedSession(
-        options, origin,
-        [&](Ort::SessionOptions& so) {
-          return Ort::Session(OrtEnv(), bytes.data(), bytes.size(), so);
-        },
-        placement_);
+    std::string name = std::filesystem::path(origin).filename().string() + ".onnx";
+    if (!KeepsOrtFormat(options) || !LoadDerived(bytes, name, origin, options)) {
+      session_ = CreatePlacedSession(
+          options, origin,
+          [&](Ort::SessionOptions& so) {
+            return Ort::Session(OrtEnv(), bytes.data(), bytes.size(), so);
+          },
+          placement_);
+    }
     ReadSignature();
   }
 
@@ -155,6 +172,46 @@ class OrtModel final : public Model {
   }
 
  private:
+  // A model that runs on the CPU is loaded from an ORT-format copy when the options keep one.
+  static bool KeepsOrtFormat(const RuntimeOptions& options) {
+    const auto& eps = options.execution_providers;
+    return !options.ort_format.dir.empty() &&
+           (eps.empty() || eps.front() == "CPUExecutionProvider");
+  }
+  // Loads the ORT-format copy of `source` (deriving it first when there is none); false to
+  // load `source` as ONNX instead.
+  bool LoadDerived(std::string_view source, const std::string& name, const std::string& origin,
+                   const RuntimeOptions& options) {
+    derived_ = DerivedOrtModel(options.ort_format, name, source, origin, OnnxRuntimeVersion(),
+                               [&](const std::filesystem::path& out) {
+                                 Ort::SessionOptions so = BaseSessionOptions(options);
+                                 so.SetOptimizedModelFilePath(out.c_str());
+                                 so.AddConfigEntry(kOrtSessionOptionsConfigSaveModelFormat, "ORT");
+                                 Ort::Session(OrtEnv(), source.data(), source.size(), so);
+                               });
+    if (!derived_) return false;
+    try {
+      Ort::SessionOptions so = BaseSessionOptions(options);
+      so.AddConfigEntry(kOrtSessionOptionsConfigLoadModelFormat, "ORT");
+      so.AddConfigEntry(kOrtSessionOptionsConfigUseORTModelBytesDirectly, "1");
+      so.AddConfigEntry(kOrtSessionOptionsConfigUseORTModelBytesForInitializers, "1");
+      auto bytes = derived_->bytes();
+      session_ = Ort::Session(OrtEnv(), bytes.data(), bytes.size(), so);
+    } catch (const Ort::Exception& e) {
+      Log(LogSeverity::kWarn, "runtime", "ort_format_refused",
+          fmt::format("{}: its ORT-format copy does not load ({}); loading the ONNX model", origin,
+                      e.what()),
+          {{"model_file", origin}, {"reason", e.what()}});
+      derived_.reset();
+      return false;
+    }
+    placement_.provider = "CPUExecutionProvider";
+    // Pre-packed weights were copied out of the mapping and the rest is read in place: unmap
+    // it all, and a run brings back from the page cache only the pages it reads.
+    derived_->DropResidentPages();
+    return true;
+  }
+
   void ReadSignature() {
     Ort::AllocatorWithDefaultOptions alloc;
     for (size_t i = 0; i < session_.GetInputCount(); ++i) {
@@ -259,6 +316,8 @@ class OrtModel final : public Model {
   std::atomic<bool> arena_grown_{false};
   std::string platform_;
   Placement placement_;
+  // The ORT-format model the session's initializers point into: outlives the session.
+  std::shared_ptr<MappedFile> derived_;
   Ort::Session session_{nullptr};
   std::vector<TensorSpec> inputs_;
   std::vector<TensorSpec> outputs_;

@@ -70,6 +70,53 @@ auth::Scopes OpenScopes(const AgentConfig& c, const std::string& address) {
   return auth::ParseScopes(c.auth_open_scopes);
 }
 
+// The key that authenticates the repository's ORT-format copies; empty (copies off, said in
+// the log) when there is no repository or the key cannot be read or made.
+std::string DerivationKey(const AgentConfig& c) {
+  std::error_code ec;
+  if (!std::filesystem::is_directory(c.model_repository, ec)) return "";
+  try {
+    return LoadOrCreateDerivationKey(c.model_repository / kDerivationKeyFile);
+  } catch (const Error& e) {
+    Log(LogSeverity::kWarn, "agent", "ort_format_off",
+        fmt::format("models are loaded as ONNX, not kept in ORT format: {}", e.what()),
+        {{"reason", e.what()}});
+    return "";
+  }
+}
+
+// A captured request's inputs as the outbox keeps them: raw tensors in base64, text redacted
+// element by element (it may carry personal data).
+nlohmann::json CapturedTensors(const std::vector<Tensor>& inputs, const Redactor& redactor) {
+  nlohmann::json tensors = nlohmann::json::array();
+  for (const auto& t : inputs) {
+    nlohmann::json j = {{"name", t.name}, {"datatype", DataTypeName(t.dtype)}, {"shape", t.shape}};
+    if (t.dtype == DataType::kBytes) {
+      nlohmann::json values = nlohmann::json::array();
+      size_t at = 0;
+      while (at + 4 <= t.data.size()) {
+        uint32_t n;
+        std::memcpy(&n, t.data.data() + at, 4);
+        at += 4;
+        std::string value = t.data.substr(at, n);
+        at += n;
+        values.push_back(redactor.Redact(value).text);
+      }
+      j["data"] = values;
+    } else {
+      std::string b64(sodium_base64_ENCODED_LEN(t.data.size(), sodium_base64_VARIANT_ORIGINAL),
+                      '\0');
+      sodium_bin2base64(b64.data(), b64.size(),
+                        reinterpret_cast<const unsigned char*>(t.data.data()), t.data.size(),
+                        sodium_base64_VARIANT_ORIGINAL);
+      b64.resize(std::strlen(b64.c_str()));
+      j["raw_base64"] = b64;
+    }
+    tensors.push_back(std::move(j));
+  }
+  return tensors;
+}
+
 }  // namespace
 
 struct Agent::Parts {
@@ -98,10 +145,17 @@ struct Agent::Parts {
   std::atomic<bool> shedding{false};  // read on every request: no lock unless it is set
   std::map<std::string, AnomalyDetector> anomalies;  // the resource thread's own
   InferenceService::Totals last_totals;
+  std::unique_ptr<SummaryBuilder> summaries;  // the resource thread's own, as next_summary
+  std::chrono::steady_clock::time_point next_summary;
   std::unique_ptr<Outbox> outbox;  // telemetry waiting for the link
   std::unique_ptr<OtlpShipper> shipper;
   std::unique_ptr<WebhookSender> webhook;
   Redactor redactor;
+
+  // The resource thread's steps (StartHealth).
+  void SampleResources();
+  std::map<std::string, double> Figures();
+  void WatchAnomalies();
 
   // An event the operator should hear of from afar: logged, kept in the outbox for the
   // collector (same schema) and, where asked, posted to the monitoring webhook.
@@ -155,16 +209,55 @@ UpdateOptions Agent::MakeUpdateOptions() const {
 
 Agent::~Agent() { Stop(); }
 
+// The composition root: each step builds one part and wires it to those built before it.
 BoundPorts Agent::Start() {
   ConfigureOnnxRuntime(config_.intra_op_threads, 1, config_.thread_spinning);
   info_.capabilities = ToJson(DiscoverCapabilities());
   auto& p = *parts_;
   p.metrics.AddCollector(AppendProcessMetrics);
   p.budget = std::make_unique<MemoryBudget>(config_.max_inflight_bytes);
+  ManagerOptions mo = MakeManagerOptions();
+  OpenTelemetry(mo);
+  p.models = std::make_unique<ModelManager>(mo, p.metrics);
+  p.service = std::make_unique<InferenceService>(
+      *p.models, InferenceLimits{std::chrono::milliseconds(config_.default_timeout_ms)});
+  StartChat();
+  AddModelCollectors();
+  if (!config_.update_url.empty()) {
+    p.updates = std::make_unique<UpdateService>(MakeUpdateOptions(), *p.models, *p.service,
+                                                trust_ ? &*trust_ : nullptr, p.metrics);
+    p.updates->RecoverInterruptedTrials();  // before the first scan: nothing serves a trial
+  }
+  Log(LogSeverity::kInfo, "serving", "repository_loading",
+      "loading model repository " + config_.model_repository.string());
+  p.models->Start();
+  StartHealth();
+  if (p.shipper) p.shipper->Start();
+  const auth::SubjectPolicy subjects = StartAuth();
+
+  // HTTP opens last: it is what answers /v2/health/ready, so "ready" means every listener is up.
+  BoundPorts ports;
+  if (config_.grpc_port != 0) ports.grpc = StartGrpc(subjects);
+  if (config_.metrics_port > 0) ports.metrics = StartMetricsListener(subjects);
+  ports.http = StartHttp(subjects);
+  if (config_.metrics_port == -1) ports.metrics = ports.http;
+  if (p.updates) {
+    p.updates->Start();
+    Log(LogSeverity::kInfo, "update", "polling",
+        fmt::format("updates from {} every {} s (jitter {}%)", config_.update_url,
+                    config_.update_interval_secs, config_.update_jitter * 100));
+  }
+  if (!config_.fleet_url.empty()) StartFleetClient();
+  return ports;
+}
+
+ManagerOptions Agent::MakeManagerOptions() {
+  auto& p = *parts_;
   ManagerOptions mo;
   mo.repository = config_.model_repository;
   mo.runtime.execution_providers = config_.execution_providers;
   mo.runtime.memory_arena = config_.memory_arena;
+  if (config_.ort_format_models) mo.runtime.ort_format.key = DerivationKey(config_);
   if (!config_.trust_file.empty()) trust_ = LoadTrustPolicy(config_.trust_file);
   mo.trust = trust_;
   mo.allow_unsigned = config_.allow_unsigned_models;
@@ -185,8 +278,34 @@ BoundPorts Agent::Start() {
   if (mo.control == ModelControl::kNone) mo.poll_interval = std::chrono::milliseconds(0);
   mo.startup_models = config_.load_model;
   mo.memory_budget_bytes = static_cast<uint64_t>(config_.memory_budget_mb * 1048576.0);
-  // Telemetry goes to the configured collector, or else to the fleet server the device follows
-  // (signed with the device's key, through the fleet client).
+  mo.on_drift = [&p](const DriftEvent& e) {
+    p.metrics
+        .GetCounter(
+            "outpost_model_drift_events_total", "Drift tests past their threshold.",
+            {{"model", e.model}, {"version", e.version}, {"tensor", e.tensor}, {"test", e.test}})
+        .Add();
+    p.Emit({LogSeverity::kWarn,
+            "monitoring",
+            "drift",
+            fmt::format("drift detected in {}/{} {}: {} {:.4g} past {:.4g}", e.model, e.version,
+                        e.tensor, e.test, e.statistic, e.threshold),
+            {{"model", e.model},
+             {"version", e.version},
+             {"tensor", e.tensor},
+             {"test", e.test},
+             {"statistic", e.statistic},
+             {"threshold", e.threshold},
+             {"window", e.window},
+             {"evidence", e.evidence}}},
+           "drift", /*priority=*/1, /*to_webhook=*/true);
+  };
+  return mo;
+}
+
+// Telemetry goes to the configured collector, or else to the fleet server the device follows
+// (signed with the device's key, through the fleet client); captures after drift go with it.
+void Agent::OpenTelemetry(ManagerOptions& mo) {
+  auto& p = *parts_;
   if (!config_.telemetry_otlp_url.empty() || !config_.fleet_url.empty()) {
     std::filesystem::path dir = config_.telemetry_dir.empty()
                                     ? config_.model_repository / ".telemetry"
@@ -232,66 +351,20 @@ BoundPorts Agent::Start() {
   if (config_.monitoring_captures_allowed && p.outbox) {
     mo.on_capture = [&p](const std::string& model, const std::string& version,
                          const std::vector<Tensor>& inputs) {
-      nlohmann::json tensors = nlohmann::json::array();
-      for (const auto& t : inputs) {
-        nlohmann::json j = {
-            {"name", t.name}, {"datatype", DataTypeName(t.dtype)}, {"shape", t.shape}};
-        if (t.dtype == DataType::kBytes) {
-          // Text may carry personal data: each element is redacted before it is kept.
-          nlohmann::json values = nlohmann::json::array();
-          size_t at = 0;
-          while (at + 4 <= t.data.size()) {
-            uint32_t n;
-            std::memcpy(&n, t.data.data() + at, 4);
-            at += 4;
-            std::string value = t.data.substr(at, n);
-            at += n;
-            values.push_back(p.redactor.Redact(value).text);
-          }
-          j["data"] = values;
-        } else {
-          std::string b64(sodium_base64_ENCODED_LEN(t.data.size(), sodium_base64_VARIANT_ORIGINAL),
-                          '\0');
-          sodium_bin2base64(b64.data(), b64.size(),
-                            reinterpret_cast<const unsigned char*>(t.data.data()), t.data.size(),
-                            sodium_base64_VARIANT_ORIGINAL);
-          b64.resize(std::strlen(b64.c_str()));
-          j["raw_base64"] = b64;
-        }
-        tensors.push_back(std::move(j));
-      }
       p.Emit({LogSeverity::kInfo,
               "monitoring",
               "capture",
               "input capture after drift in " + model + "/" + version,
-              {{"model", model}, {"version", version}, {"tensors", tensors.dump()}}},
+              {{"model", model},
+               {"version", version},
+               {"tensors", CapturedTensors(inputs, p.redactor).dump()}}},
              "capture", 0);
     };
   }
-  mo.on_drift = [&p](const DriftEvent& e) {
-    p.metrics
-        .GetCounter(
-            "outpost_model_drift_events_total", "Drift tests past their threshold.",
-            {{"model", e.model}, {"version", e.version}, {"tensor", e.tensor}, {"test", e.test}})
-        .Add();
-    p.Emit({LogSeverity::kWarn,
-            "monitoring",
-            "drift",
-            fmt::format("drift detected in {}/{} {}: {} {:.4g} past {:.4g}", e.model, e.version,
-                        e.tensor, e.test, e.statistic, e.threshold),
-            {{"model", e.model},
-             {"version", e.version},
-             {"tensor", e.tensor},
-             {"test", e.test},
-             {"statistic", e.statistic},
-             {"threshold", e.threshold},
-             {"window", e.window},
-             {"evidence", e.evidence}}},
-           "drift", /*priority=*/1, /*to_webhook=*/true);
-  };
-  p.models = std::make_unique<ModelManager>(mo, p.metrics);
-  p.service = std::make_unique<InferenceService>(
-      *p.models, InferenceLimits{std::chrono::milliseconds(config_.default_timeout_ms)});
+}
+
+void Agent::StartChat() {
+  auto& p = *parts_;
   RouterConfig router = ParseRouterConfig(config_.chat_router, config_.chat_cloud);
   if (router.state_dir.empty()) router.state_dir = config_.model_repository / ".chat";
   std::string api_key;
@@ -305,6 +378,11 @@ BoundPorts Agent::Start() {
                     router.cloud.url, api_key.empty() ? "none" : "from the secret store"));
   p.chat =
       std::make_unique<ChatService>(*p.models, p.metrics, std::move(router), std::move(api_key));
+}
+
+// Per-model gauges: queue depth, attributed memory, where each model runs.
+void Agent::AddModelCollectors() {
+  auto& p = *parts_;
   p.metrics.AddCollector([models = p.models.get(),
                           budget = static_cast<double>(config_.memory_budget_mb) *
                                    1048576.0](std::string& out) {
@@ -345,22 +423,16 @@ BoundPorts Agent::Start() {
       AppendSample(out, "outpost_model_execution_provider", RenderLabels(labels), 1);
     });
   });
-  if (!config_.update_url.empty()) {
-    p.updates = std::make_unique<UpdateService>(MakeUpdateOptions(), *p.models, *p.service,
-                                                trust_ ? &*trust_ : nullptr, p.metrics);
-    p.updates->RecoverInterruptedTrials();  // before the first scan: nothing serves a trial
-  }
-  Log(LogSeverity::kInfo, "serving", "repository_loading",
-      "loading model repository " + config_.model_repository.string());
-  p.models->Start();
-  StartHealth();
-  if (p.shipper) p.shipper->Start();
+}
 
+// TLS for the listeners, the API key store and the console's admin key; returns the policy
+// for client certificates' subjects.
+auth::SubjectPolicy Agent::StartAuth() {
+  auto& p = *parts_;
   if (!config_.tls_cert_file.empty())
     p.tls = std::make_shared<http::TlsContext>(http::TlsFiles{
         config_.tls_cert_file, config_.tls_key_file, config_.tls_client_ca_file,
         std::chrono::milliseconds(static_cast<int64_t>(config_.tls_reload_secs) * 1000)});
-  const auth::SubjectPolicy subjects = auth::ParseSubjectPolicy(config_.tls_client_subjects);
   p.keys = std::make_unique<auth::ApiKeyStore>(config_.auth_dir);
   const auto admin_key = p.keys->EnsureLocalAdminKey();
   Log(LogSeverity::kInfo, "auth", "local_key",
@@ -376,46 +448,54 @@ BoundPorts Agent::Start() {
             (config_.insecure_plaintext_beyond_loopback
                  ? " listeners beyond loopback may carry credentials in clear"
                  : ""));
+  return auth::ParseSubjectPolicy(config_.tls_client_subjects);
+}
 
-  // HTTP opens last: it is what answers /v2/health/ready, so "ready" means every listener is up.
-  BoundPorts ports;
-  if (config_.grpc_port != 0) {
-    GrpcOptions go;
-    go.address = config_.grpc_address;
-    go.port = config_.grpc_port;
-    go.max_message_bytes = config_.max_request_bytes;
-    go.max_concurrent_streams = config_.grpc_max_concurrent_streams;
-    go.max_inflight_bytes = config_.max_inflight_bytes;
-    go.budget = p.budget.get();
-    go.keys = p.keys.get();
-    go.open_scopes = OpenScopes(config_, config_.grpc_address);
-    go.model_control = [this](const std::string& model, bool load, const std::string& caller) {
-      return ControlModel(model, load, caller);
-    };
-    go.tls_cert_file = config_.tls_cert_file.string();
-    go.tls_key_file = config_.tls_key_file.string();
-    go.tls_client_ca_file = config_.tls_client_ca_file.string();
-    go.tls_reload_secs = static_cast<unsigned>(config_.tls_reload_secs);
-    go.tls_client_subjects = subjects;
-    p.grpc = std::make_unique<GrpcServer>(go, *p.service, info_);
-    ports.grpc = p.grpc->Start();
-    Log(LogSeverity::kInfo, "serving", "listening",
-        fmt::format("gRPC (KServe v2) listening on {}:{}{}", config_.grpc_address, ports.grpc,
-                    config_.tls_cert_file.empty()        ? ""
-                    : config_.tls_client_ca_file.empty() ? " (TLS)"
-                                                         : " (TLS, client certificates)"),
-        {{"protocol", "grpc"}, {"address", config_.grpc_address}, {"port", ports.grpc}});
-  }
-  if (config_.metrics_port > 0) {
-    p.metrics_server = std::make_unique<MetricsServer>(
-        config_.metrics_address, config_.metrics_port, p.metrics,
-        http::BrowserPolicy{config_.http_allowed_hosts, config_.http_cors_origins}, p.keys.get(),
-        OpenScopes(config_, config_.metrics_address), p.tls, subjects);
-    ports.metrics = p.metrics_server->Start();
-    Log(LogSeverity::kInfo, "serving", "listening",
-        fmt::format("metrics listening on {}:{}", config_.metrics_address, ports.metrics),
-        {{"protocol", "metrics"}, {"address", config_.metrics_address}, {"port", ports.metrics}});
-  }
+int Agent::StartGrpc(const auth::SubjectPolicy& subjects) {
+  auto& p = *parts_;
+  GrpcOptions go;
+  go.address = config_.grpc_address;
+  go.port = config_.grpc_port;
+  go.max_message_bytes = config_.max_request_bytes;
+  go.max_concurrent_streams = config_.grpc_max_concurrent_streams;
+  go.max_inflight_bytes = config_.max_inflight_bytes;
+  go.budget = p.budget.get();
+  go.keys = p.keys.get();
+  go.open_scopes = OpenScopes(config_, config_.grpc_address);
+  go.model_control = [this](const std::string& model, bool load, const std::string& caller) {
+    return ControlModel(model, load, caller);
+  };
+  go.tls_cert_file = config_.tls_cert_file.string();
+  go.tls_key_file = config_.tls_key_file.string();
+  go.tls_client_ca_file = config_.tls_client_ca_file.string();
+  go.tls_reload_secs = static_cast<unsigned>(config_.tls_reload_secs);
+  go.tls_client_subjects = subjects;
+  p.grpc = std::make_unique<GrpcServer>(go, *p.service, info_);
+  const int port = p.grpc->Start();
+  Log(LogSeverity::kInfo, "serving", "listening",
+      fmt::format("gRPC (KServe v2) listening on {}:{}{}", config_.grpc_address, port,
+                  config_.tls_cert_file.empty()        ? ""
+                  : config_.tls_client_ca_file.empty() ? " (TLS)"
+                                                       : " (TLS, client certificates)"),
+      {{"protocol", "grpc"}, {"address", config_.grpc_address}, {"port", port}});
+  return port;
+}
+
+int Agent::StartMetricsListener(const auth::SubjectPolicy& subjects) {
+  auto& p = *parts_;
+  p.metrics_server = std::make_unique<MetricsServer>(
+      config_.metrics_address, config_.metrics_port, p.metrics,
+      http::BrowserPolicy{config_.http_allowed_hosts, config_.http_cors_origins}, p.keys.get(),
+      OpenScopes(config_, config_.metrics_address), p.tls, subjects);
+  const int port = p.metrics_server->Start();
+  Log(LogSeverity::kInfo, "serving", "listening",
+      fmt::format("metrics listening on {}:{}", config_.metrics_address, port),
+      {{"protocol", "metrics"}, {"address", config_.metrics_address}, {"port", port}});
+  return port;
+}
+
+int Agent::StartHttp(const auth::SubjectPolicy& subjects) {
+  auto& p = *parts_;
   HttpOptions ho;
   ho.address = config_.http_address;
   ho.port = config_.http_port;
@@ -463,23 +543,15 @@ BoundPorts Agent::Start() {
   }
   p.http = std::make_unique<HttpServer>(ho, *p.service, p.metrics, info_);
   p.metrics.AddCollector([http = p.http.get()](std::string& out) { http->AppendMetrics(out); });
-  ports.http = p.http->Start();
+  const int port = p.http->Start();
   Log(LogSeverity::kInfo, "serving", "listening",
-      fmt::format("HTTP (KServe v2) listening on {}:{}", config_.http_address, ports.http),
-      {{"protocol", "http"}, {"address", config_.http_address}, {"port", ports.http}});
+      fmt::format("HTTP (KServe v2) listening on {}:{}", config_.http_address, port),
+      {{"protocol", "http"}, {"address", config_.http_address}, {"port", port}});
   if (!config_.unix_socket.empty())
     Log(LogSeverity::kInfo, "serving", "listening",
         "HTTP also on the Unix socket " + config_.unix_socket.string(),
         {{"protocol", "http"}, {"unix_socket", config_.unix_socket.string()}});
-  if (config_.metrics_port == -1) ports.metrics = ports.http;
-  if (p.updates) {
-    p.updates->Start();
-    Log(LogSeverity::kInfo, "update", "polling",
-        fmt::format("updates from {} every {} s (jitter {}%)", config_.update_url,
-                    config_.update_interval_secs, config_.update_jitter * 100));
-  }
-  if (!config_.fleet_url.empty()) StartFleetClient();
-  return ports;
+  return port;
 }
 
 void Agent::StartFleetClient() {
@@ -621,141 +693,19 @@ void Agent::StartHealth() {
   p.resources = std::make_unique<ResourceReader>(
       h.value("proc_root", "/proc"), h.value("sys_root", "/sys"), config_.model_repository);
   p.shedder = std::make_unique<LoadShedder>(limits);
-  auto sample = [&p] {
-    ResourceSample s = p.resources->Read();
-    std::string reason = p.shedder->Update(s);
-    std::string before;
-    {
-      std::lock_guard lock(p.resource_mu);
-      before = p.shed_reason;
-      p.last_sample = s;
-      p.shed_reason = reason;
-      p.shedding.store(!reason.empty(), std::memory_order_relaxed);
-    }
-    if (before != reason) {
-      if (reason.empty())
-        p.Emit({LogSeverity::kWarn,
-                "health",
-                "load_shedding_off",
-                "load shedding off: resources are back within their limits",
-                {{"shedding", false}}},
-               "health", 1);
-      else
-        p.Emit({LogSeverity::kError,
-                "health",
-                "load_shedding_on",
-                "load shedding on: " + reason + "; new requests are refused until it passes",
-                {{"shedding", true}, {"reason", reason}}},
-               "health", 1);
-    }
-  };
-  // Anomalies in the device's own figures, per sampling interval.
-  auto figures = [&p] {
-    std::map<std::string, double> f;
-    ResourceSample s;
-    {
-      std::lock_guard lock(p.resource_mu);
-      s = p.last_sample;
-    }
-    if (s.temperature_c) f["temperature_c"] = *s.temperature_c;
-    auto t = p.service->totals();
-    const uint64_t n = t.requests - p.last_totals.requests;
-    if (n > 0) {
-      f["latency_ms"] = static_cast<double>(t.latency_ns - p.last_totals.latency_ns) / 1e6 /
-                        static_cast<double>(n - (t.failures - p.last_totals.failures) + 1e-9);
-      f["error_rate"] =
-          static_cast<double>(t.failures - p.last_totals.failures) / static_cast<double>(n);
-    }
-    p.last_totals = t;
-    double queued = 0;
-    p.models->ForEachServed([&](const ServedModel& m) {
-      if (m.scheduler) queued += static_cast<double>(m.scheduler->queue_depth());
-    });
-    f["queue_depth"] = queued;
-    return f;
-  };
-  auto watch = [&p, figures] {
-    std::vector<std::tuple<std::string, double, AnomalyVerdict>> changes;
-    auto values = figures();
-    {
-      std::lock_guard lock(p.resource_mu);
-      for (const auto& [name, value] : values) {
-        // Floors in each figure's own units, so that an idle device's zeros do not make one
-        // queued request or one error an anomaly.
-        AnomalyOptions o;
-        if (name == "temperature_c") o.min_scale = 0.5;
-        if (name == "latency_ms") o.min_scale = 0.05, o.relative_floor = 0.1;
-        if (name == "error_rate") o.min_scale = 0.02;
-        if (name == "queue_depth") o.min_scale = 2;
-        auto v = p.anomalies.try_emplace(name, o).first->second.Add(value);
-        if (v.change != AnomalyVerdict::Change::kNone) changes.emplace_back(name, value, v);
-      }
-    }
-    for (const auto& [name, value, v] : changes) {
-      const bool started = v.change == AnomalyVerdict::Change::kStarted;
-      if (started) {
-        p.metrics
-            .GetCounter("outpost_anomaly_events_total",
-                        "The device's own figures leaving their robust baseline.",
-                        {{"figure", name}})
-            .Add();
-      }
-      p.Emit({started ? LogSeverity::kWarn : LogSeverity::kInfo,
-              "health",
-              started ? "anomaly" : "anomaly_over",
-              fmt::format("{} {}: {:.4g} (baseline median {:.4g}, z {:.1f})",
-                          started ? "anomaly in" : "anomaly over in", name, value, v.median, v.z),
-              {{"figure", name},
-               {"value", value},
-               {"median", v.median},
-               {"z", v.z},
-               {"started", started}}},
-             "anomaly", 1);
-    }
-  };
-  p.metrics.AddCollector([&p](std::string& out) {
-    out +=
-        "# HELP outpost_anomaly_active 1 while a figure is outside its baseline.\n"
-        "# TYPE outpost_anomaly_active gauge\n";
-    std::lock_guard lock(p.resource_mu);
-    for (const auto& [name, d] : p.anomalies)
-      AppendSample(out, "outpost_anomaly_active", RenderLabels({{"figure", name}}),
-                   d.anomalous() ? 1 : 0);
-  });
-  sample();
-  auto summaries = std::make_shared<SummaryBuilder>(config_.telemetry_noise_epsilon);
-  auto next_summary = std::make_shared<std::chrono::steady_clock::time_point>(
-      std::chrono::steady_clock::now() +
-      std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-          std::chrono::duration<double>(config_.telemetry_summary_secs)));
-  auto summarize = [this, &p, summaries, next_summary] {
-    if (!p.outbox || config_.telemetry_summary_secs <= 0) return;
-    auto now = std::chrono::steady_clock::now();
-    if (now < *next_summary) return;
-    *next_summary = now + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                              std::chrono::duration<double>(config_.telemetry_summary_secs));
-    nlohmann::json resources;
-    {
-      std::lock_guard lock(p.resource_mu);
-      resources = ToJson(p.last_sample);
-    }
-    auto attributes = summaries->Next(*p.models, p.service->totals().failures, resources);
-    LogEvent summary{LogSeverity::kDebug, "telemetry", "summary", "telemetry summary",
-                     std::move(attributes)};
-    Log(summary);
-    p.outbox->Append("summary", 0, summary.ToJson().dump());
-    if (p.shipper) p.shipper->Wake();
-  };
-  p.resource_thread = std::thread([&p, sample, watch, summarize, poll] {
+  p.summaries = std::make_unique<SummaryBuilder>(config_.telemetry_noise_epsilon);
+  p.next_summary = std::chrono::steady_clock::now() + SummaryInterval();
+  p.SampleResources();
+  p.resource_thread = std::thread([this, &p, poll] {
     for (;;) {
       std::unique_lock lock(p.resource_mu);
       if (p.resource_cv.wait_for(lock, std::chrono::duration<double>(poll),
                                  [&] { return p.resource_stop; }))
         return;
       lock.unlock();
-      sample();
-      watch();
-      summarize();
+      p.SampleResources();
+      p.WatchAnomalies();
+      SummarizeTelemetry();
     }
   });
   auto shed = [&p] {
@@ -765,6 +715,15 @@ void Agent::StartHealth() {
   };
   p.service->SetShedding(shed);
   p.chat->SetShedding(shed);
+  p.metrics.AddCollector([&p](std::string& out) {
+    out +=
+        "# HELP outpost_anomaly_active 1 while a figure is outside its baseline.\n"
+        "# TYPE outpost_anomaly_active gauge\n";
+    std::lock_guard lock(p.resource_mu);
+    for (const auto& [name, d] : p.anomalies)
+      AppendSample(out, "outpost_anomaly_active", RenderLabels({{"figure", name}}),
+                   d.anomalous() ? 1 : 0);
+  });
   p.metrics.AddCollector([&p](std::string& out) {
     ResourceSample s;
     bool shedding;
@@ -789,7 +748,11 @@ void Agent::StartHealth() {
     gauge("outpost_load_shedding", "1 while new requests are refused to protect the device.",
           shedding ? 1 : 0);
   });
+  RegisterHealthChecks();
+}
 
+void Agent::RegisterHealthChecks() {
+  auto& p = *parts_;
   p.health.Register("runtime", true, [] {
     return ComponentHealth{HealthState::kOk, "ONNX Runtime " + OnnxRuntimeVersion()};
   });
@@ -840,6 +803,127 @@ void Agent::StartHealth() {
                            "circuit " + state};
   });
   p.health.Register("clock", false, ClockHealth);
+}
+
+std::chrono::steady_clock::duration Agent::SummaryInterval() const {
+  return std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+      std::chrono::duration<double>(config_.telemetry_summary_secs));
+}
+
+// A summary of the interval's traffic and resources into the outbox, every
+// telemetry_summary_secs.
+void Agent::SummarizeTelemetry() {
+  auto& p = *parts_;
+  if (!p.outbox || config_.telemetry_summary_secs <= 0) return;
+  auto now = std::chrono::steady_clock::now();
+  if (now < p.next_summary) return;
+  p.next_summary = now + SummaryInterval();
+  nlohmann::json resources;
+  {
+    std::lock_guard lock(p.resource_mu);
+    resources = ToJson(p.last_sample);
+  }
+  auto attributes = p.summaries->Next(*p.models, p.service->totals().failures, resources);
+  LogEvent summary{LogSeverity::kDebug, "telemetry", "summary", "telemetry summary",
+                   std::move(attributes)};
+  Log(summary);
+  p.outbox->Append("summary", 0, summary.ToJson().dump());
+  if (p.shipper) p.shipper->Wake();
+}
+
+// Reads the device's resources and turns load shedding on or off, saying so when it changes.
+void Agent::Parts::SampleResources() {
+  ResourceSample s = resources->Read();
+  std::string reason = shedder->Update(s);
+  std::string before;
+  {
+    std::lock_guard lock(resource_mu);
+    before = shed_reason;
+    last_sample = s;
+    shed_reason = reason;
+    shedding.store(!reason.empty(), std::memory_order_relaxed);
+  }
+  if (before != reason) {
+    if (reason.empty())
+      Emit({LogSeverity::kWarn,
+            "health",
+            "load_shedding_off",
+            "load shedding off: resources are back within their limits",
+            {{"shedding", false}}},
+           "health", 1);
+    else
+      Emit({LogSeverity::kError,
+            "health",
+            "load_shedding_on",
+            "load shedding on: " + reason + "; new requests are refused until it passes",
+            {{"shedding", true}, {"reason", reason}}},
+           "health", 1);
+  }
+}
+
+// The device's own figures for the anomaly detectors, per sampling interval.
+std::map<std::string, double> Agent::Parts::Figures() {
+  std::map<std::string, double> f;
+  ResourceSample s;
+  {
+    std::lock_guard lock(resource_mu);
+    s = last_sample;
+  }
+  if (s.temperature_c) f["temperature_c"] = *s.temperature_c;
+  auto t = service->totals();
+  const uint64_t n = t.requests - last_totals.requests;
+  if (n > 0) {
+    f["latency_ms"] = static_cast<double>(t.latency_ns - last_totals.latency_ns) / 1e6 /
+                      static_cast<double>(n - (t.failures - last_totals.failures) + 1e-9);
+    f["error_rate"] =
+        static_cast<double>(t.failures - last_totals.failures) / static_cast<double>(n);
+  }
+  last_totals = t;
+  double queued = 0;
+  models->ForEachServed([&](const ServedModel& m) {
+    if (m.scheduler) queued += static_cast<double>(m.scheduler->queue_depth());
+  });
+  f["queue_depth"] = queued;
+  return f;
+}
+
+void Agent::Parts::WatchAnomalies() {
+  std::vector<std::tuple<std::string, double, AnomalyVerdict>> changes;
+  auto values = Figures();
+  {
+    std::lock_guard lock(resource_mu);
+    for (const auto& [name, value] : values) {
+      // Floors in each figure's own units, so that an idle device's zeros do not make one
+      // queued request or one error an anomaly.
+      AnomalyOptions o;
+      if (name == "temperature_c") o.min_scale = 0.5;
+      if (name == "latency_ms") o.min_scale = 0.05, o.relative_floor = 0.1;
+      if (name == "error_rate") o.min_scale = 0.02;
+      if (name == "queue_depth") o.min_scale = 2;
+      auto v = anomalies.try_emplace(name, o).first->second.Add(value);
+      if (v.change != AnomalyVerdict::Change::kNone) changes.emplace_back(name, value, v);
+    }
+  }
+  for (const auto& [name, value, v] : changes) {
+    const bool started = v.change == AnomalyVerdict::Change::kStarted;
+    if (started) {
+      metrics
+          .GetCounter("outpost_anomaly_events_total",
+                      "The device's own figures leaving their robust baseline.", {{"figure", name}})
+          .Add();
+    }
+    Emit({started ? LogSeverity::kWarn : LogSeverity::kInfo,
+          "health",
+          started ? "anomaly" : "anomaly_over",
+          fmt::format("{} {}: {:.4g} (baseline median {:.4g}, z {:.1f})",
+                      started ? "anomaly in" : "anomaly over in", name, value, v.median, v.z),
+          {{"figure", name},
+           {"value", value},
+           {"median", v.median},
+           {"z", v.z},
+           {"started", started}}},
+         "anomaly", 1);
+  }
 }
 
 nlohmann::json Agent::Health() {

@@ -2,6 +2,7 @@
 // front ends, metrics. outpostd is a thin main() around it; tests and benchmarks embed it.
 #pragma once
 
+#include <chrono>
 #include <filesystem>
 #include <memory>
 #include <optional>
@@ -18,6 +19,9 @@
 namespace outpost {
 
 struct UpdateOptions;
+namespace auth {
+struct SubjectPolicy;
+}
 
 struct BoundPorts {
   int http = 0;
@@ -47,8 +51,20 @@ class Agent {
   void CheckLocalChange(const std::string& what) const;
   void ReportLocalChange(const std::string& what, const std::string& caller,
                          nlohmann::json fields = nlohmann::json::object());
+  // The parts Start() builds and wires, in its order.
+  ManagerOptions MakeManagerOptions();
+  void OpenTelemetry(ManagerOptions& mo);
+  void StartChat();
+  void AddModelCollectors();
   UpdateOptions MakeUpdateOptions() const;
+  auth::SubjectPolicy StartAuth();
+  int StartGrpc(const auth::SubjectPolicy& subjects);
+  int StartMetricsListener(const auth::SubjectPolicy& subjects);
+  int StartHttp(const auth::SubjectPolicy& subjects);
   void StartHealth();
+  void RegisterHealthChecks();
+  std::chrono::steady_clock::duration SummaryInterval() const;
+  void SummarizeTelemetry();
   void StartFleetClient();
   AgentConfig config_;
   std::optional<TrustPolicy> trust_;

@@ -88,6 +88,9 @@ const ConfigSchema<AgentConfig>& AgentConfigSchema() {
     s.Add("thread_spinning", &C::thread_spinning,
           "ONNX Runtime pool threads spin briefly before sleeping");
     s.Add("memory_arena", &C::memory_arena, "ONNX Runtime's CPU memory arena");
+    s.Add("ort_format_models", &C::ort_format_models,
+          "Keep ONNX models that run on the CPU in ORT format too (optimized once for this CPU, "
+          "weights read in place from <version>/.derived/)");
     s.Add("execution_providers", &C::execution_providers,
           "ONNX Runtime execution providers in order of preference");
     // Over-the-air updates.

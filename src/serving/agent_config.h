@@ -62,6 +62,7 @@ struct AgentConfig {
   int intra_op_threads = 0;     // 0: one per core
   bool thread_spinning = true;  // ORT pool threads spin briefly before sleeping
   bool memory_arena = true;
+  bool ort_format_models = true;  // CPU models also kept in ORT format (<version>/.derived/)
   std::vector<std::string> execution_providers;
   // Over-the-air model updates from a TUF repository (update_service.h). Off without a URL.
   std::string update_url;

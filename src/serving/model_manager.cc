@@ -30,13 +30,18 @@ int DefaultInstanceCount(const std::string& platform) {
   return std::clamp(static_cast<int>(std::thread::hardware_concurrency()), 1, 4);
 }
 
-// The bytes of the regular files under `dir` (a version's weights and the rest), symlinks not
-// followed; what cannot be read counts as nothing.
+// The bytes of the regular files under `dir` (a version's weights and the rest, not the copies
+// the agent derived from them), symlinks not followed; what cannot be read counts as nothing.
 uint64_t DirectoryBytes(const fs::path& dir) {
   uint64_t total = 0;
   std::error_code ec;
-  for (fs::recursive_directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec))
+  for (fs::recursive_directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    if (it.depth() == 0 && it->path().filename() == kDerivedDir) {
+      it.disable_recursion_pending();
+      continue;
+    }
     if (it->is_regular_file(ec) && !it->is_symlink(ec)) total += it->file_size(ec);
+  }
   return total;
 }
 
@@ -350,6 +355,7 @@ std::shared_ptr<ServedModel> ModelManager::Load(const VersionSource& src) {
   auto served = std::make_shared<ServedModel>();
   if (IsChatModelDir(src.dir)) return LoadChat(src, model_path, manifest, std::move(served));
   RuntimeOptions runtime = options_.runtime;
+  if (!runtime.ort_format.key.empty()) runtime.ort_format.dir = src.dir / kDerivedDir;
   ApplyDeclaredTensors(manifest, runtime);
   std::shared_ptr<Model> model = LoadModel(manifest.runtime, model_path, runtime);
   served->config = BuildModelConfig(src.model, src.version, model_path, model->inputs(),

@@ -80,6 +80,10 @@ enum class ModelControl { kNone, kPoll, kExplicit };
 std::string_view ModelControlName(ModelControl control);
 ModelControl ParseModelControl(const std::string& name);  // kInvalidArgument for others
 
+// In the repository: the key that authenticates versions' ORT-format copies (<version>/.derived/).
+inline constexpr const char* kDerivationKeyFile = ".derived.key";
+inline constexpr const char* kDerivedDir = ".derived";
+
 struct ManagerOptions {
   std::filesystem::path repository;
   ModelControl control = ModelControl::kPoll;
@@ -88,6 +92,7 @@ struct ManagerOptions {
   std::optional<TrustPolicy> trust;
   // Development mode: also serve plain directories that no package signature covers.
   bool allow_unsigned = false;
+  // With runtime.ort_format.key set, each version keeps its ORT-format copy in kDerivedDir.
   RuntimeOptions runtime;
   // Resident bytes all loaded models may hold (0: no limit). A load past it first unloads the
   // least recently used idle models, which load again on their next request.

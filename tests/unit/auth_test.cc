@@ -9,24 +9,12 @@
 #include "auth/authorizer.h"
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "temp_dir.h"
 
 namespace outpost::auth {
 namespace {
 
 namespace fs = std::filesystem;
-
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/outpost-auth-XXXXXX";
-    path_ = ::mkdtemp(tmpl);
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
 
 unsigned ModeOf(const fs::path& p) {
   struct stat st {};

@@ -11,6 +11,7 @@
 #include "core/error.h"
 #include "package/package.h"
 #include "package/sha256.h"
+#include "temp_dir.h"
 #include "update/delta.h"
 #include "update/policy.h"
 #include "update/slots.h"
@@ -19,21 +20,6 @@ namespace outpost {
 namespace {
 
 namespace fs = std::filesystem;
-
-class TempDir {
- public:
-  TempDir()
-      : path_(fs::temp_directory_path() /
-              ("outpost-unit-" + std::to_string(::getpid()) + "-" + std::to_string(counter_++))) {
-    fs::create_directories(path_);
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  const fs::path& path() const { return path_; }
-
- private:
-  static inline int counter_ = 0;
-  fs::path path_;
-};
 
 std::string RandomBytes(size_t n, uint32_t seed) {
   std::mt19937 rng(seed);
