@@ -59,6 +59,16 @@ def json_body(inputs):
                                    "data": a.ravel().tolist()} for n, a in inputs.items()]}).encode(), {}
 
 
+def rss_parts_mb(pid):
+    """(anonymous, file-backed) resident MiB."""
+    parts = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(("RssAnon:", "RssFile:")):
+                parts[line.split(":")[0]] = int(line.split()[1]) / 1024
+    return parts["RssAnon"], parts["RssFile"]
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--outpostd", required=True)
@@ -66,6 +76,7 @@ def main():
     ap.add_argument("--proto", required=True)
     ap.add_argument("--minutes", type=float, default=10)
     ap.add_argument("--threads", type=int, default=4)
+    ap.add_argument("--agent-arg", action="append", default=[], help="passed to outpostd (repeatable)")
     args = ap.parse_args()
 
     out = tempfile.mkdtemp(prefix="rss-soak-proto-")
@@ -77,11 +88,14 @@ def main():
     import grpc_service_pb2 as pb2
     import grpc_service_pb2_grpc as pb2_grpc
 
+    # A copy of the samples: the agent writes its ORT-format copies beside each version.
+    repo = os.path.join(out, "models")
+    shutil.copytree(args.samples, repo)
     http_port, grpc_port = free_port(), free_port()
     log = open(os.path.join(out, "agent.log"), "w")
-    agent = subprocess.Popen([args.outpostd, "--model-repository", args.samples, "--http-port", str(http_port),
+    agent = subprocess.Popen([args.outpostd, "--model-repository", repo, "--http-port", str(http_port),
                               "--grpc-port", str(grpc_port), "--log-level", "warn",
-                              "--auth-dir", os.path.join(out, "auth")], stdout=log, stderr=log)
+                              "--auth-dir", os.path.join(out, "auth"), *args.agent_arg], stdout=log, stderr=log)
     try:
         for _ in range(600):
             try:
@@ -95,6 +109,7 @@ def main():
         work = requests()
         time.sleep(3)
         idle = rss_mb(agent.pid)
+        idle_parts = rss_parts_mb(agent.pid)
         stop = time.time() + args.minutes * 60
         counts = {"ok": 0, "failed": 0}
         peak = [idle]
@@ -143,6 +158,8 @@ def main():
               f"{counts['failed']} failed")
         print(f"RSS idle before {idle:.1f} MB, peak {peak[0]:.1f} MB, idle after {after:.1f} MB "
               f"({(after - idle) / idle * 100:+.1f} %) after 12 s idle")
+        (a0, f0), (a1, f1) = idle_parts, rss_parts_mb(agent.pid)
+        print(f"  anonymous {a0:.1f} -> {a1:.1f} MB, file-backed {f0:.1f} -> {f1:.1f} MB")
     finally:
         agent.terminate()
         agent.wait()
