@@ -635,7 +635,8 @@ int main(int argc, char** argv) {
   {
     // Startup and idle memory with the samples, loaded from their ORT-format copies (the
     // default; the first start makes them) and as ONNX, side by side.
-    const std::vector<std::string> as_onnx = {"--no-ort-format-models"};
+    const std::vector<std::pair<const char*, std::vector<std::string>>> loads = {
+        {"ORT-format copies", {}}, {"as ONNX", {"--no-ort-format-models"}}};
     const std::string sample_repo = repo + "-samples", empty_repo = repo + "-empty";
     std::filesystem::copy(samples, sample_repo, std::filesystem::copy_options::recursive);
     std::filesystem::create_directories(empty_repo);
@@ -655,8 +656,7 @@ int main(int argc, char** argv) {
       return ms[1];
     };
     printf("\nStartup, exec to /v2/health/ready with the 6 sample models (median of 3):\n");
-    for (const auto& [label, extra] : {std::pair{"ORT-format copies", std::vector<std::string>{}},
-                                       std::pair{"as ONNX", as_onnx}}) {
+    for (const auto& [label, extra] : loads) {
       const double warm = median_start(false, extra), cold = median_start(true, extra);
       printf("  %-18s %4.0f ms with the page cache warm, ", label, warm);
       if (cold < 0)
@@ -666,19 +666,16 @@ int main(int argc, char** argv) {
     }
     printf("\nIdle outpostd with the 6 sample models loaded (%.1f MB of weights):\n",
            static_cast<double>(ModelFileBytes(sample_repo)) / 1e6);
-    for (const auto& [label, extra] : {std::pair{"ORT-format copies", std::vector<std::string>{}},
-                                       std::pair{"as ONNX", as_onnx}}) {
-      AgentProcess idle(bin, sample_repo, 18800 + getpid() % 100, 0, extra);
+    auto idle_memory = [&](const char* label, const std::string& models,
+                           const std::vector<std::string>& extra) {
+      AgentProcess idle(bin, models, 18800 + getpid() % 100, 0, extra);
       std::this_thread::sleep_for(std::chrono::seconds(2));
       const auto m = idle.Memory();
       printf("  %-18s RSS %5.1f MB: anonymous %5.1f MB, file-backed %5.1f MB\n", label,
              m.rss_kib / 1024.0, m.anon_kib / 1024.0, m.file_kib / 1024.0);
-    }
-    AgentProcess empty(bin, empty_repo, 18800 + getpid() % 100, 0);
-    std::this_thread::sleep_for(std::chrono::seconds(2));
-    const auto m = empty.Memory();
-    printf("  %-18s RSS %5.1f MB: anonymous %5.1f MB, file-backed %5.1f MB\n", "no models",
-           m.rss_kib / 1024.0, m.anon_kib / 1024.0, m.file_kib / 1024.0);
+    };
+    for (const auto& [label, extra] : loads) idle_memory(label, sample_repo, extra);
+    idle_memory("no models", empty_repo, {});
     std::filesystem::remove_all(sample_repo);
     std::filesystem::remove_all(empty_repo);
   }

@@ -16,6 +16,7 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/json_input.h"
 #include "core/logging.h"
 #include "package/keys.h"
 #include "package/sha256.h"
@@ -135,12 +136,15 @@ std::shared_ptr<MappedFile> DerivedOrtModel(const OrtFormatCache& cache, const s
   try {
     std::error_code ec;
     if (fs::exists(record_path, ec)) {
-      auto record = nlohmann::json::parse(ReadFile(record_path));
+      // Written by this agent, but in a directory others may have written to: parsed as any
+      // outside JSON is.
+      auto record = ParseJson(ReadFile(record_path), JsonLimits::Control(), record_path.string());
       remake_reason = changed(record);
-      if (remake_reason.empty() && record.contains("unsupported")) {
-        LogKeptAsOnnx(origin, record["unsupported"].get<std::string>());
-        return nullptr;
-      } else if (remake_reason.empty()) {
+      if (remake_reason.empty()) {
+        if (record.contains("unsupported")) {
+          LogKeptAsOnnx(origin, record["unsupported"].get<std::string>());
+          return nullptr;
+        }
         auto mapped = MappedFile::Open(derived);
         std::string expected = record.value("hmac", "");
         std::string actual =

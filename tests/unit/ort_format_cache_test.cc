@@ -90,6 +90,22 @@ TEST(OrtFormatCache, ATamperedCopyIsMadeAgainAndTheModelStillAnswers) {
   EXPECT_EQ(RunDense(*model)[0].data, expected[0].data);
 }
 
+TEST(OrtFormatCache, AHostileRecordIsMadeAgain) {
+  TempDir dir;
+  auto expected = RunDense(*LoadOnnxModel(kDense, {}));
+  LoadOnnxModel(kDense, Cached(dir.path()));
+  const fs::path record = dir.path() / "model.onnx.ort.json";
+  const std::string good = ReadFile(record);
+  for (const std::string& bad :
+       {std::string(100000, '[') + std::string(100000, ']'), std::string("{\"source_sha256\": 7}"),
+        std::string("not json"), std::string(2u << 20, ' ')}) {
+    WriteFileAtomically(record, bad, 0600);
+    auto model = LoadOnnxModel(kDense, Cached(dir.path()));
+    EXPECT_EQ(RunDense(*model)[0].data, expected[0].data);
+    EXPECT_EQ(ReadFile(record), good);
+  }
+}
+
 TEST(OrtFormatCache, AnotherKeyOrAnotherSourceMakesItAgain) {
   TempDir dir;
   LoadOnnxModel(kDense, Cached(dir.path()));
