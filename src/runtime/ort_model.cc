@@ -7,6 +7,7 @@
 #include <cstring>
 #include <mutex>
 
+#include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/logging.h"
 #include "core/memory_budget.h"
@@ -120,16 +121,20 @@ class OrtModel final : public Model {
 
   OrtModel(const std::filesystem::path& path, const RuntimeOptions& options)
       : arena_(options.memory_arena), platform_("onnxruntime_onnx") {
-    std::shared_ptr<MappedFile> source;
+    // Read, not mapped: a development repository's file rewritten in place (cp over it) would
+    // end a mapping's reader with SIGBUS, and the bytes are needed only while the copy is made.
+    std::string source;
     if (KeepsOrtFormat(options)) {
       try {
-        source = MappedFile::Open(path);
+        source = ReadFile(path);
       } catch (const Error&) {
         // ORT says what is wrong with the file.
       }
     }
-    if (!source ||
-        !LoadDerived(source->bytes(), path.filename().string(), path.string(), options)) {
+    const bool derived =
+        !source.empty() && LoadDerived(source, path.filename().string(), path.string(), options);
+    std::string().swap(source);  // before ORT reads the file itself
+    if (!derived) {
       session_ = CreatePlacedSession(
           options, path.string(),
           [&](Ort::SessionOptions& so) { return Ort::Session(OrtEnv(), path.c_str(), so); },
