@@ -6,6 +6,7 @@
 #include <grpcpp/security/tls_credentials_options.h>
 
 #include <limits>
+#include <thread>
 
 #include "auth/authorizer.h"
 #include "core/atomic_file.h"
@@ -580,6 +581,13 @@ int GrpcServer::Start() {
   quota.Resize(std::max(options_.max_inflight_bytes / 2, options_.max_message_bytes));
   quota.SetMaxThreads(options_.max_threads);
   builder.SetResourceQuota(quota);
+  // The synchronous server runs each call on a thread that was polling, and a thread that comes
+  // back to poll when more than MAX_POLLERS (2 by default) already do exits. Calls one after
+  // another then end threads and start new ones by the hundred: a new thread's stack is faulted
+  // in and ONNX Runtime's per-thread buffers are made again. Pollers enough to cover one call
+  // per core keep a small, stable set of threads.
+  builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MAX_POLLERS,
+                              std::max(4, static_cast<int>(std::thread::hardware_concurrency())));
 
   server_ = builder.BuildAndStart();
   if (!server_ || bound == 0) {
