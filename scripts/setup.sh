@@ -16,6 +16,7 @@ APT_PACKAGES=(
   libcpp-httplib-dev libgrpc++-dev protobuf-compiler protobuf-compiler-grpc libprotobuf-dev
   nlohmann-json3-dev libsimdjson-dev libspdlog-dev libcli11-dev libsodium-dev libssl-dev
   libcurl4-openssl-dev libzstd-dev libre2-dev libpcre2-dev libutf8proc-dev libsqlite3-dev libsystemd-dev libpq-dev postgresql
+  libtss2-dev swtpm swtpm-tools tpm2-tools
   libgtest-dev libgmock-dev libbenchmark-dev
   libflatbuffers-dev flatbuffers-compiler python3-flatbuffers libonnx-dev libtorch-dev python3-torch
   python3 python3-numpy python3-onnx python3-grpcio python3-protobuf

@@ -1,0 +1,162 @@
+#include <gtest/gtest.h>
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+#include <sys/stat.h>
+
+#include <chrono>
+#include <cstdio>
+
+#include "core/atomic_file.h"
+#include "core/error.h"
+#include "software_tpm.h"
+#include "temp_dir.h"
+#include "tpm/device_key.h"
+#include "tpm/tpm.h"
+
+namespace outpost::tpm {
+namespace {
+
+// True when `signature` (DER ECDSA) over SHA-256(message) verifies with `spki` (DER).
+bool Verifies(const std::string& spki, std::string_view message, const std::string& signature) {
+  const auto* p = reinterpret_cast<const unsigned char*>(spki.data());
+  EVP_PKEY* key = d2i_PUBKEY(nullptr, &p, static_cast<long>(spki.size()));
+  if (!key) return false;
+  EVP_MD_CTX* md = EVP_MD_CTX_new();
+  bool ok = EVP_DigestVerifyInit(md, nullptr, EVP_sha256(), nullptr, key) == 1 &&
+            EVP_DigestVerify(
+                md, reinterpret_cast<const unsigned char*>(signature.data()), signature.size(),
+                reinterpret_cast<const unsigned char*>(message.data()), message.size()) == 1;
+  EVP_MD_CTX_free(md);
+  EVP_PKEY_free(key);
+  return ok;
+}
+
+TEST(Tpm, ReportsTheSoftwareTpmsManufacturer) {
+  TempDir dir;
+  SoftwareTpm swtpm(dir.path() / "tpm");
+  auto tpm = Tpm::Open(swtpm.tcti());
+  EXPECT_EQ(tpm->Info().manufacturer, "IBM");
+}
+
+TEST(Tpm, NoTpmIsUnavailable) {
+  TempDir dir;
+  try {
+    Tpm::Open("swtpm:path=" + (dir.path() / "nothing.sock").string());
+    FAIL() << "opened a TPM that is not there";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kUnavailable) << e.what();
+    EXPECT_NE(std::string(e.what()).find("TPM"), std::string::npos) << e.what();
+  }
+}
+
+TEST(DeviceKey, SignsWhatOpenSslVerifiesAndNothingElse) {
+  TempDir dir;
+  SoftwareTpm swtpm(dir.path() / "tpm");
+  auto tpm = Tpm::Open(swtpm.tcti());
+  const auto file = dir.path() / "device-key.tpm";
+  auto key = DeviceKey::LoadOrCreate(*tpm, file);
+  struct stat st {};
+  ASSERT_EQ(::stat(file.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+
+  const std::string message = "POST\n/v1/devices/d1/report\n1700000000000\nabc";
+  const std::string sig = key.Sign(message);
+  EXPECT_TRUE(Verifies(key.public_key_der(), message, sig));
+  EXPECT_FALSE(Verifies(key.public_key_der(), message + "x", sig));
+  // ECDSA signatures are randomised; each one verifies.
+  const std::string again = key.Sign(message);
+  EXPECT_NE(sig, again);
+  EXPECT_TRUE(Verifies(key.public_key_der(), message, again));
+}
+
+TEST(DeviceKey, IsTheSameKeyAfterTheTpmRestarts) {
+  TempDir dir;
+  SoftwareTpm swtpm(dir.path() / "tpm");
+  const auto file = dir.path() / "device-key.tpm";
+  std::string before;
+  {
+    auto tpm = Tpm::Open(swtpm.tcti());
+    before = DeviceKey::LoadOrCreate(*tpm, file).public_key_der();
+  }
+  const std::string stored = ReadFile(file);
+  swtpm.Stop();
+  swtpm.Start();
+  auto tpm = Tpm::Open(swtpm.tcti());
+  auto key = DeviceKey::LoadOrCreate(*tpm, file);
+  EXPECT_EQ(key.public_key_der(), before);
+  EXPECT_EQ(ReadFile(file), stored) << "loading must not rewrite the key file";
+  EXPECT_TRUE(Verifies(before, "after a reboot", key.Sign("after a reboot")));
+}
+
+TEST(DeviceKey, ACopiedKeyFileIsUselessOnAnotherTpm) {
+  TempDir dir;
+  SoftwareTpm first(dir.path() / "tpm1");
+  SoftwareTpm second(dir.path() / "tpm2");
+  const auto file = dir.path() / "device-key.tpm";
+  {
+    auto tpm = Tpm::Open(first.tcti());
+    DeviceKey::LoadOrCreate(*tpm, file);
+  }
+  const std::string stored = ReadFile(file);
+  auto other = Tpm::Open(second.tcti());
+  try {
+    DeviceKey::LoadOrCreate(*other, file);
+    FAIL() << "another TPM loaded the key";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kFailedPrecondition) << e.what();
+    EXPECT_NE(std::string(e.what()).find("another TPM"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(ReadFile(file), stored) << "the identity must not be replaced";
+
+  // A bit flipped in the wrapped key: the TPM's integrity check refuses it.
+  std::string forged = stored;
+  forged[forged.size() - 5] ^= 0x01;
+  WriteFileAtomically(file, forged, 0600);
+  auto tpm = Tpm::Open(first.tcti());
+  EXPECT_THROW(DeviceKey::LoadOrCreate(*tpm, file), Error);
+}
+
+TEST(DeviceKey, DamagedOrExposedFilesAreRefusedWithTheReason) {
+  TempDir dir;
+  SoftwareTpm swtpm(dir.path() / "tpm");
+  auto tpm = Tpm::Open(swtpm.tcti());
+  const auto file = dir.path() / "device-key.tpm";
+  DeviceKey::LoadOrCreate(*tpm, file);
+  const std::string stored = ReadFile(file);
+
+  auto refused = [&](const std::string& contents, unsigned mode, const std::string& why) {
+    WriteFileAtomically(file, contents, mode);
+    try {
+      DeviceKey::LoadOrCreate(*tpm, file);
+      ADD_FAILURE() << "loaded: " << why;
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kFailedPrecondition) << e.what();
+      EXPECT_NE(std::string(e.what()).find(why), std::string::npos) << e.what();
+    }
+  };
+  refused(stored.substr(0, stored.size() / 2), 0600, "truncated");
+  refused("garbage", 0600, "not an Outpost TPM key file");
+  refused(stored + "x", 0600, "trailing bytes");
+  refused(stored, 0644, file.string());  // readable by others
+}
+
+// Not a timing assertion: prints what a TPM signature costs, for the notes.
+TEST(DeviceKey, PrintsSigningLatency) {
+  TempDir dir;
+  SoftwareTpm swtpm(dir.path() / "tpm");
+  auto tpm = Tpm::Open(swtpm.tcti());
+  const auto start = std::chrono::steady_clock::now();
+  auto key = DeviceKey::LoadOrCreate(*tpm, dir.path() / "k");
+  const auto made = std::chrono::steady_clock::now();
+  constexpr int kSignatures = 50;
+  std::string sig;
+  for (int i = 0; i < kSignatures; ++i) sig = key.Sign("request " + std::to_string(i));
+  const auto done = std::chrono::steady_clock::now();
+  EXPECT_TRUE(Verifies(key.public_key_der(), "request 49", sig));
+  std::printf("swtpm: key made and loaded in %.1f ms; %.2f ms per signature\n",
+              std::chrono::duration<double, std::milli>(made - start).count(),
+              std::chrono::duration<double, std::milli>(done - made).count() / kSignatures);
+}
+
+}  // namespace
+}  // namespace outpost::tpm
