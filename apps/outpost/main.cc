@@ -19,6 +19,7 @@
 #include "runtime/capabilities.h"
 #include "secret_command.h"
 #include "tokenize_command.h"
+#include "tpm/platform_security.h"
 #include "update_command.h"
 
 namespace {
@@ -33,8 +34,10 @@ std::string Bytes(uint64_t b) {
 
 int PrintInfo(bool as_json) {
   auto caps = outpost::DiscoverCapabilities(/*probe_providers=*/true);
+  const auto security = outpost::tpm::ReadPlatformSecurity();
   if (as_json) {
     json j = outpost::ToJson(caps);
+    j["security"] = outpost::tpm::ToJson(security);
     j["outpost_version"] = OUTPOST_VERSION;
     std::cout << j.dump(2) << "\n";
     return 0;
@@ -58,6 +61,13 @@ int PrintInfo(bool as_json) {
   std::cout << "gpus           " << (caps.gpus.empty() ? "none" : "") << "\n";
   for (const auto& g : caps.gpus)
     std::cout << "  " << g.vendor << " " << g.name << " (" << g.path << ")\n";
+  std::cout << "secure boot    " << security.secure_boot << "\n"
+            << "lockdown       " << security.lockdown << "\n"
+            << "tpm            "
+            << (security.tpm_present ? security.tpm_manufacturer + " (" + security.tpm_tcti + ")"
+                : security.tpm_error.empty() ? std::string("none")
+                                             : "unusable: " + security.tpm_error)
+            << "\n";
   return 0;
 }
 
@@ -225,7 +235,8 @@ int main(int argc, char** argv) {
     if (int rc = outpost::RunApiKeyCommand(app); rc >= 0) return rc;
     if (int rc = outpost::RunBenchCommand(app); rc >= 0) return rc;
     if (*info) return PrintInfo(as_json);
-    if (load->parsed() || unload->parsed()) return ControlModel(url, control_model, load->parsed(), as_json);
+    if (load->parsed() || unload->parsed())
+      return ControlModel(url, control_model, load->parsed(), as_json);
     if (*models) return PrintModels(url, as_json);
     if (*health) return PrintHealth(url, as_json);
     if (*status) return PrintStatus(url, as_json);

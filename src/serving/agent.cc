@@ -34,6 +34,7 @@
 #include "telemetry/otlp_shipper.h"
 #include "telemetry/outbox.h"
 #include "telemetry/webhook.h"
+#include "tpm/platform_security.h"
 
 namespace outpost {
 
@@ -213,6 +214,7 @@ Agent::~Agent() { Stop(); }
 BoundPorts Agent::Start() {
   ConfigureOnnxRuntime(config_.intra_op_threads, 1, config_.thread_spinning);
   info_.capabilities = ToJson(DiscoverCapabilities());
+  info_.capabilities["security"] = tpm::ToJson(tpm::ReadPlatformSecurity());
   auto& p = *parts_;
   p.metrics.AddCollector(AppendProcessMetrics);
   p.budget = std::make_unique<MemoryBudget>(config_.max_inflight_bytes);
@@ -566,6 +568,7 @@ void Agent::StartFleetClient() {
   const char* slot_version = std::getenv("OUTPOST_AGENT_SLOT_VERSION");
   fo.agent_version = slot_version && *slot_version ? slot_version : OUTPOST_VERSION;
   fo.capabilities = ToJson(DiscoverCapabilities());
+  fo.capabilities["security"] = info_.capabilities["security"];
   fleet::FleetHooks hooks;
   hooks.reconcile = [u = p.updates.get()](const std::map<std::string, std::string>& desired) {
     return u->Reconcile(desired);

@@ -11,6 +11,7 @@
 #include "software_tpm.h"
 #include "temp_dir.h"
 #include "tpm/device_key.h"
+#include "tpm/platform_security.h"
 #include "tpm/tpm.h"
 
 namespace outpost::tpm {
@@ -156,6 +157,53 @@ TEST(DeviceKey, PrintsSigningLatency) {
   std::printf("swtpm: key made and loaded in %.1f ms; %.2f ms per signature\n",
               std::chrono::duration<double, std::milli>(made - start).count(),
               std::chrono::duration<double, std::milli>(done - made).count() / kSignatures);
+}
+
+void WriteEfiFlag(const std::filesystem::path& dir, const std::string& name, char value) {
+  // Attributes (non-volatile, boot and runtime access), then the value.
+  WriteFileAtomically(dir / (name + "-8be4df61-93ca-11d2-aa0d-00e098032b8c"),
+                      std::string("\x06\0\0\0", 4) + value);
+}
+
+TEST(PlatformSecurity, ReadsSecureBootAndLockdownFromTheirFiles) {
+  TempDir dir;
+  PlatformPaths paths{dir.path() / "efivars", dir.path() / "lockdown"};
+  ::unsetenv("OUTPOST_TPM_TCTI");
+  auto s = ReadPlatformSecurity(paths);
+  EXPECT_EQ(s.secure_boot, "not UEFI");
+  EXPECT_EQ(s.lockdown, "not available");
+
+  std::filesystem::create_directories(paths.efivars);
+  EXPECT_EQ(ReadPlatformSecurity(paths).secure_boot, "unknown");
+  WriteEfiFlag(paths.efivars, "SecureBoot", 1);
+  EXPECT_EQ(ReadPlatformSecurity(paths).secure_boot, "enabled");
+  WriteEfiFlag(paths.efivars, "SetupMode", 1);
+  EXPECT_EQ(ReadPlatformSecurity(paths).secure_boot, "setup mode");
+  WriteEfiFlag(paths.efivars, "SetupMode", 0);
+  WriteEfiFlag(paths.efivars, "SecureBoot", 0);
+  EXPECT_EQ(ReadPlatformSecurity(paths).secure_boot, "disabled");
+
+  WriteFileAtomically(paths.lockdown, "none [integrity] confidentiality\n");
+  EXPECT_EQ(ReadPlatformSecurity(paths).lockdown, "integrity");
+  WriteFileAtomically(paths.lockdown, "[none] integrity confidentiality\n");
+  EXPECT_EQ(ReadPlatformSecurity(paths).lockdown, "none");
+}
+
+TEST(PlatformSecurity, ReportsTheTpmItReachesOrWhyNot) {
+  TempDir dir;
+  SoftwareTpm swtpm(dir.path() / "tpm");
+  ::setenv("OUTPOST_TPM_TCTI", swtpm.tcti().c_str(), 1);
+  auto s = ReadPlatformSecurity({dir.path() / "efivars", dir.path() / "lockdown"});
+  EXPECT_TRUE(s.tpm_present);
+  EXPECT_EQ(s.tpm_manufacturer, "IBM");
+  EXPECT_EQ(ToJson(s)["tpm"]["tcti"], swtpm.tcti());
+
+  swtpm.Stop();
+  s = ReadPlatformSecurity({dir.path() / "efivars", dir.path() / "lockdown"});
+  ::unsetenv("OUTPOST_TPM_TCTI");
+  EXPECT_FALSE(s.tpm_present);
+  EXPECT_NE(s.tpm_error.find("TPM"), std::string::npos) << s.tpm_error;
+  EXPECT_TRUE(ToJson(s)["tpm"].contains("error"));
 }
 
 }  // namespace
