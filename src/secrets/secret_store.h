@@ -1,13 +1,18 @@
 // Credentials on the device (the cloud LLM's API key and the like), encrypted at rest so that
 // they never sit in a config file, a backup of one, or a log. Layout of the store directory
-// (0700): store.key (32 random bytes, 0600) and NAME.secret (0600) = a 24-byte nonce then the
+// (0700): the store's key, and NAME.secret (0600) = a 24-byte nonce then the
 // XChaCha20-Poly1305 ciphertext of the value, with the secret's name as associated data, so a
-// file renamed to another secret's name does not decrypt. The key beside the ciphertexts
-// protects against copies of the files without the key (backups, support bundles), not
-// against root on the device; a TPM-sealed key is the upgrade path.
+// file renamed to another secret's name does not decrypt.
+//
+// With a TPM the key is sealed by it (store.key.tpm): a copy of the directory, or the same
+// files on another machine, decrypts nothing. A store made without one keeps the key in
+// store.key (32 random bytes, 0600), which protects against copies of the ciphertexts alone
+// (backups, support bundles), not against a copy of the whole directory; it is sealed, and the
+// plain key file overwritten and removed, the first time the store is opened with a TPM.
 #pragma once
 
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -31,7 +36,11 @@ class SecretStore {
  public:
   // Opens (creating, when `create`) the store. Throws Error(kFailedPrecondition) when the key
   // file or the directory is open to group or others, Error(kNotFound) without one.
+  // Uses the machine's TPM when there is one (tpm::Tpm::DefaultTcti).
   explicit SecretStore(std::filesystem::path dir, bool create = false);
+  // `tcti`: the TPM to seal the key with; none keeps it in a file. A store whose key is sealed
+  // cannot be opened without its TPM (Error(kFailedPrecondition)).
+  SecretStore(std::filesystem::path dir, bool create, const std::optional<std::string>& tcti);
   ~SecretStore();
   SecretStore(const SecretStore&) = delete;
   SecretStore& operator=(const SecretStore&) = delete;

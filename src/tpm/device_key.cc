@@ -7,46 +7,18 @@
 #include <openssl/sha.h>
 #include <openssl/x509.h>
 #include <tss2/tss2_esys.h>
-#include <tss2/tss2_mu.h>
 
 #include <cstring>
 #include <memory>
 #include <utility>
 
 #include "core/atomic_file.h"
+#include "tpm/wrapped_object.h"
 
 namespace outpost::tpm {
 namespace {
 
 constexpr std::string_view kMagic = "outpost-tpm-key-1\n";
-// Where provisioning tools conventionally keep the storage primary key.
-constexpr TPM2_HANDLE kPersistentSrk = 0x81000001;
-
-void ZeroCoordinates(TPMS_ECC_POINT& p) {
-  p.x.size = 32;
-  p.y.size = 32;
-}
-
-// The TCG's ECC P-256 storage key template: the same template under the same owner seed
-// gives the same key, so it is made again at each start rather than kept.
-TPM2B_PUBLIC SrkTemplate() {
-  TPM2B_PUBLIC t{};
-  auto& p = t.publicArea;
-  p.type = TPM2_ALG_ECC;
-  p.nameAlg = TPM2_ALG_SHA256;
-  p.objectAttributes = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT |
-                       TPMA_OBJECT_SENSITIVEDATAORIGIN | TPMA_OBJECT_USERWITHAUTH |
-                       TPMA_OBJECT_NODA | TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_DECRYPT;
-  auto& ecc = p.parameters.eccDetail;
-  ecc.symmetric.algorithm = TPM2_ALG_AES;
-  ecc.symmetric.keyBits.aes = 128;
-  ecc.symmetric.mode.aes = TPM2_ALG_CFB;
-  ecc.scheme.scheme = TPM2_ALG_NULL;
-  ecc.curveID = TPM2_ECC_NIST_P256;
-  ecc.kdf.scheme = TPM2_ALG_NULL;
-  ZeroCoordinates(p.unique.ecc);
-  return t;
-}
 
 // An unrestricted ECDSA P-256 / SHA-256 signing key that cannot leave the TPM (fixedTPM,
 // fixedParent) and that no dictionary-attack lockout can take away (noDA: it has no password).
@@ -65,94 +37,6 @@ TPM2B_PUBLIC IdentityKeyTemplate() {
   ecc.curveID = TPM2_ECC_NIST_P256;
   ecc.kdf.scheme = TPM2_ALG_NULL;
   return t;
-}
-
-// Flushes a transient object (or forgets a persistent one's ESAPI handle) unless released.
-class Handle {
- public:
-  Handle(ESYS_CONTEXT* ctx, ESYS_TR tr, bool transient)
-      : ctx_(ctx), tr_(tr), transient_(transient) {}
-  ~Handle() {
-    if (tr_ == ESYS_TR_NONE) return;
-    if (transient_)
-      Esys_FlushContext(ctx_, tr_);
-    else
-      Esys_TR_Close(ctx_, &tr_);
-  }
-  Handle(const Handle&) = delete;
-  ESYS_TR get() const { return tr_; }
-  bool transient() const { return transient_; }
-  ESYS_TR release() { return std::exchange(tr_, ESYS_TR_NONE); }
-
- private:
-  ESYS_CONTEXT* ctx_;
-  ESYS_TR tr_;
-  bool transient_;
-};
-
-// The storage primary key: made from the template under the owner hierarchy, or, where the
-// owner has set a password we do not have, the one provisioned at the conventional handle.
-Handle StorageKey(ESYS_CONTEXT* ctx) {
-  TPM2B_SENSITIVE_CREATE sensitive{};
-  TPM2B_PUBLIC tmpl = SrkTemplate();
-  TPM2B_DATA outside{};
-  TPML_PCR_SELECTION pcrs{};
-  ESYS_TR srk = ESYS_TR_NONE;
-  TSS2_RC rc = Esys_CreatePrimary(ctx, ESYS_TR_RH_OWNER, ESYS_TR_PASSWORD, ESYS_TR_NONE,
-                                  ESYS_TR_NONE, &sensitive, &tmpl, &outside, &pcrs, &srk, nullptr,
-                                  nullptr, nullptr, nullptr);
-  if (rc == TSS2_RC_SUCCESS) return Handle(ctx, srk, true);
-  if (Esys_TR_FromTPMPublic(ctx, kPersistentSrk, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &srk) ==
-      TSS2_RC_SUCCESS)
-    return Handle(ctx, srk, false);
-  Check(rc, "making the storage key under the owner hierarchy");
-  return Handle(ctx, ESYS_TR_NONE, false);  // not reached
-}
-
-std::string NameOf(ESYS_CONTEXT* ctx, ESYS_TR tr) {
-  TPM2B_NAME* name = nullptr;
-  Check(Esys_TR_GetName(ctx, tr, &name), "reading the storage key's name");
-  std::string out(reinterpret_cast<const char*>(name->name), name->size);
-  Esys_Free(name);
-  return out;
-}
-
-struct KeyFile {
-  TPM2B_NAME parent{};
-  TPM2B_PUBLIC pub{};
-  TPM2B_PRIVATE priv{};
-};
-
-std::string Serialize(const KeyFile& k) {
-  std::string out(kMagic);
-  uint8_t buf[sizeof(TPM2B_NAME) + sizeof(TPM2B_PUBLIC) + sizeof(TPM2B_PRIVATE)];
-  size_t off = 0;
-  Check(Tss2_MU_TPM2B_NAME_Marshal(&k.parent, buf, sizeof buf, &off), "encoding the key file");
-  Check(Tss2_MU_TPM2B_PUBLIC_Marshal(&k.pub, buf, sizeof buf, &off), "encoding the key file");
-  Check(Tss2_MU_TPM2B_PRIVATE_Marshal(&k.priv, buf, sizeof buf, &off), "encoding the key file");
-  out.append(reinterpret_cast<const char*>(buf), off);
-  return out;
-}
-
-KeyFile Parse(const std::string& bytes, const std::filesystem::path& file) {
-  auto damaged = [&](const std::string& why) {
-    Fail(ErrorCode::kFailedPrecondition,
-         "the device key file " + file.string() + " is damaged (" + why + ")");
-  };
-  if (bytes.compare(0, kMagic.size(), kMagic) != 0) damaged("not an Outpost TPM key file");
-  const auto* data = reinterpret_cast<const uint8_t*>(bytes.data());
-  size_t off = kMagic.size();
-  KeyFile k;
-  if (Tss2_MU_TPM2B_NAME_Unmarshal(data, bytes.size(), &off, &k.parent) != TSS2_RC_SUCCESS ||
-      Tss2_MU_TPM2B_PUBLIC_Unmarshal(data, bytes.size(), &off, &k.pub) != TSS2_RC_SUCCESS ||
-      Tss2_MU_TPM2B_PRIVATE_Unmarshal(data, bytes.size(), &off, &k.priv) != TSS2_RC_SUCCESS)
-    damaged("truncated or malformed");
-  if (off != bytes.size()) damaged("trailing bytes");
-  const auto& p = k.pub.publicArea;
-  if (p.type != TPM2_ALG_ECC || p.parameters.eccDetail.curveID != TPM2_ECC_NIST_P256 ||
-      p.unique.ecc.x.size > 32 || p.unique.ecc.y.size > 32)
-    damaged("not an ECC P-256 key");
-  return k;
 }
 
 // The public point as DER SubjectPublicKeyInfo.
@@ -185,40 +69,22 @@ std::string PublicKeyDer(const TPM2B_PUBLIC& pub) {
 
 DeviceKey DeviceKey::LoadOrCreate(Tpm& tpm, const std::filesystem::path& file) {
   ESYS_CONTEXT* ctx = tpm.esys();
-  Handle srk = StorageKey(ctx);
-  const std::string srk_name = NameOf(ctx, srk.get());
-  KeyFile k;
+  ObjectHandle srk = StorageKey(ctx);
+  WrappedObject k;
   std::error_code ec;
   if (std::filesystem::exists(file, ec)) {
     RequirePrivateFile(file);
-    k = Parse(ReadFile(file), file);
-    if (std::string_view(reinterpret_cast<const char*>(k.parent.name), k.parent.size) != srk_name)
-      Fail(ErrorCode::kFailedPrecondition,
-           "the device key in " + file.string() +
-               " was made by another TPM, or this TPM's owner hierarchy was cleared since");
+    k = Parse(ReadFile(file), kMagic, file);
+    const auto& p = k.pub.publicArea;
+    if (p.type != TPM2_ALG_ECC || p.parameters.eccDetail.curveID != TPM2_ECC_NIST_P256 ||
+        p.unique.ecc.x.size > 32 || p.unique.ecc.y.size > 32)
+      Fail(ErrorCode::kFailedPrecondition, file.string() + " is damaged (not an ECC P-256 key)");
   } else {
     TPM2B_SENSITIVE_CREATE sensitive{};
-    TPM2B_PUBLIC tmpl = IdentityKeyTemplate();
-    TPM2B_DATA outside{};
-    TPML_PCR_SELECTION pcrs{};
-    TPM2B_PRIVATE* priv = nullptr;
-    TPM2B_PUBLIC* pub = nullptr;
-    Check(Esys_Create(ctx, srk.get(), ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &sensitive,
-                      &tmpl, &outside, &pcrs, &priv, &pub, nullptr, nullptr, nullptr),
-          "making the device key");
-    k.pub = *pub;
-    k.priv = *priv;
-    Esys_Free(pub);
-    Esys_Free(priv);
-    k.parent.size = static_cast<UINT16>(srk_name.size());
-    std::memcpy(k.parent.name, srk_name.data(), srk_name.size());
-    WriteFileAtomically(file, Serialize(k), 0600);
+    k = CreateUnder(ctx, srk, IdentityKeyTemplate(), sensitive, "making the device key");
+    WriteFileAtomically(file, Serialize(k, kMagic), 0600);
   }
-  ESYS_TR key = ESYS_TR_NONE;
-  Check(Esys_Load(ctx, srk.get(), ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &k.priv, &k.pub,
-                  &key),
-        ("loading the device key in " + file.string()).c_str());
-  Handle loaded(ctx, key, true);
+  ObjectHandle loaded = LoadUnder(ctx, srk, k, file);
   std::string der = PublicKeyDer(k.pub);
   const bool srk_transient = srk.transient();
   return DeviceKey(tpm, srk.release(), loaded.release(), srk_transient, std::move(der));
