@@ -12,6 +12,7 @@
 #include "software_tpm.h"
 #include "temp_dir.h"
 #include "tpm/device_key.h"
+#include "tpm/measured_launch.h"
 #include "tpm/platform_security.h"
 #include "tpm/tpm.h"
 
@@ -268,6 +269,76 @@ TEST(SealedSecretStore, AFileKeyIsSealedTheFirstTimeATpmIsThere) {
   WriteFileAtomically(store / "store.key", plain_key, 0600);
   EXPECT_EQ(SecretStore(store, false, swtpm.tcti()).Get("token").reveal(), "t-1");
   EXPECT_FALSE(std::filesystem::exists(store / "store.key"));
+}
+
+TEST(MeasuredLaunch, TheLogReplaysToThePcrAndAnEditedLogDoesNot) {
+  TempDir dir;
+  SoftwareTpm swtpm(dir.path() / "tpm");
+  auto tpm = Tpm::Open(swtpm.tcti());
+  MeasurementLog log(dir.path() / "measurements.json");
+  log.StartIfReset(*tpm);
+  log.Measure(*tpm, {kApplicationPcr, Sha256Of("/proc/self/exe"), "agent"});
+  WriteFileAtomically(dir.path() / "a.onnx", "the bytes of package a");
+  log.Measure(*tpm, {kApplicationPcr, Sha256Of(dir.path() / "a.onnx"), "package a 1"});
+  Sha256 b{};
+  b.fill(0xbb);
+  log.Measure(*tpm, {kApplicationPcr, b, "package b 2"});
+  const auto events = log.Events();
+  ASSERT_EQ(events.size(), 3u);
+  EXPECT_EQ(events[0].description, "agent");
+  EXPECT_EQ(Replay(events), ReadPcr(*tpm));
+  EXPECT_NE(ReadPcr(*tpm), Sha256{});
+
+  auto edited = events;
+  edited[1].digest[0] ^= 1;
+  EXPECT_NE(Replay(edited), ReadPcr(*tpm)) << "an edited digest";
+  edited = events;
+  edited.erase(edited.begin() + 2);
+  EXPECT_NE(Replay(edited), ReadPcr(*tpm)) << "a measurement left out";
+  edited = events;
+  std::swap(edited[0], edited[1]);
+  EXPECT_NE(Replay(edited), ReadPcr(*tpm)) << "the order changed";
+
+  // Something extended the PCR that the log does not hold: the log no longer replays.
+  MeasurementLog(dir.path() / "elsewhere.json").Measure(*tpm, {kApplicationPcr, b, "unlogged"});
+  EXPECT_NE(Replay(log.Events()), ReadPcr(*tpm));
+}
+
+TEST(MeasuredLaunch, ARebootStartsTheLogOver) {
+  TempDir dir;
+  SoftwareTpm swtpm(dir.path() / "tpm");
+  MeasurementLog log(dir.path() / "measurements.json");
+  Sha256 agent{};
+  agent.fill(0x11);
+  {
+    auto tpm = Tpm::Open(swtpm.tcti());
+    log.StartIfReset(*tpm);
+    log.Measure(*tpm, {kApplicationPcr, agent, "agent"});
+    log.StartIfReset(*tpm);  // not reset: the log is kept
+    EXPECT_EQ(log.Events().size(), 1u);
+  }
+  swtpm.Stop();
+  swtpm.Start();
+  auto tpm = Tpm::Open(swtpm.tcti());
+  EXPECT_EQ(ReadPcr(*tpm), Sha256{});
+  log.StartIfReset(*tpm);
+  EXPECT_TRUE(log.Events().empty());
+  log.Measure(*tpm, {kApplicationPcr, agent, "agent"});
+  EXPECT_EQ(Replay(log.Events()), ReadPcr(*tpm));
+}
+
+TEST(MeasuredLaunch, AMalformedLogIsRefused) {
+  TempDir dir;
+  const auto file = dir.path() / "measurements.json";
+  for (const std::string& bad : std::vector<std::string>{
+           "[]", "{\"events\": 3}", "{\"events\": [{\"pcr\": 23}]}",
+           "{\"events\": [{\"pcr\": 24, \"sha256\": \"" + std::string(64, 'a') +
+               "\", \"description\": \"x\"}]}",
+           "{\"events\": [{\"pcr\": 23, \"sha256\": \"zz\", \"description\": \"x\"}]}",
+           std::string(100000, '[') + std::string(100000, ']')}) {
+    WriteFileAtomically(file, bad);
+    EXPECT_THROW(MeasurementLog(file).Events(), Error) << bad.substr(0, 80);
+  }
 }
 
 }  // namespace
