@@ -23,14 +23,9 @@ constexpr std::string_view kMagic = "outpost-tpm-key-1\n";
 // An unrestricted ECDSA P-256 / SHA-256 signing key that cannot leave the TPM (fixedTPM,
 // fixedParent) and that no dictionary-attack lockout can take away (noDA: it has no password).
 TPM2B_PUBLIC IdentityKeyTemplate() {
-  TPM2B_PUBLIC t{};
-  auto& p = t.publicArea;
-  p.type = TPM2_ALG_ECC;
-  p.nameAlg = TPM2_ALG_SHA256;
-  p.objectAttributes = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT |
-                       TPMA_OBJECT_SENSITIVEDATAORIGIN | TPMA_OBJECT_USERWITHAUTH |
-                       TPMA_OBJECT_NODA | TPMA_OBJECT_SIGN_ENCRYPT;
-  auto& ecc = p.parameters.eccDetail;
+  TPM2B_PUBLIC t =
+      Template(TPM2_ALG_ECC, TPMA_OBJECT_SENSITIVEDATAORIGIN | TPMA_OBJECT_SIGN_ENCRYPT);
+  auto& ecc = t.publicArea.parameters.eccDetail;
   ecc.symmetric.algorithm = TPM2_ALG_NULL;
   ecc.scheme.scheme = TPM2_ALG_ECDSA;
   ecc.scheme.details.ecdsa.hashAlg = TPM2_ALG_SHA256;

@@ -15,13 +15,8 @@ constexpr std::string_view kMagic = "outpost-tpm-sealed-1\n";
 // A keyed-hash object holding the data, unsealed with its (empty) authorisation by whoever can
 // load it: only this TPM, under its storage key.
 TPM2B_PUBLIC SealedTemplate() {
-  TPM2B_PUBLIC t{};
-  auto& p = t.publicArea;
-  p.type = TPM2_ALG_KEYEDHASH;
-  p.nameAlg = TPM2_ALG_SHA256;
-  p.objectAttributes =
-      TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT | TPMA_OBJECT_USERWITHAUTH | TPMA_OBJECT_NODA;
-  p.parameters.keyedHashDetail.scheme.scheme = TPM2_ALG_NULL;
+  TPM2B_PUBLIC t = Template(TPM2_ALG_KEYEDHASH, 0);
+  t.publicArea.parameters.keyedHashDetail.scheme.scheme = TPM2_ALG_NULL;
   return t;
 }
 

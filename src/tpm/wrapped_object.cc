@@ -13,13 +13,9 @@ namespace {
 constexpr TPM2_HANDLE kPersistentSrk = 0x81000001;
 
 TPM2B_PUBLIC SrkTemplate() {
-  TPM2B_PUBLIC t{};
+  TPM2B_PUBLIC t = Template(
+      TPM2_ALG_ECC, TPMA_OBJECT_SENSITIVEDATAORIGIN | TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_DECRYPT);
   auto& p = t.publicArea;
-  p.type = TPM2_ALG_ECC;
-  p.nameAlg = TPM2_ALG_SHA256;
-  p.objectAttributes = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT |
-                       TPMA_OBJECT_SENSITIVEDATAORIGIN | TPMA_OBJECT_USERWITHAUTH |
-                       TPMA_OBJECT_NODA | TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_DECRYPT;
   auto& ecc = p.parameters.eccDetail;
   ecc.symmetric.algorithm = TPM2_ALG_AES;
   ecc.symmetric.keyBits.aes = 128;
@@ -41,6 +37,15 @@ std::string NameOf(ESYS_CONTEXT* ctx, ESYS_TR tr) {
 }
 
 }  // namespace
+
+TPM2B_PUBLIC Template(TPMI_ALG_PUBLIC type, TPMA_OBJECT extra) {
+  TPM2B_PUBLIC t{};
+  t.publicArea.type = type;
+  t.publicArea.nameAlg = TPM2_ALG_SHA256;
+  t.publicArea.objectAttributes = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT |
+                                  TPMA_OBJECT_USERWITHAUTH | TPMA_OBJECT_NODA | extra;
+  return t;
+}
 
 ObjectHandle::~ObjectHandle() {
   if (tr_ == ESYS_TR_NONE) return;

@@ -31,6 +31,11 @@ class ObjectHandle {
   bool transient_;
 };
 
+// A template's common part: SHA-256 names; an object bound to this TPM and to its parent, used
+// with its (empty) authorisation and out of reach of the dictionary-attack lockout; `extra`
+// attributes on top.
+TPM2B_PUBLIC Template(TPMI_ALG_PUBLIC type, TPMA_OBJECT extra);
+
 // The storage primary key: made from the TCG's ECC P-256 template under the owner hierarchy
 // (the same template under the same seed gives the same key), or, where the owner has set a
 // password we do not have, the one provisioned at 0x81000001.

@@ -3,13 +3,12 @@ real processes."""
 import json
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
 import unittest
 
 from agent import BIN_DIR, Agent, copy_fixtures, free_port
+from swtpm import SoftwareTpm
 
 OUTPOSTD = os.path.join(BIN_DIR, "outpostd")
 OUTPOST = os.path.join(BIN_DIR, "outpost")
@@ -178,29 +177,13 @@ class CliTest(unittest.TestCase):
         self.assertIn(info["security"]["lockdown"], {"not available", "none", "integrity", "confidentiality"})
         self.assertEqual(run(OUTPOST, "info").returncode, 0)
         # A TPM (a software one here) is found through OUTPOST_TPM_TCTI and named.
-        with tempfile.TemporaryDirectory() as d:
-            sock = os.path.join(d, "swtpm.sock")
-            swtpm = subprocess.Popen(["swtpm", "socket", "--tpm2", "--tpmstate", f"dir={d}",
-                                      "--server", f"type=unixio,path={sock}", "--ctrl", f"type=unixio,path={sock}.ctrl",
-                                      "--flags", "not-need-init,startup-clear", "--seccomp", "action=none"])
-            try:
-                for _ in range(2000):  # listening, not merely bound
-                    try:
-                        with socket.socket(socket.AF_UNIX) as probe:
-                            probe.connect(sock)
-                        break
-                    except OSError:
-                        time.sleep(0.01)
-                env = dict(os.environ, OUTPOST_TPM_TCTI=f"swtpm:path={sock}")
-                out = subprocess.run([OUTPOST, "info", "--json"], capture_output=True, text=True, env=env, timeout=60)
-                self.assertEqual(out.returncode, 0, out.stderr)
-                tpm = json.loads(out.stdout)["security"]["tpm"]
-                self.assertEqual(tpm, {"present": True, "manufacturer": "IBM", "tcti": f"swtpm:path={sock}"})
-                out = subprocess.run([OUTPOST, "info"], capture_output=True, text=True, env=env, timeout=60)
-                self.assertIn(f"tpm            IBM (swtpm:path={sock})", out.stdout)
-            finally:
-                swtpm.terminate()
-                swtpm.wait(timeout=10)
+        with tempfile.TemporaryDirectory() as d, SoftwareTpm(d) as tpm:
+            out = subprocess.run([OUTPOST, "info", "--json"], capture_output=True, text=True, env=tpm.env(), timeout=60)
+            self.assertEqual(out.returncode, 0, out.stderr)
+            self.assertEqual(json.loads(out.stdout)["security"]["tpm"],
+                             {"present": True, "manufacturer": "IBM", "tcti": tpm.tcti})
+            out = subprocess.run([OUTPOST, "info"], capture_output=True, text=True, env=tpm.env(), timeout=60)
+            self.assertIn(f"tpm            IBM ({tpm.tcti})", out.stdout)
         self.assertEqual(run(OUTPOST, "--help").returncode, 0)
         self.assertNotEqual(run(OUTPOST, "bogus").returncode, 0)
         dead = f"http://127.0.0.1:{free_port()}"

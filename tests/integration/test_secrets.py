@@ -8,6 +8,7 @@ import tempfile
 import unittest
 
 from agent import BIN_DIR
+from swtpm import SoftwareTpm
 
 OUTPOST = os.path.join(BIN_DIR, "outpost")
 
@@ -20,9 +21,32 @@ class SecretCliTest(unittest.TestCase):
     def tearDown(self):
         shutil.rmtree(self.tmp)
 
-    def run_cli(self, *args, stdin=""):
-        return subprocess.run([OUTPOST, "secret", "--store", self.store, *args], input=stdin,
-                              capture_output=True, text=True, timeout=60)
+    def run_cli(self, *args, stdin="", env=None, store=None):
+        return subprocess.run([OUTPOST, "secret", "--store", store or self.store, *args], input=stdin,
+                              capture_output=True, text=True, timeout=60, env=env)
+
+    def test_sealed_by_the_tpm_and_useless_elsewhere(self):
+        value = "sk-live-Sealed-7"
+        with SoftwareTpm(os.path.join(self.tmp, "tpm1")) as device, \
+                SoftwareTpm(os.path.join(self.tmp, "tpm2")) as other:
+            r = self.run_cli("set", "cloud_key", stdin=value, env=device.env())
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(sorted(os.listdir(self.store)), ["cloud_key.secret", "store.key.tpm"])
+            copy = os.path.join(self.tmp, "copy")
+            shutil.copytree(self.store, copy)
+            r = self.run_cli("check", "cloud_key", env=other.env(), store=copy)
+            self.assertEqual(r.returncode, 1)
+            self.assertIn("another TPM", r.stderr)
+            no_tpm = {k: v for k, v in os.environ.items() if k != "OUTPOST_TPM_TCTI"}
+            r = self.run_cli("check", "cloud_key", env=no_tpm, store=copy)
+            self.assertEqual(r.returncode, 1)
+            self.assertIn("no TPM here", r.stderr)
+            # The device's TPM restarts (a reboot): its store still opens.
+            device.stop()
+            device.start()
+            r = self.run_cli("check", "cloud_key", env=device.env())
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn(f"{len(value)} bytes", r.stdout)
 
     def test_set_list_check_rm(self):
         value = "sk-live-DoNotLeak-42"
